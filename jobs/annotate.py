@@ -1,0 +1,80 @@
+"""clinlake annotate: notes in a table → entity tables out.
+
+Runnable as ``clinlake annotate [options]`` or ``spark-submit jobs/annotate.py [options]``
+(with clinlake installed on the driver and executors). Thin on purpose: parse args → load
+config → run → report.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from typing import Sequence
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser(prog: str = "clinlake annotate") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Annotate clinical notes with entities, sections and assertion status, and write the "
+                    "entities, note_status, quarantine and runs tables. With no options it annotates the "
+                    "bundled sample notes (MTSamples) with local Spark and writes Parquet tables under ./lake.",
+    )
+    parser.add_argument("--config", metavar="YAML",
+                        help="job config file (default: the packaged conf/local.yaml)")
+    parser.add_argument("--input", metavar="PATH", help="override input.path: notes table or files")
+    parser.add_argument("--input-format", choices=("parquet", "csv", "json"), help="override input.format")
+    parser.add_argument("--id-column", metavar="NAME", help="override input.id_column")
+    parser.add_argument("--text-column", metavar="NAME", help="override input.text_column")
+    parser.add_argument("--output", metavar="PATH", help="override output.path: root directory of the tables")
+    parser.add_argument("--mode", choices=("overwrite", "append"), help="override output.mode")
+    parser.add_argument("--master", metavar="URL",
+                        help="override spark.master for a new local session (ignored under spark-submit)")
+    parser.add_argument("--run-id", metavar="ID", help="run id to record (default: UTC timestamp + random suffix)")
+    parser.add_argument("--json", action="store_true", help="print the run summary as JSON instead of a table")
+    return parser
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, object]:
+    mapping = {
+        "input.path": args.input, "input.format": args.input_format, "input.id_column": args.id_column,
+        "input.text_column": args.text_column, "output.path": args.output, "output.mode": args.mode,
+        "spark.master": args.master,
+    }
+    return {key: value for key, value in mapping.items() if value is not None}
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "clinlake annotate") -> int:
+    args = build_parser(prog).parse_args(argv)
+    from clinlake.pipelines.config import ConfigError, load_config
+    from clinlake.pipelines.report import format_summary
+    from clinlake.pipelines.spark_job import InputError, run_annotate
+    from clinlake.pipelines.spark_session import JavaNotFoundError, get_spark
+
+    try:
+        config = load_config(args.config, overrides_from_args(args))
+    except (ConfigError, ValueError) as exc:
+        print(f"clinlake: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        spark = get_spark(config.spark)
+    except JavaNotFoundError as exc:
+        print(f"clinlake: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        summary = run_annotate(spark, config, run_id=args.run_id)
+    except (InputError, ConfigError, ValueError) as exc:
+        print(f"clinlake: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # recorded in the runs table; report without note text
+        print(f"clinlake: run failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}",
+              file=sys.stderr)
+        return EXIT_FAILED
+    print(json.dumps(asdict(summary), indent=2) if args.json else format_summary(summary))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main(prog="jobs/annotate.py"))

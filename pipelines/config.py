@@ -1,0 +1,253 @@
+"""Job configuration: YAML in, validated dataclasses out.
+
+Validation is strict, in the spirit of medspaCy's ``ConTextRule.from_dict``: an unknown key,
+a wrong type or a value outside its allowed set raises :class:`ConfigError` naming the key
+path (``input.text_column``) and, for typos, the closest valid key.
+
+Relative resource paths (lexicons, rules, heading lists) are resolved against the directory
+of the config file; ``clinlake:<path>`` names a file shipped inside the package (for example
+``clinlake:samples/mtsamples_sample.csv``). Input and output paths stay as given (relative to
+the working directory), like any Spark job.
+"""
+from __future__ import annotations
+
+import difflib
+import typing
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+
+PACKAGE_PREFIX = "clinlake:"
+
+
+class ConfigError(ValueError):
+    """The job configuration is invalid; the message names the offending key."""
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    path: str
+    format: Literal["csv", "parquet", "json"] = "parquet"
+    id_column: str = "note_id"
+    text_column: str = "text"
+    passthrough: list[str] = field(default_factory=list)
+    options: dict[str, str] = field(default_factory=dict)
+    max_text_chars: int = 1_000_000
+    control_characters: Literal["quarantine", "allow"] = "quarantine"
+    duplicate_ids: Literal["keep_one_if_identical", "quarantine_all"] = "keep_one_if_identical"
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    path: str = "lake"
+    format: Literal["parquet"] = "parquet"
+    mode: Literal["overwrite", "append"] = "overwrite"
+    sparknlp_annotations: bool = True
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    abbreviations: str = "clinlake:conf/abbreviations.yaml"
+
+
+@dataclass(frozen=True)
+class SectionsConfig:
+    headings: str = "clinlake:conf/sections.yaml"
+    unknown_caps_headings: bool = True
+
+
+@dataclass(frozen=True)
+class DictionaryConfig:
+    name: str
+    path: str
+    label: str | None = None  # None: the lexicon file carries a label column
+
+
+@dataclass(frozen=True)
+class AssertionConfig:
+    engine: Literal["rules", "none"] = "rules"
+    rules: str = "clinlake:conf/context_rules.yaml"
+    max_scope: int = 12
+    section_defaults: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SECTION_DEFAULTS))
+
+
+DEFAULT_SECTION_DEFAULTS = {
+    "family_history": "associated_with_someone_else",
+    "past_medical_history": "historical",
+    "past_surgical_history": "historical",
+}
+
+
+def default_lexicons() -> list[DictionaryConfig]:
+    """The shipped PROBLEM / TEST / TREATMENT lexicons (see pipelines/lexicon_builder.py)."""
+    return [DictionaryConfig(name=label.lower(), path=f"clinlake:conf/lexicons/{label.lower()}.txt", label=label)
+            for label in ("PROBLEM", "TEST", "TREATMENT")]
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    text: TextConfig = field(default_factory=TextConfig)
+    sections: SectionsConfig = field(default_factory=SectionsConfig)
+    dictionary: list[DictionaryConfig] = field(default_factory=default_lexicons)
+    assertion: AssertionConfig = field(default_factory=AssertionConfig)
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    master: str = "local[*]"
+    app_name: str = "clinlake-annotate"
+    # Rows per Arrow batch sent to Python workers. Notes average a few KB but reach MBs,
+    # so Spark's default of 10,000 rows would make memory unbounded per batch.
+    arrow_batch_rows: int = 64
+    shuffle_partitions: int = 8
+    conf: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    input: InputConfig
+    output: OutputConfig = field(default_factory=OutputConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    spark: SparkConfig = field(default_factory=SparkConfig)
+    #: Directory that relative resource paths are resolved against (set by the loader).
+    base_dir: str = "."
+
+
+def default_config_path() -> Path:
+    return Path(str(resources.files("clinlake.conf").joinpath("local.yaml")))
+
+
+def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> JobConfig:
+    """Read a YAML job config, apply ``overrides`` (dotted keys), validate, return it."""
+    config_path = Path(path) if path is not None else default_config_path()
+    try:
+        raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {config_path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{config_path}: not valid YAML ({exc.__class__.__name__}: {exc})") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{config_path}: the top level must be a mapping, got {type(raw).__name__}")
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(raw, dotted, value)
+    raw.pop("base_dir", None)
+    config = parse_config(raw, source=str(config_path))
+    return replace(config, base_dir=str(config_path.resolve().parent))
+
+
+def parse_config(raw: Mapping[str, Any], *, source: str = "config") -> JobConfig:
+    try:
+        return _build(JobConfig, raw, prefix="")
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def resolve_resource(config: JobConfig, path: str) -> Path:
+    """Resolve a lexicon/rules/headings path from the config (see module doc)."""
+    if path.startswith(PACKAGE_PREFIX):
+        return package_resource(path[len(PACKAGE_PREFIX):])
+    candidate = Path(path)
+    if not candidate.is_absolute():
+        candidate = Path(config.base_dir) / candidate
+    return candidate
+
+
+def resolve_data_path(path: str) -> str:
+    """Input/output paths: ``clinlake:`` names a packaged file; anything else is left to Spark."""
+    if path.startswith(PACKAGE_PREFIX):
+        return str(package_resource(path[len(PACKAGE_PREFIX):]))
+    return path
+
+
+def package_resource(relative: str) -> Path:
+    root = Path(str(resources.files("clinlake")))
+    first, _, rest = relative.partition("/")
+    # conf/ and models/ are installed as clinlake.conf / clinlake.models (see setup.py).
+    if first in ("conf", "models"):
+        return Path(str(resources.files(f"clinlake.{first}"))) / rest
+    return root / relative
+
+
+def _set_dotted(raw: dict, dotted: str, value: Any) -> None:
+    node = raw
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"cannot override {dotted!r}: {key!r} is not a mapping")
+        node = child
+    node[leaf] = value
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    where = prefix.rstrip(".") or "top level"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls) if f.name != "base_dir"}
+    for key in raw:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f" (valid keys: {', '.join(sorted(known))})"
+            raise ConfigError(f"unknown key '{prefix}{key}'{hint}")
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name == "base_dir":
+            continue
+        key = f"{prefix}{f.name}"
+        if f.name in raw:
+            values[f.name] = _coerce(hints[f.name], raw[f.name], key)
+        elif f.default is MISSING and f.default_factory is MISSING:  # type: ignore[misc]
+            raise ConfigError(f"missing required key {key!r}")
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if is_dataclass(hint):
+        return _build(hint, value, prefix=f"{key}.")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key!r} must be one of {', '.join(map(repr, args))}; got {value!r}")
+        return value
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, key)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key!r} must be a list; got {type(value).__name__}")
+        return [_coerce(args[0], item, f"{key}[{i}]") for i, item in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key!r} must be a mapping; got {type(value).__name__}")
+        # Spark options and conf values are strings on the JVM side; YAML may give bools/ints.
+        return {str(k): _scalar_to_str(v, f"{key}.{k}") for k, v in value.items()}
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key!r} must be true or false; got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"{key!r} must be a positive integer; got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{key!r} must be a non-empty string; got {value!r}")
+        return value
+    raise ConfigError(f"{key!r}: unsupported type {hint!r}")  # pragma: no cover - programming error
+
+
+def _scalar_to_str(value: Any, key: str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    raise ConfigError(f"{key!r} must be a string, number or boolean; got {type(value).__name__}")

@@ -1,0 +1,27 @@
+"""Human-readable run summary printed at the end of a run."""
+from __future__ import annotations
+
+from typing import Mapping
+
+
+def _top(counts: Mapping[str, int], n: int = 8) -> str:
+    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    shown = ", ".join(f"{k} {v}" for k, v in items[:n])
+    return shown + (f", … ({len(items) - n} more)" if len(items) > n else "")
+
+
+def format_summary(summary) -> str:
+    lines = [
+        f"clinlake annotate: run {summary.run_id} {summary.status} in {summary.duration_s:.1f} s "
+        f"(pipeline {summary.pipeline_version})",
+        f"  notes read        {summary.notes_read:>8}",
+        f"  annotated         {summary.notes_annotated:>8}",
+        f"  quarantined       {summary.notes_quarantined:>8}"
+        + (f"   ({_top(summary.quarantine_reasons)})" if summary.quarantine_reasons else ""),
+        f"  entities          {summary.entities:>8}" + (f"   ({_top(summary.labels)})" if summary.labels else ""),
+    ]
+    if summary.assertions:
+        lines.append(f"  assertions                  {_top(summary.assertions)}")
+    lines.append("tables (Parquet):")
+    lines += [f"  {name:<12} {path}" for name, path in summary.tables.items()]
+    return "\n".join(lines)

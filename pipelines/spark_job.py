@@ -1,0 +1,231 @@
+"""The Spark edge of the annotate job: read notes, run the engine per partition with
+``mapInArrow`` (every stage in one pass per Arrow batch), write the tables, account for
+every note.
+
+Flow: read → prepare (id as string, text as raw bytes, duplicate-id verdicts computed
+with a window, pass-through columns) → ``mapInArrow`` (one result row per input row) →
+staged once as Parquet under ``<output>/_staging/<run_id>`` → ``entities``,
+``note_status``, ``quarantine`` derived from the staged results → ``runs`` row appended.
+The staged results are read back rather than recomputed, so the engine runs once per note.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from clinlake import __version__
+from clinlake.schemas.spark import spark_schema
+from clinlake.schemas.tables import (NOTE_RESULT_COLUMNS, RUN_COLUMNS, SPARKNLP_COLUMNS, STATUS_ANNOTATED,
+                                     STATUS_QUARANTINED, entity_table, note_status_table, quarantine_table)
+
+from .batch import ID_COLUMN, PRE_REASON_COLUMN, TEXT_COLUMN, TEXT_NOT_STRING, Limits, annotate_batches
+from .config import InputConfig, JobConfig, resolve_data_path
+from .pipeline import cached_pipeline
+
+DUPLICATE_ID = "duplicate_id"
+DUPLICATE_ID_CONFLICT = "duplicate_id_conflict"
+CSV_DEFAULTS = {"header": "true", "multiLine": "true", "escape": '"'}
+
+
+class InputError(ValueError):
+    """The input cannot be read as notes (missing columns, unreadable path)."""
+
+
+class RunIntegrityError(RuntimeError):
+    """Notes were lost or duplicated between input and output; the run is failed."""
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    pipeline_version: str
+    status: str
+    notes_read: int
+    notes_annotated: int
+    notes_quarantined: int
+    entities: int
+    duration_s: float
+    tables: dict[str, str]
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    labels: dict[str, int] = field(default_factory=dict)
+    assertions: dict[str, int] = field(default_factory=dict)
+
+
+def read_notes(spark: SparkSession, conf: InputConfig) -> DataFrame:
+    path = resolve_data_path(conf.path)
+    options = {**CSV_DEFAULTS, **conf.options} if conf.format == "csv" else dict(conf.options)
+    try:
+        df = spark.read.format(conf.format).options(**options).load(path)
+    except Exception as exc:  # AnalysisException etc.: the message names the path, never data
+        raise InputError(f"cannot read {conf.format} input at {path}: {type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0][:300]}") from None
+    missing = [c for c in (conf.id_column, conf.text_column, *conf.passthrough) if c not in df.columns]
+    if missing:
+        raise InputError(f"input at {path} has no column(s) {missing}; it has {df.columns}. "
+                         "Set input.id_column / input.text_column / input.passthrough accordingly.")
+    return df
+
+
+def prepare_notes(df: DataFrame, conf: InputConfig) -> DataFrame:
+    """Columns the engine needs, under the engine's names, plus the pre-decided reasons."""
+    reserved = {c.name for c in NOTE_RESULT_COLUMNS + SPARKNLP_COLUMNS} | {"pipeline_version", "run_id"}
+    clash = sorted(set(conf.passthrough) & reserved)
+    if clash:
+        raise InputError(f"input.passthrough column(s) {clash} clash with clinlake's output columns; "
+                         "rename them in the input first.")
+    text_type = df.schema[conf.text_column].dataType
+    if isinstance(text_type, (T.StringType, T.BinaryType)):
+        text = F.col(conf.text_column).cast("binary")
+        type_reason = F.lit(None).cast("string")
+    else:
+        # Not a note: kept (as its string form) for the quarantine table, never annotated.
+        text = F.col(conf.text_column).cast("string").cast("binary")
+        type_reason = F.lit(f"{TEXT_NOT_STRING}:input column type is {text_type.simpleString()}")
+    notes = df.select(
+        F.col(conf.id_column).cast("string").alias(ID_COLUMN),
+        text.alias(TEXT_COLUMN),
+        type_reason.alias("_type_reason"),
+        *[F.col(c) for c in conf.passthrough],
+    )
+    return notes.withColumn(PRE_REASON_COLUMN, F.coalesce("_type_reason", _duplicate_reason(conf))).drop("_type_reason")
+
+
+def _duplicate_reason(conf: InputConfig):
+    by_id = Window.partitionBy(ID_COLUMN)
+    text_hash = F.coalesce(F.sha2(F.col(TEXT_COLUMN), 256), F.lit(""))
+    copies = F.count(F.lit(1)).over(by_id)
+    distinct_texts = F.size(F.collect_set(text_hash).over(by_id))
+    rank = F.row_number().over(by_id.orderBy(text_hash))
+    duplicated = F.col(ID_COLUMN).isNotNull() & (copies > 1)
+    all_copies = F.concat(F.lit(f"{DUPLICATE_ID}:note id occurs "), copies.cast("string"), F.lit(" times"))
+    if conf.duplicate_ids == "quarantine_all":
+        return F.when(duplicated, all_copies)
+    conflict = F.concat(F.lit(f"{DUPLICATE_ID_CONFLICT}:"), copies.cast("string"),
+                        F.lit(" rows with different texts share this note id"))
+    return (F.when(duplicated & (distinct_texts > 1), conflict)
+            .when(duplicated & (rank > 1), F.lit(f"{DUPLICATE_ID}:identical copy of a note annotated in this run")))
+
+
+def annotate_notes(notes: DataFrame, config: JobConfig) -> DataFrame:
+    """Run the whole engine on every partition with ``mapInArrow``; one row out per row in."""
+    passthrough = tuple(config.input.passthrough)
+    sparknlp = config.output.sparknlp_annotations
+    limits = Limits(max_text_chars=config.input.max_text_chars,
+                    allow_control_characters=config.input.control_characters == "allow")
+    result_columns = NOTE_RESULT_COLUMNS + (SPARKNLP_COLUMNS if sparknlp else ())
+    schema = spark_schema(result_columns, extra=tuple(notes.schema[c] for c in passthrough))
+
+    def run_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        pipeline = cached_pipeline(config)  # built once per Python worker
+        yield from annotate_batches(pipeline, batches, passthrough=passthrough, limits=limits, sparknlp=sparknlp)
+
+    return notes.mapInArrow(run_partition, schema)
+
+
+def derive_tables(results: DataFrame, config: JobConfig, run_id: str, version: str) -> dict[str, DataFrame]:
+    passthrough = list(config.input.passthrough)
+    stamp = [F.lit(version).alias("pipeline_version"), F.lit(run_id).alias("run_id")]
+    entity_cols = [c.name for c in entity_table() if c.name not in ("pipeline_version", "run_id")]
+    entities = (results.where(F.col("status") == STATUS_ANNOTATED)
+                .select("note_id", F.explode("entities").alias("e"), *passthrough)
+                .select(*[F.col("note_id") if c == "note_id" else F.col(f"e.{c}") for c in entity_cols],
+                        *stamp, *passthrough))
+    status_cols = [c.name for c in note_status_table(sparknlp=config.output.sparknlp_annotations)
+                   if c.name not in ("pipeline_version", "run_id")]
+    note_status = results.select(*status_cols, *stamp, *passthrough)
+    q_cols = [c.name for c in quarantine_table() if c.name not in ("pipeline_version", "run_id")]
+    quarantine = results.where(F.col("status") == STATUS_QUARANTINED).select(*q_cols, *stamp, *passthrough)
+    return {"entities": entities, "note_status": note_status, "quarantine": quarantine}
+
+
+def table_paths(config: JobConfig) -> dict[str, str]:
+    root = config.output.path.rstrip("/")
+    return {name: f"{root}/{name}" for name in ("entities", "note_status", "quarantine", "runs")}
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+
+
+def run_annotate(spark: SparkSession, config: JobConfig, *, run_id: str | None = None) -> RunSummary:
+    """The annotate job: read, annotate, write, check that no note was lost, record the run."""
+    run_id = run_id or new_run_id()
+    started = datetime.now(timezone.utc)
+    clock = time.monotonic()
+    pipeline = cached_pipeline(config)  # also validates lexicons/rules on the driver, before Spark work
+    paths = table_paths(config)
+    staging = f"{config.output.path.rstrip('/')}/_staging/{run_id}"
+    summary = RunSummary(run_id=run_id, pipeline_version=pipeline.version, status="failed", notes_read=0,
+                         notes_annotated=0, notes_quarantined=0, entities=0, duration_s=0.0, tables=paths)
+    error: str | None = None
+    try:
+        notes = read_notes(spark, config.input)
+        summary.notes_read = notes.count()
+        annotate_notes(prepare_notes(notes, config.input), config).write.mode("overwrite").parquet(staging)
+        results = spark.read.parquet(staging)
+        _summarise_results(results, summary)
+        if summary.notes_annotated + summary.notes_quarantined != summary.notes_read:
+            raise RunIntegrityError(
+                f"{summary.notes_read} notes read but {summary.notes_annotated} annotated + "
+                f"{summary.notes_quarantined} quarantined")
+        for name, df in derive_tables(results, config, run_id, pipeline.version).items():
+            df.write.mode(config.output.mode).parquet(paths[name])
+        summary.status = "succeeded"
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:500] if str(exc) else ''}"
+        raise
+    finally:
+        summary.duration_s = round(time.monotonic() - clock, 3)
+        _append_run(spark, config, summary, pipeline.ner_stage_names, started, error)
+        _remove_staging(staging)
+    return summary
+
+
+def _summarise_results(results: DataFrame, summary: RunSummary) -> None:
+    counts = {r["status"]: r["n"] for r in results.groupBy("status").agg(F.count("*").alias("n")).collect()}
+    summary.notes_annotated = counts.get(STATUS_ANNOTATED, 0)
+    summary.notes_quarantined = counts.get(STATUS_QUARANTINED, 0)
+    summary.quarantine_reasons = {
+        r["reason"]: r["n"] for r in results.where(F.col("status") == STATUS_QUARANTINED)
+        .groupBy("reason").agg(F.count("*").alias("n")).collect()}
+    exploded = results.select(F.explode("entities").alias("e"))
+    summary.labels = dict(Counter({r["label"]: r["n"] for r in exploded.groupBy("e.label")
+                                   .agg(F.count("*").alias("n")).collect()}).most_common())
+    summary.assertions = dict(Counter({str(r["assertion"]): r["n"] for r in exploded.groupBy("e.assertion")
+                                       .agg(F.count("*").alias("n")).collect()}).most_common())
+    summary.entities = sum(summary.labels.values())
+
+
+def _append_run(spark: SparkSession, config: JobConfig, summary: RunSummary, stages: list[str],
+                started: datetime, error: str | None) -> None:
+    row = {
+        "run_id": summary.run_id, "pipeline_version": summary.pipeline_version, "clinlake_version": __version__,
+        "status": summary.status, "started_at": started, "finished_at": datetime.now(timezone.utc),
+        "duration_s": summary.duration_s, "input_path": config.input.path, "input_format": config.input.format,
+        "output_path": config.output.path, "notes_read": summary.notes_read,
+        "notes_annotated": summary.notes_annotated, "notes_quarantined": summary.notes_quarantined,
+        "entities": summary.entities, "ner_stages": ",".join(stages), "error": error,
+    }
+    runs = spark.createDataFrame([tuple(row[c.name] for c in RUN_COLUMNS)], spark_schema(RUN_COLUMNS))
+    runs.coalesce(1).write.mode("append").parquet(summary.tables["runs"])
+
+
+def _remove_staging(staging: str) -> None:
+    # Local paths only; on object stores the staging prefix is left for lifecycle rules.
+    path = Path(staging.removeprefix("file://"))
+    if "://" not in staging and path.exists():
+        shutil.rmtree(path, ignore_errors=True)
+        parent = path.parent
+        if parent.name == "_staging" and not any(parent.iterdir()):
+            parent.rmdir()

@@ -1,0 +1,61 @@
+"""Packaging for clinlake.
+
+The repository keeps the layout users expect (``pipelines/``, ``schemas/``, ``jobs/``,
+``conf/``, ``models/`` at the top level); they are installed as sub-packages of a single
+``clinlake`` package so nothing generic such as ``pipelines`` lands in site-packages.
+"""
+from pathlib import Path
+
+from setuptools import setup
+
+HERE = Path(__file__).parent
+VERSION = (HERE / "clinlake" / "VERSION").read_text().strip()
+
+RUNTIME = [
+    # PySpark 4.1 is the newest line Great Expectations 1.x supports (pyspark<4.2).
+    "pyspark>=4.1,<4.2",
+    # PySpark 4.1 warns on pandas 3; Great Expectations needs >=1.3.
+    "pandas>=2.2,<3",
+    "pyarrow>=15,<27",
+    "numpy>=1.26,<3",
+    "pyyaml>=6",
+    # Pure-Python half of Spark NLP: only used for Annotation.dataType() interop.
+    "spark-nlp==7.0.0",
+]
+
+setup(
+    name="clinlake",
+    version=VERSION,
+    description="Spark-native clinical NLP annotation pipeline: notes in a lake, entity tables out.",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8") if (HERE / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=[
+        "clinlake",
+        "clinlake.pipelines",
+        "clinlake.schemas",
+        "clinlake.jobs",
+        "clinlake.conf",
+        "clinlake.models",
+    ],
+    package_dir={
+        "clinlake": "clinlake",
+        "clinlake.pipelines": "pipelines",
+        "clinlake.schemas": "schemas",
+        "clinlake.jobs": "jobs",
+        "clinlake.conf": "conf",
+        "clinlake.models": "models",
+    },
+    package_data={
+        "clinlake": ["VERSION", "samples/*.csv"],
+        "clinlake.conf": ["*.yaml", "lexicons/*", "expectations/*"],
+        "clinlake.models": ["*.md", "*/*"],
+    },
+    install_requires=RUNTIME,
+    extras_require={
+        "dev": ["pytest>=8", "chispa==0.12.0"],
+        "train": ["torch>=2.9", "onnx>=1.16"],
+    },
+    entry_points={"console_scripts": ["clinlake=clinlake.cli:main"]},
+)

@@ -1,0 +1,135 @@
+"""The engine's Arrow interface: one row out per row in, bad input quarantined, exact offsets."""
+import pyarrow as pa
+import pytest
+
+from clinlake.pipelines.batch import Limits, annotate_batch, annotate_note, entity_record
+
+GOOD = ("HISTORY OF PRESENT ILLNESS: The patient denies chest pain. She has diabetes.\n"
+        "FAMILY HISTORY: Mother had breast cancer.\nMEDICATIONS: Metformin 500 mg b.i.d.")
+
+
+def batch(ids, texts, text_type=pa.binary(), extra=None):
+    columns = {"note_id": pa.array(ids, pa.string()), "text": pa.array(texts, text_type)}
+    columns.update(extra or {})
+    return pa.RecordBatch.from_pydict(columns)
+
+
+def test_good_note_entities_offsets_sections_assertions(pipeline):
+    row = annotate_note(pipeline, "n1", GOOD, None, Limits())
+    assert row["status"] == "annotated" and row["reason"] is None
+    found = {(e["chunk"], e["label"]): e for e in row["entities"]}
+    for e in row["entities"]:
+        assert GOOD[e["begin"]:e["end"] + 1] == e["chunk"]  # inclusive end
+    assert found[("pain", "PROBLEM")]["assertion"] == "absent"
+    assert found[("pain", "PROBLEM")]["assertion_cue"] == "denies"
+    assert found[("pain", "PROBLEM")]["section"] == "history_of_present_illness"
+    assert not any(e["chunk"] in ("ILLNESS", "MEDICATIONS") for e in row["entities"])  # headings are not findings
+    assert found[("diabetes", "PROBLEM")]["assertion"] == "present"
+    assert found[("breast cancer", "PROBLEM")]["assertion"] == "associated_with_someone_else"
+    assert found[("breast cancer", "PROBLEM")]["section"] == "family_history"
+    assert found[("Metformin", "TREATMENT")]["section"] == "medications"
+    assert row["entity_count"] == len(row["entities"]) == 4
+
+
+def test_entity_ids_are_deterministic_and_versioned(pipeline):
+    first = [e["entity_id"] for e in annotate_note(pipeline, "a", GOOD, None, Limits())["entities"]]
+    again = [e["entity_id"] for e in annotate_note(pipeline, "b", GOOD, None, Limits())["entities"]]
+    assert first == again and len(set(first)) == len(first)
+    entity = pipeline.annotate(GOOD)[0]
+    assert entity_record(entity, "other-version", "x" * 64)["entity_id"] != first[0]
+
+
+@pytest.mark.parametrize(
+    "note_id, raw, reason",
+    [
+        (None, "Chest pain.", "null_id"),
+        ("n", None, "null_text"),
+        ("n", "", "empty_text"),
+        ("n", " \n\t ", "empty_text"),
+        ("n", b"chest pain \xff\xfe", "invalid_utf8"),
+        ("n", b"chest \xed\xa0\x80 pain", "invalid_utf8"),  # an encoded lone surrogate
+        ("n", "chest \ud800 pain", "invalid_surrogates"),
+        ("n", "chest\x00pain", "control_characters"),
+        ("n", "chest\x1bpain", "control_characters"),
+        ("n", 12345, "text_not_string"),
+        ("n", "x" * 5_000_001, "text_too_long"),
+    ],
+)
+def test_bad_input_is_quarantined_with_reason(pipeline, note_id, raw, reason):
+    row = annotate_note(pipeline, note_id, raw, None, Limits(max_text_chars=1_000_000))
+    assert (row["status"], row["reason"], row["entity_count"], row["entities"]) == ("quarantined", reason, 0, [])
+    assert row["detail"]
+    assert "chest" not in row["detail"] and "pain" not in row["detail"]  # PHI never in details
+
+
+def test_control_characters_can_be_allowed(pipeline):
+    row = annotate_note(pipeline, "n", "Chest pain.\x00", None, Limits(allow_control_characters=True))
+    assert row["status"] == "annotated"
+
+
+def test_pre_reason_from_spark_side_wins(pipeline):
+    row = annotate_note(pipeline, "n", "Chest pain.", "duplicate_id:note id occurs 2 times", Limits())
+    assert (row["status"], row["reason"], row["detail"]) == ("quarantined", "duplicate_id", "note id occurs 2 times")
+    assert row["quarantined_text"] == "Chest pain." and row["text_sha256"]
+
+
+class ExplodingPipeline:
+    version = "test"
+
+    def annotate(self, text):
+        raise RuntimeError(f"boom on {text}")
+
+
+def test_engine_error_quarantines_without_text():
+    row = annotate_note(ExplodingPipeline(), "n", "secret diagnosis", None, Limits())
+    assert (row["status"], row["reason"]) == ("quarantined", "engine_error")
+    assert "secret" not in row["detail"]
+
+
+def test_batch_keeps_row_count_order_and_passthrough(pipeline):
+    texts = [GOOD.encode(), None, b"\xff", "No fever.".encode()]
+    extra = {"patient_id": pa.array([1, 2, 3, 4], pa.int64())}
+    out = annotate_batch(pipeline, batch(["a", "b", "c", None], texts, extra=extra), passthrough=["patient_id"],
+                         sparknlp=True)
+    assert out.num_rows == 4
+    assert out.column("note_id").to_pylist() == ["a", "b", "c", None]
+    assert out.column("status").to_pylist() == ["annotated", "quarantined", "quarantined", "quarantined"]
+    assert out.column("reason").to_pylist() == [None, "null_text", "invalid_utf8", "null_id"]
+    assert out.column("patient_id").to_pylist() == [1, 2, 3, 4]
+    chunks = out.column("ner_chunk").to_pylist()[0]
+    entities = out.column("entities").to_pylist()[0]
+    assert [c["result"] for c in chunks] == [e["chunk"] for e in entities]
+    first = dict(chunks[0]["metadata"])
+    assert set(first) >= {"entity", "sentence", "chunk", "confidence", "entity_id"}
+    assert first["entity_id"] == entities[0]["entity_id"] and first["chunk"] == "0"
+    assertions = out.column("assertion_annotations").to_pylist()[0]
+    assert [a["result"] for a in assertions] == [e["assertion"] for e in entities]
+
+
+def test_string_column_with_invalid_utf8_does_not_fail_the_batch(pipeline):
+    data = b"Chest pain.\xff"
+    offsets = pa.py_buffer(pa.array([0, 11, len(data)], pa.int32()).buffers()[1])
+    # Arrow validates UTF-8 on construction; from_buffers lets us build what a bad file yields.
+    strings = pa.Array.from_buffers(pa.string(), 2, [None, offsets, pa.py_buffer(data)])
+    out = annotate_batch(pipeline, pa.RecordBatch.from_pydict({"note_id": pa.array(["a", "b"]), "text": strings}))
+    assert out.column("status").to_pylist() == ["annotated", "quarantined"]
+    assert out.column("reason").to_pylist() == [None, "invalid_utf8"]
+
+
+def test_offsets_exact_on_every_sample_note(pipeline, sample_notes):
+    total = 0
+    for note in sample_notes:
+        text = note["transcription"]
+        row = annotate_note(pipeline, note[""], text, None, Limits())
+        if not text.strip():  # the real sample has a few empty transcriptions
+            assert (row["status"], row["reason"]) == ("quarantined", "empty_text")
+            continue
+        assert row["status"] == "annotated", row["reason"]
+        for e in row["entities"]:
+            assert text[e["begin"]:e["end"] + 1] == e["chunk"]
+            assert 0 <= e["begin"] <= e["end"] < len(text)
+            assert e["assertion"] in {"present", "absent", "possible", "conditional", "hypothetical",
+                                      "associated_with_someone_else"}
+            assert 0.0 <= e["assertion_confidence"] <= 1.0
+        total += row["entity_count"]
+    assert total > 5 * len(sample_notes)  # the default lexicons find real entities in real notes

@@ -1,0 +1,80 @@
+from pathlib import Path
+
+import pytest
+
+from clinlake.pipelines.config import ConfigError, load_config, parse_config, resolve_resource
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "job.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_default_config_loads_and_resolves_packaged_resources(default_config):
+    assert default_config.input.format == "csv"
+    assert default_config.input.text_column == "transcription"
+    assert [d.label for d in default_config.pipeline.dictionary] == ["PROBLEM", "TEST", "TREATMENT"]
+    for d in default_config.pipeline.dictionary:
+        assert resolve_resource(default_config, d.path).is_file()
+    assert resolve_resource(default_config, default_config.pipeline.assertion.rules).is_file()
+
+
+def test_minimal_config_gets_defaults():
+    config = parse_config({"input": {"path": "notes.parquet"}})
+    assert config.input.format == "parquet"
+    assert config.input.id_column == "note_id"
+    assert config.output.path == "lake"
+    assert config.spark.arrow_batch_rows == 64
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"input": {"path": "x", "txt_column": "t"}}, "unknown key 'input.txt_column' (did you mean 'input.text_column'?)"),
+        ({"input": {"path": "x"}, "ouput": {}}, "unknown key 'ouput' (did you mean 'output'?)"),
+        ({}, "missing required key 'input'"),
+        ({"input": {}}, "missing required key 'input.path'"),
+        ({"input": {"path": "x", "format": "xlsx"}}, "'input.format' must be one of 'csv', 'parquet', 'json'; got 'xlsx'"),
+        ({"input": {"path": "x", "max_text_chars": -5}}, "'input.max_text_chars' must be a positive integer"),
+        ({"input": {"path": "x", "passthrough": "patient_id"}}, "'input.passthrough' must be a list"),
+        ({"input": {"path": "x"}, "output": {"sparknlp_annotations": "yes"}},
+         "'output.sparknlp_annotations' must be true or false"),
+        ({"input": {"path": "x"}, "pipeline": {"dictionary": [{"name": "a"}]}},
+         "missing required key 'pipeline.dictionary[0].path'"),
+        ({"input": {"path": "x"}, "pipeline": {"assertion": {"engine": "magic"}}},
+         "'pipeline.assertion.engine' must be one of 'rules', 'none'"),
+        ({"input": {"path": ""}}, "'input.path' must be a non-empty string"),
+        ({"input": {"path": "x"}, "spark": {"conf": {"a": [1]}}}, "'spark.conf.a' must be a string, number or boolean"),
+    ],
+)
+def test_invalid_configs_name_the_bad_key(raw, message):
+    with pytest.raises(ConfigError) as err:
+        parse_config(raw, source="job.yaml")
+    assert message in str(err.value)
+    assert str(err.value).startswith("job.yaml: ")
+
+
+def test_yaml_errors_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "input: [unclosed"))
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(write(tmp_path, "- a\n- b\n"))
+
+
+def test_overrides_and_relative_resources(tmp_path):
+    path = write(tmp_path, "input: {path: a.csv, format: csv}\npipeline:\n  dictionary:\n"
+                           "    - {name: mine, path: terms.txt, label: DRUG}\n")
+    config = load_config(path, {"input.path": "b.parquet", "input.format": "parquet", "spark.master": "local[1]"})
+    assert (config.input.path, config.input.format, config.spark.master) == ("b.parquet", "parquet", "local[1]")
+    assert resolve_resource(config, "terms.txt") == tmp_path / "terms.txt"
+    # Shipped resources are reachable from any config via the clinlake: prefix.
+    assert resolve_resource(config, "clinlake:conf/context_rules.yaml").is_file()
+    assert resolve_resource(config, "clinlake:samples/mtsamples_sample.csv").is_file()
+
+
+def test_spark_options_become_strings(tmp_path):
+    config = load_config(write(tmp_path, "input: {path: a.csv, options: {header: true, samplingRatio: 0.5}}\n"))
+    assert config.input.options == {"header": "true", "samplingRatio": "0.5"}
