@@ -100,7 +100,7 @@ _CAPS_PHRASE = r"[A-Z0-9][A-Z0-9/&'()\-]*(?:[ \t]+[A-Z0-9/&'()\-]+)*"
 _HEADING = re.compile(
     r"(?:^|(?<=[\n\r.,;?!]))[ \t]*"
     r"(?=[A-Z0-9 \t/&'()\-]{1,61}:)"
-    rf"(?P<h>{_CAPS_PHRASE})[ \t]*:(?![\d/])"
+    rf"(?P<h>{_CAPS_PHRASE})[ \t]*:(?!//)(?!(?<=\d:)\d)"
 )
 # A line that is nothing but an ALL-CAPS phrase, colon optional ("CHIEF COMPLAINT").
 _HEADING_LINE = re.compile(rf"[ \t]*{_CAPS_PHRASE}[ \t]*:?[ \t]*")
@@ -110,7 +110,7 @@ _HEADING_MAX = 60
 # new sentence: in MTSamples they were lines of their own.
 _LABEL = re.compile(
     r"(?:^|(?<=[\n\r.,;?!]))[ \t]*"
-    r"(?P<l>[A-Z][a-z]+(?:[ \t]+[A-Za-z][a-z\-]*){0,2})[ \t]*:(?![\d/])"
+    r"(?P<l>[A-Z][a-z]+(?:[ \t]+[A-Za-z][a-z\-]*){0,2})[ \t]*:(?!//)(?!(?<=\d:)\d)"
 )
 _HSPACE = re.compile(r"[ \t]*")
 _LINE_GAP = re.compile(r"[\n\r]\s*")  # a whitespace run holding a line break, from the first one

@@ -1,0 +1,39 @@
+"""README stays true: its two commands, CI's test command, and the table reference."""
+import re
+from pathlib import Path
+
+from clinlake.schemas.docs import reference_markdown
+
+REPO = Path(__file__).resolve().parents[1]
+README = (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def quick_start_commands() -> list[str]:
+    section = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    return [block.strip() for block in re.findall(r"```bash\n(.*?)```", section, flags=re.S)]
+
+
+def test_readme_has_exactly_two_setup_commands():
+    commands = quick_start_commands()
+    assert len(commands) == 2
+    run, test = commands
+    assert "python3 -m venv .venv" in run and "clinlake annotate" in run
+    assert "python3 -m venv .venv" in test and "pytest" in test
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
+    assert quick_start_commands()[1] in ci.splitlines()
+
+
+def test_table_reference_is_generated_from_schemas():
+    assert reference_markdown() in README
+
+
+def test_help_documents_every_option(capsys):
+    from clinlake.jobs.annotate import build_parser
+
+    help_text = build_parser().format_help()
+    for option in ("--config", "--input", "--input-format", "--id-column", "--text-column", "--output", "--mode",
+                   "--master", "--run-id", "--json"):
+        assert option in help_text
