@@ -3,13 +3,17 @@
 The repository keeps the layout users expect (``pipelines/``, ``schemas/``, ``jobs/``,
 ``conf/``, ``models/`` at the top level); they are installed as sub-packages of a single
 ``clinlake`` package so nothing generic such as ``pipelines`` lands in site-packages.
+The package's own top (version, CLI, sample notes) lives in ``src/clinlake``, not in a
+top-level ``clinlake/`` folder: Spark starts Python workers with ``python -m``, which puts
+the working directory first on ``sys.path``, and a ``clinlake/`` folder there would shadow
+the installed package when a job is started from the repository root.
 """
 from pathlib import Path
 
 from setuptools import setup
 
 HERE = Path(__file__).parent
-VERSION = (HERE / "clinlake" / "VERSION").read_text().strip()
+VERSION = (HERE / "src" / "clinlake" / "VERSION").read_text().strip()
 
 RUNTIME = [
     # PySpark 4.1 is the newest line Great Expectations 1.x supports (pyspark<4.2).
@@ -40,7 +44,7 @@ setup(
         "clinlake.models",
     ],
     package_dir={
-        "clinlake": "clinlake",
+        "clinlake": "src/clinlake",
         "clinlake.pipelines": "pipelines",
         "clinlake.schemas": "schemas",
         "clinlake.jobs": "jobs",

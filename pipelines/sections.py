@@ -39,7 +39,7 @@ _COLON_HEADING = re.compile(
     # keeps the scan linear on long runs of heading-like text.
     r"(?=[A-Za-z0-9 \t/&'()\-]{1,61}:)"
     r"(?P<label>[A-Za-z0-9][A-Za-z0-9/&'()\-]*(?:[ \t]+[A-Za-z0-9/&'()\-]+)*)"
-    r"[ \t]*:(?!//)(?!(?<=\d:)\d)"  # "10:30" is a time and "http:" a link, not headings
+    r"[ \t]*:(?!//)(?!(?<=\d:)\d)"  # not a time (10:30) or a link (http://)
 )
 _CAPS_LINE = re.compile(r"^[ \t]*(?P<label>[A-Z][A-Z0-9/&'()\- \t]{0,59}?)[ \t]*\r?$", re.MULTILINE)
 _WHITESPACE = re.compile(r"\s+")

@@ -95,7 +95,7 @@ _MARKER_ONLY = re.compile(rf"[{re.escape(_BULLETS)}]|\(?(?:\d{{1,3}}|[A-Za-z])\s
 
 # ALL-CAPS heading ending in ":" at the start of the text/a line or right after
 # ". , ; ? !" (MTSamples turned line breaks into commas). The bounded look-ahead keeps the
-# scan linear on long upper-case text; a colon followed by a digit is a time (10:30).
+# scan linear on long upper-case text. "AT 10:30" (a time) and "HTTP://" are not headings.
 _CAPS_PHRASE = r"[A-Z0-9][A-Z0-9/&'()\-]*(?:[ \t]+[A-Z0-9/&'()\-]+)*"
 _HEADING = re.compile(
     r"(?:^|(?<=[\n\r.,;?!]))[ \t]*"

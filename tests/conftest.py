@@ -44,5 +44,7 @@ def sample_notes() -> list[dict[str, str]]:
     import csv
 
     csv.field_size_limit(1 << 30)
-    with open(REPO / "clinlake" / "samples" / "mtsamples_sample.csv", encoding="utf-8", newline="") as handle:
+    from clinlake.pipelines.config import package_resource
+
+    with open(package_resource("samples/mtsamples_sample.csv"), encoding="utf-8", newline="") as handle:
         return list(csv.DictReader(handle))

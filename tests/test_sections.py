@@ -139,7 +139,7 @@ def test_mtsamples_comma_style(detector):
 
 
 def test_headings_after_comma_space_and_semicolon(detector):
-    text = "Seen today, ALLERGIES: none; PLAN: rest"
+    text = "Seen today, ALLERGIES: none; PLAN:1. Rest"
     assert headings(text, detector.detect(text)) == [("allergies", "ALLERGIES:"), ("plan", "PLAN:")]
 
 
@@ -192,6 +192,7 @@ def test_what_is_not_a_heading(detector):
         "A: yes",  # no word of two letters
         "Random label: value",  # mixed case, unknown
         "SEEN AT 10:30 TODAY",  # a time
+        "Link. HTTP://EXAMPLE.ORG",  # a link
         "The plan: rest",  # not at a line start or after punctuation
         "PLAN FOR TOMORROW\nRest.",  # caps line without colon, not a known variant
         "X" * 70 + ": long",  # over 60 characters

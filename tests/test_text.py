@@ -311,8 +311,14 @@ def test_question_exclamation_ellipsis_and_quotes(splitter):
 
 
 def test_time_is_not_a_heading(splitter):
-    text = "SEEN AT 10:30 TODAY. BP: 120/80"
-    assert sentence_texts(text, splitter.split(text)) == ["SEEN AT 10:30 TODAY.", "BP:", "120/80"]
+    text = "SEEN AT 10:30 TODAY. BP: 120/80.,IMPRESSION:1. Pneumonia."
+    assert sentence_texts(text, splitter.split(text)) == [
+        "SEEN AT 10:30 TODAY.",
+        "BP:",
+        "120/80.,",
+        "IMPRESSION:",
+        "1. Pneumonia.",
+    ]
 
 
 # ------------------------------------------------------------------------- robustness
