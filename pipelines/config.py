@@ -103,6 +103,8 @@ class SparkConfig:
     # so Spark's default of 10,000 rows would make memory unbounded per batch.
     arrow_batch_rows: int = 64
     shuffle_partitions: int = 8
+    # Spark's own log level for sessions clinlake creates (the run summary is printed regardless).
+    log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "WARN"
     conf: dict[str, str] = field(default_factory=dict)
 
 

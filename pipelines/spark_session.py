@@ -70,6 +70,6 @@ def get_spark(conf: SparkConfig):
         for key, value in conf.conf.items():
             builder = builder.config(key, value)
         active = builder.getOrCreate()
-        active.sparkContext.setLogLevel("WARN")
+        active.sparkContext.setLogLevel(conf.log_level)
     active.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(conf.arrow_batch_rows))
     return active

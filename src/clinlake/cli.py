@@ -1,16 +1,22 @@
-"""The ``clinlake`` command: ``clinlake <command> [options]``."""
+"""The ``clinlake`` command: ``clinlake <command> [options]``.
+
+Each command is a module with ``main(argv, prog) -> int``; modules are imported only when
+their command runs, so ``clinlake annotate`` never imports training code.
+"""
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Sequence
 
-COMMANDS = {
-    "annotate": "annotate notes and write the entity tables (see 'clinlake annotate --help')",
+#: command → (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "annotate": ("clinlake.jobs.annotate", "annotate notes and write the entity tables"),
 }
 
 
 def _usage() -> str:
-    rows = "\n".join(f"  {name:<10} {doc}" for name, doc in COMMANDS.items())
+    rows = "\n".join(f"  {name:<10} {doc} (clinlake {name} --help)" for name, (_, doc) in COMMANDS.items())
     return f"usage: clinlake <command> [options]\n\ncommands:\n{rows}\n"
 
 
@@ -25,12 +31,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"clinlake {__version__}")
         return 0
     command, rest = args[0], args[1:]
-    if command == "annotate":
-        from clinlake.jobs.annotate import main as annotate
-
-        return annotate(rest)
-    print(f"clinlake: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
-    return 2
+    if command not in COMMANDS:
+        print(f"clinlake: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[command][0])
+    return module.main(rest, prog=f"clinlake {command}")
 
 
 if __name__ == "__main__":
