@@ -67,6 +67,15 @@ class DictionaryConfig:
 
 
 @dataclass(frozen=True)
+class NerModelConfig:
+    """A trained NER model stage (ONNX, served with onnxruntime)."""
+
+    model: str  # a model name under models/ (e.g. ncbi_disease) or a path to a model directory
+    labels: list[str] = field(default_factory=list)  # keep only these labels (after label_map); empty: all
+    label_map: dict[str, str] = field(default_factory=dict)  # rename labels, e.g. {Disease: PROBLEM}
+
+
+@dataclass(frozen=True)
 class AssertionConfig:
     engine: Literal["rules", "none"] = "rules"
     rules: str = "clinlake:conf/context_rules.yaml"
@@ -91,7 +100,10 @@ def default_lexicons() -> list[DictionaryConfig]:
 class PipelineConfig:
     text: TextConfig = field(default_factory=TextConfig)
     sections: SectionsConfig = field(default_factory=SectionsConfig)
+    ner: list[NerModelConfig] = field(default_factory=list)
     dictionary: list[DictionaryConfig] = field(default_factory=default_lexicons)
+    # Chunk merge: stages earlier in the order win overlaps (see pipelines/merge.py).
+    dictionary_precedence: Literal["after_models", "before_models"] = "after_models"
     assertion: AssertionConfig = field(default_factory=AssertionConfig)
 
 
@@ -157,6 +169,20 @@ def resolve_resource(config: JobConfig, path: str) -> Path:
     if not candidate.is_absolute():
         candidate = Path(config.base_dir) / candidate
     return candidate
+
+
+def resolve_model_dir(config: JobConfig, model: str) -> Path:
+    """A model name (``ncbi_disease`` → the shipped ``models/ncbi_disease/``) or a directory path."""
+    candidate = resolve_resource(config, model)
+    if ("/" in model or model.startswith(PACKAGE_PREFIX)) and candidate.is_dir():
+        return candidate
+    shipped = package_resource(f"models/{model}")
+    if shipped.is_dir():
+        return shipped
+    if candidate.is_dir():
+        return candidate
+    raise ConfigError(f"NER model {model!r} not found: neither a shipped model under {shipped.parent} "
+                      f"nor a directory at {candidate}")
 
 
 def resolve_data_path(path: str) -> str:

@@ -14,7 +14,7 @@ from typing import Protocol, Sequence
 
 from clinlake import __version__
 
-from .config import JobConfig, resolve_resource
+from .config import JobConfig, resolve_model_dir, resolve_resource
 from .context import ContextAssertion
 from .dictionary import DictionaryNer, read_lexicon
 from .merge import merge_chunks
@@ -56,12 +56,21 @@ class Pipeline:
             unknown_caps_headings=pipeline_conf.sections.unknown_caps_headings,
         )
         ner_stages: list[NerStage] = []
+        if pipeline_conf.ner:
+            from .ner_model import load_ner_stage  # onnxruntime is imported only when models are used
+
+            ner_stages += [load_ner_stage(resolve_model_dir(config, m.model), labels=m.labels,
+                                          label_map=m.label_map) for m in pipeline_conf.ner]
         if pipeline_conf.dictionary:
             lexicons = [
                 read_lexicon(resolve_resource(config, d.path), name=d.name, default_label=d.label)
                 for d in pipeline_conf.dictionary
             ]
-            ner_stages.append(DictionaryNer(lexicons, splitter.tokenize))
+            dictionary = DictionaryNer(lexicons, splitter.tokenize)
+            if pipeline_conf.dictionary_precedence == "before_models":
+                ner_stages.insert(0, dictionary)
+            else:
+                ner_stages.append(dictionary)
         assertion = None
         if pipeline_conf.assertion.engine == "rules":
             assertion = ContextAssertion.from_file(
@@ -120,7 +129,15 @@ def pipeline_version(config: JobConfig) -> str:
             digest.update(path.read_bytes())
         except FileNotFoundError:
             digest.update(b"<missing>")
+    for model in conf_models(config):
+        for file in sorted(p for p in model.rglob("*") if p.is_file()):
+            digest.update(file.name.encode())
+            digest.update(file.read_bytes())
     return f"{__version__}+{digest.hexdigest()[:10]}"
+
+
+def conf_models(config: JobConfig) -> list[Path]:
+    return [resolve_model_dir(config, m.model) for m in config.pipeline.ner]
 
 
 def _resource_paths(config: JobConfig) -> set[Path]:
