@@ -23,6 +23,10 @@ RUNTIME = [
     "pyarrow>=15,<27",
     "numpy>=1.26,<3",
     "pyyaml>=6",
+    # Delta output without delta-spark's JVM jar: commits from the driver through delta-rs.
+    "deltalake>=1.0,<2",
+    # Serving the shipped NER / assertion models (no torch at run time).
+    "onnxruntime>=1.20,<2",
     # Pure-Python half of Spark NLP: only used for Annotation.dataType() interop.
     "spark-nlp==7.0.0",
 ]

@@ -12,7 +12,7 @@ import sys
 from dataclasses import asdict
 from typing import Sequence
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFLICT = 0, 1, 2, 3
 
 
 def build_parser(prog: str = "clinlake annotate") -> argparse.ArgumentParser:
@@ -20,16 +20,24 @@ def build_parser(prog: str = "clinlake annotate") -> argparse.ArgumentParser:
         prog=prog,
         description="Annotate clinical notes with entities, sections and assertion status, and write the "
                     "entities, note_status, quarantine and runs tables. With no options it annotates the "
-                    "bundled sample notes (MTSamples) with local Spark and writes Parquet tables under ./lake.",
+                    "bundled sample notes (MTSamples) with local Spark and writes Delta tables under ./lake. "
+                    "Exit codes: 0 succeeded (or already committed), 1 run failed, 2 configuration/input error, "
+                    "3 another run committed to the output meanwhile (nothing committed; re-run).",
     )
     parser.add_argument("--config", metavar="YAML",
                         help="job config file (default: the packaged conf/local.yaml)")
     parser.add_argument("--input", metavar="PATH", help="override input.path: notes table or files")
-    parser.add_argument("--input-format", choices=("parquet", "csv", "json"), help="override input.format")
+    parser.add_argument("--input-format", choices=("delta", "parquet", "csv", "json"), help="override input.format")
+    parser.add_argument("--input-version", type=int, metavar="N",
+                        help="Delta input only: read this table version (time travel)")
     parser.add_argument("--id-column", metavar="NAME", help="override input.id_column")
     parser.add_argument("--text-column", metavar="NAME", help="override input.text_column")
     parser.add_argument("--output", metavar="PATH", help="override output.path: root directory of the tables")
-    parser.add_argument("--mode", choices=("overwrite", "append"), help="override output.mode")
+    parser.add_argument("--output-format", choices=("delta", "parquet"), help="override output.format")
+    parser.add_argument("--mode", choices=("overwrite", "append"), help="override output.mode (Parquet output)")
+    parser.add_argument("--full-refresh", action="store_true",
+                        help="Delta output: re-annotate every input note and replace all rows, instead of only "
+                             "new or changed notes (incremental, the default)")
     parser.add_argument("--master", metavar="URL",
                         help="override spark.master for a new local session (ignored under spark-submit)")
     parser.add_argument("--run-id", metavar="ID", help="run id to record (default: UTC timestamp + random suffix)")
@@ -39,8 +47,9 @@ def build_parser(prog: str = "clinlake annotate") -> argparse.ArgumentParser:
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, object]:
     mapping = {
-        "input.path": args.input, "input.format": args.input_format, "input.id_column": args.id_column,
-        "input.text_column": args.text_column, "output.path": args.output, "output.mode": args.mode,
+        "input.path": args.input, "input.format": args.input_format, "input.version": args.input_version,
+        "input.id_column": args.id_column, "input.text_column": args.text_column, "output.path": args.output,
+        "output.format": args.output_format, "output.mode": args.mode,
         "spark.master": args.master,
     }
     return {key: value for key, value in mapping.items() if value is not None}
@@ -50,6 +59,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "clinlake annotate") -> 
     args = build_parser(prog).parse_args(argv)
     from clinlake.pipelines.config import ConfigError, load_config
     from clinlake.pipelines.report import format_summary
+    from clinlake.pipelines.delta_io import ConcurrentRunError
     from clinlake.pipelines.spark_job import InputError, run_annotate
     from clinlake.pipelines.spark_session import JavaNotFoundError, get_spark
 
@@ -64,10 +74,13 @@ def main(argv: Sequence[str] | None = None, prog: str = "clinlake annotate") -> 
         print(f"clinlake: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        summary = run_annotate(spark, config, run_id=args.run_id)
+        summary = run_annotate(spark, config, run_id=args.run_id, full_refresh=args.full_refresh)
     except (InputError, ConfigError, ValueError) as exc:
         print(f"clinlake: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except ConcurrentRunError as exc:
+        print(f"clinlake: conflict: {exc}", file=sys.stderr)
+        return EXIT_CONFLICT
     except Exception as exc:  # recorded in the runs table; report without note text
         print(f"clinlake: run failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}",
               file=sys.stderr)

@@ -30,7 +30,8 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class InputConfig:
     path: str
-    format: Literal["csv", "parquet", "json"] = "parquet"
+    format: Literal["delta", "parquet", "csv", "json"] = "parquet"
+    version: int | None = None  # Delta input only: read this table version (time travel)
     id_column: str = "note_id"
     text_column: str = "text"
     passthrough: list[str] = field(default_factory=list)
@@ -43,8 +44,11 @@ class InputConfig:
 @dataclass(frozen=True)
 class OutputConfig:
     path: str = "lake"
-    format: Literal["parquet"] = "parquet"
+    format: Literal["delta", "parquet"] = "delta"
+    # Parquet output only (Delta output replaces the processed notes' rows, see README).
     mode: Literal["overwrite", "append"] = "overwrite"
+    # Delta output only: annotate only new/changed notes (text hash or pipeline version).
+    incremental: bool = True
     sparknlp_annotations: bool = True
 
 
@@ -263,8 +267,11 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
             raise ConfigError(f"{key!r} must be true or false; got {value!r}")
         return value
     if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ConfigError(f"{key!r} must be a positive integer; got {value!r}")
+        # Table versions start at 0; every other integer setting must be positive.
+        minimum = 0 if key.endswith(".version") else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            kind = "a non-negative" if minimum == 0 else "a positive"
+            raise ConfigError(f"{key!r} must be {kind} integer; got {value!r}")
         return value
     if hint is str:
         if not isinstance(value, str) or not value.strip():

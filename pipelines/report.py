@@ -11,10 +11,14 @@ def _top(counts: Mapping[str, int], n: int = 8) -> str:
 
 
 def format_summary(summary) -> str:
+    if summary.status == "already_committed":
+        return (f"clinlake annotate: run {summary.run_id} was already committed; nothing to do "
+                f"(tables under {summary.tables['runs'].rsplit('/', 1)[0]})")
     lines = [
         f"clinlake annotate: run {summary.run_id} {summary.status} in {summary.duration_s:.1f} s "
         f"(pipeline {summary.pipeline_version})",
         f"  notes read        {summary.notes_read:>8}",
+        f"  unchanged         {summary.notes_unchanged:>8}   (incremental: same text and pipeline version)",
         f"  annotated         {summary.notes_annotated:>8}",
         f"  quarantined       {summary.notes_quarantined:>8}"
         + (f"   ({_top(summary.quarantine_reasons)})" if summary.quarantine_reasons else ""),
@@ -22,6 +26,8 @@ def format_summary(summary) -> str:
     ]
     if summary.assertions:
         lines.append(f"  assertions                  {_top(summary.assertions)}")
-    lines.append("tables (Parquet):")
-    lines += [f"  {name:<12} {path}" for name, path in summary.tables.items()]
+    versions = summary.table_versions
+    lines.append("tables" + (" (Delta; version after this run)" if versions else "") + ":")
+    lines += [f"  {name:<12} {path}" + (f"   v{versions[name]}" if name in versions else "")
+              for name, path in summary.tables.items()]
     return "\n".join(lines)

@@ -10,6 +10,7 @@ The staged results are read back rather than recomputed, so the engine runs once
 """
 from __future__ import annotations
 
+import json
 import shutil
 import time
 import uuid
@@ -32,7 +33,9 @@ from clinlake.schemas.tables import (NOTE_RESULT_COLUMNS, RUN_COLUMNS, SPARKNLP_
 from .batch import ID_COLUMN, PRE_REASON_COLUMN, TEXT_COLUMN, TEXT_NOT_STRING, Limits, annotate_batches
 from .config import InputConfig, JobConfig, resolve_data_path
 from .pipeline import cached_pipeline
+from .spark_tables import DeltaTables, ParquetTables, read_delta
 
+COPIES_COLUMN = "_copies"  # rows sharing the note id (incremental mode skips only unique, clean ids)
 DUPLICATE_ID = "duplicate_id"
 DUPLICATE_ID_CONFLICT = "duplicate_id_conflict"
 CSV_DEFAULTS = {"header": "true", "multiLine": "true", "escape": '"'}
@@ -57,6 +60,8 @@ class RunSummary:
     entities: int
     duration_s: float
     tables: dict[str, str]
+    notes_unchanged: int = 0
+    table_versions: dict[str, int] = field(default_factory=dict)
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
     labels: dict[str, int] = field(default_factory=dict)
     assertions: dict[str, int] = field(default_factory=dict)
@@ -66,7 +71,10 @@ def read_notes(spark: SparkSession, conf: InputConfig) -> DataFrame:
     path = resolve_data_path(conf.path)
     options = {**CSV_DEFAULTS, **conf.options} if conf.format == "csv" else dict(conf.options)
     try:
-        df = spark.read.format(conf.format).options(**options).load(path)
+        if conf.format == "delta":
+            df = read_delta(spark, path, conf.version)
+        else:
+            df = spark.read.format(conf.format).options(**options).load(path)
     except Exception as exc:  # AnalysisException etc.: the message names the path, never data
         raise InputError(f"cannot read {conf.format} input at {path}: {type(exc).__name__}: "
                          f"{str(exc).splitlines()[0][:300]}") from None
@@ -98,7 +106,9 @@ def prepare_notes(df: DataFrame, conf: InputConfig) -> DataFrame:
         type_reason.alias("_type_reason"),
         *[F.col(c) for c in conf.passthrough],
     )
-    return notes.withColumn(PRE_REASON_COLUMN, F.coalesce("_type_reason", _duplicate_reason(conf))).drop("_type_reason")
+    return (notes.withColumn(PRE_REASON_COLUMN, F.coalesce("_type_reason", _duplicate_reason(conf)))
+            .withColumn(COPIES_COLUMN, F.count(F.lit(1)).over(Window.partitionBy(ID_COLUMN)))
+            .drop("_type_reason"))
 
 
 def _duplicate_reason(conf: InputConfig):
@@ -130,7 +140,8 @@ def annotate_notes(notes: DataFrame, config: JobConfig) -> DataFrame:
         pipeline = cached_pipeline(config)  # built once per Python worker
         yield from annotate_batches(pipeline, batches, passthrough=passthrough, limits=limits, sparknlp=sparknlp)
 
-    return notes.mapInArrow(run_partition, schema)
+    engine_input = notes.select(ID_COLUMN, TEXT_COLUMN, PRE_REASON_COLUMN, *passthrough)
+    return engine_input.mapInArrow(run_partition, schema)
 
 
 def derive_tables(results: DataFrame, config: JobConfig, run_id: str, version: str) -> dict[str, DataFrame]:
@@ -158,36 +169,81 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
 
 
-def run_annotate(spark: SparkSession, config: JobConfig, *, run_id: str | None = None) -> RunSummary:
-    """The annotate job: read, annotate, write, check that no note was lost, record the run."""
+def output_tables(spark: SparkSession, config: JobConfig, *, full_refresh: bool) -> ParquetTables | DeltaTables:
+    if config.output.format == "delta":
+        return DeltaTables(spark, config.output.path, incremental=config.output.incremental and not full_refresh)
+    return ParquetTables(spark, config.output.path, mode=config.output.mode)
+
+
+def unchanged_notes(notes: DataFrame, stored_status: DataFrame, version: str) -> DataFrame:
+    """Ids of input notes whose stored row says: annotated, same text hash, same pipeline version.
+
+    Only notes with a unique id and no pre-decided quarantine reason qualify; everything
+    else (new, edited, upgraded, previously quarantined, duplicated) is processed again.
+    """
+    stored = (stored_status.where((F.col("status") == STATUS_ANNOTATED) & (F.col("pipeline_version") == version))
+              .select(ID_COLUMN, F.col("text_sha256").alias("_stored_sha")))
+    clean = notes.where(F.col(ID_COLUMN).isNotNull() & F.col(PRE_REASON_COLUMN).isNull()
+                        & (F.col(COPIES_COLUMN) == 1) & F.col(TEXT_COLUMN).isNotNull())
+    return (clean.select(ID_COLUMN, F.sha2(F.col(TEXT_COLUMN), 256).alias("_sha"))
+            .join(stored, ID_COLUMN).where(F.col("_sha") == F.col("_stored_sha")).select(ID_COLUMN))
+
+
+def run_annotate(spark: SparkSession, config: JobConfig, *, run_id: str | None = None,
+                 full_refresh: bool = False) -> RunSummary:
+    """The annotate job: read, annotate (only what changed, for incremental Delta output),
+    publish one commit per table, check that no note was lost, record the run.
+
+    A run id that already committed successfully makes the run a no-op
+    (status ``already_committed``), so a scheduler may retry a run safely.
+    """
     run_id = run_id or new_run_id()
     started = datetime.now(timezone.utc)
     clock = time.monotonic()
     pipeline = cached_pipeline(config)  # also validates lexicons/rules on the driver, before Spark work
+    tables = output_tables(spark, config, full_refresh=full_refresh)
     paths = table_paths(config)
-    staging = f"{config.output.path.rstrip('/')}/_staging/{run_id}"
     summary = RunSummary(run_id=run_id, pipeline_version=pipeline.version, status="failed", notes_read=0,
                          notes_annotated=0, notes_quarantined=0, entities=0, duration_s=0.0, tables=paths)
+    if tables.run_already_committed(run_id):
+        summary.status = "already_committed"
+        return summary
+    staging = f"{config.output.path.rstrip('/')}/_staging/{run_id}"
+    write_mode = (("incremental" if tables.incremental else "full_refresh") if isinstance(tables, DeltaTables)
+                  else config.output.mode)
     error: str | None = None
     try:
         notes = read_notes(spark, config.input)
         summary.notes_read = notes.count()
-        annotate_notes(prepare_notes(notes, config.input), config).write.mode("overwrite").parquet(staging)
+        prepared = prepare_notes(notes, config.input)
+        stored_status = tables.read("note_status") if tables.incremental else None
+        if stored_status is not None:
+            unchanged = unchanged_notes(prepared, stored_status, pipeline.version).cache()
+            summary.notes_unchanged = unchanged.count()
+            prepared = prepared.join(unchanged, ID_COLUMN, "left_anti")
+        annotate_notes(prepared, config).write.mode("overwrite").parquet(staging)
         results = spark.read.parquet(staging)
         _summarise_results(results, summary)
-        if summary.notes_annotated + summary.notes_quarantined != summary.notes_read:
+        accounted = summary.notes_annotated + summary.notes_quarantined + summary.notes_unchanged
+        if accounted != summary.notes_read:
             raise RunIntegrityError(
                 f"{summary.notes_read} notes read but {summary.notes_annotated} annotated + "
-                f"{summary.notes_quarantined} quarantined")
-        for name, df in derive_tables(results, config, run_id, pipeline.version).items():
-            df.write.mode(config.output.mode).parquet(paths[name])
+                f"{summary.notes_quarantined} quarantined + {summary.notes_unchanged} unchanged")
+        derived = derive_tables(results, config, run_id, pipeline.version)
+        processed = results.select(ID_COLUMN).distinct()
+        for name in ("entities", "note_status", "quarantine"):
+            keys = processed.where(F.col(ID_COLUMN).isNotNull()) if name == "entities" else processed
+            tables.publish(name, derived[name], keys, run_id=run_id, pipeline_version=pipeline.version)
         summary.status = "succeeded"
     except Exception as exc:
         error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:500] if str(exc) else ''}"
         raise
     finally:
         summary.duration_s = round(time.monotonic() - clock, 3)
-        _append_run(spark, config, summary, pipeline.ner_stage_names, started, error)
+        summary.table_versions = dict(tables.versions)
+        row = _run_row(spark, config, summary, pipeline.ner_stage_names, started, error, write_mode)
+        tables.append_run(row, run_id=run_id, pipeline_version=pipeline.version,
+                          succeeded=summary.status == "succeeded")
         _remove_staging(staging)
     return summary
 
@@ -207,18 +263,19 @@ def _summarise_results(results: DataFrame, summary: RunSummary) -> None:
     summary.entities = sum(summary.labels.values())
 
 
-def _append_run(spark: SparkSession, config: JobConfig, summary: RunSummary, stages: list[str],
-                started: datetime, error: str | None) -> None:
+def _run_row(spark: SparkSession, config: JobConfig, summary: RunSummary, stages: list[str],
+             started: datetime, error: str | None, write_mode: str) -> DataFrame:
     row = {
         "run_id": summary.run_id, "pipeline_version": summary.pipeline_version, "clinlake_version": __version__,
         "status": summary.status, "started_at": started, "finished_at": datetime.now(timezone.utc),
         "duration_s": summary.duration_s, "input_path": config.input.path, "input_format": config.input.format,
-        "output_path": config.output.path, "notes_read": summary.notes_read,
+        "output_path": config.output.path, "output_format": config.output.format, "write_mode": write_mode,
+        "notes_read": summary.notes_read, "notes_unchanged": summary.notes_unchanged,
         "notes_annotated": summary.notes_annotated, "notes_quarantined": summary.notes_quarantined,
-        "entities": summary.entities, "ner_stages": ",".join(stages), "error": error,
+        "entities": summary.entities, "ner_stages": ",".join(stages),
+        "table_versions": json.dumps(summary.table_versions) if summary.table_versions else None, "error": error,
     }
-    runs = spark.createDataFrame([tuple(row[c.name] for c in RUN_COLUMNS)], spark_schema(RUN_COLUMNS))
-    runs.coalesce(1).write.mode("append").parquet(summary.tables["runs"])
+    return spark.createDataFrame([tuple(row[c.name] for c in RUN_COLUMNS)], spark_schema(RUN_COLUMNS))
 
 
 def _remove_staging(staging: str) -> None:

@@ -14,6 +14,7 @@ from clinlake.jobs.annotate import main as annotate_main
 from clinlake.pipelines.batch import entity_record
 from clinlake.pipelines.config import parse_config
 from clinlake.pipelines.spark_job import run_annotate
+from clinlake.pipelines.spark_tables import read_delta
 from clinlake.schemas.spark import spark_schema
 from clinlake.schemas.tables import entity_table, note_status_table, quarantine_table
 
@@ -43,7 +44,7 @@ def job_config(tmp_path, input_path, fmt="parquet"):
     return parse_config({
         "input": {"path": str(input_path), "format": fmt, "id_column": "id", "text_column": "body",
                   "passthrough": ["patient_id", "note_date"]},
-        "output": {"path": str(tmp_path / "lake")},
+        "output": {"path": str(tmp_path / "lake"), "format": "parquet"},
     })
 
 
@@ -189,9 +190,9 @@ def test_cli_runs_bundled_sample_and_prints_summary(spark, tmp_path, capsys, sam
     assert code == 0
     assert f"notes read        {len(sample_notes):>8}" in out
     assert "annotated" in out and "quarantined" in out and str(tmp_path / "lake" / "entities") in out
-    status = spark.read.parquet(str(tmp_path / "lake" / "note_status"))
+    status = read_delta(spark, str(tmp_path / "lake" / "note_status"))  # the default output is Delta
     assert status.count() == len(sample_notes)
-    entities = spark.read.parquet(str(tmp_path / "lake" / "entities"))
+    entities = read_delta(spark, str(tmp_path / "lake" / "entities"))
     assert set(r["label"] for r in entities.select("label").distinct().collect()) == {"PROBLEM", "TEST", "TREATMENT"}
     assert entities.select("medical_specialty").where("medical_specialty is null").count() == 0
 
