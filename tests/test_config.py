@@ -22,6 +22,8 @@ def test_default_config_loads_and_resolves_packaged_resources(default_config):
 
 def test_minimal_config_gets_defaults():
     config = parse_config({"input": {"path": "notes.parquet"}})
+    assert (config.output.format, config.output.incremental) == ("delta", True)
+    assert [d.name for d in config.pipeline.dictionary] == ["problem", "test", "treatment"]
     assert config.input.format == "parquet"
     assert config.input.id_column == "note_id"
     assert config.output.path == "lake"
@@ -35,7 +37,7 @@ def test_minimal_config_gets_defaults():
         ({"input": {"path": "x"}, "ouput": {}}, "unknown key 'ouput' (did you mean 'output'?)"),
         ({}, "missing required key 'input'"),
         ({"input": {}}, "missing required key 'input.path'"),
-        ({"input": {"path": "x", "format": "xlsx"}}, "'input.format' must be one of 'csv', 'parquet', 'json'; got 'xlsx'"),
+        ({"input": {"path": "x", "format": "xlsx"}}, "'input.format' must be one of 'delta', 'parquet', 'csv', 'json'; got 'xlsx'"),
         ({"input": {"path": "x", "max_text_chars": -5}}, "'input.max_text_chars' must be a positive integer"),
         ({"input": {"path": "x", "passthrough": "patient_id"}}, "'input.passthrough' must be a list"),
         ({"input": {"path": "x"}, "output": {"sparknlp_annotations": "yes"}},
@@ -45,6 +47,8 @@ def test_minimal_config_gets_defaults():
         ({"input": {"path": "x"}, "pipeline": {"assertion": {"engine": "magic"}}},
          "'pipeline.assertion.engine' must be one of 'rules', 'none'"),
         ({"input": {"path": ""}}, "'input.path' must be a non-empty string"),
+        ({"input": {"path": "x", "version": -1}}, "'input.version' must be a non-negative integer; got -1"),
+        ({"input": {"path": "x"}, "output": {"format": "csv"}}, "'output.format' must be one of 'delta', 'parquet'"),
         ({"input": {"path": "x"}, "spark": {"conf": {"a": [1]}}}, "'spark.conf.a' must be a string, number or boolean"),
     ],
 )
