@@ -49,6 +49,8 @@ class OutputConfig:
     mode: Literal["overwrite", "append"] = "overwrite"
     # Delta output only: annotate only new/changed notes (text hash or pipeline version).
     incremental: bool = True
+    # Partition columns of the entities table (e.g. a pass-through note_date), fixed when it is created.
+    partition_by: list[str] = field(default_factory=list)
     sparknlp_annotations: bool = True
 
 

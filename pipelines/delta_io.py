@@ -16,10 +16,12 @@ DuckDB, Polars and Databricks.
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -39,6 +41,31 @@ class DataFile:
     path: str
     size: int
     num_records: int
+    partition_values: dict[str, str | None] = field(default_factory=dict)
+
+
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+
+
+def partition_string(value: object) -> str | None:
+    """A partition value as the Delta log stores it (strings; dates ISO, timestamps with a space)."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def partition_values_from_path(relative: str) -> dict[str, str | None]:
+    """``col=value`` folders that Spark's ``partitionBy`` wrote (Hive-escaped) → Delta partition values."""
+    values: dict[str, str | None] = {}
+    for segment in relative.split("/")[:-1]:
+        name, sep, raw = segment.partition("=")
+        if sep:
+            values[unquote(name)] = None if raw == HIVE_NULL else unquote(raw)
+    return values
 
 
 def is_delta_table(path: str) -> bool:
@@ -54,10 +81,15 @@ def open_table(path: str, version: int | None = None):
 
 
 def current_files(table) -> list[DataFile]:
-    actions = pa.table(table.get_add_actions(flatten=True))
-    return [DataFile(path=a["path"], size=a["size_bytes"], num_records=a.get("num_records") or 0)
-            for a in actions.select([c for c in ("path", "size_bytes", "num_records") if c in actions.column_names])
-            .to_pylist()]
+    actions = pa.table(table.get_add_actions(flatten=False))
+    wanted = [c for c in ("path", "size_bytes", "num_records", "partition") if c in actions.column_names]
+    return [DataFile(path=a["path"], size=a["size_bytes"], num_records=a.get("num_records") or 0,
+                     partition_values={k: partition_string(v) for k, v in (a.get("partition") or {}).items()})
+            for a in actions.select(wanted).to_pylist()]
+
+
+def partition_columns(table) -> list[str]:
+    return list(table.metadata().partition_columns) if table is not None else []
 
 
 def absolute_uri(table_path: str, relative: str) -> str:
@@ -79,12 +111,13 @@ def list_written_files(table_path: str, folder: str) -> list[DataFile]:
             continue
         relative = info.path[len(root.rstrip("/")) + 1:]
         rows = pq.read_metadata(info.path, filesystem=fs).num_rows
-        files.append(DataFile(path=relative, size=info.size, num_records=rows))
+        files.append(DataFile(path=relative, size=info.size, num_records=rows,
+                              partition_values=partition_values_from_path(relative)))
     return sorted(files, key=lambda f: f.path)
 
 
 def commit(table_path: str, *, table, schema: pa.Schema, added: list[DataFile], removed: list[DataFile],
-           run_id: str, pipeline_version: str, operation: str) -> None:
+           run_id: str, pipeline_version: str, operation: str, partition_by: list[str] | None = None) -> None:
     """One Delta transaction: remove ``removed``, add ``added``; create the table if ``table`` is None."""
     from deltalake import Schema as DeltaSchema
     from deltalake.exceptions import CommitFailedError
@@ -92,7 +125,8 @@ def commit(table_path: str, *, table, schema: pa.Schema, added: list[DataFile], 
                                        create_table_with_add_actions)
 
     now_ms = int(time.time() * 1000)
-    adds = [AddAction(path=f.path, size=f.size, partition_values={}, modification_time=now_ms, data_change=True,
+    adds = [AddAction(path=f.path, size=f.size, partition_values=f.partition_values, modification_time=now_ms,
+                      data_change=True,
                       stats=json.dumps({"numRecords": f.num_records})) for f in added]
     properties = CommitProperties(
         custom_metadata={"clinlake.run_id": run_id, "clinlake.pipeline_version": pipeline_version,
@@ -103,12 +137,12 @@ def commit(table_path: str, *, table, schema: pa.Schema, added: list[DataFile], 
     try:
         if table is None:
             create_table_with_add_actions(table_path, DeltaSchema.from_arrow(schema), adds, mode="error",
-                                          commit_properties=properties)
+                                          partition_by=partition_by or None, commit_properties=properties)
             return
         removes = [RemoveAction(path=f.path, data_change=True, deletion_timestamp=now_ms, size=f.size,
-                                partition_values={}) for f in removed]
+                                partition_values=f.partition_values) for f in removed]
         table.create_write_transaction(removes + adds, "append", DeltaSchema.from_arrow(schema),
-                                       commit_properties=properties)
+                                       partition_by=partition_by or None, commit_properties=properties)
     except CommitFailedError as exc:
         raise ConcurrentRunError(
             f"another run committed to {table_path} while run {run_id} was running; run {run_id} committed "

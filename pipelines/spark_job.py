@@ -170,9 +170,16 @@ def new_run_id() -> str:
 
 
 def output_tables(spark: SparkSession, config: JobConfig, *, full_refresh: bool) -> ParquetTables | DeltaTables:
+    partition_by = {"entities": list(config.output.partition_by)}
+    allowed = {c.name for c in entity_table()} | set(config.input.passthrough)
+    unknown = [c for c in config.output.partition_by if c not in allowed]
+    if unknown:
+        raise InputError(f"output.partition_by column(s) {unknown} are not columns of the entities table "
+                         "(entity columns or input.passthrough columns)")
     if config.output.format == "delta":
-        return DeltaTables(spark, config.output.path, incremental=config.output.incremental and not full_refresh)
-    return ParquetTables(spark, config.output.path, mode=config.output.mode)
+        return DeltaTables(spark, config.output.path, incremental=config.output.incremental and not full_refresh,
+                           partition_by=partition_by)
+    return ParquetTables(spark, config.output.path, mode=config.output.mode, partition_by=partition_by)
 
 
 def unchanged_notes(notes: DataFrame, stored_status: DataFrame, version: str) -> DataFrame:

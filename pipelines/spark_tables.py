@@ -11,7 +11,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
@@ -28,6 +27,7 @@ class ParquetTables:
     spark: SparkSession
     root: str
     mode: str = "overwrite"
+    partition_by: dict[str, list[str]] = field(default_factory=dict)
     incremental: bool = False
     versions: dict[str, int] = field(default_factory=dict)
 
@@ -42,7 +42,7 @@ class ParquetTables:
 
     def publish(self, name: str, rows: DataFrame, replace_keys: DataFrame | None, *, run_id: str,
                 pipeline_version: str) -> None:
-        rows.write.mode(self.mode).parquet(self.path(name))
+        rows.write.mode(self.mode).partitionBy(*self.partition_by.get(name, [])).parquet(self.path(name))
 
     def append_run(self, row: DataFrame, *, run_id: str, pipeline_version: str, succeeded: bool) -> None:
         row.coalesce(1).write.mode("append").parquet(self.path("runs"))
@@ -57,6 +57,7 @@ class DeltaTables:
     spark: SparkSession
     root: str
     incremental: bool = True
+    partition_by: dict[str, list[str]] = field(default_factory=dict)  # used when a table is created
     versions: dict[str, int] = field(default_factory=dict)
     _tables: dict[str, object] = field(default_factory=dict)
 
@@ -87,6 +88,7 @@ class DeltaTables:
         if table is not None and delta_io.already_committed(table, run_id):
             self.versions[name] = table.version()  # a retried run: this table already has it
             return
+        partitions = self._partitioning(name, table)
         removed: list[delta_io.DataFile] = []
         new_rows = rows
         if table is not None:
@@ -97,18 +99,30 @@ class DeltaTables:
                 keys = replace_keys.select(F.col(KEY).alias("_replace_key"))
                 removed = self._files_with_keys(path, files, keys)
                 if removed:
-                    kept = (read_files(self.spark, path, removed)
+                    kept = (read_files(self.spark, path, removed, _partition_types(rows, partitions))
                             .join(keys, on=F.col(KEY).eqNullSafe(F.col("_replace_key")), how="left_anti"))
                     new_rows = kept.unionByName(rows)
         folder = f"run-{run_id}-{uuid.uuid4().hex[:8]}"
-        new_rows.write.mode("errorifexists").parquet(f"{path}/{folder}")
+        new_rows.write.mode("errorifexists").partitionBy(*partitions).parquet(f"{path}/{folder}")
         added = delta_io.list_written_files(path, folder)
         schema = to_arrow_schema(rows.schema)
         delta_io.commit(path, table=table, schema=schema, added=added, removed=removed, run_id=run_id,
-                        pipeline_version=pipeline_version,
+                        pipeline_version=pipeline_version, partition_by=partitions,
                         operation="full_refresh" if not self.incremental else "incremental")
         self._tables.pop(name, None)
         self.versions[name] = delta_io.open_table(path).version()
+
+    def _partitioning(self, name: str, table) -> list[str]:
+        configured = list(self.partition_by.get(name, []))
+        if table is None:
+            return configured
+        existing = delta_io.partition_columns(table)
+        if configured and configured != existing:
+            # Delta cannot re-partition in place; silently ignoring the setting would surprise.
+            raise ValueError(f"the {name} table at {self.path(name)} is partitioned by {existing or 'nothing'}, "
+                             f"but output.partition_by asks for {configured}; write to a new output path "
+                             "to change the partitioning")
+        return existing
 
     def append_run(self, row: DataFrame, *, run_id: str, pipeline_version: str, succeeded: bool) -> None:
         from deltalake import write_deltalake
@@ -128,23 +142,50 @@ class DeltaTables:
         """The table's files that hold a row of any of ``keys`` (they are rewritten without them)."""
         if not files:
             return []
-        located = (read_files(self.spark, path, files).select(KEY, F.col("_metadata.file_path").alias("file"))
+        located = (self.spark.read.parquet(*[delta_io.absolute_uri(path, f.path) for f in files])
+                   .select(KEY, F.col("_metadata.file_path").alias("file"))
                    .join(keys, on=F.col(KEY).eqNullSafe(F.col("_replace_key")), how="left_semi")
                    .select("file").distinct().collect())
-        root = Path(_local(path)).resolve()
-        hit = {str(Path(_local(r["file"])).resolve().relative_to(root)) for r in located}
-        return [f for f in files if f.path in hit]
+        by_uri = {spark_file_uri(self.spark, path, f.path): f for f in files}
+        return [by_uri[r["file"]] for r in located]
 
 
-def read_files(spark: SparkSession, table_path: str, files: list[delta_io.DataFile]) -> DataFrame:
-    return spark.read.parquet(*[delta_io.absolute_uri(table_path, f.path) for f in files])
+def spark_file_uri(spark: SparkSession, table_path: str, relative: str) -> str:
+    """The URI Spark reports in ``_metadata.file_path`` for a table file (Hadoop's encoding)."""
+    absolute = delta_io.absolute_uri(table_path, relative)
+    if "://" not in absolute and not absolute.startswith("file:"):
+        absolute = "file:" + str(Path(absolute).resolve())
+    return spark._jvm.org.apache.hadoop.fs.Path(absolute).toUri().toString()  # type: ignore[union-attr]
+
+
+def read_files(spark: SparkSession, table_path: str, files: list[delta_io.DataFile],
+               partition_types: dict | None = None) -> DataFrame:
+    """Rows of the given table files. Partition columns are not stored in Delta data files:
+    they are attached from each file's partition values (cast to the table's types)."""
+    df = spark.read.parquet(*[delta_io.absolute_uri(table_path, f.path) for f in files])
+    if not partition_types:
+        return df
+    columns = list(partition_types)
+    mapping = spark.createDataFrame(
+        [(spark_file_uri(spark, table_path, f.path), *[f.partition_values.get(c) for c in columns]) for f in files],
+        "_file string, " + ", ".join(f"`{c}` string" for c in columns))
+    df = df.withColumn("_file", F.col("_metadata.file_path")).join(F.broadcast(mapping), "_file").drop("_file")
+    return df.select(*[c for c in df.columns if c not in columns],
+                     *[F.col(c).cast(t).alias(c) for c, t in partition_types.items()])
 
 
 def read_delta_files(spark: SparkSession, table_path: str, table) -> DataFrame:
     files = delta_io.current_files(table)
-    if files:
-        return read_files(spark, table_path, files)
-    return spark.createDataFrame([], from_arrow_schema(pa.schema(table.schema().to_arrow())))
+    schema = from_arrow_schema(pa.schema(table.schema().to_arrow()))
+    if not files:
+        return spark.createDataFrame([], schema)
+    partitions = delta_io.partition_columns(table)
+    df = read_files(spark, table_path, files, {c: schema[c].dataType for c in partitions})
+    return df.select(*schema.fieldNames())  # the table's column order, partition columns included
+
+
+def _partition_types(rows: DataFrame, partitions: list[str]) -> dict:
+    return {c: rows.schema[c].dataType for c in partitions}
 
 
 def read_delta(spark: SparkSession, path: str, version: int | None = None) -> DataFrame:
@@ -165,6 +206,3 @@ def has_delta_spark(spark: SparkSession) -> bool:
         return False
 
 
-def _local(uri: str) -> str:
-    parsed = urlparse(uri)
-    return unquote(parsed.path) if parsed.scheme in ("file", "") else uri

@@ -189,3 +189,38 @@ def test_delta_input_with_version_and_quarantine_replacement(spark, tmp_path, la
     assert (second.notes_unchanged, second.notes_annotated, second.notes_quarantined) == (1, 1, 0)
     assert delta_rows(lake / "quarantine") == []  # fixed note leaves quarantine in the same run
     assert {r["note_id"]: r["status"] for r in delta_rows(lake / "note_status")} == {"a": "annotated", "b": "annotated"}
+
+
+def test_entities_partitioned_by_a_passthrough_column(spark, tmp_path, lake):
+    import datetime as dt
+
+    def notes_file(name, texts):
+        path = tmp_path / name
+        pq.write_table(pa.table({"id": list(texts), "body": list(texts.values()),
+                                 "note_date": [dt.date(2026, 1, 1 + i % 2) for i in range(len(texts))]}), path)
+        return str(path)
+
+    def conf(path):
+        return parse_config({
+            "input": {"path": path, "id_column": "id", "text_column": "body", "passthrough": ["note_date"]},
+            "output": {"path": str(lake), "partition_by": ["note_date"]}})
+
+    run_annotate(spark, conf(notes_file("a.parquet", NOTES)), run_id="p1")
+    table = DeltaTable(str(lake / "entities"))
+    assert list(table.metadata().partition_columns) == ["note_date"]
+    edited = dict(NOTES, n1="FAMILY HISTORY: Father had diabetes.")
+    second = run_annotate(spark, conf(notes_file("b.parquet", edited)), run_id="p2")
+    assert second.notes_annotated == 1
+    rows = delta_rows(lake / "entities")
+    assert {r["note_date"] for r in rows} == {dt.date(2026, 1, 1), dt.date(2026, 1, 2)}
+    assert {r["run_id"] for r in rows if r["note_id"] == "n1"} == {"p2"}
+    spark_rows = read_delta(spark, str(lake / "entities"))
+    assert spark_rows.schema["note_date"].dataType.simpleString() == "date"
+    assert spark_rows.count() == len(rows)
+    assert sorted((r["note_id"], r["entity_id"], r["note_date"]) for r in spark_rows.collect()) == sorted(
+        (r["note_id"], r["entity_id"], r["note_date"]) for r in rows)
+    assert_unique_entity_ids(spark, lake)
+    bad = parse_config({"input": {"path": notes_file("c.parquet", NOTES), "id_column": "id", "text_column": "body"},
+                        "output": {"path": str(lake), "partition_by": ["not_a_column"]}})
+    with pytest.raises(ValueError, match="not columns of the entities table"):
+        run_annotate(spark, bad)
