@@ -83,8 +83,10 @@ class NerModelConfig:
 
 @dataclass(frozen=True)
 class AssertionConfig:
-    engine: Literal["rules", "none"] = "rules"
+    # hybrid: ConText rules + the shipped CNN (models/assertion), the best on the NegEx kit devel split.
+    engine: Literal["hybrid", "rules", "model", "none"] = "hybrid"
     rules: str = "clinlake:conf/context_rules.yaml"
+    model: str = "assertion"  # a model name under models/ or a model directory (engine model/hybrid)
     max_scope: int = 12
     section_defaults: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SECTION_DEFAULTS))
 
@@ -187,7 +189,7 @@ def resolve_model_dir(config: JobConfig, model: str) -> Path:
         return shipped
     if candidate.is_dir():
         return candidate
-    raise ConfigError(f"NER model {model!r} not found: neither a shipped model under {shipped.parent} "
+    raise ConfigError(f"model {model!r} not found: neither a shipped model under {shipped.parent} "
                       f"nor a directory at {candidate}")
 
 

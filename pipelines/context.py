@@ -33,7 +33,10 @@ Decision procedure for one sentence (see ``ContextAssertion.assess``):
      qualifiers that combine with the others and cut nothing, so "no history of X" is
      negated *and* historical.
 4. **Modification.** A trigger modifies a target when the target overlaps its scope and
-   does not overlap the trigger itself.
+   does not overlap the trigger itself. A rule with ``direction: TARGET`` is the
+   exception: it has no scope and modifies exactly the targets that overlap it (a
+   qualifier carried by the finding's own words, e.g. social-history habits such as
+   "tobacco use", historical by the NegEx kit's convention).
 5. **Label.** Categories map to labels (FAMILY -> associated_with_someone_else, ...), and
    the first label in ``LABEL_PRECEDENCE`` with a modifying trigger wins:
    associated_with_someone_else > hypothetical > conditional > absent > possible > present.
@@ -81,7 +84,10 @@ TERMINATE = "TERMINATE"
 CATEGORIES: frozenset[str] = frozenset(
     {NEGATED, POSSIBLE, HYPOTHETICAL, CONDITIONAL, FAMILY, HISTORICAL, PSEUDO, TERMINATE}
 )
-DIRECTIONS: frozenset[str] = frozenset({"FORWARD", "BACKWARD", "BIDIRECTIONAL", "TERMINATE", "PSEUDO"})
+DIRECTIONS: frozenset[str] = frozenset({"FORWARD", "BACKWARD", "BIDIRECTIONAL", "TARGET", "TERMINATE", "PSEUDO"})
+# TARGET: the cue qualifies the target it is part of (or overlaps) and nothing else, e.g.
+# "tobacco use" is a social-history item, historical by the kit's convention.
+TARGET_DIRECTION = "TARGET"
 
 # Categories that decide the assertion label (HISTORICAL is a separate flag).
 CATEGORY_LABEL: Mapping[str, str] = {
@@ -630,7 +636,10 @@ def _modifies(item: _Scoped, target: tuple[int, int]) -> bool:
     start, end = target
     trigger = item.trigger
     if start < trigger.end_char and end > trigger.start_char:
-        return False  # a cue never modifies a span it is part of
+        # a cue never modifies a span it is part of, unless that is its whole purpose
+        return trigger.rule.direction == TARGET_DIRECTION
+    if trigger.rule.direction == TARGET_DIRECTION:
+        return False
     return start < item.end_char and end > item.start_char
 
 

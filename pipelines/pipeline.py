@@ -15,7 +15,7 @@ from typing import Protocol, Sequence
 from clinlake import __version__
 
 from .config import JobConfig, resolve_model_dir, resolve_resource
-from .context import ContextAssertion
+from .assertion_model import AssertionEngine, load_assertion_engine
 from .dictionary import DictionaryNer, read_lexicon
 from .merge import merge_chunks
 from .sections import SectionDetector, section_at
@@ -38,7 +38,7 @@ class Pipeline:
         splitter: TextSplitter,
         sections: SectionDetector,
         ner_stages: Sequence[NerStage],
-        assertion: ContextAssertion | None,
+        assertion: AssertionEngine | None,
         version: str,
     ) -> None:
         self.splitter = splitter
@@ -71,13 +71,14 @@ class Pipeline:
                 ner_stages.insert(0, dictionary)
             else:
                 ner_stages.append(dictionary)
-        assertion = None
-        if pipeline_conf.assertion.engine == "rules":
-            assertion = ContextAssertion.from_file(
-                resolve_resource(config, pipeline_conf.assertion.rules),
-                section_defaults=pipeline_conf.assertion.section_defaults,
-                max_scope=pipeline_conf.assertion.max_scope,
-            )
+        a = pipeline_conf.assertion
+        assertion = load_assertion_engine(
+            a.engine,
+            rules_path=resolve_resource(config, a.rules),
+            model_dir=resolve_model_dir(config, a.model) if a.engine in ("model", "hybrid") else None,
+            section_defaults=a.section_defaults,
+            max_scope=a.max_scope,
+        )
         return cls(splitter=splitter, sections=sections, ner_stages=ner_stages,
                    assertion=assertion, version=pipeline_version(config))
 
@@ -137,13 +138,17 @@ def pipeline_version(config: JobConfig) -> str:
 
 
 def conf_models(config: JobConfig) -> list[Path]:
-    return [resolve_model_dir(config, m.model) for m in config.pipeline.ner]
+    """Every model directory the pipeline loads (their files are part of the version)."""
+    models = [resolve_model_dir(config, m.model) for m in config.pipeline.ner]
+    if config.pipeline.assertion.engine in ("model", "hybrid"):
+        models.append(resolve_model_dir(config, config.pipeline.assertion.model))
+    return models
 
 
 def _resource_paths(config: JobConfig) -> set[Path]:
     conf = config.pipeline
     paths = {conf.text.abbreviations, conf.sections.headings, *(d.path for d in conf.dictionary)}
-    if conf.assertion.engine == "rules":
+    if conf.assertion.engine in ("rules", "hybrid"):
         paths.add(conf.assertion.rules)
     return {resolve_resource(config, p) for p in paths}
 

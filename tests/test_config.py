@@ -45,7 +45,7 @@ def test_minimal_config_gets_defaults():
         ({"input": {"path": "x"}, "pipeline": {"dictionary": [{"name": "a"}]}},
          "missing required key 'pipeline.dictionary[0].path'"),
         ({"input": {"path": "x"}, "pipeline": {"assertion": {"engine": "magic"}}},
-         "'pipeline.assertion.engine' must be one of 'rules', 'none'"),
+         "'pipeline.assertion.engine' must be one of 'hybrid', 'rules', 'model', 'none'"),
         ({"input": {"path": ""}}, "'input.path' must be a non-empty string"),
         ({"input": {"path": "x", "version": -1}}, "'input.version' must be a non-negative integer; got -1"),
         ({"input": {"path": "x"}, "output": {"format": "csv"}}, "'output.format' must be one of 'delta', 'parquet'"),
