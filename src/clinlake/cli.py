@@ -12,6 +12,8 @@ from typing import Sequence
 #: command → (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "annotate": ("clinlake.jobs.annotate", "annotate notes and write the entity tables"),
+    "train": ("clinlake.jobs.train", "train NER models (needs the train extra)"),
+    "evaluate": ("clinlake.jobs.evaluate", "evaluate models on annotated data"),
 }
 
 

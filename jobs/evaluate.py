@@ -1,0 +1,93 @@
+"""clinlake evaluate: score models on annotated data.
+
+Each subcommand is one small function that parses its options and delegates to a module:
+    clinlake evaluate ner --model ncbi_disease --conll devel.tsv --predictions out.tsv [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Callable, Sequence
+
+EXIT_OK, EXIT_USAGE = 0, 2
+
+
+def add_ner(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("ner", help="strict entity-level P/R/F1 (conlleval semantics) of an NER model",
+                                 description="Tag a token<TAB>IOB2 file with an NER model and score it "
+                                             "(strict entity level, overall and per type): once on the file's "
+                                             "tokens and once on raw text through clinlake's own tokenizer.")
+    parser.add_argument("--model", required=True, help="model name under models/ (e.g. ncbi_disease) or a directory")
+    parser.add_argument("--conll", required=True, type=Path, help="token<TAB>tag file, blank line between sentences")
+    parser.add_argument("--predictions", type=Path, help="write token<TAB>gold<TAB>predicted here")
+    parser.add_argument("--no-raw-text", action="store_true", help="skip the raw-text (own tokenizer) scoring")
+    parser.add_argument("--json", action="store_true", help="print the scores as JSON")
+    parser.set_defaults(run=run_ner)
+
+
+def run_ner(args: argparse.Namespace) -> int:
+    from clinlake.pipelines.config import ConfigError, load_config, resolve_model_dir
+    from clinlake.pipelines.eval_ner import evaluate, format_report
+
+    if not args.conll.is_file():
+        print(f"clinlake evaluate ner: no such file: {args.conll}")
+        return EXIT_USAGE
+    try:  # a directory path as given, else a shipped model name
+        model_dir = Path(args.model) if Path(args.model).is_dir() else resolve_model_dir(load_config(), args.model)
+    except ConfigError as exc:
+        print(f"clinlake evaluate ner: {exc}")
+        return EXIT_USAGE
+    report = evaluate(model_dir, args.conll, args.predictions, raw_text=not args.no_raw_text)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+    print(f"{report['model']} on {report['file']} ({report['sentences']} sentences)")
+    print(format_report(report["tokens"], "corpus tokens (strict, entity level):"))
+    if "raw_text" in report:
+        print(format_report(report["raw_text"], "raw text through clinlake's tokenizer (strict, entity level):"))
+    return EXIT_OK
+
+
+def add_assertion(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("assertion", help="assertion accuracy and per-class P/R/F1 on a NegEx kit TSV",
+                                 description="Assess each kit row's phrase in its sentence and score negation, "
+                                             "temporality and experiencer (see pipelines/assertion_eval.py).")
+    parser.add_argument("--data", required=True, type=Path, help="kit TSV (id, note, phrase, sentence, ...)")
+    parser.add_argument("--predictions", type=Path, help="write id<TAB>negation<TAB>temporality<TAB>experiencer")
+    parser.add_argument("--engine", choices=("rules", "model", "hybrid"), default="rules")
+    parser.add_argument("--json", action="store_true", help="print the scores as JSON")
+    parser.set_defaults(run=run_assertion)
+
+
+def run_assertion(args: argparse.Namespace) -> int:
+    from clinlake.pipelines.assertion_eval import run_assertion as run
+
+    return run(args.data, args.predictions, args.engine, as_json=args.json, prog="clinlake evaluate assertion")
+
+
+#: subcommand registrars; another evaluation = one add_<name> function appended here.
+SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (add_ner, add_assertion)
+
+
+def build_parser(prog: str = "clinlake evaluate") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Evaluate clinlake models on annotated data.")
+    commands = parser.add_subparsers(dest="command")
+    for register in SUBCOMMANDS:
+        register(commands)
+    return parser
+
+
+def main(argv: Sequence[str], prog: str = "clinlake evaluate") -> int:
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

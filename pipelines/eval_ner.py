@@ -1,0 +1,171 @@
+"""Strict entity-level NER evaluation with conlleval semantics.
+
+An entity counts as correct only when its type and both boundaries equal a gold entity.
+Spans are read from IOB2 tags as conlleval does: ``B-X`` starts an entity, ``I-X``
+continues an open ``X`` entity and otherwise starts one (so ``O I-X`` and ``B-Y I-X``
+are repaired, the same in gold and predictions); anything else ends it.
+
+Two modes (``clinlake evaluate ner``):
+
+* token mode: the model tags the corpus tokens (split into pieces exactly like the
+  pipeline tokens at runtime), predictions are mapped back to the corpus tokens;
+* raw-text mode: the corpus tokens are joined with single spaces into a text, the
+  pipeline's own :class:`~pipelines.text.TextSplitter` splits and tokenises it, the model
+  tags that, and predicted character spans are mapped back to the corpus tokens, so any
+  entity lost to our sentence splitting or tokenisation shows up as an error.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable, Sequence
+
+Span = tuple[int, int, str]  # first token, last token + 1, type
+Sentence = tuple[list[str], list[str]]  # tokens, IOB2 tags
+
+
+def read_conll(path: str | Path) -> list[Sentence]:
+    """token<TAB>tag lines, blank line between sentences; extra columns are ignored."""
+    sentences: list[Sentence] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            line = line.rstrip("\n")
+            if not line.strip():
+                if tokens:
+                    sentences.append((tokens, tags))
+                    tokens, tags = [], []
+                continue
+            fields = line.split("\t")
+            if len(fields) < 2:
+                raise ValueError(f"{path}:{number}: expected token<TAB>tag")
+            tokens.append(fields[0])
+            tags.append(fields[1] if fields[1] else "O")
+    if tokens:
+        sentences.append((tokens, tags))
+    return sentences
+
+
+def spans(tags: Sequence[str]) -> list[Span]:
+    from .ner_model import iob_spans  # one implementation of IOB repair for decoding and scoring
+
+    return iob_spans(tags)
+
+
+def _prf(correct: int, predicted: int, gold: int) -> dict[str, float | int]:
+    p = correct / predicted if predicted else 0.0
+    r = correct / gold if gold else 0.0
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4),
+            "correct": correct, "predicted": predicted, "gold": gold}
+
+
+def score_spans(gold: Sequence[Iterable[Span]], predicted: Sequence[Iterable[Span]]) -> dict:
+    """Overall and per-type strict P/R/F1 over sentences of gold and predicted spans."""
+    counts: dict[str, list[int]] = {}  # type → [correct, predicted, gold]
+    for gold_spans, pred_spans in zip(gold, predicted, strict=True):
+        g, p = set(gold_spans), set(pred_spans)
+        for span in g:
+            counts.setdefault(span[2], [0, 0, 0])[2] += 1
+        for span in p:
+            counts.setdefault(span[2], [0, 0, 0])[1] += 1
+            if span in g:
+                counts[span[2]][0] += 1
+    total = [sum(c[i] for c in counts.values()) for i in range(3)]
+    return {"overall": _prf(*total), "per_type": {k: _prf(*counts[k]) for k in sorted(counts)}}
+
+
+def score_tags(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> dict:
+    return score_spans([spans(g) for g in gold], [spans(p) for p in predicted])
+
+
+def write_predictions(path: str | Path, sentences: Sequence[Sentence], predicted: Sequence[Sequence[str]]) -> None:
+    """token<TAB>gold<TAB>predicted, a blank line between sentences (conlleval input)."""
+    with open(path, "w", encoding="utf-8") as handle:
+        for (tokens, gold), pred in zip(sentences, predicted, strict=True):
+            for token, g, p in zip(tokens, gold, pred, strict=True):
+                handle.write(f"{token}\t{g}\t{p}\n")
+            handle.write("\n")
+
+
+# ----------------------------------------------------------------------------- tagging
+
+def tag_tokens(model, sentences: Sequence[Sentence]) -> list[list[str]]:
+    """Token mode: tags of the corpus tokens (each token takes its first piece's tag, the
+    way an entity starting inside a token would be reported at runtime)."""
+    from .ner_model import model_pieces
+
+    piece_lists, owners = [], []
+    for tokens, _ in sentences:
+        pieces, owner = [], []
+        for i, token in enumerate(tokens):
+            split = [p[2] for p in model_pieces([(0, len(token), token)])] or [token]
+            pieces += split
+            owner += [i] * len(split)
+        piece_lists.append(pieces)
+        owners.append(owner)
+    tagged = model.tag(piece_lists)
+    result = []
+    for (tokens, _), owner, (tags, _) in zip(sentences, owners, tagged):
+        out = ["O"] * len(tokens)
+        seen: set[int] = set()
+        for i, tag in zip(owner, tags):
+            if i not in seen:
+                out[i] = tag
+                seen.add(i)
+        result.append(out)
+    return result
+
+
+def tag_raw_text(model, sentences: Sequence[Sentence], splitter=None) -> list[list[str]]:
+    """Raw-text mode: join all sentences with spaces (one text per sentence, as a note
+    would be a paragraph), run TextSplitter + the model, map entity spans back to tokens."""
+    from .ner_model import NerStage
+    from .text import TextSplitter
+
+    splitter = splitter or TextSplitter.from_file()
+    stage = NerStage(model)
+    result = []
+    for tokens, _ in sentences:
+        starts, pos = [], 0
+        for token in tokens:
+            starts.append(pos)
+            pos += len(token) + 1
+        text = " ".join(tokens)
+        tags = ["O"] * len(tokens)
+        for entity in stage.find(text, splitter.split(text)):
+            covered = [i for i, s in enumerate(starts) if s < entity.end and s + len(tokens[i]) > entity.start]
+            for n, i in enumerate(covered):
+                tags[i] = ("B-" if n == 0 else "I-") + entity.label
+        result.append(tags)
+    return result
+
+
+def format_report(result: dict, title: str) -> str:
+    lines = [title, f"{'type':<32} {'P':>7} {'R':>7} {'F1':>7} {'gold':>6} {'pred':>6}"]
+    rows = [("overall", result["overall"]), *result["per_type"].items()]
+    for name, r in rows:
+        lines.append(f"{name:<32} {100 * r['precision']:7.2f} {100 * r['recall']:7.2f} {100 * r['f1']:7.2f} "
+                     f"{r['gold']:6d} {r['predicted']:6d}")
+    return "\n".join(lines)
+
+
+def evaluate(model_dir: Path, conll: Path, predictions: Path | None, *, raw_text: bool = True) -> dict:
+    from .ner_model import load_model
+
+    return evaluate_model(load_model(model_dir), conll, predictions, raw_text=raw_text)
+
+
+def evaluate_model(model, conll: Path, predictions: Path | None = None, *, raw_text: bool = True) -> dict:
+    """Token-mode (and raw-text) scores of a loaded NerModel on a token<TAB>tag file."""
+    sentences = read_conll(conll)
+    gold = [tags for _, tags in sentences]
+    predicted = tag_tokens(model, sentences)
+    if predictions is not None:
+        write_predictions(predictions, sentences, predicted)
+    report = {"model": model.name, "file": str(conll), "sentences": len(sentences),
+              "tokens": score_tags(gold, predicted)}
+    if raw_text:
+        report["raw_text"] = score_tags(gold, tag_raw_text(model, sentences))
+    return report
