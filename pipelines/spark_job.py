@@ -251,6 +251,8 @@ def run_annotate(spark: SparkSession, config: JobConfig, *, run_id: str | None =
         row = _run_row(spark, config, summary, pipeline.ner_stage_names, started, error, write_mode)
         tables.append_run(row, run_id=run_id, pipeline_version=pipeline.version,
                           succeeded=summary.status == "succeeded")
+        if "runs" in tables.versions:
+            summary.table_versions["runs"] = tables.versions["runs"]
         _remove_staging(staging)
     return summary
 

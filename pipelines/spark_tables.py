@@ -137,6 +137,7 @@ class DeltaTables:
                             custom_metadata={"clinlake.run_id": run_id, "clinlake.pipeline_version": pipeline_version},
                             app_transactions=txns))
         self._tables.pop("runs", None)
+        self.versions["runs"] = delta_io.open_table(self.path("runs")).version()
 
     def _files_with_keys(self, path: str, files: list[delta_io.DataFile], keys: DataFrame) -> list[delta_io.DataFile]:
         """The table's files that hold a row of any of ``keys`` (they are rewritten without them)."""
