@@ -27,6 +27,8 @@ RUNTIME = [
     "deltalake>=1.0,<2",
     # Serving the shipped NER / assertion models (no torch at run time).
     "onnxruntime>=1.20,<2",
+    # The quality gate; 1.24 supports pyspark<4.2 (tested with 4.1.1 and pandas 2.3).
+    "great_expectations==1.24.1",
     # Pure-Python half of Spark NLP: only used for Annotation.dataType() interop.
     "spark-nlp==7.0.0",
 ]
@@ -57,7 +59,7 @@ setup(
     },
     package_data={
         "clinlake": ["VERSION", "samples/*.csv"],
-        "clinlake.conf": ["*.yaml", "lexicons/*", "expectations/*"],
+        "clinlake.conf": ["*.yaml", "lexicons/*", "expectations/*.yaml"],
         "clinlake.models": ["*.md", "*/*"],
     },
     install_requires=RUNTIME,

@@ -12,7 +12,7 @@ import sys
 from dataclasses import asdict
 from typing import Sequence
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFLICT = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFLICT, EXIT_GATE = 0, 1, 2, 3, 4
 
 
 def build_parser(prog: str = "clinlake annotate") -> argparse.ArgumentParser:
@@ -22,7 +22,8 @@ def build_parser(prog: str = "clinlake annotate") -> argparse.ArgumentParser:
                     "entities, note_status, quarantine and runs tables. With no options it annotates the "
                     "bundled sample notes (MTSamples) with local Spark and writes Delta tables under ./lake. "
                     "Exit codes: 0 succeeded (or already committed), 1 run failed, 2 configuration/input error, "
-                    "3 another run committed to the output meanwhile (nothing committed; re-run).",
+                    "3 another run committed to the output meanwhile (nothing committed; re-run), "
+                    "4 the quality gate failed (nothing published; see the run report).",
     )
     parser.add_argument("--config", metavar="YAML",
                         help="job config file (default: the packaged conf/local.yaml)")
@@ -40,6 +41,8 @@ def build_parser(prog: str = "clinlake annotate") -> argparse.ArgumentParser:
                              "new or changed notes (incremental, the default)")
     parser.add_argument("--master", metavar="URL",
                         help="override spark.master for a new local session (ignored under spark-submit)")
+    parser.add_argument("--gate", choices=("enforce", "warn", "off"),
+                        help="override quality.mode: enforce (a failed gate stops the publish), warn, off")
     parser.add_argument("--run-id", metavar="ID", help="run id to record (default: UTC timestamp + random suffix)")
     parser.add_argument("--json", action="store_true", help="print the run summary as JSON instead of a table")
     return parser
@@ -50,7 +53,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, object]:
         "input.path": args.input, "input.format": args.input_format, "input.version": args.input_version,
         "input.id_column": args.id_column, "input.text_column": args.text_column, "output.path": args.output,
         "output.format": args.output_format, "output.mode": args.mode,
-        "spark.master": args.master,
+        "spark.master": args.master, "quality.mode": args.gate,
     }
     return {key: value for key, value in mapping.items() if value is not None}
 
@@ -60,7 +63,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "clinlake annotate") -> 
     from clinlake.pipelines.config import ConfigError, load_config
     from clinlake.pipelines.report import format_summary
     from clinlake.pipelines.delta_io import ConcurrentRunError
-    from clinlake.pipelines.spark_job import InputError, run_annotate
+    from clinlake.pipelines.spark_job import InputError, QualityGateError, run_annotate
     from clinlake.pipelines.spark_session import JavaNotFoundError, get_spark
 
     try:
@@ -78,6 +81,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "clinlake annotate") -> 
     except (InputError, ConfigError, ValueError) as exc:
         print(f"clinlake: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except QualityGateError as exc:
+        print(f"clinlake: the quality gate stopped the publish; the published tables are unchanged.\n{exc}",
+              file=sys.stderr)
+        return EXIT_GATE
     except ConcurrentRunError as exc:
         print(f"clinlake: conflict: {exc}", file=sys.stderr)
         return EXIT_CONFLICT

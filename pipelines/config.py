@@ -116,6 +116,20 @@ class PipelineConfig:
 
 
 @dataclass(frozen=True)
+class QualityConfig:
+    """The quality gate between writing and publishing (write-audit-publish)."""
+
+    # enforce: a failed gate stops the publish (exit 4); warn: publish and report; off: skip.
+    mode: Literal["enforce", "warn", "off"] = "enforce"
+    # Great Expectations suites (YAML); users add expectations by adding or editing files.
+    suites: list[str] = field(default_factory=lambda: ["clinlake:conf/expectations/entities.yaml",
+                                                       "clinlake:conf/expectations/note_status.yaml"])
+    data_docs: bool = True  # GX Data Docs under <output>/_quality/<run_id>/
+    report: bool = True  # static HTML run report under <output>/_reports/<run_id>/
+    report_samples: int = 3  # notes shown highlighted in the report (their text is in the HTML); 0: none
+
+
+@dataclass(frozen=True)
 class SparkConfig:
     master: str = "local[*]"
     app_name: str = "clinlake-annotate"
@@ -133,6 +147,7 @@ class JobConfig:
     input: InputConfig
     output: OutputConfig = field(default_factory=OutputConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
     #: Directory that relative resource paths are resolved against (set by the loader).
     base_dir: str = "."
@@ -272,7 +287,7 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         return value
     if hint is int:
         # Table versions start at 0; every other integer setting must be positive.
-        minimum = 0 if key.endswith(".version") else 1
+        minimum = 0 if key.endswith((".version", ".report_samples")) else 1
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             kind = "a non-negative" if minimum == 0 else "a positive"
             raise ConfigError(f"{key!r} must be {kind} integer; got {value!r}")

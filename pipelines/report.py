@@ -26,8 +26,14 @@ def format_summary(summary) -> str:
     ]
     if summary.assertions:
         lines.append(f"  assertions                  {_top(summary.assertions)}")
+    if summary.gate_status:
+        lines.append(f"  quality gate      {summary.gate_status}")
     versions = summary.table_versions
     lines.append("tables" + (" (Delta; version after this run)" if versions else "") + ":")
     lines += [f"  {name:<12} {path}" + (f"   v{versions[name]}" if name in versions else "")
               for name, path in summary.tables.items()]
+    if summary.report_path:
+        lines.append(f"run report: {summary.report_path}")
+    if summary.data_docs:
+        lines.append(f"Data Docs:  {summary.data_docs}")
     return "\n".join(lines)

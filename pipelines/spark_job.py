@@ -31,7 +31,7 @@ from clinlake.schemas.tables import (NOTE_RESULT_COLUMNS, RUN_COLUMNS, SPARKNLP_
                                      STATUS_QUARANTINED, entity_table, note_status_table, quarantine_table)
 
 from .batch import ID_COLUMN, PRE_REASON_COLUMN, TEXT_COLUMN, TEXT_NOT_STRING, Limits, annotate_batches
-from .config import InputConfig, JobConfig, resolve_data_path
+from .config import InputConfig, JobConfig, resolve_data_path, resolve_resource
 from .pipeline import cached_pipeline
 from .spark_tables import DeltaTables, ParquetTables, read_delta
 
@@ -43,6 +43,11 @@ CSV_DEFAULTS = {"header": "true", "multiLine": "true", "escape": '"'}
 
 class InputError(ValueError):
     """The input cannot be read as notes (missing columns, unreadable path)."""
+
+
+class QualityGateError(RuntimeError):
+    """The quality gate failed in enforce mode; nothing was published. The message is the
+    gate's one-screen summary (no note text)."""
 
 
 class RunIntegrityError(RuntimeError):
@@ -62,6 +67,11 @@ class RunSummary:
     tables: dict[str, str]
     notes_unchanged: int = 0
     table_versions: dict[str, int] = field(default_factory=dict)
+    gate_status: str | None = None
+    gate_summary: str | None = None
+    gate_failures: list[dict] = field(default_factory=list)
+    data_docs: str | None = None
+    report_path: str | None = None
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
     labels: dict[str, int] = field(default_factory=dict)
     assertions: dict[str, int] = field(default_factory=dict)
@@ -238,6 +248,12 @@ def run_annotate(spark: SparkSession, config: JobConfig, *, run_id: str | None =
                 f"{summary.notes_quarantined} quarantined + {summary.notes_unchanged} unchanged")
         derived = derive_tables(results, config, run_id, pipeline.version)
         processed = results.select(ID_COLUMN).distinct()
+        gate = audit(spark, config, derived, prepared, run_id, summary)
+        if config.quality.report:
+            summary.report_path = str(write_report(spark, config, derived, prepared, summary, gate))
+        if gate is not None and gate.blocks(config.quality.mode):
+            report = f"\nrun report: {summary.report_path}" if summary.report_path else ""
+            raise QualityGateError(gate.summary() + report)
         for name in ("entities", "note_status", "quarantine"):
             keys = processed.where(F.col(ID_COLUMN).isNotNull()) if name == "entities" else processed
             tables.publish(name, derived[name], keys, run_id=run_id, pipeline_version=pipeline.version)
@@ -255,6 +271,44 @@ def run_annotate(spark: SparkSession, config: JobConfig, *, run_id: str | None =
             summary.table_versions["runs"] = tables.versions["runs"]
         _remove_staging(staging)
     return summary
+
+
+def audit(spark: SparkSession, config: JobConfig, derived: dict[str, DataFrame], notes: DataFrame, run_id: str,
+          summary: RunSummary):
+    """Validate the run's tables before anything is published (write-audit-publish)."""
+    if config.quality.mode == "off":
+        summary.gate_status = "off"
+        return None
+    from .quality import configured_labels, load_suite, validate_tables
+
+    labels = configured_labels(config)
+    suites = [load_suite(resolve_resource(config, path), sets={"labels": labels} if labels else None)
+              for path in config.quality.suites]
+    context_root = _local_dir(config, "_quality", run_id) if config.quality.data_docs else None
+    gate = validate_tables(spark, {"entities": derived["entities"], "note_status": derived["note_status"]},
+                           notes, suites, context_root=context_root, run_id=run_id)
+    summary.gate_status = "passed" if gate.passed else "failed"
+    summary.gate_summary = gate.summary()
+    summary.gate_failures = [f.to_dict() for f in gate.failures]
+    summary.data_docs = str(gate.data_docs) if gate.data_docs else None
+    return gate
+
+
+def write_report(spark: SparkSession, config: JobConfig, derived: dict[str, DataFrame], notes: DataFrame,
+                 summary: RunSummary, gate) -> Path:
+    from dataclasses import asdict
+
+    from .run_report import collect_report_data, write_run_report
+
+    data = collect_report_data(spark, derived, notes, n_samples=config.quality.report_samples)
+    path = _local_dir(config, "_reports", summary.run_id) / "run_report.html"
+    return write_run_report(path, asdict(summary), gate=gate, **data)
+
+
+def _local_dir(config: JobConfig, kind: str, run_id: str) -> Path:
+    # Reports and Data Docs are local files; for object-store outputs they go under ./clinlake-runs.
+    root = config.output.path if "://" not in config.output.path else "clinlake-runs"
+    return Path(root) / kind / run_id
 
 
 def _summarise_results(results: DataFrame, summary: RunSummary) -> None:
@@ -282,7 +336,10 @@ def _run_row(spark: SparkSession, config: JobConfig, summary: RunSummary, stages
         "notes_read": summary.notes_read, "notes_unchanged": summary.notes_unchanged,
         "notes_annotated": summary.notes_annotated, "notes_quarantined": summary.notes_quarantined,
         "entities": summary.entities, "ner_stages": ",".join(stages),
-        "table_versions": json.dumps(summary.table_versions) if summary.table_versions else None, "error": error,
+        "table_versions": json.dumps(summary.table_versions) if summary.table_versions else None,
+        "gate_status": summary.gate_status,
+        "gate_failures": json.dumps(summary.gate_failures) if summary.gate_failures else None,
+        "report_path": summary.report_path, "error": error,
     }
     return spark.createDataFrame([tuple(row[c.name] for c in RUN_COLUMNS)], spark_schema(RUN_COLUMNS))
 

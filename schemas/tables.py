@@ -93,6 +93,10 @@ RUN_COLUMNS: tuple[Column, ...] = (
     Column("entities", "long", False, "Entity rows written."),
     Column("ner_stages", "string", False, "Comma-separated NER stages with versions."),
     Column("table_versions", "string", True, "JSON: Delta table version each output table has after the run."),
+    Column("gate_status", "string", True, "Quality gate: passed | failed | off (null if the run ended before it)."),
+    Column("gate_failures", "string", True,
+           "JSON list of failed expectations and checks (names, counts, example ids; never note text)."),
+    Column("report_path", "string", True, "The run report (HTML) written for this run."),
     Column("error", "string", True, "Error class and message when the run failed (never note text)."),
 )
 

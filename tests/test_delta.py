@@ -28,6 +28,9 @@ NOTES = {
 }
 
 
+FAST = {"mode": "off", "report": False}
+
+
 def write_notes(path, notes: dict[str, str | None]) -> str:
     pq.write_table(pa.table({"id": list(notes), "body": list(notes.values())}), path)
     return str(path)
@@ -37,6 +40,7 @@ def config(input_path, lake, **pipeline):
     return parse_config({
         "input": {"path": input_path, "format": "parquet", "id_column": "id", "text_column": "body"},
         "output": {"path": str(lake), "format": "delta"},
+        "quality": FAST,  # the gate has its own tests (test_gate.py); these are about Delta
         **({"pipeline": pipeline} if pipeline else {}),
     })
 
@@ -179,12 +183,12 @@ def test_delta_input_with_version_and_quarantine_replacement(spark, tmp_path, la
     write_deltalake(source, pa.table({"id": ["a", "b"], "body": ["No fever.", ""]}))
     write_deltalake(source, pa.table({"id": ["a", "b"], "body": ["No fever.", "Cough."]}), mode="overwrite")
     conf = parse_config({"input": {"path": source, "format": "delta", "id_column": "id", "text_column": "body",
-                                   "version": 0}, "output": {"path": str(lake)}})
+                                   "version": 0}, "output": {"path": str(lake)}, "quality": FAST})
     first = run_annotate(spark, conf, run_id="v0")
     assert (first.notes_annotated, first.quarantine_reasons) == (1, {"empty_text": 1})
     assert [r["note_id"] for r in delta_rows(lake / "quarantine")] == ["b"]
     latest = parse_config({"input": {"path": source, "format": "delta", "id_column": "id", "text_column": "body"},
-                           "output": {"path": str(lake)}})
+                           "output": {"path": str(lake)}, "quality": FAST})
     second = run_annotate(spark, latest, run_id="v1")
     assert (second.notes_unchanged, second.notes_annotated, second.notes_quarantined) == (1, 1, 0)
     assert delta_rows(lake / "quarantine") == []  # fixed note leaves quarantine in the same run
@@ -203,7 +207,7 @@ def test_entities_partitioned_by_a_passthrough_column(spark, tmp_path, lake):
     def conf(path):
         return parse_config({
             "input": {"path": path, "id_column": "id", "text_column": "body", "passthrough": ["note_date"]},
-            "output": {"path": str(lake), "partition_by": ["note_date"]}})
+            "output": {"path": str(lake), "partition_by": ["note_date"]}, "quality": FAST})
 
     run_annotate(spark, conf(notes_file("a.parquet", NOTES)), run_id="p1")
     table = DeltaTable(str(lake / "entities"))
@@ -221,6 +225,6 @@ def test_entities_partitioned_by_a_passthrough_column(spark, tmp_path, lake):
         (r["note_id"], r["entity_id"], r["note_date"]) for r in rows)
     assert_unique_entity_ids(spark, lake)
     bad = parse_config({"input": {"path": notes_file("c.parquet", NOTES), "id_column": "id", "text_column": "body"},
-                        "output": {"path": str(lake), "partition_by": ["not_a_column"]}})
+                        "output": {"path": str(lake), "partition_by": ["not_a_column"]}, "quality": FAST})
     with pytest.raises(ValueError, match="not columns of the entities table"):
         run_annotate(spark, bad)

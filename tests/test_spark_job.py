@@ -40,11 +40,12 @@ BAD_ROWS = [  # (note_id, text, expected reason)
 ]
 
 
-def job_config(tmp_path, input_path, fmt="parquet"):
+def job_config(tmp_path, input_path, fmt="parquet", gate=False):
     return parse_config({
         "input": {"path": str(input_path), "format": fmt, "id_column": "id", "text_column": "body",
                   "passthrough": ["patient_id", "note_date"]},
         "output": {"path": str(tmp_path / "lake"), "format": "parquet"},
+        "quality": {"mode": "enforce", "data_docs": False} if gate else {"mode": "off", "report": False},
     })
 
 
@@ -66,8 +67,9 @@ def notes_table(tmp_path_factory):
 def job_run(spark, notes_table, tmp_path_factory):
     path, rows = notes_table
     out = tmp_path_factory.mktemp("out")
-    config = job_config(out, path)
+    config = job_config(out, path, gate=True)  # the clean run passes the default quality gate
     summary = run_annotate(spark, config, run_id="test-run")
+    assert summary.gate_status == "passed", summary.gate_summary
     return config, summary, rows
 
 
