@@ -249,15 +249,18 @@ def run_annotate(spark: SparkSession, config: JobConfig, *, run_id: str | None =
         derived = derive_tables(results, config, run_id, pipeline.version)
         processed = results.select(ID_COLUMN).distinct()
         gate = audit(spark, config, derived, prepared, run_id, summary)
-        if config.quality.report:
-            summary.report_path = str(write_report(spark, config, derived, prepared, summary, gate))
         if gate is not None and gate.blocks(config.quality.mode):
+            if config.quality.report:  # the report shows why nothing was published
+                summary.report_path = str(write_report(spark, config, derived, prepared, summary, gate))
             report = f"\nrun report: {summary.report_path}" if summary.report_path else ""
             raise QualityGateError(gate.summary() + report)
         for name in ("entities", "note_status", "quarantine"):
             keys = processed.where(F.col(ID_COLUMN).isNotNull()) if name == "entities" else processed
             tables.publish(name, derived[name], keys, run_id=run_id, pipeline_version=pipeline.version)
         summary.status = "succeeded"
+        if config.quality.report:
+            summary.duration_s = round(time.monotonic() - clock, 3)
+            summary.report_path = str(write_report(spark, config, derived, prepared, summary, gate))
     except Exception as exc:
         error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:500] if str(exc) else ''}"
         raise
