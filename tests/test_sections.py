@@ -1,8 +1,6 @@
 """Tests for note section detection (pipelines/sections.py)."""
 from __future__ import annotations
 
-import csv
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +10,6 @@ from clinlake.pipelines.types import Section
 
 REPO = Path(__file__).resolve().parents[1]
 SECTIONS = REPO / "conf" / "sections.yaml"
-SAMPLE_NOTES = REPO.parent / "shared" / "data" / "notes" / "mtsamples_sample.csv"
 
 REQUIRED = {
     "chief_complaint", "history_of_present_illness", "past_medical_history", "past_surgical_history",
@@ -28,12 +25,6 @@ def detector() -> SectionDetector:
     return SectionDetector.from_file(SECTIONS)
 
 
-def load_notes() -> list[str]:
-    if not SAMPLE_NOTES.exists():
-        pytest.skip(f"sample notes not found at {SAMPLE_NOTES}")
-    csv.field_size_limit(sys.maxsize)
-    with SAMPLE_NOTES.open(newline="", encoding="utf-8") as handle:
-        return [row["transcription"] for row in csv.DictReader(handle)]
 
 
 def headings(text: str, sections: list[Section]) -> list[tuple[str, str]]:
@@ -143,8 +134,8 @@ def test_headings_after_comma_space_and_semicolon(detector):
     assert headings(text, detector.detect(text)) == [("allergies", "ALLERGIES:"), ("plan", "PLAN:")]
 
 
-def test_sample_note_zero_sections_in_order(detector):
-    note = load_notes()[0]
+def test_sample_note_zero_sections_in_order(detector, sample_notes):
+    note = [row["transcription"] for row in sample_notes][0]
     sections = detector.detect(note)
     assert headings(note, sections) == [
         ("subjective", "SUBJECTIVE:"),
@@ -223,8 +214,8 @@ def test_section_at(detector):
     assert section_at([], 3) is None
 
 
-def test_all_sample_notes(detector):
-    notes = load_notes()
+def test_all_sample_notes(detector, sample_notes):
+    notes = [row["transcription"] for row in sample_notes]
     with_sections = 0
     for note in notes:
         sections = detector.detect(note)

@@ -1,10 +1,7 @@
 """Tests for the clinical sentence splitter and tokenizer (pipelines/text.py)."""
 from __future__ import annotations
 
-import csv
 import random
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +11,6 @@ from clinlake.pipelines.types import Sentence, Token
 
 REPO = Path(__file__).resolve().parents[1]
 ABBREVIATIONS = REPO / "conf" / "abbreviations.yaml"
-SAMPLE_NOTES = REPO.parent / "shared" / "data" / "notes" / "mtsamples_sample.csv"
 
 
 @pytest.fixture(scope="module")
@@ -53,12 +49,6 @@ def assert_invariants(text: str, sentences: list[Sentence]) -> None:
     assert "".join(t.text for t in tokens) == "".join(text.split())
 
 
-def load_notes() -> list[str]:
-    if not SAMPLE_NOTES.exists():
-        pytest.skip(f"sample notes not found at {SAMPLE_NOTES}")
-    csv.field_size_limit(sys.maxsize)
-    with SAMPLE_NOTES.open(newline="", encoding="utf-8") as handle:
-        return [row["transcription"] for row in csv.DictReader(handle)]
 
 
 # ----------------------------------------------------------------------------- tokens
@@ -337,8 +327,8 @@ def test_control_characters_and_lone_surrogates(splitter):
     assert [t.text for t in sentences[0].tokens][:3] == ["a", "\x00", "b"]
 
 
-def test_every_sample_note_keeps_the_invariants(splitter):
-    notes = load_notes()
+def test_every_sample_note_keeps_the_invariants(splitter, sample_notes):
+    notes = [row["transcription"] for row in sample_notes]
     assert len(notes) == 322
     for note in notes:
         sentences = splitter.split(note)
@@ -375,16 +365,11 @@ def test_degenerate_inputs_do_not_raise(splitter, text):
     assert_invariants(text, splitter.split(text))
 
 
-def test_one_megabyte_in_well_under_a_second(splitter):
-    notes = load_notes()
+def test_one_megabyte_note_keeps_the_invariants(splitter, sample_notes):
+    # Speed is measured in benchmarks/annotate_throughput.py, not asserted here.
+    notes = [row["transcription"] for row in sample_notes]
     text = ("\n\n".join(notes) * 2)[:1_000_000]
-    splitter.split(text[:10_000])  # warm up
-    started = time.perf_counter()
-    sentences = splitter.split(text)
-    elapsed = time.perf_counter() - started
-    assert_invariants(text, sentences)
-    # About 0.5 s on a small 2-core VM; the bound leaves room for slow CI machines.
-    assert elapsed < 2.0, f"1 MB took {elapsed:.2f} s"
+    assert_invariants(text, splitter.split(text))
 
 
 def test_custom_abbreviation_lists():
