@@ -58,7 +58,7 @@ def time_stages(pipeline: Pipeline, texts: list[str]) -> dict[str, float]:
     return totals
 
 
-def spark_run(texts: list[str], cores: int, workdir: Path) -> dict[str, float]:
+def spark_run(texts: list[str], cores: int, workdir: Path, gate: str) -> dict[str, float]:
     from clinlake.pipelines.config import SparkConfig
     from clinlake.pipelines.spark_job import run_annotate
     from clinlake.pipelines.spark_session import get_spark
@@ -69,7 +69,8 @@ def spark_run(texts: list[str], cores: int, workdir: Path) -> dict[str, float]:
     spark = get_spark(SparkConfig(master=f"local[{cores}]", shuffle_partitions=cores * 2,
                                   conf={"spark.ui.enabled": "false"}))
     config = parse_config({"input": {"path": str(notes), "format": "parquet"},
-                           "output": {"path": str(workdir / f"lake{cores}")}})
+                           "output": {"path": str(workdir / f"lake{cores}")},
+                           "quality": {"mode": gate, "data_docs": False, "report": gate != "off"}})
     start = time.perf_counter()
     summary = run_annotate(spark, config)
     seconds = time.perf_counter() - start
@@ -81,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=int, default=4, help="repeat the 318 non-empty sample notes this many times")
     parser.add_argument("--cores", type=int, nargs="*", default=[1, 2], help="local[N] Spark runs to time")
+    parser.add_argument("--gate", choices=("off", "enforce"), default="off",
+                        help="run the quality gate and report inside the timed Spark runs (default: off, so "
+                             "the numbers are the annotate pass and the Delta commits)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/annotate_throughput.json"))
     args = parser.parse_args(argv)
 
@@ -106,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     with tempfile.TemporaryDirectory() as tmp:
         for cores in args.cores:
-            run = spark_run(texts, cores, Path(tmp))
+            run = spark_run(texts, cores, Path(tmp), args.gate)
             results["spark"][f"local[{cores}]"] = {
                 "seconds": round(run["seconds"], 2),
                 "notes_per_s": round(run["notes"] / run["seconds"], 1),
