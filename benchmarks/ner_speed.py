@@ -1,0 +1,174 @@
+"""NER speed per core: each shipped model in onnxruntime vs the same network in PyTorch.
+
+    python benchmarks/ner_speed.py [--models ncbi_disease bc5cdr] [--sentences 1000] [--seconds 5]
+                                   [--out benchmarks/results/ner_speed.json]
+
+Both run on ONE thread (onnxruntime intra/inter-op 1, torch.set_num_threads(1)) over the same
+devel sentences, batched by length exactly as the runtime batches them. Two numbers each:
+
+* network: the emission network alone on pre-built input arrays (ONNX: the serving graph,
+  which runs the char CNN once per distinct word of a batch, int8 LSTM when the card says so;
+  PyTorch: the training graph, fp32, eager);
+* end to end: ``NerModel.tag`` — features + network + batched CRF Viterbi + marginals, what a
+  pipeline stage pays; the PyTorch run swaps only the emission network.
+
+The PyTorch weights come from training (``build/ner/<name>/torch_state.pt``, not shipped);
+a model without them is reported for onnxruntime only. The shipped ``model.onnx`` may be
+int8 (see its card); the fp32 export is also timed when ``build/ner/<name>/model.fp32.onnx``
+exists. Measurements run one after the other, so compare ratios from one run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+os.environ["OMP_NUM_THREADS"] = "1"  # before numpy/onnxruntime/torch start their pools
+
+import numpy as np  # noqa: E402
+
+from clinlake.pipelines.config import package_resource  # noqa: E402
+from clinlake.pipelines.ner_model import (BATCH_PIECES, NerModel, encode_batch,  # noqa: E402
+                                          encode_serving_batch)
+
+MODELS = ("ncbi_disease", "bc5cdr", "anatem", "bionlp13cg", "linnaeus")
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "build" / "ner"
+
+
+def devel_sentences(model: NerModel, limit: int) -> list[list[str]]:
+    from clinlake.pipelines.train_ner import load_split
+
+    return [words for words, _ in load_split(model.meta["corpus"], "devel")[:limit]]
+
+
+def length_batches(sentences: Sequence[Sequence[str]]) -> list[list[Sequence[str]]]:
+    """Sentences sorted by length in batches of at most BATCH_PIECES padded pieces (as the runtime)."""
+    ordered = sorted(sentences, key=len)
+    batches, batch = [], []
+    for sentence in ordered:
+        if batch and len(sentence) * (len(batch) + 1) > BATCH_PIECES:
+            batches.append(batch)
+            batch = []
+        batch.append(sentence)
+    return batches + [batch] if batch else batches
+
+
+def rate(run: Callable[[], int], seconds: float) -> float:
+    """Tokens per second of ``run`` (returns tokens done), repeated for at least ``seconds``."""
+    run()  # warm-up
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        done += run()
+    return done / (time.perf_counter() - started)
+
+
+def onnx_session(path: Path):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def bench_model(name: str, sentences_limit: int, seconds: float) -> dict:
+    directory = package_resource(f"models/{name}")
+    model = NerModel(directory)
+    sentences = devel_sentences(model, sentences_limit)
+    batches = length_batches(sentences)
+    feeds = [encode_serving_batch(b, model.embeddings, model.char_map) for b in batches]
+    tokens = sum(len(s) for s in sentences)
+    result: dict = {"model": model.name, "sentences": len(sentences), "tokens": tokens,
+                    "onnx_precision": "int8" if model.meta.get("quantization", {}).get("kept") else "fp32"}
+
+    def onnx_network(session) -> Callable[[], int]:
+        def run() -> int:
+            for f in feeds:
+                session.run(["emissions"], f)
+            return tokens
+        return run
+
+    result["onnx_network"] = rate(onnx_network(model.session), seconds)
+    result["onnx_end_to_end"] = rate(lambda: len(model.tag(sentences)) and tokens, seconds)
+    if (ARTIFACTS / name / "model.fp32.onnx").exists():
+        result["onnx_fp32_network"] = rate(onnx_network(onnx_session(ARTIFACTS / name / "model.fp32.onnx")), seconds)
+    if (ARTIFACTS / name / "torch_state.pt").exists():
+        result.update(bench_torch(directory, sentences, batches, tokens, seconds))
+    return result
+
+
+def bench_torch(directory: Path, sentences, batches, tokens: int, seconds: float) -> dict:
+    """The same network in PyTorch eager (fp32, the training graph), through the same
+    feature and decoding code: only the emission network is swapped."""
+    import torch
+
+    from clinlake.pipelines.train_ner import load_torch
+
+    net, _ = load_torch(directory)
+
+    class TorchModel(NerModel):
+        def batch_emissions(self, sequences):
+            feeds = encode_batch(sequences, self.embeddings, self.char_map, self._features)
+            with torch.inference_mode():
+                return net(**{k: torch.from_numpy(v) for k, v in feeds.items()}).double().numpy()
+
+    model = TorchModel(directory)
+    inputs = [{k: torch.from_numpy(v) for k, v in encode_batch(b, model.embeddings, model.char_map).items()}
+              for b in batches]
+
+    def network() -> int:
+        with torch.inference_mode():
+            for t in inputs:
+                net(**t)
+        return tokens
+
+    return {"torch_network": rate(network, seconds),
+            "torch_end_to_end": rate(lambda: len(model.tag(sentences)) and tokens, seconds),
+            "torch_version": torch.__version__}
+
+
+def print_table(results: list[dict]) -> None:
+    def ratio(a: float | None, b: float | None) -> str:
+        return f"{a / b:5.1f}x" if a and b else "     -"
+
+    print("tokens/s on one thread; x = ONNX / PyTorch")
+    print(f"{'model':<28} {'ONNX net':>9} {'fp32 net':>9} {'torch net':>9} {'x':>6} "
+          f"{'ONNX e2e':>9} {'torch e2e':>9} {'x':>6}  shipped")
+    for r in results:
+        tn, te, fp = r.get("torch_network"), r.get("torch_end_to_end"), r.get("onnx_fp32_network")
+        print(f"{r['model']:<28} {r['onnx_network']:>9,.0f} {fp or 0:>9,.0f} {tn or 0:>9,.0f} "
+              f"{ratio(r['onnx_network'], tn)} {r['onnx_end_to_end']:>9,.0f} {te or 0:>9,.0f} "
+              f"{ratio(r['onnx_end_to_end'], te)}  {r['onnx_precision']}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--sentences", type=int, default=1000, help="devel sentences per model")
+    parser.add_argument("--seconds", type=float, default=5.0, help="minimum time per measurement")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "ner_speed.json")
+    args = parser.parse_args(argv)
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+        torch.set_num_interop_threads(1)  # allowed once per process, before any torch work
+    except ImportError:
+        print("torch is not installed: onnxruntime only")
+    results = [bench_model(name, args.sentences, args.seconds) for name in args.models
+               if (package_resource(f"models/{name}") / "model.onnx").exists()]
+    print_table(results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"machine": platform.platform(), "processor": platform.processor(),
+                                    "cpu_count": os.cpu_count(), "results": results}, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,462 @@
+"""Serving of the trained biomedical NER taggers (BiLSTM-CNN-Char + CRF) with onnxruntime.
+
+Runtime only: numpy + onnxruntime, never torch (training lives in :mod:`pipelines.train_ner`).
+
+A model directory (``models/<name>/``) holds
+
+* ``model.onnx`` — the network: shared word vectors + character CNN + casing → BiLSTM →
+  per-tag emission scores ``[batch, tokens, tags]``;
+* ``model.json`` — tags, character map, CRF transitions (start/end/pairwise, IOB constraints
+  already folded in), the name of the shared embedding directory and the version.
+
+The word vectors live once for all models in ``models/embeddings/`` (``vectors.npy`` fp16 +
+``vocab.txt``) and are looked up here in numpy, so the five ONNX graphs stay small.
+
+Tokens. The pipeline's tokenizer keeps ``3.5``, ``b.i.d.`` or ``'s`` as one token; the NER
+corpora split every punctuation character (``3 . 5``, ``Parkinson ' s``). :func:`model_pieces`
+splits each pipeline token into corpus-style pieces (runs of letters/digits, single other
+characters); the trainer applies the same function to the corpus tokens, so training and
+serving see the same kind of token. Entity offsets are piece offsets: still exact slices of
+the original text.
+
+Confidence of an entity = the mean, over its pieces, of the CRF marginal probability
+(forward-backward) of the tag Viterbi chose for that piece. In [0, 1].
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .types import Entity, Sentence
+
+__all__ = [
+    "NerModel", "NerStage", "load_ner_stage", "load_model", "model_pieces", "word_key", "case_id",
+    "viterbi", "viterbi_batch", "marginals", "marginals_batch", "iob_spans", "windows",
+]
+
+PIECE = re.compile(r"[^\W_]+|\S")
+_DIGIT = re.compile(r"\d")
+MAX_CHARS = 20  # characters per token seen by the char CNN (longer words are cut; why: bounded input)
+WINDOW = 256  # longest piece sequence tagged in one go; longer sentences are windowed
+OVERLAP = 32  # pieces of context on each side of a window that are tagged but not kept
+BATCH_PIECES = 4096  # padded pieces per onnxruntime call
+
+PAD, UNK = 0, 1
+CASES = ("pad", "lower", "title", "upper", "mixed", "numeric", "has_digit", "punct", "other")
+
+
+# ----------------------------------------------------------------------------- featurisation
+# Shared with the trainer: whatever is changed here changes what the models were trained on.
+
+def model_pieces(tokens: Iterable[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """Corpus-style pieces (start, end, text) of (start, end, text) tokens, in order."""
+    pieces: list[tuple[int, int, str]] = []
+    for start, _end, text in tokens:
+        pieces += [(start + m.start(), start + m.end(), m.group()) for m in PIECE.finditer(text)]
+    return pieces
+
+
+def word_key(word: str) -> str:
+    """The embedding key of a word: lower case, every digit 0 (casing is a separate feature)."""
+    return _DIGIT.sub("0", word.lower())
+
+
+def case_id(word: str) -> int:
+    if word.isdigit():
+        return CASES.index("numeric")
+    if not any(ch.isalnum() for ch in word):
+        return CASES.index("punct")
+    if any(ch.isdigit() for ch in word):
+        return CASES.index("has_digit")
+    if word.islower():
+        return CASES.index("lower")
+    if word.isupper():
+        return CASES.index("upper")
+    if word[0].isupper() and word[1:].islower():
+        return CASES.index("title")
+    return CASES.index("mixed") if word.isalpha() else CASES.index("other")
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """The shared word vectors: row 0 = padding (zeros), row 1 = unknown word."""
+
+    vocab: Mapping[str, int]
+    vectors: np.ndarray  # float16 [words, dim]
+
+    @classmethod
+    def load(cls, directory: Path) -> "Embeddings":
+        words = (directory / "vocab.txt").read_text(encoding="utf-8").split("\n")
+        vectors = np.load(directory / "vectors.npy", mmap_mode="r")
+        return cls({w: i for i, w in enumerate(words) if w}, vectors)
+
+    def ids(self, words: Sequence[str]) -> list[int]:
+        get = self.vocab.get
+        return [get(word_key(w), UNK) for w in words]
+
+
+def encode_batch(
+    sentences: Sequence[Sequence[str]], embeddings: Embeddings, char_map: Mapping[str, int],
+    cache: dict[str, tuple[int, list[int]]] | None = None,
+) -> dict[str, np.ndarray]:
+    """Padded training-graph inputs for piece sequences: word vectors, char ids per token
+    [batch, steps, width], case ids, lengths.
+
+    ``cache`` memoises per-word features for one char map (words repeat; the Python loop
+    over characters is the cost); it is cleared when it grows past _ROWS_MAX words.
+    Char ids are padded to the batch's longest word (at most MAX_CHARS): the char CNN
+    max-pools over non-padding positions only, so the width changes the cost, not the result."""
+    batch, longest = len(sentences), max(1, max(len(s) for s in sentences))
+    width = _char_width(sentences)
+    word_ids = np.zeros((batch, longest), dtype=np.int64)
+    chars = np.zeros((batch, longest, width), dtype=np.int64)
+    cases = np.zeros((batch, longest), dtype=np.int64)
+    rows = {} if cache is None else cache
+    if len(rows) > _ROWS_MAX:
+        rows.clear()
+    for b, words in enumerate(sentences):
+        word_ids[b, : len(words)] = embeddings.ids(words)
+        features = [rows.get(w) or _word_row(rows, char_map, w) for w in words]
+        cases[b, : len(words)] = [f[0] for f in features]
+        chars[b, : len(words)] = [f[1][:width] for f in features]
+    return {
+        "words": embeddings.vectors[word_ids].astype(np.float32),
+        "chars": chars,
+        "cases": cases,
+        "lengths": np.array([len(s) for s in sentences], dtype=np.int64),
+    }
+
+
+def encode_serving_batch(
+    sentences: Sequence[Sequence[str]], embeddings: Embeddings, char_map: Mapping[str, int],
+    cache: dict[str, tuple[int, list[int]]] | None = None,
+) -> dict[str, np.ndarray]:
+    """Inputs of the exported (serving) graph: like :func:`encode_batch`, but characters come
+    once per *distinct* word (``word_chars`` [distinct + 1, width], row 0 all padding) and
+    ``char_index`` [batch, steps] points each token at its row. The char CNN then runs once
+    per distinct word instead of once per padded position (it was half the inference time)."""
+    batch, longest = len(sentences), max(1, max(len(s) for s in sentences))
+    width = _char_width(sentences)
+    word_ids = np.zeros((batch, longest), dtype=np.int64)
+    char_index = np.zeros((batch, longest), dtype=np.int64)
+    cases = np.zeros((batch, longest), dtype=np.int64)
+    rows = {} if cache is None else cache
+    if len(rows) > _ROWS_MAX:
+        rows.clear()
+    distinct: dict[str, int] = {}
+    char_rows: list[list[int]] = [[PAD] * width]
+    for b, words in enumerate(sentences):
+        word_ids[b, : len(words)] = embeddings.ids(words)
+        features = [rows.get(w) or _word_row(rows, char_map, w) for w in words]
+        cases[b, : len(words)] = [f[0] for f in features]
+        for t, (word, feature) in enumerate(zip(words, features)):
+            row = distinct.get(word)
+            if row is None:
+                row = distinct[word] = len(char_rows)
+                char_rows.append(feature[1][:width])
+            char_index[b, t] = row
+    return {
+        "words": embeddings.vectors[word_ids].astype(np.float32),
+        "word_chars": np.array(char_rows, dtype=np.int64),
+        "char_index": char_index,
+        "cases": cases,
+        "lengths": np.array([len(s) for s in sentences], dtype=np.int64),
+    }
+
+
+def _char_width(sentences: Sequence[Sequence[str]]) -> int:
+    return min(MAX_CHARS, max((len(w) for s in sentences for w in s), default=1))
+
+
+_ROWS_MAX = 200_000  # words memoised per model (bounded memory)
+
+
+def _word_row(rows: dict, char_map: Mapping[str, int], word: str) -> tuple[int, list[int]]:
+    """(case id, padded char ids) of a word, stored in rows."""
+    ids = [char_map.get(ch, UNK) for ch in word[:MAX_CHARS]]
+    row = rows[word] = (case_id(word), ids + [PAD] * (MAX_CHARS - len(ids)))
+    return row
+
+
+# ----------------------------------------------------------------------------- CRF decoding
+
+def viterbi(emissions: np.ndarray, start: np.ndarray, end: np.ndarray, trans: np.ndarray) -> list[int]:
+    """Best tag path for one sequence. emissions [T, K]; trans[i, j] = score of i → j."""
+    length = emissions.shape[0]
+    if length == 0:
+        return []
+    score = start + emissions[0]
+    back = np.zeros((length, emissions.shape[1]), dtype=np.int64)
+    for t in range(1, length):
+        total = score[:, None] + trans
+        back[t] = total.argmax(axis=0)
+        score = total.max(axis=0) + emissions[t]
+    path = [int((score + end).argmax())]
+    for t in range(length - 1, 0, -1):
+        path.append(int(back[t, path[-1]]))
+    return path[::-1]
+
+
+def _logsumexp(x: np.ndarray, axis: int) -> np.ndarray:
+    top = x.max(axis=axis, keepdims=True)
+    return (top + np.log(np.exp(x - top).sum(axis=axis, keepdims=True))).squeeze(axis)
+
+
+def marginals(emissions: np.ndarray, start: np.ndarray, end: np.ndarray, trans: np.ndarray) -> np.ndarray:
+    """Per-token tag posteriors [T, K] of the linear-chain CRF (forward-backward in log space)."""
+    length, tags = emissions.shape
+    alpha = np.empty((length, tags))
+    beta = np.empty((length, tags))
+    alpha[0] = start + emissions[0]
+    for t in range(1, length):
+        alpha[t] = _logsumexp(alpha[t - 1][:, None] + trans, axis=0) + emissions[t]
+    beta[-1] = end
+    for t in range(length - 2, -1, -1):
+        beta[t] = _logsumexp(trans + (emissions[t + 1] + beta[t + 1])[None, :], axis=1)
+    log_z = _logsumexp(alpha[-1] + end, axis=0)
+    return np.exp(alpha + beta - log_z)
+
+
+def viterbi_batch(emissions: np.ndarray, lengths: Sequence[int], start: np.ndarray, end: np.ndarray,
+                  trans: np.ndarray) -> list[list[int]]:
+    """:func:`viterbi` for a padded batch [B, T, K] at once: one NumPy step per position for
+    the whole batch instead of per sentence (decoding would otherwise cost more than the network)."""
+    batch, steps, tags = emissions.shape
+    if steps == 0:
+        return [[] for _ in range(batch)]
+    lengths = np.asarray(lengths)
+    score = start + emissions[:, 0]
+    back = np.broadcast_to(np.arange(tags), (steps, batch, tags)).copy()  # identity after a sentence's end
+    for t in range(1, steps):
+        total = score[:, :, None] + trans
+        live = (t < lengths)[:, None]
+        back[t] = np.where(live, total.argmax(axis=1), back[t])
+        score = np.where(live, total.max(axis=1) + emissions[:, t], score)
+    last = (score + end).argmax(axis=1)
+    paths = np.empty((batch, steps), dtype=np.int64)
+    paths[:, -1] = last
+    rows = np.arange(batch)
+    for t in range(steps - 1, 0, -1):
+        paths[:, t - 1] = back[t, rows, paths[:, t]]
+    return [paths[b, : lengths[b]].tolist() for b in range(batch)]
+
+
+def marginals_batch(emissions: np.ndarray, lengths: Sequence[int], start: np.ndarray, end: np.ndarray,
+                    trans: np.ndarray) -> np.ndarray:
+    """:func:`marginals` for a padded batch: posteriors [B, T, K] (rows past a sentence's end are junk).
+
+    Forward-backward in probability space, renormalised at every step: a [B, K] x [K, K]
+    matrix product per position instead of a log-sum-exp over [B, K, K] (several times
+    faster with many tags); the per-step scale factors cancel in the final normalisation."""
+    batch, steps, tags = emissions.shape
+    lengths = np.asarray(lengths)
+    scores = np.exp(emissions - emissions.max(axis=2, keepdims=True))
+    step_trans = np.exp(trans - trans.max())
+    last = _normalised(np.exp(end - end.max()))
+    alpha = np.empty((batch, steps, tags))
+    beta = np.empty((batch, steps, tags))
+    alpha[:, 0] = _normalised(np.exp(start - start.max()) * scores[:, 0])
+    for t in range(1, steps):
+        step = _normalised((alpha[:, t - 1] @ step_trans) * scores[:, t])
+        alpha[:, t] = np.where((t < lengths)[:, None], step, alpha[:, t - 1])
+    beta[:, -1] = last
+    for t in range(steps - 2, -1, -1):
+        step = _normalised((scores[:, t + 1] * beta[:, t + 1]) @ step_trans.T)
+        beta[:, t] = np.where((t + 1 < lengths)[:, None], step, last)
+    return _normalised(alpha * beta)
+
+
+def _normalised(x: np.ndarray) -> np.ndarray:
+    return x / x.sum(axis=-1, keepdims=True)
+
+
+def iob_spans(tags: Sequence[str]) -> list[tuple[int, int, str]]:
+    """(first, last+1, type) entity spans of IOB2 tags, conlleval-style repair: an I- that
+    does not continue an entity of its type starts one; B- always starts one."""
+    spans: list[tuple[int, int, str]] = []
+    current: list = []  # [start, type] of the open entity
+    for i, tag in enumerate(tags):
+        prefix, _, kind = tag.partition("-")
+        if prefix == "I" and current and current[1] == kind:
+            continue
+        if current:
+            spans.append((current[0], i, current[1]))
+            current = []
+        if prefix in ("B", "I") and kind:
+            current = [i, kind]
+    if current:
+        spans.append((current[0], len(tags), current[1]))
+    return spans
+
+
+def windows(length: int, size: int = WINDOW, overlap: int = OVERLAP) -> list[tuple[int, int, int, int]]:
+    """(lo, hi, keep_lo, keep_hi) windows covering [0, length): the model tags [lo, hi) and
+    the caller keeps tags [keep_lo, keep_hi); kept ranges tile [0, length) exactly and each
+    kept token has ``overlap`` tokens of context on both sides when the sentence has them."""
+    if length <= size:
+        return [(0, length, 0, length)]
+    if size <= 2 * overlap:
+        raise ValueError("window size must exceed twice the overlap")
+    result = []
+    keep_lo = 0
+    while keep_lo < length:
+        lo = max(0, keep_lo - overlap)
+        hi = min(length, lo + size)
+        keep_hi = hi if hi == length else hi - overlap
+        result.append((lo, hi, keep_lo, keep_hi))
+        keep_lo = keep_hi
+    return result
+
+
+# ----------------------------------------------------------------------------- the model
+
+_SESSIONS: dict[str, "NerModel"] = {}
+_LOCK = threading.Lock()
+
+
+def _threads() -> int:
+    """Spark sets OMP_NUM_THREADS to spark.task.cpus in Python workers; default one core."""
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "1")))
+    except ValueError:
+        return 1
+
+
+class NerModel:
+    """One ONNX tagger: tags piece sequences. Built once per process per directory (:func:`load_model`)."""
+
+    def __init__(self, directory: Path) -> None:
+        import onnxruntime as ort  # imported only when a model is used
+
+        self.directory = directory
+        meta = json.loads((directory / "model.json").read_text(encoding="utf-8"))
+        self.meta = meta
+        self.name = f"{meta['name']}@{meta['version']}"
+        self.tags: list[str] = meta["tags"]
+        self.char_map: dict[str, int] = meta["chars"]
+        crf = meta["crf"]
+        self.start = np.asarray(crf["start"], dtype=np.float64)
+        self.end = np.asarray(crf["end"], dtype=np.float64)
+        self.trans = np.asarray(crf["transitions"], dtype=np.float64)
+        self.embeddings = _embeddings((directory / meta["embeddings"]).resolve())
+        self._features: dict[str, tuple[int, list[int]]] = {}  # encode_batch's per-word memo
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = _threads()
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(directory / "model.onnx"), options,
+                                            providers=["CPUExecutionProvider"])
+
+    def batch_emissions(self, sequences: Sequence[Sequence[str]]) -> np.ndarray:
+        """Padded emission scores [batch, longest, tags] (float64) of piece sequences."""
+        feeds = encode_serving_batch(sequences, self.embeddings, self.char_map, self._features)
+        (scores,) = self.session.run(["emissions"], feeds)
+        return scores.astype(np.float64)
+
+    def emissions(self, sequences: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """Emission scores [len, tags] per piece sequence (each at most WINDOW long)."""
+        scores = self.batch_emissions(sequences)
+        return [scores[b, : len(s)] for b, s in enumerate(sequences)]
+
+    def tag(self, sequences: Sequence[Sequence[str]]) -> list[tuple[list[str], list[float]]]:
+        """(tags, probability of each chosen tag) per piece sequence of any length.
+
+        Long sequences are cut into overlapping windows; all windows of all sequences are
+        sorted by length and run in batches of about BATCH_PIECES padded pieces."""
+        jobs = [(i, w) for i, seq in enumerate(sequences) if seq for w in windows(len(seq))]
+        jobs.sort(key=lambda job: job[1][1] - job[1][0])
+        paths: list[list[int]] = [[0] * len(seq) for seq in sequences]
+        probs: list[list[float]] = [[1.0] * len(seq) for seq in sequences]
+        for batch in _batches(jobs):
+            chunks = [sequences[i][lo:hi] for i, (lo, hi, _, _) in batch]
+            scores = self.batch_emissions(chunks)
+            lengths = [len(c) for c in chunks]
+            best = viterbi_batch(scores, lengths, self.start, self.end, self.trans)
+            post = marginals_batch(scores, lengths, self.start, self.end, self.trans)
+            for b, (i, (lo, _hi, keep_lo, keep_hi)) in enumerate(batch):
+                kept = range(keep_lo - lo, keep_hi - lo)
+                paths[i][keep_lo:keep_hi] = [best[b][t] for t in kept]
+                probs[i][keep_lo:keep_hi] = post[b, kept, [best[b][t] for t in kept]].tolist()
+        return [([self.tags[k] for k in path], prob) for path, prob in zip(paths, probs)]
+
+
+def _batches(jobs: list) -> Iterable[list]:
+    """Consecutive jobs (sorted by length) grouped so padded size stays under BATCH_PIECES."""
+    batch: list = []
+    for job in jobs:
+        longest = job[1][1] - job[1][0]
+        if batch and longest * (len(batch) + 1) > BATCH_PIECES:
+            yield batch
+            batch = []
+        batch.append(job)
+    if batch:
+        yield batch
+
+
+_EMBEDDINGS: dict[Path, Embeddings] = {}
+
+
+def _embeddings(directory: Path) -> Embeddings:
+    if directory not in _EMBEDDINGS:
+        _EMBEDDINGS[directory] = Embeddings.load(directory)
+    return _EMBEDDINGS[directory]
+
+
+def load_model(model_dir: Path) -> NerModel:
+    """The process-wide NerModel of a directory (one onnxruntime session per model per process)."""
+    key = str(Path(model_dir).resolve())
+    with _LOCK:
+        model = _SESSIONS.get(key)
+        if model is None:
+            model = _SESSIONS[key] = NerModel(Path(key))
+    return model
+
+
+def model_version(model_dir: Path) -> str:
+    """sha256 (first 12 hex digits) of model.onnx plus model.json without its version field."""
+    meta = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
+    meta.pop("version", None)
+    digest = hashlib.sha256((model_dir / "model.onnx").read_bytes())
+    digest.update(json.dumps(meta, sort_keys=True).encode())
+    return digest.hexdigest()[:12]
+
+
+# ----------------------------------------------------------------------------- pipeline stage
+
+class NerStage:
+    """A pipeline NER stage over one model: sentences in, entities out (labels mapped/filtered)."""
+
+    def __init__(self, model: NerModel, labels: Sequence[str] = (), label_map: Mapping[str, str] | None = None):
+        self.model = model
+        self.name = model.name
+        self.label_map = dict(label_map or {})
+        self.labels = frozenset(labels)
+
+    def find(self, text: str, sentences: Sequence[Sentence]) -> list[Entity]:
+        pieces = [model_pieces((t.start, t.end, t.text) for t in s.tokens) for s in sentences]
+        tagged = self.model.tag([[p[2] for p in sentence] for sentence in pieces])
+        entities: list[Entity] = []
+        for sentence, sentence_pieces, (tags, probs) in zip(sentences, pieces, tagged):
+            for first, last, kind in iob_spans(tags):
+                label = self.label_map.get(kind, kind)
+                if self.labels and label not in self.labels:
+                    continue
+                start, end = sentence_pieces[first][0], sentence_pieces[last - 1][1]
+                entities.append(Entity(start=start, end=end, text=text[start:end], label=label,
+                                       confidence=round(float(np.mean(probs[first:last])), 4),
+                                       source=self.name, sentence_index=sentence.index))
+        return entities
+
+
+def load_ner_stage(model_dir: Path, *, labels: Sequence[str] = (),
+                   label_map: Mapping[str, str] | None = None) -> NerStage:
+    """The pipeline's entry point (see pipelines/pipeline.py)."""
+    return NerStage(load_model(Path(model_dir)), labels=labels, label_map=label_map)

@@ -1,0 +1,271 @@
+"""The ONNX NER runtime: token pieces, IOB decoding, CRF maths, windowing, export parity,
+shipped models and the pipeline stage."""
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from clinlake.pipelines.config import package_resource, parse_config
+from clinlake.pipelines.ner_model import (CASES, Embeddings, encode_batch, iob_spans, load_model, marginals, model_pieces,
+                                          viterbi, windows, word_key)
+from clinlake.pipelines.text import TextSplitter
+
+
+def needs_model(name: str):
+    return pytest.mark.skipif(not (package_resource(f"models/{name}") / "model.onnx").exists(),
+                              reason=f"model {name} not trained")
+
+
+@pytest.fixture(scope="module")
+def splitter() -> TextSplitter:
+    return TextSplitter.from_file()
+
+
+# ----------------------------------------------------------------------------- tokens
+
+def test_pipeline_tokens_are_split_like_the_corpora(splitter):
+    text = "Parkinson's disease, 3.5 mg b.i.d. and IL-2 (COVID19)."
+    tokens = splitter.tokenize(text)
+    pieces = model_pieces((t.start, t.end, t.text) for t in tokens)
+    assert [p[2] for p in pieces] == ["Parkinson", "'", "s", "disease", ",", "3", ".", "5", "mg", "b", ".", "i", ".",
+                                      "d", ".", "and", "IL", "-", "2", "(", "COVID19", ")", "."]
+    # Offsets stay exact slices of the original text.
+    assert all(text[s:e] == piece for s, e, piece in pieces)
+
+
+def test_corpus_tokens_and_pipeline_tokens_give_the_same_pieces(splitter):
+    from clinlake.pipelines.train_ner import to_pieces
+
+    corpus_tokens = ["Selegiline", "-", "induced", "postural", "hypotension", "in", "Parkinson", "'", "s", "disease"]
+    tags = ["B-Chemical", "O", "O", "B-Disease", "I-Disease", "O", "B-Disease", "I-Disease", "I-Disease", "I-Disease"]
+    train_words, train_tags = to_pieces(corpus_tokens, tags)
+    text = "Selegiline-induced postural hypotension in Parkinson's disease"
+    runtime = [p[2] for p in model_pieces((t.start, t.end, t.text) for t in splitter.tokenize(text))]
+    assert train_words == runtime
+    assert train_tags == tags
+    # A multi-piece corpus token: its later pieces continue the entity.
+    assert to_pieces(["3.5"], ["B-X"]) == (["3", ".", "5"], ["B-X", "I-X", "I-X"])
+
+
+def test_word_keys_and_casing():
+    assert word_key("IL-12") == "il-00"
+    assert [CASES[i] for i in map(__import__("clinlake.pipelines.ner_model", fromlist=["case_id"]).case_id,
+                                  ["cancer", "Cancer", "BRCA", "mRNA", "12", "p53", ","])] == [
+        "lower", "title", "upper", "mixed", "numeric", "has_digit", "punct"]
+
+
+# ----------------------------------------------------------------------------- IOB decoding
+
+@pytest.mark.parametrize("tags, expected", [
+    (["I-D", "I-D", "O"], [(0, 2, "D")]),  # I- without B- starts an entity
+    (["O", "I-D"], [(1, 2, "D")]),
+    (["B-D", "B-D", "I-D"], [(0, 1, "D"), (1, 3, "D")]),  # adjacent entities of one type
+    (["B-C", "I-D"], [(0, 1, "C"), (1, 2, "D")]),  # type switch inside: two entities
+    (["O", "B-D", "I-D"], [(1, 3, "D")]),  # entity at the sentence end
+    (["B-D"], [(0, 1, "D")]),
+    ([], []),
+    (["O", "O"], []),
+])
+def test_iob_spans(tags, expected):
+    assert iob_spans(tags) == expected
+
+
+def _random_crf(rng, length=5, tags=4):
+    return (rng.normal(size=(length, tags)), rng.normal(size=tags), rng.normal(size=tags), rng.normal(size=(tags, tags)))
+
+
+def _path_score(path, emissions, start, end, trans):
+    score = start[path[0]] + end[path[-1]] + sum(emissions[t, k] for t, k in enumerate(path))
+    return score + sum(trans[a, b] for a, b in zip(path, path[1:]))
+
+
+def test_viterbi_and_marginals_match_brute_force():
+    rng = np.random.default_rng(0)
+    emissions, start, end, trans = _random_crf(rng)
+    paths = list(itertools.product(range(4), repeat=5))
+    scores = np.array([_path_score(p, emissions, start, end, trans) for p in paths])
+    assert tuple(viterbi(emissions, start, end, trans)) == paths[int(scores.argmax())]
+    probs = np.exp(scores - scores.max())
+    probs /= probs.sum()
+    expected = np.zeros((5, 4))
+    for p, prob in zip(paths, probs):
+        for t, k in enumerate(p):
+            expected[t, k] += prob
+    np.testing.assert_allclose(marginals(emissions, start, end, trans), expected, atol=1e-9)
+    assert viterbi(np.zeros((0, 4)), start, end, trans) == []
+
+
+@pytest.mark.parametrize("tags", [3, 33])
+def test_batched_decoding_equals_per_sentence_decoding(tags):
+    from clinlake.pipelines.ner_model import marginals_batch, viterbi_batch
+
+    rng = np.random.default_rng(tags)
+    emissions, lengths = rng.normal(size=(4, 9, tags)) * 5, [9, 3, 1, 6]
+    start, end, trans = rng.normal(size=tags), rng.normal(size=tags), rng.normal(size=(tags, tags)) * 2
+    start[1], trans[0, 1] = -10000.0, -10000.0  # forbidden IOB moves, as in shipped models
+    paths = viterbi_batch(emissions, lengths, start, end, trans)
+    posteriors = marginals_batch(emissions, lengths, start, end, trans)
+    for b, n in enumerate(lengths):
+        assert paths[b] == viterbi(emissions[b, :n], start, end, trans)
+        np.testing.assert_allclose(posteriors[b, :n], marginals(emissions[b, :n], start, end, trans), atol=1e-9)
+
+
+# ----------------------------------------------------------------------------- windows
+
+@pytest.mark.parametrize("length", [1, 255, 256, 257, 1000, 5000])
+def test_windows_tile_the_sentence_with_context(length):
+    parts = windows(length, size=256, overlap=32)
+    kept = [i for _, _, lo, hi in parts for i in range(lo, hi)]
+    assert kept == list(range(length))
+    for lo, hi, keep_lo, keep_hi in parts:
+        assert 0 <= lo <= keep_lo < keep_hi <= hi <= length and hi - lo <= 256
+        assert keep_lo - lo >= min(32, keep_lo) and hi - keep_hi >= min(32, length - keep_hi)
+
+
+# ----------------------------------------------------------------------------- export parity
+
+def test_onnx_export_matches_pytorch_on_a_batch(tmp_path):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from clinlake.pipelines import ner_model
+    from clinlake.pipelines.train_ner import build_crf, build_network, check_onnx, export
+
+    torch.manual_seed(0)
+    words = ["Aspirin", "induced", "asthma", "in", "a", "patient", "with", "BRCA1", "mutations", "."]
+    vocab = {w: i for i, w in enumerate(["<pad>", "<unk>", *sorted({word_key(w) for w in words})])}
+    vectors = np.random.default_rng(0).normal(size=(len(vocab), 100)).astype(np.float16)
+    (tmp_path / "embeddings").mkdir()
+    np.save(tmp_path / "embeddings" / "vectors.npy", vectors)
+    (tmp_path / "embeddings" / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    embeddings = Embeddings(vocab, vectors)
+    tags = ["O", "B-Disease", "I-Disease"]
+    chars = {ch: i for i, ch in enumerate(sorted({c for w in words for c in w}), start=2)}
+    net, crf = build_network(len(chars) + 2, len(tags)), build_crf(tags)
+    sample = [(words[:n], ["O"] * n) for n in (10, 3, 7, 1)]  # different lengths: padding must not leak
+    export(net, crf, name="tiny", corpus="NCBI-disease", tags=tags, chars=chars, out_dir=tmp_path / "tiny",
+           info={}, sample=sample, embeddings=embeddings, embeddings_dir=tmp_path / "embeddings")
+    batch = [words[2:9], words[:2], ["aspirin", "unseen-word", "Aspirin"]]  # other shapes, widths, OOV
+    assert check_onnx(net, tmp_path / "tiny" / "model.onnx", batch, embeddings, chars) < 1e-4
+    # The runtime's own path (serving inputs, its caches) gives PyTorch's emissions.
+    model = ner_model.NerModel(tmp_path / "tiny")
+    got = model.emissions(batch)
+    with torch.no_grad():
+        expected = net(**{k: torch.from_numpy(v) for k, v in encode_batch(batch, embeddings, chars).items()}).numpy()
+    for b, sentence in enumerate(batch):
+        np.testing.assert_allclose(got[b], expected[b, : len(sentence)], atol=1e-4)
+    # A sentence is tagged the same alone and in a padded batch.
+    np.testing.assert_allclose(model.emissions([words[:2]])[0], got[1], atol=1e-5)
+    assert json.loads((tmp_path / "tiny" / "model.json").read_text())["version"]
+
+
+# ----------------------------------------------------------------------------- shipped models
+
+SENTENCE = "The patient has breast cancer and diabetes mellitus."
+
+
+def _find(stage, text, splitter):
+    return [(e.text, e.label) for e in stage.find(text, splitter.split(text))]
+
+
+@needs_model("ncbi_disease")
+def test_ncbi_disease_tags_diseases(splitter):
+    from clinlake.pipelines.ner_model import load_ner_stage
+
+    stage = load_ner_stage(package_resource("models/ncbi_disease"))
+    entities = stage.find(SENTENCE, splitter.split(SENTENCE))
+    found = {(e.text, e.label) for e in entities}
+    # NCBI-disease is mostly inherited diseases: "diabetes mellitus" is found, bare "type 2
+    # diabetes" is not (see the model card's devel scores).
+    assert found == {("breast cancer", "Disease"), ("diabetes mellitus", "Disease")}
+    for e in entities:
+        assert SENTENCE[e.start:e.end] == e.text and 0.0 <= e.confidence <= 1.0
+        assert e.sentence_index == 0 and e.source == stage.name and stage.name.startswith("ncbi_disease@")
+    # Label filter and map from the config.
+    mapped = load_ner_stage(package_resource("models/ncbi_disease"), labels=["PROBLEM"],
+                            label_map={"Disease": "PROBLEM"})
+    assert {label for _, label in _find(mapped, SENTENCE, splitter)} == {"PROBLEM"}
+    assert _find(load_ner_stage(package_resource("models/ncbi_disease"), labels=["Other"]), SENTENCE, splitter) == []
+
+
+@needs_model("ncbi_disease")
+def test_one_session_per_model_per_process():
+    first = load_model(package_resource("models/ncbi_disease"))
+    assert load_model(package_resource("models/ncbi_disease") / ".." / "ncbi_disease") is first
+
+
+@needs_model("ncbi_disease")
+def test_a_1000_token_sentence_is_windowed_not_refused(splitter):
+    from clinlake.pipelines.ner_model import load_ner_stage
+
+    text = " ".join(["The patient has breast cancer and no fever"] * 125)  # 1,000 tokens, no sentence end
+    sentences = splitter.split(text)
+    assert len(sentences) == 1 and len(sentences[0].tokens) == 1000
+    entities = load_ner_stage(package_resource("models/ncbi_disease")).find(text, sentences)
+    cancers = [e for e in entities if e.text == "breast cancer"]
+    assert len(cancers) >= 120  # found in every window, including across window borders
+    assert all(text[e.start:e.end] == e.text for e in entities)
+
+
+@needs_model("ncbi_disease")
+def test_pipeline_runs_a_configured_model():
+    from clinlake.pipelines.pipeline import Pipeline
+
+    config = parse_config({"input": {"path": "notes.parquet"},
+                           "pipeline": {"ner": [{"model": "ncbi_disease", "label_map": {"Disease": "PROBLEM"}}]}})
+    pipeline = Pipeline.from_config(config)
+    assert pipeline.ner_stage_names[0].startswith("ncbi_disease@")
+    entities = pipeline.annotate("HISTORY: The patient has breast cancer.\n\nThere is no evidence of colorectal cancer.")
+    by_text = {e.text: e for e in entities}
+    assert by_text["breast cancer"].label == "PROBLEM"
+    assert by_text["breast cancer"].source.startswith("ncbi_disease@")
+    assert (by_text["breast cancer"].section, by_text["breast cancer"].sentence_index) == ("history", 1)
+    assert by_text["breast cancer"].assertion.assertion == "present"
+    assert by_text["colorectal cancer"].assertion.assertion == "absent"
+
+
+@pytest.mark.parametrize("name", ["ncbi_disease", "bc5cdr", "anatem", "bionlp13cg", "linnaeus"])
+def test_shipped_model_metadata(name):
+    directory = package_resource(f"models/{name}")
+    if not (directory / "model.onnx").exists():
+        pytest.skip(f"model {name} not trained")
+    from clinlake.pipelines.ner_model import model_version
+
+    meta = json.loads((directory / "model.json").read_text(encoding="utf-8"))
+    assert meta["version"] == model_version(directory)
+    assert (directory / "MODEL_CARD.md").exists()
+    assert meta["tags"][0] == "O" and len(meta["crf"]["transitions"]) == len(meta["tags"])
+    assert meta["embeddings"] == "../embeddings"  # the one shared file, found inside an installed package too
+
+
+@needs_model("ncbi_disease")
+def test_spark_job_with_an_ner_model(spark, tmp_path):
+    """The annotate job on a small table: model entities land in the entities table with the
+    model's name and version, exactly where the pure-Python engine puts them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from clinlake.pipelines.pipeline import Pipeline
+    from clinlake.pipelines.spark_job import run_annotate
+
+    notes = {"a": "HISTORY: The patient has breast cancer.\n\nNo evidence of colorectal cancer.",
+             "b": "Mutations in BRCA1 cause hereditary breast and ovarian cancer."}
+    pq.write_table(pa.table({"id": list(notes), "body": list(notes.values())}), tmp_path / "notes.parquet")
+    config = parse_config({
+        "input": {"path": str(tmp_path / "notes.parquet"), "format": "parquet", "id_column": "id", "text_column": "body"},
+        "output": {"path": str(tmp_path / "lake"), "format": "parquet"},
+        "quality": {"mode": "off", "report": False},
+        "pipeline": {"ner": [{"model": "ncbi_disease", "label_map": {"Disease": "PROBLEM"}}], "dictionary": []},
+    })
+    summary = run_annotate(spark, config, run_id="ner-test")
+    assert summary.status == "succeeded" and summary.notes_annotated == 2
+    rows = spark.read.parquet(str(tmp_path / "lake" / "entities")).select("note_id", "begin", "end", "chunk",
+                                                                           "label", "ner_model").collect()
+    got = sorted((r.note_id, r.begin, r.end, r.chunk, r.label) for r in rows)
+    engine = Pipeline.from_config(config)
+    expected = sorted((note_id, e.start, e.end - 1, e.text, e.label)
+                      for note_id, text in notes.items() for e in engine.annotate(text))
+    assert got == expected and ("a", 25, 37, "breast cancer", "PROBLEM") in got
+    assert {r.ner_model for r in rows} == set(engine.ner_stage_names)
