@@ -229,6 +229,7 @@ def run_annotate(spark: SparkSession, config: JobConfig, *, run_id: str | None =
     write_mode = (("incremental" if tables.incremental else "full_refresh") if isinstance(tables, DeltaTables)
                   else config.output.mode)
     error: str | None = None
+    unchanged: DataFrame | None = None
     try:
         notes = read_notes(spark, config.input)
         summary.notes_read = notes.count()
@@ -272,6 +273,8 @@ def run_annotate(spark: SparkSession, config: JobConfig, *, run_id: str | None =
                           succeeded=summary.status == "succeeded")
         if "runs" in tables.versions:
             summary.table_versions["runs"] = tables.versions["runs"]
+        if unchanged is not None:
+            unchanged.unpersist()
         _remove_staging(staging)
     return summary
 
