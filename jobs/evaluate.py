@@ -2,6 +2,7 @@
 
 Each subcommand is one small function that parses its options and delegates to a module:
     clinlake evaluate ner --model ncbi_disease --conll devel.tsv --predictions out.tsv [--json]
+    clinlake evaluate brat [--model NAME] --data DIR --predictions OUTDIR [--label-map FILE] [--json]
 """
 from __future__ import annotations
 
@@ -66,8 +67,29 @@ def run_assertion(args: argparse.Namespace) -> int:
     return run(args.data, args.predictions, args.engine, as_json=args.json, prog="clinlake evaluate assertion")
 
 
+def add_brat(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("brat", help="strict and lenient P/R/F1 of the full engine on BRAT documents",
+                                 description="Run the engine on each DIR/*.txt, write OUTDIR/<doc>.ann and score "
+                                             "it against DIR/<doc>.ann (see pipelines/eval_brat.py).")
+    parser.add_argument("--model", help="evaluate this NER model as the only NER stage (default: the configured "
+                                        "pipeline, i.e. the shipped dictionary)")
+    parser.add_argument("--config", type=Path, help="job config whose pipeline to run (default: conf/local.yaml)")
+    parser.add_argument("--data", required=True, type=Path, help="directory of <doc>.txt and gold <doc>.ann")
+    parser.add_argument("--predictions", required=True, type=Path, help="write <doc>.ann predictions here")
+    parser.add_argument("--label-map", type=Path, help="YAML: gold type -> our label; unmapped gold types ignored")
+    parser.add_argument("--json", action="store_true", help="print the scores as JSON")
+    parser.set_defaults(run=run_brat)
+
+
+def run_brat(args: argparse.Namespace) -> int:
+    from clinlake.pipelines.eval_brat import run
+
+    return run(args.data, args.predictions, model=args.model, config=args.config, label_map=args.label_map,
+               as_json=args.json, prog="clinlake evaluate brat")
+
+
 #: subcommand registrars; another evaluation = one add_<name> function appended here.
-SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (add_ner, add_assertion)
+SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (add_ner, add_assertion, add_brat)
 
 
 def build_parser(prog: str = "clinlake evaluate") -> argparse.ArgumentParser:

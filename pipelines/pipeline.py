@@ -92,6 +92,9 @@ class Pipeline:
         # Words of a heading ("MEDICATIONS:", "HISTORY OF PRESENT ILLNESS:") are not findings.
         headings = [(s.start, s.heading_end) for s in sections]
         entities = [e for e in entities if not _inside_any(e.start, e.end, headings)]
+        # Headings the detector cannot see as such (MTSamples' ",MEDICATIONS,1." has lost its colon):
+        # an ALL-CAPS known heading label is still a heading, not a finding.
+        entities = [e for e in entities if not (e.text.isupper() and self.sections.is_heading_label(e.text))]
         for entity in entities:
             entity.section = section_at(sections, entity.start)
         if self.assertion is not None:

@@ -118,6 +118,12 @@ class SectionDetector:
         """Canonical name of a known heading variant, else None."""
         return self._variants.get(normalize_heading(phrase))
 
+    def is_heading_label(self, phrase: str) -> bool:
+        """Whether ``phrase`` is a known heading variant or subheading label (e.g. "MEDICATIONS",
+        "NEUROLOGIC"), whatever punctuation surrounds it in the note."""
+        key = normalize_heading(phrase)
+        return key in self._variants or key in self._subheadings
+
     def detect(self, text: str) -> list[Section]:
         """Sections of text in order; each spans its heading up to the next heading."""
         if not isinstance(text, str) or not text:

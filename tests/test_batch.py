@@ -133,3 +133,12 @@ def test_offsets_exact_on_every_sample_note(pipeline, sample_notes):
             assert 0.0 <= e["assertion_confidence"] <= 1.0
         total += row["entity_count"]
     assert total > 5 * len(sample_notes)  # the default lexicons find real entities in real notes
+
+
+def test_colonless_caps_headings_are_not_entities(pipeline):
+    # MTSamples lost line breaks and sometimes the colon: ",MEDICATIONS,1." and ",PHYSICAL EXAMINATION,GENERAL:".
+    text = ("Otherwise noncontributory.,MEDICATIONS,1.  Aspirin.,PHYSICAL EXAMINATION,GENERAL:  Well.,"
+            "NEUROLOGIC:  No focal deficit. Medications were reviewed.")
+    chunks = [e.text for e in pipeline.annotate(text)]
+    assert "MEDICATIONS" not in chunks and "PHYSICAL EXAMINATION" not in chunks and "NEUROLOGIC" not in chunks
+    assert "Aspirin" in chunks
