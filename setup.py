@@ -59,7 +59,7 @@ setup(
     },
     package_data={
         "clinlake": ["VERSION", "samples/*.csv"],
-        "clinlake.conf": ["*.yaml", "lexicons/*", "expectations/*.yaml"],
+        "clinlake.conf": ["*.yaml", "lexicons/*", "expectations/*.yaml", "label_maps/*.yaml"],
         "clinlake.models": ["*.md", "*/*"],
     },
     install_requires=RUNTIME,
