@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from .brat import read_ann, read_text_exact
+
 TYPE_MAP: dict[str, dict[str, str]] = {
     "MACCROBAT": {"Sign_symptom": "PROBLEM", "Disease_disorder": "PROBLEM", "Diagnostic_procedure": "TEST",
                   "Medication": "TREATMENT", "Therapeutic_procedure": "TREATMENT"},
@@ -42,20 +44,9 @@ def tokens(text: str) -> tuple[str, ...]:
 
 def brat_entities(ann_path: Path) -> Iterator[tuple[str, int, int]]:
     """(type, start, end) of the contiguous text-bound annotations of one BRAT file."""
-    for line in ann_path.read_text(encoding="utf-8").splitlines():
-        if not line.startswith("T"):
-            continue
-        parts = line.split("\t")
-        if len(parts) < 3 or ";" in parts[1]:
-            continue  # discontinuous spans are not dictionary terms
-        kind, start, end = parts[1].split(" ")
-        yield kind, int(start), int(end)
-
-
-def read_text_exact(path: Path) -> str:
-    # newline="": keep CRLF as is; BRAT offsets count the "\r" (Chia's files use CRLF).
-    with open(path, encoding="utf-8", newline="") as handle:
-        return handle.read()
+    for entity in read_ann(ann_path).entities:
+        if not entity.discontinuous:  # discontinuous spans are not dictionary terms
+            yield entity.type, entity.start, entity.end
 
 
 def corpus_docs(shared: Path) -> Iterator[tuple[str, str, Path]]:
