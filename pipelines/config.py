@@ -160,12 +160,7 @@ def default_config_path() -> Path:
 def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> JobConfig:
     """Read a YAML job config, apply ``overrides`` (dotted keys), validate, return it."""
     config_path = Path(path) if path is not None else default_config_path()
-    try:
-        raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {config_path}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{config_path}: not valid YAML ({exc.__class__.__name__}: {exc})") from None
+    raw = read_yaml(config_path, what="config file", error=ConfigError)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -175,6 +170,16 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
     raw.pop("base_dir", None)
     config = parse_config(raw, source=str(config_path))
     return replace(config, base_dir=str(config_path.resolve().parent))
+
+
+def read_yaml(path: Path, *, what: str, error: type[Exception]) -> Any:
+    """A YAML file's content; a missing file or bad YAML raises ``error`` naming the file."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{what} not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise error(f"{path}: not valid YAML ({type(exc).__name__}: {exc})") from None
 
 
 def parse_config(raw: Mapping[str, Any], *, source: str = "config") -> JobConfig:

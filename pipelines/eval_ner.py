@@ -16,7 +16,6 @@ Two modes (``clinlake evaluate ner``):
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Iterable, Sequence
 

@@ -46,7 +46,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-import yaml
 
 GATE_MODES = ("enforce", "warn", "off")
 SEVERITIES = ("critical", "warning", "info")
@@ -106,14 +105,10 @@ def load_suite(path: str | Path, *, sets: Mapping[str, Sequence[Any]] | None = N
     entry (``expectations[3]``) for unknown keys, unknown expectation or check names,
     invalid arguments and undefined ``$set`` references.
     """
+    from .config import read_yaml
+
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SuiteError(f"suite file not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise SuiteError(f"{path}: not valid YAML ({type(exc).__name__}: {exc})") from None
-    return parse_suite(raw, source=str(path), sets=sets)
+    return parse_suite(read_yaml(path, what="suite file", error=SuiteError), source=str(path), sets=sets)
 
 
 def parse_suite(raw: Any, *, source: str = "<suite>", sets: Mapping[str, Sequence[Any]] | None = None) -> Suite:

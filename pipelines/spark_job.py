@@ -28,7 +28,7 @@ from pyspark.sql import types as T
 from clinlake import __version__
 from clinlake.schemas.spark import spark_schema
 from clinlake.schemas.tables import (NOTE_RESULT_COLUMNS, RUN_COLUMNS, SPARKNLP_COLUMNS, STATUS_ANNOTATED,
-                                     STATUS_QUARANTINED, entity_table, note_status_table, quarantine_table)
+                                     STATUS_QUARANTINED, TABLE_NAMES, entity_table, note_status_table, quarantine_table)
 
 from .batch import ID_COLUMN, PRE_REASON_COLUMN, TEXT_COLUMN, TEXT_NOT_STRING, Limits, annotate_batches
 from .config import InputConfig, JobConfig, resolve_data_path, resolve_resource
@@ -170,11 +170,6 @@ def derive_tables(results: DataFrame, config: JobConfig, run_id: str, version: s
     return {"entities": entities, "note_status": note_status, "quarantine": quarantine}
 
 
-def table_paths(config: JobConfig) -> dict[str, str]:
-    root = config.output.path.rstrip("/")
-    return {name: f"{root}/{name}" for name in ("entities", "note_status", "quarantine", "runs")}
-
-
 def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
 
@@ -219,7 +214,7 @@ def run_annotate(spark: SparkSession, config: JobConfig, *, run_id: str | None =
     clock = time.monotonic()
     pipeline = cached_pipeline(config)  # also validates lexicons/rules on the driver, before Spark work
     tables = output_tables(spark, config, full_refresh=full_refresh)
-    paths = table_paths(config)
+    paths = {name: tables.path(name) for name in TABLE_NAMES}
     summary = RunSummary(run_id=run_id, pipeline_version=pipeline.version, status="failed", notes_read=0,
                          notes_annotated=0, notes_quarantined=0, entities=0, duration_s=0.0, tables=paths)
     if tables.run_already_committed(run_id):

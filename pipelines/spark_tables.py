@@ -23,16 +23,20 @@ KEY = "note_id"
 
 
 @dataclass
-class ParquetTables:
+class _TableRoot:
     spark: SparkSession
     root: str
+
+    def path(self, name: str) -> str:
+        return f"{self.root.rstrip('/')}/{name}"
+
+
+@dataclass
+class ParquetTables(_TableRoot):
     mode: str = "overwrite"
     partition_by: dict[str, list[str]] = field(default_factory=dict)
     incremental: bool = False
     versions: dict[str, int] = field(default_factory=dict)
-
-    def path(self, name: str) -> str:
-        return f"{self.root.rstrip('/')}/{name}"
 
     def run_already_committed(self, run_id: str) -> bool:
         return False
@@ -49,20 +53,15 @@ class ParquetTables:
 
 
 @dataclass
-class DeltaTables:
+class DeltaTables(_TableRoot):
     """Delta output. ``incremental``: replace only the processed notes' rows; otherwise
     (``--full-refresh``) replace every row. Each table is read at one version per run and
     committed against that version."""
 
-    spark: SparkSession
-    root: str
     incremental: bool = True
     partition_by: dict[str, list[str]] = field(default_factory=dict)  # used when a table is created
     versions: dict[str, int] = field(default_factory=dict)
     _tables: dict[str, object] = field(default_factory=dict)
-
-    def path(self, name: str) -> str:
-        return f"{self.root.rstrip('/')}/{name}"
 
     def _table(self, name: str):
         if name not in self._tables:

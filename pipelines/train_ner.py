@@ -741,7 +741,6 @@ def models_readme(models: Path = MODELS) -> str:
 def reexport(model_dir: Path) -> None:
     """Export a trained model again from its PyTorch weights (build/ner/<name>/torch_state.pt)
     with the current exporter, keeping its tags, characters and training record."""
-    torch = _torch()
     meta = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
     net, crf = load_torch(model_dir)
     embeddings_dir = (model_dir / meta["embeddings"]).resolve()
