@@ -2,6 +2,7 @@
 
 Subcommands, each a thin wrapper over a training module:
     clinlake train ner --corpus NCBI-disease --name ncbi_disease [--max-minutes 12] [--epochs N]
+    clinlake train clinical --name clinical_core --brat MACCROBAT=MAP.yaml --brat Chia=MAP.yaml
     clinlake train embeddings [--epochs 5]   (the shared word vectors under models/embeddings/)
     clinlake train card ncbi_disease ...     (devel scores, int8 if F1 holds, speed, MODEL_CARD.md)
 """
@@ -13,6 +14,8 @@ from typing import Callable, Sequence
 #: subcommand → (module with the entry point, its function, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "ner": ("clinlake.pipelines.train_ner", "main", "train a BiLSTM-CNN-Char-CRF NER model and export it to ONNX"),
+    "clinical": ("clinlake.pipelines.train_clinical", "main",
+                 "train a clinical NER model on BRAT documents (MACCROBAT, Chia) through clinlake's tokenizer"),
     "embeddings": ("clinlake.pipelines.train_ner", "embeddings_main", "train the shared fastText word vectors"),
     "card": ("clinlake.pipelines.train_ner", "card_main", "evaluate, quantise and write the model card of trained models"),
 }

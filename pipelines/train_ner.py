@@ -330,10 +330,11 @@ def strict_f1(examples: Sequence[Example], predicted: Sequence[Sequence[str]]) -
     return score_spans(gold, pred)["overall"]["f1"]
 
 
-def train(corpus: str, name: str, *, max_minutes: float, epochs: int, out_dir: Path, lr: float = 2e-3,
-          batch_pieces: int = 1000, patience: int = 5, threads: int = 1) -> dict:
-    """Train on ``corpus`` train, keep the epoch with the best strict devel F1, export,
-    evaluate and write the model card. Returns the training record."""
+def fit(train_set: Sequence[Example], dev_sets: dict[str, Sequence[Example]], *, max_minutes: float, epochs: int,
+        lr: float = 2e-3, batch_pieces: int = 1000, patience: int = 5, threads: int = 1, network: dict | None = None):
+    """Train a fresh network on ``train_set``; keep the epoch with the best mean (over the
+    ``dev_sets``) strict devel F1. ``network``: keyword arguments of :func:`build_network`
+    (hidden, char_filters, dropout, ...). Returns (net, crf, tags, chars, embeddings, record)."""
     torch = _torch()
     torch.set_num_threads(threads)
     torch.manual_seed(SEED)
@@ -343,39 +344,61 @@ def train(corpus: str, name: str, *, max_minutes: float, epochs: int, out_dir: P
         build_embeddings()
     loaded = Embeddings.load(EMBEDDINGS)
     embeddings = Embeddings(loaded.vocab, np.asarray(loaded.vectors))  # in memory: read on every batch
-    train_set, dev_set = load_split(corpus, "train"), load_split(corpus, "devel")
     tags = ["O"] + sorted({t for _, ts in train_set for t in ts} - {"O"}, key=lambda t: (t[2:], t[:2]))
     chars = char_vocabulary(train_set)
-    net, crf = build_network(len(chars) + 2, len(tags)), build_crf(tags)
+    network = dict(network or {})
+    net, crf = build_network(len(chars) + 2, len(tags), **network), build_crf(tags)
     optimizer = torch.optim.Adam(list(net.parameters()) + list(crf.parameters()), lr=lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 1.0 / (1.0 + 0.05 * e))
     deadline = time.time() + max_minutes * 60
     best: dict = {"f1": -1.0, "epoch": 0, "state": None}
     history = []
+    tag_ids = {t: i for i, t in enumerate(tags)}
     for epoch in range(1, epochs + 1):
         started = time.time()
         loss = run_epoch(net, crf, optimizer, batches(train_set, batch_pieces, rng), train_set, embeddings, chars,
-                         {t: i for i, t in enumerate(tags)}, deadline)
+                         tag_ids, deadline)
         scheduler.step()
-        f1 = strict_f1(dev_set, predict(net, crf, dev_set, embeddings, chars, tags))
+        per_set = {name: strict_f1(dev, predict(net, crf, dev, embeddings, chars, tags))
+                   for name, dev in dev_sets.items()}
+        f1 = float(np.mean(list(per_set.values())))
         history.append({"epoch": epoch, "loss": round(loss, 4), "dev_f1": round(f1, 4),
+                        **({f"dev_f1_{k}": round(v, 4) for k, v in per_set.items()} if len(per_set) > 1 else {}),
                         "seconds": round(time.time() - started, 1)})
-        log.info("%s epoch %d loss %.3f dev F1 %.4f (%.0f s)", corpus, epoch, loss, f1, time.time() - started)
+        log.info("epoch %d loss %.3f dev F1 %.4f (%.0f s)", epoch, loss, f1, time.time() - started)
         if f1 > best["f1"]:
             best = {"f1": f1, "epoch": epoch, "state": _copy_state(net, crf)}
         if epoch - best["epoch"] >= patience or time.time() > deadline:
             break
     net.load_state_dict(best["state"][0])
     crf.load_state_dict(best["state"][1])
-    info = {"corpus": corpus, "best_epoch": best["epoch"], "dev_f1": round(best["f1"], 4), "history": history,
-            "max_minutes": max_minutes, "lr": lr, "batch_pieces": batch_pieces, "seed": SEED,
-            "train_sentences": len(train_set), "refit_on_devel": False}
-    export(net, crf, name=name, corpus=corpus, tags=tags, chars=chars, out_dir=out_dir, info=info,
-           sample=dev_set[:64], embeddings=embeddings)
+    record = {"best_epoch": best["epoch"], "dev_f1": round(best["f1"], 4), "history": history,
+              "max_minutes": max_minutes, "lr": lr, "batch_pieces": batch_pieces, "seed": SEED,
+              "train_sentences": len(train_set), "refit_on_devel": False, "network": network}
+    return net, crf, tags, chars, embeddings, record
+
+
+def save_torch_state(name: str, net, crf, chars: dict[str, int], tags: Sequence[str], network: dict) -> None:
+    """PyTorch weights under build/ner/<name>/ for benchmarks and re-export (not shipped)."""
+    torch = _torch()
     artifacts = ARTIFACTS / name
     artifacts.mkdir(parents=True, exist_ok=True)
     torch.save({"net": net.state_dict(), "crf": crf.state_dict(), "n_chars": len(chars) + 2,
-                "n_tags": len(tags)}, artifacts / "torch_state.pt")  # for benchmarks and re-export; not shipped
+                "n_tags": len(tags), "network": network}, artifacts / "torch_state.pt")
+
+
+def train(corpus: str, name: str, *, max_minutes: float, epochs: int, out_dir: Path, lr: float = 2e-3,
+          batch_pieces: int = 1000, patience: int = 5, threads: int = 1) -> dict:
+    """Train on ``corpus`` train, keep the epoch with the best strict devel F1, export,
+    evaluate and write the model card. Returns the training record."""
+    train_set, dev_set = load_split(corpus, "train"), load_split(corpus, "devel")
+    net, crf, tags, chars, embeddings, record = fit(
+        train_set, {corpus: dev_set}, max_minutes=max_minutes, epochs=epochs, lr=lr, batch_pieces=batch_pieces,
+        patience=patience, threads=threads)
+    info = {"corpus": corpus, **record}
+    export(net, crf, name=name, corpus=corpus, tags=tags, chars=chars, out_dir=out_dir, info=info,
+           sample=dev_set[:64], embeddings=embeddings)
+    save_torch_state(name, net, crf, chars, tags, record["network"])
     finish(out_dir)
     if out_dir.parent == MODELS:
         (MODELS / "README.md").write_text(models_readme(), encoding="utf-8")
@@ -410,7 +433,8 @@ def _copy_state(net, crf) -> tuple[dict, dict]:
 # ----------------------------------------------------------------------------- export
 
 def export(net, crf, *, name: str, corpus: str, tags: list[str], chars: dict[str, int], out_dir: Path,
-           info: dict, sample: Sequence[Example], embeddings: Embeddings, embeddings_dir: Path = EMBEDDINGS) -> None:
+           info: dict, sample: Sequence[Example], embeddings: Embeddings, embeddings_dir: Path = EMBEDDINGS,
+           extra: dict | None = None) -> None:
     """Write model.onnx (the serving graph) + model.json; check onnxruntime reproduces PyTorch.
 
     model.json names ``embeddings_dir`` (where ``embeddings`` were loaded from) relative to out_dir."""
@@ -435,6 +459,7 @@ def export(net, crf, *, name: str, corpus: str, tags: list[str], chars: dict[str
         "chars": chars, "embeddings": os.path.relpath(embeddings_dir.resolve(), out_dir.resolve()), "max_chars": MAX_CHARS,
         "crf": {"start": start.round(5).tolist(), "end": end.round(5).tolist(), "transitions": trans.round(5).tolist()},
         "training": info,
+        **(extra or {}),
     }
     (out_dir / "model.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     check_onnx(net, out_dir / "model.onnx", sentences, embeddings, chars)
@@ -479,7 +504,7 @@ def load_torch(model_dir: Path):
     torch = _torch()
     state = torch.load(ARTIFACTS / model_dir.name / "torch_state.pt", map_location="cpu")
     meta = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
-    net = build_network(state["n_chars"], state["n_tags"])
+    net = build_network(state["n_chars"], state["n_tags"], **state.get("network", {}))
     crf = build_crf(meta["tags"])
     net.load_state_dict(state["net"])
     crf.load_state_dict(state["crf"])
@@ -540,19 +565,24 @@ LICENCES = {  # of the training data, as redistributed by MTL-Bioinformatics-201
 }
 
 
+def quantize_dynamic_copy(full: Path, small: Path) -> None:
+    """Write the int8 dynamic quantisation of ``full`` to ``small``. LSTM and the output
+    projection only: int8 Conv (ConvInteger) is slower than fp32 Conv in onnxruntime on CPU
+    for these small char convolutions."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(full), str(small), weight_type=QuantType.QInt8, op_types_to_quantize=["LSTM", "MatMul", "Gemm"])
+
+
 def quantize_if_it_holds(model_dir: Path, dev_f1: float, tolerance: float) -> dict:
     """Replace model.onnx by its int8 dynamic quantisation when strict devel F1 drops by at
     most ``tolerance`` (absolute); returns what was tried and decided."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     from .eval_ner import evaluate_model
     from .ner_model import NerModel
 
     full, small = model_dir / "model.onnx", ARTIFACTS / model_dir.name / "model.int8.onnx"
     small.parent.mkdir(parents=True, exist_ok=True)
-    # LSTM and the output projection only: int8 Conv (ConvInteger) is slower than fp32 Conv
-    # in onnxruntime on CPU for these small char convolutions.
-    quantize_dynamic(str(full), str(small), weight_type=QuantType.QInt8, op_types_to_quantize=["LSTM", "MatMul", "Gemm"])
+    quantize_dynamic_copy(full, small)
     candidate = model_dir / "_int8"
     candidate.mkdir(exist_ok=True)
     (candidate / "model.onnx").write_bytes(small.read_bytes())

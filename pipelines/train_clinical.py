@@ -1,0 +1,287 @@
+"""Training of the clinical NER taggers on document-level BRAT corpora: ``clinlake train clinical``.
+
+Same network, trainer, ONNX export and serving as the biomedical models
+(:mod:`pipelines.train_ner`); the data differ: raw ``.txt`` documents go through clinlake's
+own sentence splitter and tokenizer (:mod:`pipelines.clinical_data`), gold types are mapped
+by label maps (data files under ``conf/label_maps/``), and the model is scored the way the
+entity table reports entities — character offsets on raw text, strict and lenient, with
+``clinlake evaluate brat`` (:mod:`pipelines.eval_brat`) on each corpus's devel split.
+
+Epoch selection: the mean over the corpora of the strict entity F1 on their devel
+sentences. The test splits are not in ../shared and were never used.
+
+    clinlake train clinical --name clinical_core \\
+        --brat MACCROBAT=conf/label_maps/maccrobat_clinical_core.yaml \\
+        --brat Chia=conf/label_maps/chia_clinical_core.yaml --max-minutes 40
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+from .clinical_data import BRAT_CORPORA, Stats, load_brat_split
+from .eval_brat import evaluate as evaluate_brat, load_label_map
+from .ner_model import model_version
+from .text import TextSplitter
+from .train_ner import (ARTIFACTS, MODELS, REPO, SHARED, _size_mb, export, fit, quantize_dynamic_copy,
+                        save_torch_state, tokens_per_second)
+
+log = logging.getLogger("clinlake.train_clinical")
+ABBREVIATIONS = REPO / "conf" / "abbreviations.yaml"
+
+LICENCES = {
+    "MACCROBAT": "CC BY 4.0 (Caufield et al. 2019, MACCROBAT2018, figshare 10.6084/m9.figshare.9764942)",
+    "Chia": "CC BY 4.0 (Kury et al. 2020, Chia: a large annotated corpus of clinical trial eligibility criteria)",
+}
+
+
+def corpus_dir(corpus: str, split: str) -> Path:
+    return SHARED / BRAT_CORPORA[corpus] / split
+
+
+def load_data(label_maps: dict[str, dict[str, str]], splitter: TextSplitter):
+    """(train examples of all corpora, devel examples per corpus, stats per corpus and split)."""
+    train_set, dev_sets, stats = [], {}, {}
+    for corpus, label_map in label_maps.items():
+        for split in ("train", "devel"):
+            split_stats = Stats()
+            examples = load_brat_split(corpus_dir(corpus, split), label_map, splitter, split_stats)
+            stats[f"{corpus}/{split}"] = split_stats.as_dict()
+            if split == "train":
+                train_set += examples
+            else:
+                dev_sets[corpus] = examples
+    return train_set, dev_sets, stats
+
+
+def train(name: str, label_map_paths: dict[str, Path], *, max_minutes: float, epochs: int, out_dir: Path,
+          lr: float = 2e-3, threads: int = 1, patience: int = 5, network: dict | None = None) -> dict:
+    splitter = TextSplitter.from_file(ABBREVIATIONS)
+    label_maps = {corpus: load_label_map(path) for corpus, path in label_map_paths.items()}
+    train_set, dev_sets, stats = load_data(label_maps, splitter)
+    log.info("training sentences %d; data %s", len(train_set), json.dumps(stats))
+    net, crf, tags, chars, embeddings, record = fit(train_set, dev_sets, max_minutes=max_minutes, epochs=epochs,
+                                                    lr=lr, threads=threads, patience=patience, network=network)
+    corpus = "+".join(label_maps)
+    info = {"corpus": corpus, **record, "data": stats}
+    maps = {c: _repo_relative(p) for c, p in label_map_paths.items()}
+    sample = [ex for dev in dev_sets.values() for ex in dev[:32]]
+    export(net, crf, name=name, corpus=corpus, tags=tags, chars=chars, out_dir=out_dir, info=info,
+           sample=sample, embeddings=embeddings, extra={"kind": "brat", "label_maps": maps})
+    save_torch_state(name, net, crf, chars, tags, record["network"])
+    finish(out_dir)
+    return info
+
+
+def _repo_relative(path: Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+# ----------------------------------------------------------------------------- evaluation, card
+
+def evaluate_documents(model_dir: Path, meta: dict) -> dict:
+    """``clinlake evaluate brat`` of this model alone (no dictionary) on each corpus's devel."""
+    from . import ner_model
+    from .eval_brat import pipeline_config
+    from .pipeline import Pipeline
+
+    ner_model._SESSIONS.pop(str(model_dir.resolve()), None)  # the file may have changed (int8)
+    pipeline = Pipeline.from_config(pipeline_config(str(model_dir.resolve())))
+    reports = {}
+    for corpus, map_path in meta["label_maps"].items():
+        label_map = load_label_map(REPO / map_path)
+        out = ARTIFACTS / model_dir.name / "predictions" / corpus
+        report = evaluate_brat(corpus_dir(corpus, "devel"), out, label_map=label_map, pipeline=pipeline)
+        reports[corpus] = {k: report[k] for k in ("documents", "gold_discontinuous", "strict", "lenient")}
+    return reports
+
+
+def _mean_strict(reports: dict) -> float:
+    return sum(r["strict"]["micro"]["f1"] for r in reports.values()) / len(reports)
+
+
+def finish(model_dir: Path, *, quantize: bool = True, tolerance: float = 0.002) -> dict:
+    """Document-level devel scores, int8 when the mean strict F1 holds, speed, card."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    from .ner_model import NerModel
+
+    meta = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
+    fp32 = ARTIFACTS / model_dir.name / "model.fp32.onnx"
+    if fp32.exists():
+        shutil.copyfile(fp32, model_dir / "model.onnx")
+    reports = evaluate_documents(model_dir, meta)
+    quant = {"tried": "none", "kept": False}
+    if quantize:
+        fp32.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(model_dir / "model.onnx", fp32)
+        quantize_dynamic_copy(fp32, model_dir / "model.onnx")
+        int8_reports = evaluate_documents(model_dir, meta)
+        before, after = _mean_strict(reports), _mean_strict(int8_reports)
+        quant = {"tried": "int8 dynamic", "dev_f1_fp32": round(before, 4), "dev_f1_int8": round(after, 4),
+                 "kept": after >= before - tolerance}
+        if quant["kept"]:
+            reports = int8_reports
+        else:
+            shutil.copyfile(fp32, model_dir / "model.onnx")
+    splitter = TextSplitter.from_file(ABBREVIATIONS)
+    sample = [words for corpus in meta["label_maps"]
+              for words, _ in load_brat_split(corpus_dir(corpus, "devel"), {}, splitter)[:300]]
+    meta["dev"] = reports
+    meta["quantization"] = quant
+    meta["speed_pieces_per_s_1_thread"] = round(tokens_per_second(NerModel(model_dir), sample))
+    meta.pop("version", None)
+    (model_dir / "model.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    meta["version"] = model_version(model_dir)
+    (model_dir / "model.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    (model_dir / "MODEL_CARD.md").write_text(model_card(model_dir, meta), encoding="utf-8")
+    return meta
+
+
+def _rows(result: dict) -> list[str]:
+    rows = [("**micro**", result["micro"]), *sorted(result["per_type"].items())]
+    return [f"| {name} | {100 * r['precision']:.2f} | {100 * r['recall']:.2f} | {100 * r['f1']:.2f} | {r['gold']} |"
+            for name, r in rows]
+
+
+def _type_map_rows(meta: dict) -> list[str]:
+    rows = []
+    for corpus, path in meta["label_maps"].items():
+        mapping = load_label_map(REPO / path)
+        for label in sorted(set(mapping.values())):
+            sources = sorted(k for k, v in mapping.items() if v == label)
+            rows.append(f"| {label} | {corpus} | {', '.join(sources)} |")
+    return rows
+
+
+def model_card(model_dir: Path, meta: dict) -> str:
+    training, quant = meta["training"], meta["quantization"]
+    network = training.get("network") or {}
+    corpora = list(meta["label_maps"])
+    precision = "int8 (dynamic quantisation)" if quant.get("kept") else "fp32"
+    brat_flags = " ".join(f"--brat {c}={p}" for c, p in meta["label_maps"].items())
+    lines = [
+        f"# {meta['name']} — clinical NER on raw text (BiLSTM-CNN-Char-CRF, ONNX)",
+        "",
+        f"Version `{meta['version']}` · labels: {', '.join(meta['labels'])}",
+        "",
+        "## Data and licence",
+        *[f"- {c}: **train** split (`../shared/data/{BRAT_CORPORA[c]}/train/`), "
+          f"{training['data'][c + '/train']['documents']} documents, "
+          f"{training['data'][c + '/train']['sentences']} sentences of clinlake's splitter. Licence: {LICENCES[c]}."
+          for c in corpora],
+        "- Epochs selected on **devel** (mean over the corpora of strict entity F1 on devel sentences). "
+        "Not refit on train+devel. The test splits were never used.",
+        "- Word vectors: the shared fastText vectors of `models/embeddings/` (see the biomedical model cards).",
+        "",
+        "## Type map",
+        "Gold types → labels (label-map files named below; types not listed are not trained on and not scored):",
+        "",
+        "| label | corpus | gold types |",
+        "|---|---|---|",
+        *_type_map_rows(meta),
+        "",
+        "Label maps: " + ", ".join(f"`{p}`" for p in meta["label_maps"].values()) + ".",
+        "",
+        "## How documents become training data",
+        "Each `.txt` is split by clinlake's own sentence splitter and tokenizer, exactly as at run time, and tokens "
+        "are cut into model pieces; mapped gold entities become IOB2 tags. Left out of training (not of scoring): "
+        "discontinuous entities, entities overlapping a longer kept one (outer mention wins), and entities our "
+        "splitter cuts across two sentences:",
+        "",
+        "| split | documents | sentences | entities kept | discontinuous | overlapping | cross-sentence | widened to pieces |",
+        "|---|---|---|---|---|---|---|---|",
+        *[f"| {k} | {v['documents']} | {v['sentences']} | {sum(v['entities'].values())} | "
+          f"{v['left_out'].get('discontinuous', 0)} | {v['left_out'].get('overlapping', 0)} | "
+          f"{v['left_out'].get('cross_sentence', 0)} | {v['widened']} |" for k, v in training["data"].items()],
+        "",
+        "## Architecture",
+        "As the biomedical models: frozen shared fastText vectors + character CNN "
+        f"({network.get('char_filters', 50)} filters) + casing → dropout {network.get('dropout', 0.5)} → BiLSTM "
+        f"2×{network.get('hidden', 150)} → CRF with IOB2 constraints. Weights: {precision} ({quant.get('tried')} tried: mean devel strict F1 fp32 "
+        f"{100 * quant.get('dev_f1_fp32', 0):.2f}, int8 {100 * quant.get('dev_f1_int8', 0):.2f}).",
+        "",
+        "## Devel scores on raw documents (`clinlake evaluate brat`, character offsets)",
+        "Strict = exact start, end and type; lenient = overlap and type (see `pipelines/eval_brat.py`). "
+        "The model runs alone (no dictionary stage) through the full engine.",
+    ]
+    for corpus, report in meta["dev"].items():
+        lines += [
+            "",
+            f"### {corpus} devel ({report['documents']} documents)",
+            "",
+            f"Strict micro F1 **{100 * report['strict']['micro']['f1']:.2f}**, lenient micro F1 "
+            f"**{100 * report['lenient']['micro']['f1']:.2f}**.",
+            "",
+            "| strict | P | R | F1 | gold |",
+            "|---|---|---|---|---|",
+            *_rows(report["strict"]),
+            "",
+            "| lenient | P | R | F1 | gold |",
+            "|---|---|---|---|---|",
+            *_rows(report["lenient"]),
+        ]
+    lines += [
+        "",
+        f"Best epoch {training['best_epoch']} of {len(training['history'])} (patience 5 or the "
+        f"{training['max_minutes']:g}-minute cap, one CPU thread on a shared 2-core machine). History (epoch: loss / "
+        "mean devel F1): " + ", ".join(f"{h['epoch']}: {h['loss']:.2f} / {100 * h['dev_f1']:.2f}"
+                                       for h in training["history"]),
+        "",
+        "## Size and speed",
+        f"- `model.onnx` {_size_mb(model_dir / 'model.onnx'):.1f} MB; shared embeddings counted once for all models.",
+        f"- {meta['speed_pieces_per_s_1_thread']:,} tokens/s on one core (onnxruntime, 1 thread, end to end; "
+        "shared machine, so a lower bound). Side by side with spaCy: `benchmarks/clinical_peers.py`.",
+        "",
+        "## Retrain",
+        "```bash",
+        f"clinlake train clinical --name {meta['name']} {brat_flags} --max-minutes {training['max_minutes']:g}",
+        "```",
+        f"(`pip install -e '.[train]'`; seed {training['seed']}.) Score: "
+        f"`clinlake evaluate brat --model {meta['name']} --data ../shared/data/clinical/MACCROBAT/devel "
+        f"--predictions OUT --label-map {next(iter(meta['label_maps'].values()))}`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- command line
+
+def _brat_pair(value: str) -> tuple[str, Path]:
+    corpus, sep, path = value.partition("=")
+    if not sep or corpus not in BRAT_CORPORA or not path:
+        raise argparse.ArgumentTypeError(f"expected CORPUS=LABEL_MAP with CORPUS one of {', '.join(BRAT_CORPORA)}")
+    return corpus, Path(path)
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Train a clinical BiLSTM-CNN-Char-CRF NER model on "
+                                     "document-level BRAT corpora (raw text through clinlake's tokenizer; early "
+                                     "stopping on devel), export it to ONNX and write its card.")
+    parser.add_argument("--name", required=True, help="model name (directory under models/)")
+    parser.add_argument("--brat", type=_brat_pair, action="append", required=True, metavar="CORPUS=LABEL_MAP",
+                        help="a corpus (MACCROBAT or Chia) and the YAML map of its gold types to labels; repeatable")
+    parser.add_argument("--out", type=Path, help="model directory (default: models/<name>)")
+    parser.add_argument("--max-minutes", type=float, default=30.0, help="wall-clock cap on training")
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--hidden", type=int, default=150, help="LSTM units per direction")
+    parser.add_argument("--char-filters", type=int, default=50, help="character CNN filters")
+    parser.add_argument("--dropout", type=float, default=0.5)
+    return parser
+
+
+def main(argv: Sequence[str], prog: str = "clinlake train clinical") -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    args = build_parser(prog).parse_args(argv)
+    info = train(args.name, dict(args.brat), max_minutes=args.max_minutes, epochs=args.epochs,
+                 out_dir=args.out or MODELS / args.name, lr=args.lr, threads=args.threads,
+                 network={"hidden": args.hidden, "char_filters": args.char_filters, "dropout": args.dropout})
+    print(json.dumps({k: v for k, v in info.items() if k not in ("history", "data")}))
+    return 0
