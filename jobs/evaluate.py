@@ -3,6 +3,7 @@
 Each subcommand is one small function that parses its options and delegates to a module:
     clinlake evaluate ner --model ncbi_disease --conll devel.tsv --predictions out.tsv [--json]
     clinlake evaluate brat [--model NAME] --data DIR --predictions OUTDIR [--label-map FILE] [--json]
+    clinlake evaluate assertion-brat --data DIR [--engine rules|model|hybrid] [--types T,T|all] [--json]
 """
 from __future__ import annotations
 
@@ -88,8 +89,34 @@ def run_brat(args: argparse.Namespace) -> int:
                as_json=args.json, prog="clinlake evaluate brat")
 
 
+def add_assertion_brat(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("assertion-brat",
+                                 help="absent / possible P/R/F1 of the assertion stage on BRAT event polarity",
+                                 description="Assess every gold event trigger of DIR/*.ann (MACCROBAT: POLARITY NEG "
+                                             "-> absent, UNCERTAIN -> possible, none/POS -> present, MAYBE_* left "
+                                             "out) in its sentence, as the pipeline does, and score absent and "
+                                             "possible (see pipelines/assertion_brat.py).")
+    parser.add_argument("--data", required=True, type=Path, help="directory of <doc>.txt and gold <doc>.ann")
+    parser.add_argument("--engine", choices=("rules", "model", "hybrid"), default="hybrid")
+    parser.add_argument("--config", type=Path, help="job config whose text, sections and assertion settings to use "
+                                                    "(default: conf/local.yaml)")
+    parser.add_argument("--types", help="event types to score, comma-separated, or 'all' (default: Sign_symptom, "
+                                        "Disease_disorder, Diagnostic_procedure, Therapeutic_procedure, Medication, "
+                                        "Clinical_event)")
+    parser.add_argument("--json", action="store_true", help="print the scores as JSON")
+    parser.set_defaults(run=run_assertion_brat)
+
+
+def run_assertion_brat(args: argparse.Namespace) -> int:
+    from clinlake.pipelines.assertion_brat import run
+
+    return run(args.data, args.engine, as_json=args.json, config=args.config, types=args.types,
+               prog="clinlake evaluate assertion-brat")
+
+
 #: subcommand registrars; another evaluation = one add_<name> function appended here.
-SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (add_ner, add_assertion, add_brat)
+SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (add_ner, add_assertion, add_brat,
+                                                                         add_assertion_brat)
 
 
 def build_parser(prog: str = "clinlake evaluate") -> argparse.ArgumentParser:
