@@ -43,6 +43,8 @@ RESULTS = REPO / "benchmarks" / "results" / "assertion_peers.json"
 # Runs inside the medspaCy venv: reads the kit, prints one JSON object (labels by row id).
 _MEDSPACY_RUNNER = r'''
 import csv, json, re, sys, time
+from loguru import logger
+logger.remove()  # PyRuSH logs every sentence decision, with its tokens, at DEBUG on stderr: no text out
 import medspacy
 from spacy.tokens import Span
 
