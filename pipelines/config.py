@@ -98,18 +98,18 @@ DEFAULT_SECTION_DEFAULTS = {
 }
 
 
-def default_lexicons() -> list[DictionaryConfig]:
-    """The shipped PROBLEM / TEST / TREATMENT lexicons (see pipelines/lexicon_builder.py)."""
-    return [DictionaryConfig(name=label.lower(), path=f"clinlake:conf/lexicons/{label.lower()}.txt", label=label)
-            for label in ("PROBLEM", "TEST", "TREATMENT")]
+def default_ner() -> list[NerModelConfig]:
+    """The shipped clinical PROBLEM / TEST / TREATMENT model (models/clinical_core). On MACCROBAT and
+    Chia devel it is better alone than with the lexicon dictionary added (see conf/local.yaml)."""
+    return [NerModelConfig(model="clinical_core")]
 
 
 @dataclass(frozen=True)
 class PipelineConfig:
     text: TextConfig = field(default_factory=TextConfig)
     sections: SectionsConfig = field(default_factory=SectionsConfig)
-    ner: list[NerModelConfig] = field(default_factory=list)
-    dictionary: list[DictionaryConfig] = field(default_factory=default_lexicons)
+    ner: list[NerModelConfig] = field(default_factory=default_ner)
+    dictionary: list[DictionaryConfig] = field(default_factory=list)
     # Chunk merge: stages earlier in the order win overlaps (see pipelines/merge.py).
     dictionary_precedence: Literal["after_models", "before_models"] = "after_models"
     assertion: AssertionConfig = field(default_factory=AssertionConfig)

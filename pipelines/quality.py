@@ -39,6 +39,7 @@ the Data Docs list offending values, and observed values of text columns are wit
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import os
 import re
@@ -152,18 +153,23 @@ def default_suites(*, sets: Mapping[str, Sequence[Any]] | None = None) -> list[S
 
 
 def configured_labels(config) -> list[str] | None:
-    """The entity labels a job config can produce, for ``sets={"labels": ...}``; None when a
-    stage's labels are only known from its files (a lexicon with a label column, a model
-    without a ``labels`` filter), in which case the suite's own ``labels`` set applies."""
+    """The entity labels a job config can produce, for ``sets={"labels": ...}``: a stage's
+    ``labels`` filter, else a model's own labels (model.json) after its label_map. None when
+    a lexicon takes its labels from a label column, in which case the suite's own ``labels``
+    set applies."""
+    from .config import resolve_model_dir
+
     labels: set[str] = set()
     for lexicon in config.pipeline.dictionary:
         if lexicon.label is None:
             return None
         labels.add(lexicon.label)
     for model in config.pipeline.ner:
-        if not model.labels:
-            return None
-        labels.update(model.labels)  # the kept labels, after label_map
+        if model.labels:
+            labels.update(model.labels)  # the kept labels, after label_map
+            continue
+        meta = json.loads((resolve_model_dir(config, model.model) / "model.json").read_text(encoding="utf-8"))
+        labels.update(model.label_map.get(label, label) for label in meta["labels"])
     return sorted(labels)
 
 

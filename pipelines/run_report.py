@@ -50,7 +50,8 @@ def collect_report_data(spark, tables: Mapping[str, Any], notes, n_samples: int 
                         id_column: str = "note_id", text_column: str = "text") -> dict[str, Any]:
     """Compute the report's inputs from the job's DataFrames.
 
-    Returns ``{"label_counts", "assertion_counts", "entities_per_note_histogram", "samples"}``,
+    Returns ``{"label_counts", "assertion_counts", "entities_per_note_histogram", "samples",
+    "source_counts"}`` (source: the NER stage, e.g. ``clinical_core@<version>``),
     ready for ``write_run_report(path, summary, gate=..., **data)``. Samples are the
     ``n_samples`` annotated notes with the most distinct labels (then the most distinct
     assertion values, then the shortest text), with their text and entities.
@@ -59,13 +60,16 @@ def collect_report_data(spark, tables: Mapping[str, Any], notes, n_samples: int 
 
     entities = tables["entities"]
     status = tables.get("note_status")
-    pairs = entities.groupBy("label", F.coalesce("assertion", F.lit("none")).alias("a")) \
-        .agg(F.count(F.lit(1)).alias("n")).collect()  # one job for both charts
+    source = F.col("source") if "source" in entities.columns else F.lit("unknown")
+    groups = entities.groupBy("label", F.coalesce("assertion", F.lit("none")).alias("a"), source.alias("s")) \
+        .agg(F.count(F.lit(1)).alias("n")).collect()  # one job for the three charts
     labels: dict[str, int] = {}
     assertions: dict[str, int] = {}
-    for r in pairs:
+    sources: dict[str, int] = {}
+    for r in groups:
         labels[str(r["label"])] = labels.get(str(r["label"]), 0) + r["n"]
         assertions[r["a"]] = assertions.get(r["a"], 0) + r["n"]
+        sources[str(r["s"])] = sources.get(str(r["s"]), 0) + r["n"]
     label_counts = _ordered_counts(labels)
     assertion_counts = _ordered_counts(assertions)
     per_note = entities.groupBy("note_id").agg(F.count(F.lit(1)).alias("n"))
@@ -81,7 +85,7 @@ def collect_report_data(spark, tables: Mapping[str, Any], notes, n_samples: int 
     histogram = [(label, int(got.get(label, 0))) for label, _, _ in HISTOGRAM_BINS]
     samples = _samples(entities, status, notes, n_samples, id_column, text_column) if n_samples > 0 else []
     return {"label_counts": label_counts, "assertion_counts": assertion_counts,
-            "entities_per_note_histogram": histogram, "samples": samples}
+            "entities_per_note_histogram": histogram, "samples": samples, "source_counts": _ordered_counts(sources)}
 
 
 def _ordered_counts(counts: Mapping[str, int]) -> dict[str, int]:
@@ -126,7 +130,8 @@ def _samples(entities, status, notes, n: int, id_column: str, text_column: str) 
 def write_run_report(path: Path, summary: Mapping[str, Any] | Any, *, label_counts: Mapping[str, int],
                      assertion_counts: Mapping[str, int],
                      entities_per_note_histogram: Sequence[tuple[str, int]] | Mapping[str, int],
-                     gate: Any | None, samples: Sequence[Mapping[str, Any]]) -> Path:
+                     gate: Any | None, samples: Sequence[Mapping[str, Any]],
+                     source_counts: Mapping[str, int] | None = None) -> Path:
     """Write the report to ``path`` (an .html file; parent directories are created) and return it.
 
     ``summary``: the run summary (a mapping or the job's ``RunSummary`` dataclass): run_id,
@@ -134,6 +139,7 @@ def write_run_report(path: Path, summary: Mapping[str, Any] | Any, *, label_coun
     duration_s, quarantine_reasons, tables and optionally ``timings`` (phase → seconds).
     ``gate``: a :class:`clinlake.pipelines.quality.GateResult`, or None when the gate did not run.
     ``samples``: ``[{"note_id", "text", "entities": [{begin, end, label, assertion, is_historical}]}]``.
+    ``source_counts``: entities per NER stage (model name@version or lexicon), charted when given.
     """
     if is_dataclass(summary) and not isinstance(summary, type):
         summary = asdict(summary)
@@ -141,7 +147,8 @@ def write_run_report(path: Path, summary: Mapping[str, Any] | Any, *, label_coun
     histogram = list(entities_per_note_histogram.items()) if isinstance(entities_per_note_histogram, Mapping) \
         else [tuple(x) for x in entities_per_note_histogram]
     colors = label_colors(list(label_counts) + [e["label"] for s in samples for e in s.get("entities", ())])
-    page = _page(summary, dict(label_counts), dict(assertion_counts), histogram, gate, list(samples), colors)
+    page = _page(summary, dict(label_counts), dict(assertion_counts), histogram, gate, list(samples), colors,
+                 dict(source_counts or {}))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
@@ -385,7 +392,7 @@ def _samples_section(samples: Sequence[Mapping[str, Any]], colors: Mapping[str, 
 
 
 def _page(summary: dict, label_counts: dict, assertion_counts: dict, histogram: list, gate: Any,
-          samples: list, colors: dict) -> str:
+          samples: list, colors: dict, source_counts: dict) -> str:
     run_id = summary.get("run_id", "")
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     read = summary.get("notes_read")
@@ -409,6 +416,9 @@ def _page(summary: dict, label_counts: dict, assertion_counts: dict, histogram: 
                                            title="entities by assertion")),
         ("Entities per note", histogram_svg(histogram, title="entities per annotated note")),
     ]
+    if source_counts:
+        charts.append(("Entities by NER stage", hbar_svg(list(source_counts.items()), default_color="#3E7CB1",
+                                                         title="entities by NER stage (model@version)")))
     if timings:
         charts.append(("Timings", hbar_svg([(k, float(v)) for k, v in timings.items()], unit=" s",
                                            default_color="#667085", title="timings in seconds")))

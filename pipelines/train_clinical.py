@@ -28,7 +28,7 @@ from .clinical_data import BRAT_CORPORA, Stats, load_brat_split
 from .eval_brat import evaluate as evaluate_brat, load_label_map
 from .ner_model import model_version
 from .text import TextSplitter
-from .train_ner import (ARTIFACTS, MODELS, REPO, SHARED, _size_mb, export, fit, quantize_dynamic_copy,
+from .train_ner import (ARTIFACTS, MODELS, REPO, SHARED, _size_mb, export, fit, models_readme, quantize_dynamic_copy,
                         save_torch_state, tokens_per_second)
 
 log = logging.getLogger("clinlake.train_clinical")
@@ -75,6 +75,8 @@ def train(name: str, label_map_paths: dict[str, Path], *, max_minutes: float, ep
            sample=sample, embeddings=embeddings, extra={"kind": "brat", "label_maps": maps})
     save_torch_state(name, net, crf, chars, tags, record["network"])
     finish(out_dir)
+    if out_dir.parent == MODELS:
+        (MODELS / "README.md").write_text(models_readme(), encoding="utf-8")
     return info
 
 
@@ -159,12 +161,23 @@ def _type_map_rows(meta: dict) -> list[str]:
     return rows
 
 
+def _leading_comments(path: Path) -> list[str]:
+    """The comment block at the top of a label map, as a Markdown code block."""
+    lines = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line)
+    return ["```text", *lines, "```", ""] if lines else []
+
+
 def model_card(model_dir: Path, meta: dict) -> str:
     training, quant = meta["training"], meta["quantization"]
     network = training.get("network") or {}
     corpora = list(meta["label_maps"])
     precision = "int8 (dynamic quantisation)" if quant.get("kept") else "fp32"
     brat_flags = " ".join(f"--brat {c}={p}" for c, p in meta["label_maps"].items())
+    network_flags = "".join(f" --{key.replace('_', '-')} {value}" for key, value in network.items())
     lines = [
         f"# {meta['name']} — clinical NER on raw text (BiLSTM-CNN-Char-CRF, ONNX)",
         "",
@@ -186,7 +199,10 @@ def model_card(model_dir: Path, meta: dict) -> str:
         "|---|---|---|",
         *_type_map_rows(meta),
         "",
-        "Label maps: " + ", ".join(f"`{p}`" for p in meta["label_maps"].values()) + ".",
+        "Label maps: " + ", ".join(f"`{p}`" for p in meta["label_maps"].values()) + ". What they leave out and why "
+        "(from the files):",
+        "",
+        *[line for path in meta["label_maps"].values() for line in _leading_comments(REPO / path)],
         "",
         "## How documents become training data",
         "Each `.txt` is split by clinlake's own sentence splitter and tokenizer, exactly as at run time, and tokens "
@@ -240,7 +256,8 @@ def model_card(model_dir: Path, meta: dict) -> str:
         "",
         "## Retrain",
         "```bash",
-        f"clinlake train clinical --name {meta['name']} {brat_flags} --max-minutes {training['max_minutes']:g}",
+        f"clinlake train clinical --name {meta['name']} {brat_flags} --max-minutes {training['max_minutes']:g}"
+        f"{network_flags}",
         "```",
         f"(`pip install -e '.[train]'`; seed {training['seed']}.) Score: "
         f"`clinlake evaluate brat --model {meta['name']} --data ../shared/data/clinical/MACCROBAT/devel "

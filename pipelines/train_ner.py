@@ -27,6 +27,7 @@ import math
 import os
 import random
 import re
+import sys
 import time
 import warnings
 from collections import Counter
@@ -765,7 +766,45 @@ def models_readme(models: Path = MODELS) -> str:
         "Retrain one model: `clinlake train ner --corpus NCBI-disease --name ncbi_disease --max-minutes 12` "
         "(needs `pip install -e '.[train]'`); rewrite cards and this table: `clinlake train card NAME ...`.",
         "",
+        *clinical_models_section(models),
     ])
+
+
+CLINICAL_MODELS = ("clinical_core", "maccrobat")
+
+
+def clinical_models_section(models: Path = MODELS) -> list[str]:
+    """The clinical (BRAT-trained) models of models/README.md: document-level devel scores."""
+    rows = []
+    for name in CLINICAL_MODELS:
+        path = models / name / "model.json"
+        if not path.exists():
+            continue
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        for corpus, report in meta["dev"].items():
+            labels = ", ".join(meta["labels"]) if len(meta["labels"]) <= 4 else f"{len(meta['labels'])} types (see card)"
+            rows.append(f"| [`{name}`]({name}/MODEL_CARD.md) | {labels} | {corpus} | "
+                        f"**{100 * report['strict']['micro']['f1']:.2f}** | {100 * report['lenient']['micro']['f1']:.2f} | "
+                        f"{_size_mb(models / name / 'model.onnx'):.1f} MB "
+                        f"{'int8' if meta['quantization'].get('kept') else 'fp32'} |")
+    if not rows:
+        return []
+    return [
+        "## Clinical models (raw documents in, character offsets out)",
+        "",
+        "Trained with `clinlake train clinical` on the train documents of MACCROBAT and Chia "
+        "(`../shared/data/clinical/`) through clinlake's own sentence splitter and tokenizer; gold types mapped by "
+        "the label maps in `conf/label_maps/`. Scores: `clinlake evaluate brat` on the **devel** documents, micro "
+        "F1 over the mapped types, strict (exact offsets and type) and lenient (overlap and type).",
+        "",
+        "| model | labels | devel corpus | strict F1 | lenient F1 | model.onnx |",
+        "|---|---|---|---|---|---|",
+        *rows,
+        "",
+        "`clinical_core` is the default NER stage of `conf/local.yaml`. Side by side with a spaCy NER pipeline trained "
+        "on the same documents: `benchmarks/clinical_peers.py`.",
+        "",
+    ]
 
 
 def reexport(model_dir: Path) -> None:
@@ -777,8 +816,19 @@ def reexport(model_dir: Path) -> None:
     loaded = Embeddings.load(embeddings_dir)
     embeddings = Embeddings(loaded.vocab, np.asarray(loaded.vectors))
     export(net, crf, name=meta["name"], corpus=meta["corpus"], tags=meta["tags"], chars=meta["chars"],
-           out_dir=model_dir, info=meta["training"], sample=load_split(meta["corpus"], "devel")[:64],
-           embeddings=embeddings, embeddings_dir=embeddings_dir)
+           out_dir=model_dir, info=meta["training"], sample=_reexport_sample(meta), embeddings=embeddings,
+           embeddings_dir=embeddings_dir, extra={k: meta[k] for k in ("kind", "label_maps") if k in meta})
+
+
+def _reexport_sample(meta: dict) -> list[Example]:
+    if meta.get("kind") != "brat":
+        return load_split(meta["corpus"], "devel")[:64]
+    from .train_clinical import ABBREVIATIONS, corpus_dir
+    from .clinical_data import load_brat_split
+    from .text import TextSplitter
+
+    splitter = TextSplitter.from_file(ABBREVIATIONS)
+    return [ex for corpus in meta["label_maps"] for ex in load_brat_split(corpus_dir(corpus, "devel"), {}, splitter)[:32]]
 
 
 def card_main(argv: Sequence[str], prog: str = "clinlake train card") -> int:
@@ -793,14 +843,17 @@ def card_main(argv: Sequence[str], prog: str = "clinlake train card") -> int:
                         "weights kept under build/ner/<name>/ first")
     args = parser.parse_args(argv)
     for name in args.names:
+        meta = json.loads((MODELS / name / "model.json").read_text(encoding="utf-8"))
+        if meta.get("kind") == "brat":  # a clinical model: document-level evaluation and card
+            from . import train_clinical as module
+        else:
+            module = sys.modules[__name__]
         if args.card_only:
-            meta = json.loads((MODELS / name / "model.json").read_text(encoding="utf-8"))
-            (MODELS / name / "MODEL_CARD.md").write_text(model_card(MODELS / name, meta), encoding="utf-8")
+            (MODELS / name / "MODEL_CARD.md").write_text(module.model_card(MODELS / name, meta), encoding="utf-8")
             continue
         if args.reexport:
             reexport(MODELS / name)
-        meta = finish(MODELS / name, quantize=not args.no_quantize)
-        print(json.dumps({"name": name, "dev_f1": meta["dev"]["tokens"]["overall"]["f1"],
-                          "raw_text_f1": meta["dev"]["raw_text"]["overall"]["f1"], "quantization": meta["quantization"]}))
+        meta = module.finish(MODELS / name, quantize=not args.no_quantize)
+        print(json.dumps({"name": name, "dev": meta["dev"], "quantization": meta["quantization"]})[:2000])
     (MODELS / "README.md").write_text(models_readme(), encoding="utf-8")
     return 0

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from clinlake.pipelines.config import ConfigError, load_config, parse_config, resolve_resource
+from clinlake.pipelines.config import ConfigError, load_config, parse_config, resolve_model_dir, resolve_resource
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -14,16 +14,16 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_default_config_loads_and_resolves_packaged_resources(default_config):
     assert default_config.input.format == "csv"
     assert default_config.input.text_column == "transcription"
-    assert [d.label for d in default_config.pipeline.dictionary] == ["PROBLEM", "TEST", "TREATMENT"]
-    for d in default_config.pipeline.dictionary:
-        assert resolve_resource(default_config, d.path).is_file()
+    assert [m.model for m in default_config.pipeline.ner] == ["clinical_core"]
+    assert default_config.pipeline.dictionary == []
+    assert resolve_model_dir(default_config, "clinical_core").joinpath("model.onnx").is_file()
     assert resolve_resource(default_config, default_config.pipeline.assertion.rules).is_file()
 
 
 def test_minimal_config_gets_defaults():
     config = parse_config({"input": {"path": "notes.parquet"}})
     assert (config.output.format, config.output.incremental) == ("delta", True)
-    assert [d.name for d in config.pipeline.dictionary] == ["problem", "test", "treatment"]
+    assert [m.model for m in config.pipeline.ner] == ["clinical_core"] and config.pipeline.dictionary == []
     assert config.input.format == "parquet"
     assert config.input.id_column == "note_id"
     assert config.output.path == "lake"

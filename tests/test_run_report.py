@@ -44,15 +44,22 @@ class _Parser(HTMLParser):
         self.tags.append((tag, dict(attrs)))
 
 
-def write(tmp_path, gate=None, samples=None, **overrides) -> str:
+def write(tmp_path, gate=None, samples=None, source_counts=None, **overrides) -> str:
     path = write_run_report(
         tmp_path / "report" / "run_report.html", {**SUMMARY, **overrides},
         label_counts={"PROBLEM": 4, "TREATMENT": 1}, assertion_counts={"present": 1, "absent": 1, "possible": 1},
         entities_per_note_histogram=[("0", 1), ("1", 1), ("2–4", 1)], gate=gate,
         samples=samples if samples is not None else [{"note_id": EVIL_ID, "text": TEXT,
-                                                      "entities": [e for e in ENTITIES if e["note_id"] == "n1"]}])
+                                                      "entities": [e for e in ENTITIES if e["note_id"] == "n1"]}],
+        source_counts=source_counts)
     assert path.exists()
     return path.read_text(encoding="utf-8")
+
+
+def test_report_charts_entities_by_ner_stage(tmp_path):
+    page = write(tmp_path, source_counts={"clinical_core@abc": 4, "problem": 1})
+    assert "Entities by NER stage" in page and "clinical_core@abc: 4" in page and "problem: 1" in page
+    assert "Entities by NER stage" not in write(tmp_path)  # no counts given: no chart
 
 
 def test_report_has_charts_legend_highlights_and_is_self_contained(tmp_path):
@@ -123,6 +130,7 @@ def test_collect_report_data_from_dataframes(spark):
     data = collect_report_data(spark, {"entities": entities, "note_status": status}, notes, n_samples=2,
                                id_column="id", text_column="body")
     assert data["label_counts"] == {"PROBLEM": 4, "TREATMENT": 1}
+    assert data["source_counts"] == {"unknown": 5}  # no source column in this table
     assert data["assertion_counts"] == {"absent": 1, "associated_with_someone_else": 1, "none": 1, "possible": 1,
                                         "present": 1}
     histogram = dict(data["entities_per_note_histogram"])

@@ -1,0 +1,58 @@
+"""The shipped clinical NER models tag hand-written notes (raw text in, exact offsets out)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from clinlake.pipelines.config import load_config, package_resource
+from clinlake.pipelines.pipeline import Pipeline
+
+CASE = ("A 45-year-old man presented with fever and abdominal pain for 3 days. He was treated with oral "
+        "amoxicillin 500 mg three times daily. Blood tests showed a white cell count of 15,000/mm3.")
+NOTE = ("HISTORY OF PRESENT ILLNESS: The patient denies chest pain. CT of the abdomen showed appendicitis.\n"
+        "PLAN: She was started on ceftriaxone 1 g IV daily.")
+
+
+def model_only(name: str) -> Pipeline:
+    return Pipeline.from_config(load_config(overrides={"pipeline.ner": [{"model": name}], "pipeline.dictionary": []}))
+
+
+def found(pipeline: Pipeline, text: str) -> dict[tuple[str, str], object]:
+    entities = pipeline.annotate(text)
+    for e in entities:
+        assert text[e.start:e.end] == e.text and 0.0 <= e.confidence <= 1.0
+    return {(e.text, e.label): e for e in entities}
+
+
+def test_clinical_core_is_the_default_and_tags_a_note(pipeline):
+    entities = found(pipeline, NOTE)
+    assert ("pain", "PROBLEM") in entities  # MACCROBAT convention: the body site is not part of the finding
+    assert entities[("pain", "PROBLEM")].assertion.assertion == "absent"
+    assert entities[("pain", "PROBLEM")].source.startswith("clinical_core@")
+    assert entities[("CT", "TEST")].start == NOTE.index("CT of")
+    assert entities[("appendicitis", "PROBLEM")].assertion.assertion == "present"
+    assert entities[("ceftriaxone", "TREATMENT")].section == "plan"
+    assert {label for _, label in entities} == {"PROBLEM", "TEST", "TREATMENT"}
+
+
+def test_maccrobat_tags_a_case_report_with_its_own_types():
+    entities = found(model_only("maccrobat"), CASE)
+    expected = {("45-year-old", "Age"), ("man", "Sex"), ("fever", "Sign_symptom"), ("abdominal", "Biological_structure"),
+                ("pain", "Sign_symptom"), ("3 days", "Duration"), ("amoxicillin", "Medication"),
+                ("white cell count", "Diagnostic_procedure"), ("15,000/mm3", "Lab_value")}
+    assert expected <= set(entities)
+    assert entities[("15,000/mm3", "Lab_value")].end == CASE.index("15,000/mm3") + len("15,000/mm3")
+
+
+@pytest.mark.parametrize("name", ["clinical_core", "maccrobat"])
+def test_clinical_model_cards_report_document_level_devel_scores(name):
+    model_dir = package_resource(f"models/{name}")
+    meta = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
+    assert meta["kind"] == "brat" and meta["training"]["refit_on_devel"] is False
+    card = (model_dir / "MODEL_CARD.md").read_text(encoding="utf-8")
+    for corpus, report in meta["dev"].items():
+        strict = 100 * report["strict"]["micro"]["f1"]
+        assert f"Strict micro F1 **{strict:.2f}**" in card
+        assert strict > 55.0, (corpus, strict)  # far above the lexicon baseline (~49 strict)
+    assert meta["version"] in card
