@@ -168,15 +168,21 @@ def words(docs: list[dict]) -> int:
     return sum(len(d["text"].split()) for d in docs)
 
 
-def compare(name: str, python: Path, max_steps: int, repeat: int, work: Path) -> dict:
+def compare(name: str, python: Path, max_steps: int | None, repeat: int, work: Path, reuse: bool = False) -> dict:
     from clinlake.pipelines.eval_brat import load_label_map
 
     meta = model_meta(name)
     maps = {corpus: load_label_map(REPO / path) for corpus, path in meta["label_maps"].items()}
     train_docs = [d for corpus, m in maps.items() for d in documents(corpus, "train", m)]
     dev = {corpus: documents(corpus, "devel", m) for corpus, m in maps.items()}
-    model_dir, train_seconds, version = train_spacy(python, name, train_docs, [d for v in dev.values() for d in v],
-                                                    work / name, max_steps)
+    best = work / name / "out" / "model-best"
+    if reuse and best.is_dir():  # a model trained by an earlier run of this script in the same --work
+        model_dir = best
+        train_seconds, version = json.loads((work / name / "trained.json").read_text(encoding="utf-8"))
+    else:
+        model_dir, train_seconds, version = train_spacy(python, name, train_docs, [d for v in dev.values() for d in v],
+                                                        work / name, max_steps)
+        (work / name / "trained.json").write_text(json.dumps([train_seconds, version]), encoding="utf-8")
     result = {"model": f"{meta['name']}@{meta['version']}", "spacy": version, "spacy_train_seconds": round(train_seconds),
               "spacy_max_steps": max_steps or "spaCy default (20000, patience 1600)", "train_documents": len(train_docs), "corpora": {}}
     for corpus, docs in dev.items():
@@ -219,12 +225,15 @@ def main(argv=None) -> int:
     parser.add_argument("--spacy-max-steps", type=int, help="cap spaCy's training steps (default: spaCy's own, 20000)")
     parser.add_argument("--repeat", type=int, default=3, help="timed passes per system; the fastest counts")
     parser.add_argument("--work", type=Path, help="where spaCy's data and models go (default: a temporary directory)")
+    parser.add_argument("--reuse-spacy", action="store_true", help="use the spaCy models already trained in --work "
+                        "(re-measure without retraining)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     python = ensure_peers_venv(args.peers_venv)
     with tempfile.TemporaryDirectory(prefix="clinical_peers_") as tmp:
         work = args.work or Path(tmp)
-        results = {name: compare(name, python, args.spacy_max_steps, args.repeat, work) for name in args.models}
+        results = {name: compare(name, python, args.spacy_max_steps, args.repeat, work, args.reuse_spacy)
+                   for name in args.models}
     print(format_table(results))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
