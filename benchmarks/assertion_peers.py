@@ -28,13 +28,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "benchmarks"))
+from bench_common import score_table, write_results  # noqa: E402
+
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "assertion" / "negex_kit_devel.tsv"
 DEFAULT_VENV = Path(os.environ.get("CLINLAKE_PEERS_VENV", Path.home() / ".cache" / "clinlake" / "medspacy-venv"))
 MEDSPACY_VERSION = "1.3.1"
@@ -149,27 +151,23 @@ COLUMNS = [("negation_accuracy", "neg acc"), ("temporality_accuracy", "temp acc"
 
 
 def format_table(results: dict[str, dict]) -> str:
-    header = f"{'engine':<22}" + "".join(f"{title:>14}" for _, title in COLUMNS)
-    lines = [header, "-" * len(header)]
-    for name, scores in results.items():
-        cells = []
-        for key, _ in COLUMNS:
-            value = scores.get(key)
-            cells.append(f"{value:>14.0f}" if key == "sentences_per_second" and value else
-                         f"{value:>14.3f}" if isinstance(value, float) else f"{'-':>14}")
-        lines.append(f"{name:<22}" + "".join(cells))
-    return "\n".join(lines)
+    return score_table(results, COLUMNS, rate_key="sentences_per_second")
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+def peer_parser(description: str, data: Path, out: Path) -> argparse.ArgumentParser:
+    """The options of the assertion benchmarks (this one and clinical_assertion_peers.py)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--data", type=Path, default=data)
     parser.add_argument("--peers-venv", type=Path, default=DEFAULT_VENV)
     parser.add_argument("--no-peers", action="store_true", help="skip medspaCy")
     parser.add_argument("--engines", default="rules,model,hybrid")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=out)
     parser.add_argument("--repeat", type=int, default=3, help="timed passes per engine; the fastest counts")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = peer_parser(__doc__.split("\n\n")[0], DEFAULT_DATA, RESULTS).parse_args(argv)
 
     from clinlake.pipelines.assertion_eval import read_kit, score_labels
 
@@ -187,14 +185,8 @@ def main(argv=None) -> int:
         results[f"clinlake {name}"] = summary(score_labels(rows, labels), seconds)
     print(f"{args.data.name}: {len(rows)} rows")
     print(format_table(results))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "data": args.data.name, "rows": len(rows), "results": results, "versions": meta, "repeat": args.repeat,
-        "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(),
-                    "platform": platform.platform()},
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
+    write_results(args.out, {"data": args.data.name, "rows": len(rows), "results": results, "versions": meta,
+                             "repeat": args.repeat})
     return 0
 
 

@@ -33,21 +33,19 @@ words only).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from assertion_peers import DEFAULT_VENV, ensure_peers_venv  # noqa: E402
+from assertion_peers import ensure_peers_venv, peer_parser  # noqa: E402
+from bench_common import score_table, write_results  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "clinical" / "MACCROBAT" / "devel"
 RESULTS = REPO / "benchmarks" / "results" / "clinical_assertion_peers.json"
@@ -160,17 +158,7 @@ COLUMNS = [("absent_precision", "abs P"), ("absent_recall", "abs R"), ("absent_f
 
 
 def format_table(results: dict[str, dict]) -> str:
-    width = max(len(name) for name in results) + 2
-    header = f"{'engine':<{width}}" + "".join(f"{title:>8}" for _, title in COLUMNS)
-    lines = [header, "-" * len(header)]
-    for name, scores in results.items():
-        cells = []
-        for key, _ in COLUMNS:
-            value = scores.get(key)
-            cells.append(f"{value:>8.0f}" if key == "entities_per_second" and value else
-                         f"{value:>8.3f}" if isinstance(value, float) else f"{'-':>8}")
-        lines.append(f"{name:<{width}}" + "".join(cells))
-    return "\n".join(lines)
+    return score_table(results, COLUMNS, rate_key="entities_per_second", cell=8)
 
 
 def error_counts(split, labels: dict, assessor) -> dict:
@@ -201,13 +189,7 @@ def error_counts(split, labels: dict, assessor) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--peers-venv", type=Path, default=DEFAULT_VENV)
-    parser.add_argument("--no-peers", action="store_true", help="skip medspaCy")
-    parser.add_argument("--engines", default="rules,model,hybrid")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--repeat", type=int, default=3, help="timed passes per engine; the fastest counts")
+    parser = peer_parser(__doc__.split("\n\n")[0], DEFAULT_DATA, RESULTS)
     parser.add_argument("--errors", action="store_true", help="print our rules' error counts (cue words only)")
     args = parser.parse_args(argv)
 
@@ -252,16 +234,11 @@ def main(argv=None) -> int:
                           "medspacy": "is_negated->absent, else is_uncertain (row 2: or is_hypothetical)->possible, "
                                       "else present"},
         "results": results, "versions": meta, "repeat": args.repeat,
-        "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(),
-                    "platform": platform.platform()},
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     if args.errors and "rules" in assessors:
         report["rules_errors"] = error_counts(split, raw["rules"], assessors["rules"])
         print(json.dumps(report["rules_errors"], indent=2))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
+    write_results(args.out, report)
     return 0
 
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 from assertion_peers import DEFAULT_VENV, ensure_peers_venv  # noqa: E402
+from bench_common import write_results  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "clinical_peers.json"
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -235,13 +235,8 @@ def main(argv=None) -> int:
         results = {name: compare(name, python, args.spacy_max_steps, args.repeat, work, args.reuse_spacy)
                    for name in args.models}
     print(format_table(results))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "results": results, "repeat": args.repeat, "speed_unit": "whitespace-separated words per second, 1 thread",
-        "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(), "platform": platform.platform()},
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
+    write_results(args.out, {"results": results, "repeat": args.repeat,
+                             "speed_unit": "whitespace-separated words per second, 1 thread"})
     return 0
 
 

@@ -29,7 +29,6 @@ from typing import Callable, Sequence
 
 os.environ["OMP_NUM_THREADS"] = "1"  # before numpy/onnxruntime/torch start their pools
 
-import numpy as np  # noqa: E402
 
 from clinlake.pipelines.config import package_resource  # noqa: E402
 from clinlake.pipelines.ner_model import (BATCH_PIECES, NerModel, encode_batch,  # noqa: E402

@@ -43,7 +43,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-from .brat import Attribute, read_ann, read_text_exact
+from .brat import Attribute, Extent, read_ann, read_text_exact
 from .types import Sentence
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ def parse_event(line: str) -> Event | None:
 
 
 @dataclass(frozen=True, slots=True)
-class GoldItem:
+class GoldItem(Extent):
     """One scored trigger entity; ``label`` is absent | possible | present."""
 
     doc: str
@@ -102,14 +102,6 @@ class GoldItem:
     spans: Fragments
     polarity: str | None
     label: str
-
-    @property
-    def start(self) -> int:
-        return min(s for s, _ in self.spans)
-
-    @property
-    def end(self) -> int:
-        return max(e for _, e in self.spans)
 
     @property
     def key(self) -> str:

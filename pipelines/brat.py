@@ -23,14 +23,12 @@ _TERMINATOR = re.compile(r"\r\n|\n|\r")
 _ONE_LINE = str.maketrans("\r\n\t", "   ")
 
 
-@dataclass(frozen=True, slots=True)
-class TextBound:
-    """A ``T`` line: ``spans`` are the fragments in file order (one for a contiguous span)."""
+class Extent:
+    """``start``/``end`` of something made of ``spans`` fragments: its full extent, from the
+    first fragment's start to the last fragment's end (the gap between fragments included)."""
 
-    id: str
-    type: str
+    __slots__ = ()
     spans: tuple[tuple[int, int], ...]
-    text: str
 
     @property
     def start(self) -> int:
@@ -39,6 +37,16 @@ class TextBound:
     @property
     def end(self) -> int:
         return max(e for _, e in self.spans)
+
+
+@dataclass(frozen=True, slots=True)
+class TextBound(Extent):
+    """A ``T`` line: ``spans`` are the fragments in file order (one for a contiguous span)."""
+
+    id: str
+    type: str
+    spans: tuple[tuple[int, int], ...]
+    text: str
 
     @property
     def discontinuous(self) -> bool:

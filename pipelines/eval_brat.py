@@ -32,23 +32,15 @@ from typing import Iterable, Mapping, Sequence
 
 import yaml
 
-from .brat import entities_to_ann, read_ann, read_text_exact, write_ann
+from .brat import Extent, entities_to_ann, read_ann, read_text_exact, write_ann
 
 Fragments = tuple[tuple[int, int], ...]
 
 
 @dataclass(frozen=True, slots=True)
-class GoldEntity:
+class GoldEntity(Extent):
     label: str
     spans: Fragments
-
-    @property
-    def start(self) -> int:
-        return min(s for s, _ in self.spans)
-
-    @property
-    def end(self) -> int:
-        return max(e for _, e in self.spans)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,10 +26,9 @@ from typing import Sequence
 
 from .clinical_data import BRAT_CORPORA, Stats, load_brat_split
 from .eval_brat import evaluate as evaluate_brat, load_label_map
-from .ner_model import model_version
 from .text import TextSplitter
 from .train_ner import (ARTIFACTS, MODELS, REPO, SHARED, _size_mb, export, fit, models_readme, quantize_dynamic_copy,
-                        save_torch_state, tokens_per_second)
+                        save_torch_state, tokens_per_second, write_meta_and_card)
 
 log = logging.getLogger("clinlake.train_clinical")
 ABBREVIATIONS = REPO / "conf" / "abbreviations.yaml"
@@ -137,12 +136,7 @@ def finish(model_dir: Path, *, quantize: bool = True, tolerance: float = 0.002) 
     meta["dev"] = reports
     meta["quantization"] = quant
     meta["speed_pieces_per_s_1_thread"] = round(tokens_per_second(NerModel(model_dir), sample))
-    meta.pop("version", None)
-    (model_dir / "model.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    meta["version"] = model_version(model_dir)
-    (model_dir / "model.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    (model_dir / "MODEL_CARD.md").write_text(model_card(model_dir, meta), encoding="utf-8")
-    return meta
+    return write_meta_and_card(model_dir, meta, model_card)
 
 
 def _rows(result: dict) -> list[str]:

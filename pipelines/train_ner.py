@@ -32,7 +32,7 @@ import time
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -637,11 +637,16 @@ def finish(model_dir: Path, *, quantize: bool = True, tolerance: float = 0.002) 
     meta["dev"] = {"tokens": report["tokens"], "raw_text": report["raw_text"]}
     meta["quantization"] = quant
     meta["speed_pieces_per_s_1_thread"] = round(speed)
+    return write_meta_and_card(model_dir, meta, model_card)
+
+
+def write_meta_and_card(model_dir: Path, meta: dict, card: Callable[[Path, dict], str]) -> dict:
+    """model.json with the version of its final content, then MODEL_CARD.md (``card``)."""
     meta.pop("version", None)
     (model_dir / "model.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     meta["version"] = model_version(model_dir)
     (model_dir / "model.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    (model_dir / "MODEL_CARD.md").write_text(model_card(model_dir, meta), encoding="utf-8")
+    (model_dir / "MODEL_CARD.md").write_text(card(model_dir, meta), encoding="utf-8")
     return meta
 
 
