@@ -31,8 +31,8 @@ from .text import TextSplitter
 
 Example = tuple[list[str], list[str]]  # pieces, IOB2 tags (as in pipelines.train_ner)
 
-#: corpus name → its directory under ../shared/data/
-BRAT_CORPORA: dict[str, str] = {"MACCROBAT": "clinical/MACCROBAT", "Chia": "clinical/Chia"}
+#: corpus name → where it is under ../shared/data/ (PHEE is JSON lines, converted to BRAT by pipelines/phee.py)
+BRAT_CORPORA: dict[str, str] = {"MACCROBAT": "clinical/MACCROBAT", "Chia": "clinical/Chia", "PHEE": "clinical/PHEE"}
 
 
 @dataclass

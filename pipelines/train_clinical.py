@@ -36,10 +36,17 @@ ABBREVIATIONS = REPO / "conf" / "abbreviations.yaml"
 LICENCES = {
     "MACCROBAT": "CC BY 4.0 (Caufield et al. 2019, MACCROBAT2018, figshare 10.6084/m9.figshare.9764942)",
     "Chia": "CC BY 4.0 (Kury et al. 2020, Chia: a large annotated corpus of clinical trial eligibility criteria)",
+    "PHEE": "MIT (Sun et al. 2022, PHEE: a dataset for pharmacovigilance event extraction from text; "
+            "sentences of drug-safety case reports, one document each)",
 }
 
 
 def corpus_dir(corpus: str, split: str) -> Path:
+    """The BRAT directory of a corpus split (PHEE: converted under build/brat/PHEE/ on first use)."""
+    if corpus == "PHEE":
+        from .phee import ensure_brat
+
+        return ensure_brat(SHARED / BRAT_CORPORA[corpus], REPO / "build" / "brat" / "PHEE", split)
     return SHARED / BRAT_CORPORA[corpus] / split
 
 
@@ -178,7 +185,7 @@ def model_card(model_dir: Path, meta: dict) -> str:
         f"Version `{meta['version']}` · labels: {', '.join(meta['labels'])}",
         "",
         "## Data and licence",
-        *[f"- {c}: **train** split (`../shared/data/{BRAT_CORPORA[c]}/train/`), "
+        *[f"- {c}: **train** split (`../shared/data/{BRAT_CORPORA[c]}/{'train.json' if c == 'PHEE' else 'train/'}`), "
           f"{training['data'][c + '/train']['documents']} documents, "
           f"{training['data'][c + '/train']['sentences']} sentences of clinlake's splitter. Licence: {LICENCES[c]}."
           for c in corpora],
@@ -276,7 +283,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                                      "stopping on devel), export it to ONNX and write its card.")
     parser.add_argument("--name", required=True, help="model name (directory under models/)")
     parser.add_argument("--brat", type=_brat_pair, action="append", required=True, metavar="CORPUS=LABEL_MAP",
-                        help="a corpus (MACCROBAT or Chia) and the YAML map of its gold types to labels; repeatable")
+                        help="a corpus (MACCROBAT, Chia or PHEE) and the YAML map of its gold types to labels; repeatable")
     parser.add_argument("--out", type=Path, help="model directory (default: models/<name>)")
     parser.add_argument("--max-minutes", type=float, default=30.0, help="wall-clock cap on training")
     parser.add_argument("--epochs", type=int, default=40)

@@ -775,7 +775,7 @@ def models_readme(models: Path = MODELS) -> str:
     ])
 
 
-CLINICAL_MODELS = ("clinical_core", "maccrobat")
+CLINICAL_MODELS = ("clinical_core", "maccrobat", "ade")
 
 
 def clinical_models_section(models: Path = MODELS) -> list[str]:
@@ -797,7 +797,7 @@ def clinical_models_section(models: Path = MODELS) -> list[str]:
     return [
         "## Clinical models (raw documents in, character offsets out)",
         "",
-        "Trained with `clinlake train clinical` on the train documents of MACCROBAT and Chia "
+        "Trained with `clinlake train clinical` on the train documents of MACCROBAT, Chia or PHEE "
         "(`../shared/data/clinical/`) through clinlake's own sentence splitter and tokenizer; gold types mapped by "
         "the label maps in `conf/label_maps/`. Scores: `clinlake evaluate brat` on the **devel** documents, micro "
         "F1 over the mapped types, strict (exact offsets and type) and lenient (overlap and type).",

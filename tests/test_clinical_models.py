@@ -45,7 +45,15 @@ def test_maccrobat_tags_a_case_report_with_its_own_types():
     assert entities[("15,000/mm3", "Lab_value")].end == CASE.index("15,000/mm3") + len("15,000/mm3")
 
 
-@pytest.mark.parametrize("name", ["clinical_core", "maccrobat"])
+def test_ade_tags_drug_indication_and_adverse_effect():
+    text = "She was given amoxicillin for otitis media and developed a maculopapular rash."
+    entities = found(model_only("ade"), text)
+    assert set(entities) == {("amoxicillin", "DRUG"), ("otitis media", "INDICATION"),
+                             ("maculopapular rash", "ADVERSE_EFFECT")}
+    assert entities[("amoxicillin", "DRUG")].start == text.index("amoxicillin")
+
+
+@pytest.mark.parametrize("name", ["clinical_core", "maccrobat", "ade"])
 def test_clinical_model_cards_report_document_level_devel_scores(name):
     model_dir = package_resource(f"models/{name}")
     meta = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
