@@ -162,6 +162,10 @@ def _type_map_rows(meta: dict) -> list[str]:
     return rows
 
 
+def _devel_location(corpus: str) -> str:
+    return "build/brat/PHEE/devel" if corpus == "PHEE" else f"../shared/data/{BRAT_CORPORA[corpus]}/devel"
+
+
 def _leading_comments(path: Path) -> list[str]:
     """The comment block at the top of a label map, as a Markdown code block."""
     lines = []
@@ -261,8 +265,10 @@ def model_card(model_dir: Path, meta: dict) -> str:
         f"{network_flags}",
         "```",
         f"(`pip install -e '.[train]'`; seed {training['seed']}.) Score: "
-        f"`clinlake evaluate brat --model {meta['name']} --data ../shared/data/clinical/MACCROBAT/devel "
-        f"--predictions OUT --label-map {next(iter(meta['label_maps'].values()))}`.",
+        + " and ".join(f"`clinlake evaluate brat --model {meta['name']} --data {_devel_location(c)} "
+                       f"--predictions OUT --label-map {p}`" for c, p in meta["label_maps"].items())
+        + (" (PHEE as BRAT: `python -m clinlake.pipelines.phee --out build/brat/PHEE`)." if "PHEE" in meta["label_maps"]
+           else "."),
         "",
     ]
     return "\n".join(lines)
