@@ -27,7 +27,8 @@ from typing import Sequence
 from .clinical_data import BRAT_CORPORA, Stats, load_brat_split
 from .eval_brat import evaluate as evaluate_brat, load_label_map
 from .text import TextSplitter
-from .train_ner import (ARTIFACTS, MODELS, REPO, SHARED, _size_mb, export, fit, models_readme, quantize_dynamic_copy,
+from .train_ner import (ARTIFACTS, MODELS, REPO, SHARED, _size_mb, add_network_arguments, export, fit, models_readme,
+                        network_flags, network_options, quantize_dynamic_copy,
                         save_torch_state, tokens_per_second, write_meta_and_card)
 
 log = logging.getLogger("clinlake.train_clinical")
@@ -182,7 +183,6 @@ def model_card(model_dir: Path, meta: dict) -> str:
     corpora = list(meta["label_maps"])
     precision = "int8 (dynamic quantisation)" if quant.get("kept") else "fp32"
     brat_flags = " ".join(f"--brat {c}={p}" for c, p in meta["label_maps"].items())
-    network_flags = "".join(f" --{key.replace('_', '-')} {value}" for key, value in network.items())
     lines = [
         f"# {meta['name']} — clinical NER on raw text (BiLSTM-CNN-Char-CRF, ONNX)",
         "",
@@ -262,7 +262,7 @@ def model_card(model_dir: Path, meta: dict) -> str:
         "## Retrain",
         "```bash",
         f"clinlake train clinical --name {meta['name']} {brat_flags} --max-minutes {training['max_minutes']:g}"
-        f"{network_flags}",
+        f"{network_flags(network)}",
         "```",
         f"(`pip install -e '.[train]'`; seed {training['seed']}.) Score: "
         + " and ".join(f"`clinlake evaluate brat --model {meta['name']} --data {_devel_location(c)} "
@@ -295,9 +295,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    parser.add_argument("--hidden", type=int, default=150, help="LSTM units per direction")
-    parser.add_argument("--char-filters", type=int, default=50, help="character CNN filters")
-    parser.add_argument("--dropout", type=float, default=0.5)
+    add_network_arguments(parser)
     return parser
 
 
@@ -306,6 +304,6 @@ def main(argv: Sequence[str], prog: str = "clinlake train clinical") -> int:
     args = build_parser(prog).parse_args(argv)
     info = train(args.name, dict(args.brat), max_minutes=args.max_minutes, epochs=args.epochs,
                  out_dir=args.out or MODELS / args.name, lr=args.lr, threads=args.threads,
-                 network={"hidden": args.hidden, "char_filters": args.char_filters, "dropout": args.dropout})
+                 network=network_options(args))
     print(json.dumps({k: v for k, v in info.items() if k not in ("history", "data")}))
     return 0

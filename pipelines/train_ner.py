@@ -389,13 +389,13 @@ def save_torch_state(name: str, net, crf, chars: dict[str, int], tags: Sequence[
 
 
 def train(corpus: str, name: str, *, max_minutes: float, epochs: int, out_dir: Path, lr: float = 2e-3,
-          batch_pieces: int = 1000, patience: int = 5, threads: int = 1) -> dict:
+          batch_pieces: int = 1000, patience: int = 5, threads: int = 1, network: dict | None = None) -> dict:
     """Train on ``corpus`` train, keep the epoch with the best strict devel F1, export,
     evaluate and write the model card. Returns the training record."""
     train_set, dev_set = load_split(corpus, "train"), load_split(corpus, "devel")
     net, crf, tags, chars, embeddings, record = fit(
         train_set, {corpus: dev_set}, max_minutes=max_minutes, epochs=epochs, lr=lr, batch_pieces=batch_pieces,
-        patience=patience, threads=threads)
+        patience=patience, threads=threads, network=network)
     info = {"corpus": corpus, **record}
     export(net, crf, name=name, corpus=corpus, tags=tags, chars=chars, out_dir=out_dir, info=info,
            sample=dev_set[:64], embeddings=embeddings)
@@ -530,7 +530,18 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     # One thread by default: on a shared CPU, two OpenMP threads that wait on each other at
     # every barrier ran LSTM training ~15x slower than one (measured on this project's machine).
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    add_network_arguments(parser)
     return parser
+
+
+def add_network_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--hidden", type=int, default=150, help="LSTM units per direction")
+    parser.add_argument("--char-filters", type=int, default=50, help="character CNN filters")
+    parser.add_argument("--dropout", type=float, default=0.5)
+
+
+def network_options(args: argparse.Namespace) -> dict:
+    return {"hidden": args.hidden, "char_filters": args.char_filters, "dropout": args.dropout}
 
 
 def main(argv: Sequence[str], prog: str = "clinlake train ner") -> int:
@@ -538,7 +549,7 @@ def main(argv: Sequence[str], prog: str = "clinlake train ner") -> int:
     args = build_parser(prog).parse_args(argv)
     name = args.name or default_name(args.corpus)
     info = train(args.corpus, name, max_minutes=args.max_minutes, epochs=args.epochs,
-                 out_dir=args.out or MODELS / name, lr=args.lr, threads=args.threads)
+                 out_dir=args.out or MODELS / name, lr=args.lr, threads=args.threads, network=network_options(args))
     print(json.dumps({k: v for k, v in info.items() if k != "history"}))
     return 0
 
@@ -660,8 +671,14 @@ def _score_rows(result: dict) -> list[str]:
             f"{r['gold']} |" for name, r in rows]
 
 
+def network_flags(network: dict) -> str:
+    """The command-line flags that rebuild a network (empty for a record without them)."""
+    return "".join(f" --{key.replace('_', '-')} {value}" for key, value in network.items())
+
+
 def model_card(model_dir: Path, meta: dict) -> str:
     corpus, training, dev = meta["corpus"], meta["training"], meta["dev"]
+    network = training.get("network") or {}
     f1 = 100 * dev["tokens"]["overall"]["f1"]
     target = PUBLISHED_F1[corpus]
     verdict = ("at or above" if f1 >= target else f"**{target - f1:.2f} points below**")
@@ -683,8 +700,9 @@ def model_card(model_dir: Path, meta: dict) -> str:
         "`../shared/data/corpus/biomedical_sentences.txt` and `health_text.txt` (test sentences removed upstream).",
         "",
         "## Architecture",
-        "Frozen shared fastText vectors (fp16) + character CNN (25-d, 50 filters, width 3) + casing embedding (8-d) → "
-        "dropout 0.5 → BiLSTM 2×150 → linear → linear-chain CRF with IOB2 constraints, NumPy Viterbi. "
+        f"Frozen shared fastText vectors (fp16) + character CNN (25-d, {network.get('char_filters', 50)} filters, "
+        f"width 3) + casing embedding (8-d) → dropout {network.get('dropout', 0.5)} → BiLSTM "
+        f"2×{network.get('hidden', 150)} → linear → linear-chain CRF with IOB2 constraints, NumPy Viterbi. "
         "Tokens are the pipeline tokenizer's tokens split into corpus-style pieces (letter/digit runs, single "
         "other characters). Entity confidence = mean CRF marginal probability of the chosen tags.",
         f"Weights: {precision} ({quant.get('tried')} tried: devel F1 fp32 "
@@ -719,7 +737,8 @@ def model_card(model_dir: Path, meta: dict) -> str:
         "",
         "## Retrain",
         "```bash",
-        f"clinlake train ner --corpus {corpus} --name {meta['name']} --max-minutes {training['max_minutes']:g}",
+        f"clinlake train ner --corpus {corpus} --name {meta['name']} --max-minutes {training['max_minutes']:g}"
+        + network_flags(network),
         "```",
         f"(`pip install -e '.[train]'`; seed {training['seed']}; writes `models/{meta['name']}/`, evaluates on devel, "
         "quantises if F1 holds and rewrites this card.) Score any token<TAB>tag file with "
