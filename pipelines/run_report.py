@@ -51,7 +51,7 @@ def collect_report_data(spark, tables: Mapping[str, Any], notes, n_samples: int 
     """Compute the report's inputs from the job's DataFrames.
 
     Returns ``{"label_counts", "assertion_counts", "entities_per_note_histogram", "samples",
-    "source_counts"}`` (source: the NER stage, e.g. ``clinical_core@<version>``),
+    "source_counts"}`` (entities per ``ner_model``, the NER stage, e.g. ``clinical_core@<version>``),
     ready for ``write_run_report(path, summary, gate=..., **data)``. Samples are the
     ``n_samples`` annotated notes with the most distinct labels (then the most distinct
     assertion values, then the shortest text), with their text and entities.
@@ -60,7 +60,7 @@ def collect_report_data(spark, tables: Mapping[str, Any], notes, n_samples: int 
 
     entities = tables["entities"]
     status = tables.get("note_status")
-    source = F.col("source") if "source" in entities.columns else F.lit("unknown")
+    source = F.col("ner_model") if "ner_model" in entities.columns else F.lit("unknown")
     groups = entities.groupBy("label", F.coalesce("assertion", F.lit("none")).alias("a"), source.alias("s")) \
         .agg(F.count(F.lit(1)).alias("n")).collect()  # one job for the three charts
     labels: dict[str, int] = {}

@@ -49,6 +49,7 @@ def test_clean_run_publishes_and_writes_report(spark, notes_path, tmp_path):
     assert DeltaTable(str(lake / "entities")).version() == 0
     report = (lake / "_reports" / "clean" / "run_report.html").read_text()
     assert "<svg" in report and summary.report_path.endswith("run_report.html")
+    assert "Entities by NER stage" in report and "clinical_core@" in report  # what the default model found
 
 
 @pytest.mark.parametrize("name, transform, failing", [

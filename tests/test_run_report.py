@@ -123,14 +123,15 @@ def test_collect_report_data_from_dataframes(spark):
     status = spark.createDataFrame(status_rows, "note_id string, status string, text_length long")
     entities = spark.createDataFrame(
         [tuple(e[c] for c in ("note_id", "entity_id", "chunk", "begin", "end", "label", "assertion",
-                              "is_historical", "section")) for e in ENTITIES],
+                              "is_historical", "section")) + ("clinical_core@1" if e["label"] == "PROBLEM" else "drugs",)
+         for e in ENTITIES],
         "note_id string, entity_id string, chunk string, begin int, `end` int, label string, assertion string, "
-        "is_historical boolean, section string")
+        "is_historical boolean, section string, ner_model string")
     notes = spark.createDataFrame([("n1", TEXT), ("n2", TEXT), ("n3", "Fine."), ("q1", None)], "id string, body string")
     data = collect_report_data(spark, {"entities": entities, "note_status": status}, notes, n_samples=2,
                                id_column="id", text_column="body")
     assert data["label_counts"] == {"PROBLEM": 4, "TREATMENT": 1}
-    assert data["source_counts"] == {"unknown": 5}  # no source column in this table
+    assert data["source_counts"] == {"clinical_core@1": 4, "drugs": 1}
     assert data["assertion_counts"] == {"absent": 1, "associated_with_someone_else": 1, "none": 1, "possible": 1,
                                         "present": 1}
     histogram = dict(data["entities_per_note_histogram"])
