@@ -73,7 +73,7 @@ def add_brat(commands: argparse._SubParsersAction) -> None:
                                  description="Run the engine on each DIR/*.txt, write OUTDIR/<doc>.ann and score "
                                              "it against DIR/<doc>.ann (see pipelines/eval_brat.py).")
     parser.add_argument("--model", help="evaluate this NER model as the only NER stage (default: the configured "
-                                        "pipeline, i.e. the shipped dictionary)")
+                                        "pipeline: clinical_core and the assertion stage)")
     parser.add_argument("--config", type=Path, help="job config whose pipeline to run (default: conf/local.yaml)")
     parser.add_argument("--data", required=True, type=Path, help="directory of <doc>.txt and gold <doc>.ann")
     parser.add_argument("--predictions", required=True, type=Path, help="write <doc>.ann predictions here")
