@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "ner": ("clinlake.pipelines.train_ner", "main", "train a BiLSTM-CNN-Char-CRF NER model and export it to ONNX"),
     "clinical": ("clinlake.pipelines.train_clinical", "main",
-                 "train a clinical NER model on BRAT documents (MACCROBAT, Chia) through clinlake's tokenizer"),
+                 "train a clinical NER model on documents (MACCROBAT, Chia, PHEE) through clinlake's tokenizer"),
     "embeddings": ("clinlake.pipelines.train_ner", "embeddings_main", "train the shared fastText word vectors"),
     "card": ("clinlake.pipelines.train_ner", "card_main", "evaluate, quantise and write the model card of trained models"),
 }
