@@ -27,7 +27,7 @@ from typing import Sequence
 from .clinical_data import BRAT_CORPORA, Stats, load_brat_split
 from .eval_brat import evaluate as evaluate_brat, load_label_map
 from .text import TextSplitter
-from .train_ner import (ARTIFACTS, MODELS, REPO, SHARED, _size_mb, add_network_arguments, export, fit, models_readme,
+from .train_ner import (ARTIFACTS, MODELS, REPO, SHARED, _size_mb, add_training_arguments, export, fit, models_readme,
                         network_flags, network_options, quantize_dynamic_copy,
                         save_torch_state, tokens_per_second, write_meta_and_card)
 
@@ -290,12 +290,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--name", required=True, help="model name (directory under models/)")
     parser.add_argument("--brat", type=_brat_pair, action="append", required=True, metavar="CORPUS=LABEL_MAP",
                         help="a corpus (MACCROBAT, Chia or PHEE) and the YAML map of its gold types to labels; repeatable")
-    parser.add_argument("--out", type=Path, help="model directory (default: models/<name>)")
-    parser.add_argument("--max-minutes", type=float, default=30.0, help="wall-clock cap on training")
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    add_network_arguments(parser)
+    add_training_arguments(parser, max_minutes=30.0)
     return parser
 
 

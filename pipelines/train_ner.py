@@ -523,18 +523,19 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                                      "shared corpus (train split; early stopping on devel) and export it to ONNX.")
     parser.add_argument("--corpus", required=True, choices=CORPORA)
     parser.add_argument("--name", help="model name (default: from the corpus, e.g. ncbi_disease)")
+    add_training_arguments(parser, max_minutes=12.0)
+    return parser
+
+
+def add_training_arguments(parser: argparse.ArgumentParser, *, max_minutes: float) -> None:
+    """Options shared by ``clinlake train ner`` and ``clinlake train clinical``."""
     parser.add_argument("--out", type=Path, help="model directory (default: models/<name>)")
-    parser.add_argument("--max-minutes", type=float, default=12.0, help="wall-clock cap on training")
+    parser.add_argument("--max-minutes", type=float, default=max_minutes, help="wall-clock cap on training")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--lr", type=float, default=2e-3)
     # One thread by default: on a shared CPU, two OpenMP threads that wait on each other at
     # every barrier ran LSTM training ~15x slower than one (measured on this project's machine).
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    add_network_arguments(parser)
-    return parser
-
-
-def add_network_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hidden", type=int, default=150, help="LSTM units per direction")
     parser.add_argument("--char-filters", type=int, default=50, help="character CNN filters")
     parser.add_argument("--dropout", type=float, default=0.5)
