@@ -122,7 +122,8 @@ def _inside_any(start: int, end: int, spans: Sequence[tuple[int, int]]) -> bool:
 
 def pipeline_version(config: JobConfig) -> str:
     """``<clinlake version>+<fingerprint>``: changes when the code version, the pipeline
-    config or any file it reads (lexicons, rules, headings, models) changes, so stored
+    config or any file it reads (lexicons, rules, headings, model files and their shared
+    word vectors; not model cards) changes, so stored
     rows can tell which notes need re-annotation."""
     digest = hashlib.sha256()
     digest.update(__version__.encode())
@@ -134,10 +135,23 @@ def pipeline_version(config: JobConfig) -> str:
         except FileNotFoundError:
             digest.update(b"<missing>")
     for model in conf_models(config):
-        for file in sorted(p for p in model.rglob("*") if p.is_file()):
+        for file in model_files(model):
             digest.update(file.name.encode())
             digest.update(file.read_bytes())
     return f"{__version__}+{digest.hexdigest()[:10]}"
+
+
+def model_files(model_dir: Path) -> list[Path]:
+    """The files that decide a model's output: everything in its directory but the
+    documentation (a card edit must not force re-annotation), plus the shared word vectors
+    its model.json names (``embeddings``), which live outside the directory."""
+    files = [p for p in sorted(model_dir.rglob("*")) if p.is_file() and p.suffix != ".md"]
+    meta_path = model_dir / "model.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+    if isinstance(meta, dict) and isinstance(meta.get("embeddings"), str):
+        shared = (model_dir / meta["embeddings"]).resolve()
+        files += [p for p in sorted(shared.rglob("*")) if p.is_file() and p.suffix != ".md"]
+    return files
 
 
 def conf_models(config: JobConfig) -> list[Path]:

@@ -269,3 +269,24 @@ def test_spark_job_with_an_ner_model(spark, tmp_path):
                       for note_id, text in notes.items() for e in engine.annotate(text))
     assert got == expected and ("a", 25, 37, "breast cancer", "PROBLEM") in got
     assert {r.ner_model for r in rows} == set(engine.ner_stage_names)
+
+
+def test_pipeline_version_follows_model_and_shared_vectors_not_cards(tmp_path):
+    import shutil
+
+    from clinlake.pipelines.config import load_config, package_resource
+    from clinlake.pipelines.pipeline import model_files, pipeline_version
+
+    models = tmp_path / "models"
+    shutil.copytree(package_resource("models/clinical_core"), models / "clinical_core")
+    shutil.copytree(package_resource("models/embeddings"), models / "embeddings")
+    config = load_config(overrides={"pipeline.ner": [{"model": str(models / "clinical_core")}],
+                                    "pipeline.assertion.engine": "rules"})
+    assert {p.name for p in model_files(models / "clinical_core")} == {"model.onnx", "model.json", "vectors.npy",
+                                                                      "vocab.txt"}
+    before = pipeline_version(config)
+    (models / "clinical_core" / "MODEL_CARD.md").write_text("edited card", encoding="utf-8")
+    assert pipeline_version(config) == before  # documentation does not force re-annotation
+    with open(models / "embeddings" / "vocab.txt", "a", encoding="utf-8") as vocab:
+        vocab.write("newword\n")
+    assert pipeline_version(config) != before  # the shared vectors decide the output too
