@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from .brat import Attribute, Extent, read_ann, read_text_exact
+from .scoring import precision_recall_f1
 from .types import Sentence
 
 if TYPE_CHECKING:
@@ -207,26 +208,22 @@ class DocumentAssessor:
     @classmethod
     def from_config(cls, engine: str = "hybrid",
                     config: "JobConfig | str | Path | None" = None) -> "DocumentAssessor":
-        """Build like :meth:`~.pipeline.Pipeline.from_config` (config default: conf/local.yaml)."""
-        from .assertion_model import load_assertion_engine
-        from .config import load_config, resolve_model_dir, resolve_resource
-        from .sections import SectionDetector
-        from .text import TextSplitter
+        """The text, section and assertion stages of the config's pipeline (default:
+        conf/local.yaml), built by :meth:`~.pipeline.Pipeline.from_config` with ``engine`` as
+        the assertion engine and no NER stage (gold entities take their place)."""
+        from dataclasses import replace
+
+        from .config import load_config
+        from .pipeline import Pipeline
 
         if engine not in ENGINES:
             raise ValueError(f"unknown assertion engine {engine!r} (allowed: {', '.join(ENGINES)})")
         if config is None or isinstance(config, (str, Path)):
             config = load_config(config)
         conf = config.pipeline
-        splitter = TextSplitter.from_file(resolve_resource(config, conf.text.abbreviations))
-        sections = SectionDetector.from_file(resolve_resource(config, conf.sections.headings),
-                                             unknown_caps_headings=conf.sections.unknown_caps_headings)
-        a = conf.assertion
-        assertion = load_assertion_engine(
-            engine, rules_path=resolve_resource(config, a.rules),
-            model_dir=resolve_model_dir(config, a.model) if engine in ("model", "hybrid") else None,
-            section_defaults=a.section_defaults, max_scope=a.max_scope)
-        return cls(splitter, sections, assertion, engine)
+        conf = replace(conf, ner=[], dictionary=[], assertion=replace(conf.assertion, engine=engine))
+        pipeline = Pipeline.from_config(replace(config, pipeline=conf))
+        return cls(pipeline.splitter, pipeline.sections, pipeline.assertion, engine)
 
     def predict(self, doc: GoldDoc) -> list[str | None]:
         """Our six-way label per gold item of ``doc`` (None: the trigger crosses a sentence end)."""
@@ -285,9 +282,7 @@ def label_score(pairs: Sequence[tuple[str, str]], label: str) -> LabelScore:
     tp = sum(g == label and p == label for g, p in pairs)
     fp = sum(g != label and p == label for g, p in pairs)
     fn = sum(g == label and p != label for g, p in pairs)
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    precision, recall, f1 = precision_recall_f1(tp, tp + fp, tp, tp + fn)
     return LabelScore(precision, recall, f1, tp, fp, fn)
 
 
