@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 from .context import DEFAULT_RULES_PATH, ContextAssertion
+from .scoring import precision_recall_f1
 from .types import AssertionResult, Sentence, Token
 
 ATTRIBUTES: tuple[str, ...] = ("negation", "temporality", "experiencer")
@@ -294,9 +295,8 @@ def _class_scores(pairs: Iterable[tuple[str, str]]) -> dict[str, ClassScore]:
     hits = Counter(g for g, p in pairs if g == p)
     scores = {}
     for label in sorted(set(gold_counts) | set(predicted_counts)):
-        precision = hits[label] / predicted_counts[label] if predicted_counts[label] else 0.0
-        recall = hits[label] / gold_counts[label] if gold_counts[label] else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        precision, recall, f1 = precision_recall_f1(hits[label], predicted_counts[label], hits[label],
+                                                    gold_counts[label])
         scores[label] = ClassScore(precision, recall, f1, gold_counts[label])
     return scores
 

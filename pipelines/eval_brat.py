@@ -33,6 +33,7 @@ from typing import Iterable, Mapping, Sequence
 import yaml
 
 from .brat import Extent, entities_to_ann, read_ann, read_text_exact, write_ann
+from .scoring import precision_recall_f1
 
 Fragments = tuple[tuple[int, int], ...]
 
@@ -126,9 +127,7 @@ class Counts:
 
 
 def _prf(pred_correct: int, gold_found: int, predicted: int, gold: int) -> dict:
-    p = pred_correct / predicted if predicted else 0.0
-    r = gold_found / gold if gold else 0.0
-    f = 2 * p * r / (p + r) if p + r else 0.0
+    p, r, f = precision_recall_f1(pred_correct, predicted, gold_found, gold)
     return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4),
             "correct_predicted": pred_correct, "correct_gold": gold_found, "predicted": predicted, "gold": gold}
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from .scoring import precision_recall_f1
+
 Span = tuple[int, int, str]  # first token, last token + 1, type
 Sentence = tuple[list[str], list[str]]  # tokens, IOB2 tags
 
@@ -53,9 +55,7 @@ def spans(tags: Sequence[str]) -> list[Span]:
 
 
 def _prf(correct: int, predicted: int, gold: int) -> dict[str, float | int]:
-    p = correct / predicted if predicted else 0.0
-    r = correct / gold if gold else 0.0
-    f = 2 * p * r / (p + r) if p + r else 0.0
+    p, r, f = precision_recall_f1(correct, predicted, correct, gold)
     return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4),
             "correct": correct, "predicted": predicted, "gold": gold}
 
