@@ -31,7 +31,7 @@ os.environ["OMP_NUM_THREADS"] = "1"  # before numpy/onnxruntime/torch start thei
 
 
 from clinlake.pipelines.config import package_resource  # noqa: E402
-from clinlake.pipelines.ner_model import (BATCH_PIECES, NerModel, encode_batch,  # noqa: E402
+from clinlake.pipelines.ner_model import (BATCH_PIECES, NerModel, WordFeatures, encode_batch,  # noqa: E402
                                           encode_serving_batch)
 
 MODELS = ("ncbi_disease", "bc5cdr", "anatem", "bionlp13cg", "linnaeus")
@@ -80,7 +80,7 @@ def bench_model(name: str, sentences_limit: int, seconds: float) -> dict:
     model = NerModel(directory)
     sentences = devel_sentences(model, sentences_limit)
     batches = length_batches(sentences)
-    feeds = [encode_serving_batch(b, model.embeddings, model.char_map) for b in batches]
+    feeds = [encode_serving_batch(b, WordFeatures(model.embeddings, model.char_map)) for b in batches]
     tokens = sum(len(s) for s in sentences)
     result: dict = {"model": model.name, "sentences": len(sentences), "tokens": tokens,
                     "onnx_precision": "int8" if model.meta.get("quantization", {}).get("kept") else "fp32"}
@@ -112,12 +112,12 @@ def bench_torch(directory: Path, sentences, batches, tokens: int, seconds: float
 
     class TorchModel(NerModel):
         def batch_emissions(self, sequences):
-            feeds = encode_batch(sequences, self.embeddings, self.char_map, self._features)
+            feeds = encode_batch(sequences, self.features)
             with torch.inference_mode():
                 return net(**{k: torch.from_numpy(v) for k, v in feeds.items()}).double().numpy()
 
     model = TorchModel(directory)
-    inputs = [{k: torch.from_numpy(v) for k, v in encode_batch(b, model.embeddings, model.char_map).items()}
+    inputs = [{k: torch.from_numpy(v) for k, v in encode_batch(b, model.features).items()}
               for b in batches]
 
     def network() -> int:

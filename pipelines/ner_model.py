@@ -38,7 +38,7 @@ import numpy as np
 from .types import Entity, Sentence
 
 __all__ = [
-    "NerModel", "NerStage", "load_ner_stage", "load_model", "model_pieces", "word_key", "case_id",
+    "NerModel", "NerStage", "WordFeatures", "encode_batch", "encode_serving_batch", "load_ner_stage", "load_model", "model_pieces", "word_key", "case_id",
     "viterbi", "viterbi_batch", "marginals", "marginals_batch", "iob_spans", "windows",
 ]
 
@@ -90,100 +90,112 @@ class Embeddings:
     """The shared word vectors: row 0 = padding (zeros), row 1 = unknown word."""
 
     vocab: Mapping[str, int]
-    vectors: np.ndarray  # float16 [words, dim]
+    vectors: np.ndarray  # [words, dim]: float16 on disk, float32 once loaded
 
     @classmethod
     def load(cls, directory: Path) -> "Embeddings":
+        """Vocabulary and vectors, widened to float32 in memory once per process (exact; a
+        batch's rows are then gathered straight into the network's input type)."""
         words = (directory / "vocab.txt").read_text(encoding="utf-8").split("\n")
-        vectors = np.load(directory / "vectors.npy", mmap_mode="r")
+        vectors = np.load(directory / "vectors.npy").astype(np.float32)
         return cls({w: i for i, w in enumerate(words) if w}, vectors)
 
-    def ids(self, words: Sequence[str]) -> list[int]:
-        get = self.vocab.get
-        return [get(word_key(w), UNK) for w in words]
+
+class WordFeatures:
+    """Per-word features for one embedding table and one char map, memoised in NumPy rows.
+
+    Words repeat, and the Python work per character (char ids, casing, embedding key) is the
+    cost of featurisation; each distinct word is featurised once, then a batch is one dict
+    lookup per token plus NumPy gathers. The memo is emptied when it holds ROWS_MAX words."""
+
+    ROWS_MAX = 200_000  # bounded memory: ~35 MB at most
+
+    def __init__(self, embeddings: Embeddings, char_map: Mapping[str, int]) -> None:
+        self.embeddings, self.char_map = embeddings, char_map
+        self.clear()
+
+    def clear(self) -> None:
+        self.index: dict[str, int] = {}
+        self.word_ids = np.zeros(1024, dtype=np.int64)
+        self.cases = np.zeros(1024, dtype=np.int64)
+        self.chars = np.zeros((1024, MAX_CHARS), dtype=np.int64)
+
+    def rows(self, words: Sequence[str]) -> np.ndarray:
+        """Memo row of each word (featurising the unseen ones)."""
+        if len(self.index) + len(words) > self.ROWS_MAX:
+            self.clear()
+        index = self.index
+        rows = [index.get(w) for w in words]
+        if None in rows:  # unseen words (a word can repeat within the batch)
+            rows = [index[w] if w in index else self._add(w) for w in words]
+        return np.array(rows, dtype=np.int64)
+
+    def _add(self, word: str) -> int:
+        row = self.index[word] = len(self.index)
+        if row == len(self.word_ids):  # grow by doubling
+            self.word_ids, self.cases = np.resize(self.word_ids, 2 * row), np.resize(self.cases, 2 * row)
+            self.chars = np.concatenate([self.chars, np.zeros_like(self.chars)])
+        ids = [self.char_map.get(ch, UNK) for ch in word[:MAX_CHARS]]
+        self.word_ids[row] = self.embeddings.vocab.get(word_key(word), UNK)
+        self.cases[row] = case_id(word)
+        self.chars[row, : len(ids)] = ids
+        return row
 
 
-def encode_batch(
-    sentences: Sequence[Sequence[str]], embeddings: Embeddings, char_map: Mapping[str, int],
-    cache: dict[str, tuple[int, list[int]]] | None = None,
-) -> dict[str, np.ndarray]:
+def encode_batch(sentences: Sequence[Sequence[str]], features: WordFeatures) -> dict[str, np.ndarray]:
     """Padded training-graph inputs for piece sequences: word vectors, char ids per token
     [batch, steps, width], case ids, lengths.
 
-    ``cache`` memoises per-word features for one char map (words repeat; the Python loop
-    over characters is the cost); it is cleared when it grows past _ROWS_MAX words.
     Char ids are padded to the batch's longest word (at most MAX_CHARS): the char CNN
     max-pools over non-padding positions only, so the width changes the cost, not the result."""
-    batch, longest = len(sentences), max(1, max(len(s) for s in sentences))
-    width = _char_width(sentences)
-    word_ids = np.zeros((batch, longest), dtype=np.int64)
-    chars = np.zeros((batch, longest, width), dtype=np.int64)
-    cases = np.zeros((batch, longest), dtype=np.int64)
-    rows = {} if cache is None else cache
-    if len(rows) > _ROWS_MAX:
-        rows.clear()
-    for b, words in enumerate(sentences):
-        word_ids[b, : len(words)] = embeddings.ids(words)
-        features = [rows.get(w) or _word_row(rows, char_map, w) for w in words]
-        cases[b, : len(words)] = [f[0] for f in features]
-        chars[b, : len(words)] = [f[1][:width] for f in features]
+    flat, where, shape = _flatten(sentences)
+    rows = features.rows(flat)
+    width = _char_width(flat)
+    word_ids, cases = np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=np.int64)
+    chars = np.zeros(shape + (width,), dtype=np.int64)
+    word_ids[where], cases[where], chars[where] = features.word_ids[rows], features.cases[rows], \
+        features.chars[rows, :width]
     return {
-        "words": embeddings.vectors[word_ids].astype(np.float32),
+        "words": features.embeddings.vectors[word_ids].astype(np.float32, copy=False),
         "chars": chars,
         "cases": cases,
         "lengths": np.array([len(s) for s in sentences], dtype=np.int64),
     }
 
 
-def encode_serving_batch(
-    sentences: Sequence[Sequence[str]], embeddings: Embeddings, char_map: Mapping[str, int],
-    cache: dict[str, tuple[int, list[int]]] | None = None,
-) -> dict[str, np.ndarray]:
+def encode_serving_batch(sentences: Sequence[Sequence[str]], features: WordFeatures) -> dict[str, np.ndarray]:
     """Inputs of the exported (serving) graph: like :func:`encode_batch`, but characters come
     once per *distinct* word (``word_chars`` [distinct + 1, width], row 0 all padding) and
     ``char_index`` [batch, steps] points each token at its row. The char CNN then runs once
     per distinct word instead of once per padded position (it was half the inference time)."""
-    batch, longest = len(sentences), max(1, max(len(s) for s in sentences))
-    width = _char_width(sentences)
-    word_ids = np.zeros((batch, longest), dtype=np.int64)
-    char_index = np.zeros((batch, longest), dtype=np.int64)
-    cases = np.zeros((batch, longest), dtype=np.int64)
-    rows = {} if cache is None else cache
-    if len(rows) > _ROWS_MAX:
-        rows.clear()
-    distinct: dict[str, int] = {}
-    char_rows: list[list[int]] = [[PAD] * width]
-    for b, words in enumerate(sentences):
-        word_ids[b, : len(words)] = embeddings.ids(words)
-        features = [rows.get(w) or _word_row(rows, char_map, w) for w in words]
-        cases[b, : len(words)] = [f[0] for f in features]
-        for t, (word, feature) in enumerate(zip(words, features)):
-            row = distinct.get(word)
-            if row is None:
-                row = distinct[word] = len(char_rows)
-                char_rows.append(feature[1][:width])
-            char_index[b, t] = row
+    flat, where, shape = _flatten(sentences)
+    rows = features.rows(flat)
+    width = _char_width(flat)
+    distinct, position = np.unique(rows, return_inverse=True)
+    word_ids, cases, char_index = (np.zeros(shape, dtype=np.int64) for _ in range(3))
+    word_ids[where], cases[where], char_index[where] = features.word_ids[rows], features.cases[rows], position + 1
+    word_chars = np.zeros((len(distinct) + 1, width), dtype=np.int64)
+    word_chars[1:] = features.chars[distinct, :width]
     return {
-        "words": embeddings.vectors[word_ids].astype(np.float32),
-        "word_chars": np.array(char_rows, dtype=np.int64),
+        "words": features.embeddings.vectors[word_ids].astype(np.float32, copy=False),
+        "word_chars": word_chars,
         "char_index": char_index,
         "cases": cases,
         "lengths": np.array([len(s) for s in sentences], dtype=np.int64),
     }
 
 
-def _char_width(sentences: Sequence[Sequence[str]]) -> int:
-    return min(MAX_CHARS, max((len(w) for s in sentences for w in s), default=1))
+def _flatten(sentences: Sequence[Sequence[str]]) -> tuple[list[str], tuple[np.ndarray, np.ndarray], tuple[int, int]]:
+    """All words in order, their (sentence, position) index arrays, and the padded shape."""
+    lengths = np.array([len(s) for s in sentences], dtype=np.int64)
+    flat = [w for s in sentences for w in s]
+    rows = np.repeat(np.arange(len(sentences)), lengths)
+    cols = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return flat, (rows, cols), (len(sentences), max(1, int(lengths.max(initial=1))))
 
 
-_ROWS_MAX = 200_000  # words memoised per model (bounded memory)
-
-
-def _word_row(rows: dict, char_map: Mapping[str, int], word: str) -> tuple[int, list[int]]:
-    """(case id, padded char ids) of a word, stored in rows."""
-    ids = [char_map.get(ch, UNK) for ch in word[:MAX_CHARS]]
-    row = rows[word] = (case_id(word), ids + [PAD] * (MAX_CHARS - len(ids)))
-    return row
+def _char_width(words: Sequence[str]) -> int:
+    return min(MAX_CHARS, max(map(len, words), default=1))
 
 
 # ----------------------------------------------------------------------------- CRF decoding
@@ -228,18 +240,27 @@ def marginals(emissions: np.ndarray, start: np.ndarray, end: np.ndarray, trans: 
 def viterbi_batch(emissions: np.ndarray, lengths: Sequence[int], start: np.ndarray, end: np.ndarray,
                   trans: np.ndarray) -> list[list[int]]:
     """:func:`viterbi` for a padded batch [B, T, K] at once: one NumPy step per position for
-    the whole batch instead of per sentence (decoding would otherwise cost more than the network)."""
+    the whole batch instead of per sentence (decoding would otherwise cost more than the network).
+
+    Each step scores [B, K(to), K(from)] so the max runs over the contiguous last axis, and
+    reads the max at the argmax instead of reducing twice: same additions, same first-best
+    tie-breaking as :func:`viterbi`, several times faster with many tags."""
     batch, steps, tags = emissions.shape
     if steps == 0:
         return [[] for _ in range(batch)]
     lengths = np.asarray(lengths)
+    into = np.ascontiguousarray(trans.T)[None]  # [1, to, from]
     score = start + emissions[:, 0]
-    back = np.broadcast_to(np.arange(tags), (steps, batch, tags)).copy()  # identity after a sentence's end
+    identity = np.broadcast_to(np.arange(tags), (batch, tags))  # back-pointers after a sentence's end
+    back = np.empty((steps, batch, tags), dtype=np.int64)
+    back[0] = identity
     for t in range(1, steps):
-        total = score[:, :, None] + trans
+        total = score[:, None, :] + into
+        best = total.argmax(axis=2)
+        step = np.take_along_axis(total, best[:, :, None], axis=2)[:, :, 0] + emissions[:, t]
         live = (t < lengths)[:, None]
-        back[t] = np.where(live, total.argmax(axis=1), back[t])
-        score = np.where(live, total.max(axis=1) + emissions[:, t], score)
+        back[t] = np.where(live, best, identity)
+        score = np.where(live, step, score)
     last = (score + end).argmax(axis=1)
     paths = np.empty((batch, steps), dtype=np.int64)
     paths[:, -1] = last
@@ -347,7 +368,7 @@ class NerModel:
         self.end = np.asarray(crf["end"], dtype=np.float64)
         self.trans = np.asarray(crf["transitions"], dtype=np.float64)
         self.embeddings = _embeddings((directory / meta["embeddings"]).resolve())
-        self._features: dict[str, tuple[int, list[int]]] = {}  # encode_batch's per-word memo
+        self.features = WordFeatures(self.embeddings, self.char_map)
         options = ort.SessionOptions()
         options.intra_op_num_threads = _threads()
         options.inter_op_num_threads = 1
@@ -357,7 +378,7 @@ class NerModel:
 
     def batch_emissions(self, sequences: Sequence[Sequence[str]]) -> np.ndarray:
         """Padded emission scores [batch, longest, tags] (float64) of piece sequences."""
-        feeds = encode_serving_batch(sequences, self.embeddings, self.char_map, self._features)
+        feeds = encode_serving_batch(sequences, self.features)
         (scores,) = self.session.run(["emissions"], feeds)
         return scores.astype(np.float64)
 

@@ -29,7 +29,6 @@ import random
 import re
 import sys
 import time
-import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -37,7 +36,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from .eval_ner import read_conll, score_spans
-from .ner_model import (CASES, MAX_CHARS, PAD, UNK, Embeddings, encode_batch, encode_serving_batch, iob_spans,
+from .ner_model import (CASES, MAX_CHARS, PAD, UNK, Embeddings, WordFeatures, encode_batch, encode_serving_batch, iob_spans,
                         model_pieces, model_version, viterbi_batch, word_key)
 
 log = logging.getLogger("clinlake.train_ner")
@@ -152,7 +151,7 @@ def build_network(n_chars: int, n_tags: int, *, word_dim: int = 100, char_dim: i
     class Tagger(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.hidden = hidden
+            self.hidden, self.word_dim = hidden, word_dim
             self.char_embed = nn.Embedding(n_chars, char_dim, padding_idx=PAD)
             self.char_cnn = nn.Conv1d(char_dim, char_filters, kernel_size=3, padding=1)
             self.case_embed = nn.Embedding(len(CASES), case_dim, padding_idx=PAD)
@@ -195,20 +194,78 @@ def build_network(n_chars: int, n_tags: int, *, word_dim: int = 100, char_dim: i
     return Tagger()
 
 
-def serving_graph(net):
-    """The exported graph: the same network and weights, fed characters once per distinct
-    word (see ner_model.encode_serving_batch)."""
-    torch = _torch()
+def serving_onnx(net):
+    """The serving graph as an ONNX model, built from the trained weights.
 
-    class Serving(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = net
+    Same maths as the training graph (``net.forward``), laid out for onnxruntime:
+    the char CNN runs once per distinct word of a batch (``word_chars``, ``char_index``:
+    see ner_model.encode_serving_batch), and the two one-way LSTMs become ONE bidirectional
+    ONNX LSTM given ``sequence_lens``, which reads each sentence backwards within its own
+    length. The torch exporter instead traced the per-sentence reversal as gathers and
+    masks around two LSTMs (a quarter of the inference time)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
 
-        def forward(self, words, word_chars, char_index, cases, lengths):
-            return self.net.encode(words, self.net.char_features(word_chars)[char_index], cases, lengths)
+    def weight(tensor) -> np.ndarray:
+        return tensor.detach().float().numpy()
 
-    return Serving().eval()
+    hidden = net.hidden
+    gates = np.concatenate([np.arange(k * hidden, (k + 1) * hidden) for k in (0, 3, 1, 2)])  # torch ifgo → onnx iofc
+    lstms = (net.fwd, net.bwd)
+    initializers = {
+        "char_table": weight(net.char_embed.weight),
+        "conv_w": weight(net.char_cnn.weight),
+        "conv_b": weight(net.char_cnn.bias),
+        "case_table": weight(net.case_embed.weight),
+        "lstm_w": np.stack([weight(m.weight_ih_l0)[gates] for m in lstms]),
+        "lstm_r": np.stack([weight(m.weight_hh_l0)[gates] for m in lstms]),
+        "lstm_b": np.stack([np.concatenate([weight(m.bias_ih_l0)[gates], weight(m.bias_hh_l0)[gates]])
+                            for m in lstms]),
+        "out_w": np.ascontiguousarray(weight(net.out.weight).T),
+        "out_b": weight(net.out.bias),
+        "pad_score": np.array(-1e4, dtype=np.float32),
+        "floor": np.array(-1.0, dtype=np.float32),
+        "flat_shape": np.array([0, 0, -1], dtype=np.int64),
+    }
+    node = helper.make_node
+    nodes = [
+        node("Gather", ["char_table", "word_chars"], ["char_vectors"]),  # [distinct, width, char_dim]
+        node("Transpose", ["char_vectors"], ["char_channels"], perm=[0, 2, 1]),
+        node("Conv", ["char_channels", "conv_w", "conv_b"], ["conv"], pads=[1, 1]),  # [distinct, filters, width]
+        node("Equal", ["word_chars", "pad_id"], ["is_pad"]),
+        node("Unsqueeze", ["is_pad", "axis_1"], ["pad_mask"]),
+        node("Where", ["pad_mask", "pad_score", "conv"], ["masked"]),  # padding never wins the pool
+        node("ReduceMax", ["masked"], ["pooled"], axes=[2], keepdims=0),
+        node("Max", ["pooled", "floor"], ["word_char_features"]),  # empty (pad) word → -1, as in training
+        node("Gather", ["word_char_features", "char_index"], ["char_features"]),  # [batch, steps, filters]
+        node("Gather", ["case_table", "cases"], ["case_vectors"]),
+        node("Concat", ["words", "char_features", "case_vectors"], ["features"], axis=2),
+        node("Transpose", ["features"], ["steps_first"], perm=[1, 0, 2]),
+        node("Cast", ["lengths"], ["sequence_lens"], to=TensorProto.INT32),
+        node("LSTM", ["steps_first", "lstm_w", "lstm_r", "lstm_b", "sequence_lens"], ["lstm_out"],
+             direction="bidirectional", hidden_size=hidden),  # [steps, 2, batch, hidden]
+        node("Transpose", ["lstm_out"], ["batch_first"], perm=[2, 0, 1, 3]),
+        node("Reshape", ["batch_first", "flat_shape"], ["states"]),  # [batch, steps, forward ++ backward]
+        node("MatMul", ["states", "out_w"], ["projected"]),
+        node("Add", ["projected", "out_b"], ["emissions"]),
+    ]
+    constants = [numpy_helper.from_array(np.array(PAD, dtype=np.int64), "pad_id"),
+                 numpy_helper.from_array(np.array([1], dtype=np.int64), "axis_1")]
+    inputs = [
+        helper.make_tensor_value_info("words", TensorProto.FLOAT, ["batch", "steps", int(net.word_dim)]),
+        helper.make_tensor_value_info("word_chars", TensorProto.INT64, ["distinct", "width"]),
+        helper.make_tensor_value_info("char_index", TensorProto.INT64, ["batch", "steps"]),
+        helper.make_tensor_value_info("cases", TensorProto.INT64, ["batch", "steps"]),
+        helper.make_tensor_value_info("lengths", TensorProto.INT64, ["batch"]),
+    ]
+    outputs = [helper.make_tensor_value_info("emissions", TensorProto.FLOAT,
+                                             ["batch", "steps", int(net.out.out_features)])]
+    graph = helper.make_graph(nodes, "clinlake_ner", inputs, outputs,
+                              [numpy_helper.from_array(v, k) for k, v in initializers.items()] + constants)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="clinlake")
+    model.ir_version = 8  # readable by onnxruntime releases older than the onnx package used to build it
+    onnx.checker.check_model(model, full_check=True)
+    return model
 
 
 def iob_mask(tags: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -293,13 +350,19 @@ def batches(examples: Sequence[Example], max_pieces: int, rng: random.Random | N
     return groups
 
 
-_FEATURES: dict[int, tuple[dict, dict]] = {}  # id(char map) → (char map, encode_batch's word memo)
+# (id(char map), id(embeddings)) → (char map, the WordFeatures memo over it and the embeddings)
+_FEATURES: dict[tuple[int, int], tuple[dict, WordFeatures]] = {}
+
+
+def word_features(embeddings: Embeddings, chars: dict[str, int]) -> WordFeatures:
+    """One feature memo per (embeddings, char map) for the whole training run."""
+    # The entry holds the char map and (through the memo) the embeddings, so their ids cannot be reused.
+    return _FEATURES.setdefault((id(chars), id(embeddings)), (chars, WordFeatures(embeddings, chars)))[1]
 
 
 def tensors(examples: Sequence[Example], embeddings: Embeddings, chars: dict[str, int], tag_ids: dict[str, int]):
     torch = _torch()
-    # The memo holds the char map itself, so its id cannot be reused by another map.
-    feeds = encode_batch([w for w, _ in examples], embeddings, chars, _FEATURES.setdefault(id(chars), (chars, {}))[1])
+    feeds = encode_batch([w for w, _ in examples], word_features(embeddings, chars))
     inputs = {k: torch.from_numpy(v) for k, v in feeds.items()}
     gold = torch.zeros(inputs["cases"].shape, dtype=torch.long)
     for b, (_, tags) in enumerate(examples):
@@ -332,7 +395,8 @@ def strict_f1(examples: Sequence[Example], predicted: Sequence[Sequence[str]]) -
 
 
 def fit(train_set: Sequence[Example], dev_sets: dict[str, Sequence[Example]], *, max_minutes: float, epochs: int,
-        lr: float = 2e-3, batch_pieces: int = 1000, patience: int = 5, threads: int = 1, network: dict | None = None):
+        lr: float = 2e-3, batch_pieces: int = 1000, patience: int = 5, threads: int = 1, network: dict | None = None,
+        embeddings_dir: Path = EMBEDDINGS):
     """Train a fresh network on ``train_set``; keep the epoch with the best mean (over the
     ``dev_sets``) strict devel F1. ``network``: keyword arguments of :func:`build_network`
     (hidden, char_filters, dropout, ...). Returns (net, crf, tags, chars, embeddings, record)."""
@@ -341,13 +405,13 @@ def fit(train_set: Sequence[Example], dev_sets: dict[str, Sequence[Example]], *,
     torch.manual_seed(SEED)
     rng = random.Random(SEED)
     np.random.seed(SEED)
-    if not (EMBEDDINGS / "vocab.txt").exists():
-        build_embeddings()
-    loaded = Embeddings.load(EMBEDDINGS)
-    embeddings = Embeddings(loaded.vocab, np.asarray(loaded.vectors))  # in memory: read on every batch
+    if not (embeddings_dir / "vocab.txt").exists():
+        build_embeddings(embeddings_dir)
+    embeddings = Embeddings.load(embeddings_dir)
     tags = ["O"] + sorted({t for _, ts in train_set for t in ts} - {"O"}, key=lambda t: (t[2:], t[:2]))
     chars = char_vocabulary(train_set)
     network = dict(network or {})
+    network.setdefault("word_dim", int(embeddings.vectors.shape[1]))
     net, crf = build_network(len(chars) + 2, len(tags), **network), build_crf(tags)
     optimizer = torch.optim.Adam(list(net.parameters()) + list(crf.parameters()), lr=lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 1.0 / (1.0 + 0.05 * e))
@@ -389,16 +453,17 @@ def save_torch_state(name: str, net, crf, chars: dict[str, int], tags: Sequence[
 
 
 def train(corpus: str, name: str, *, max_minutes: float, epochs: int, out_dir: Path, lr: float = 2e-3,
-          batch_pieces: int = 1000, patience: int = 5, threads: int = 1, network: dict | None = None) -> dict:
+          batch_pieces: int = 1000, patience: int = 5, threads: int = 1, network: dict | None = None,
+          embeddings_dir: Path = EMBEDDINGS) -> dict:
     """Train on ``corpus`` train, keep the epoch with the best strict devel F1, export,
     evaluate and write the model card. Returns the training record."""
     train_set, dev_set = load_split(corpus, "train"), load_split(corpus, "devel")
     net, crf, tags, chars, embeddings, record = fit(
         train_set, {corpus: dev_set}, max_minutes=max_minutes, epochs=epochs, lr=lr, batch_pieces=batch_pieces,
-        patience=patience, threads=threads, network=network)
+        patience=patience, threads=threads, network=network, embeddings_dir=embeddings_dir)
     info = {"corpus": corpus, **record}
     export(net, crf, name=name, corpus=corpus, tags=tags, chars=chars, out_dir=out_dir, info=info,
-           sample=dev_set[:64], embeddings=embeddings)
+           sample=dev_set[:64], embeddings=embeddings, embeddings_dir=embeddings_dir)
     save_torch_state(name, net, crf, chars, tags, record["network"])
     finish(out_dir)
     if out_dir.parent == MODELS:
@@ -439,20 +504,15 @@ def export(net, crf, *, name: str, corpus: str, tags: list[str], chars: dict[str
     """Write model.onnx (the serving graph) + model.json; check onnxruntime reproduces PyTorch.
 
     model.json names ``embeddings_dir`` (where ``embeddings`` were loaded from) relative to out_dir."""
-    torch = _torch()
+    import onnx
+
     net.eval()
     out_dir.mkdir(parents=True, exist_ok=True)
     # A full-precision copy kept by an earlier finish() belongs to an earlier model: drop it,
     # or finish() would restore it over this export.
     (ARTIFACTS / out_dir.name / "model.fp32.onnx").unlink(missing_ok=True)
     sentences = [words for words, _ in sample]
-    feeds = encode_serving_batch(sentences, embeddings, chars)
-    with warnings.catch_warnings():
-        # The TorchScript exporter (no onnxscript needed) warns about its deprecation and about
-        # LSTM batch sizes; h0/c0 are built from the input's shape, and check_onnx below runs
-        # batch sizes other than the traced one.
-        warnings.simplefilter("ignore")
-        _onnx_export(torch, serving_graph(net), feeds, out_dir / "model.onnx")
+    onnx.save(serving_onnx(net), str(out_dir / "model.onnx"))
     start, end, trans = (s.detach().double().numpy() for s in crf.scores())
     meta = {
         "name": name, "corpus": corpus, "architecture": "BiLSTM-CNN-Char-CRF", "tags": tags,
@@ -469,18 +529,6 @@ def export(net, crf, *, name: str, corpus: str, tags: list[str], chars: dict[str
     (out_dir / "model.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-SERVING_INPUTS = ("words", "word_chars", "char_index", "cases", "lengths")
-
-
-def _onnx_export(torch, graph, feeds: dict[str, np.ndarray], path: Path) -> None:
-    batch_and_steps = {0: "batch", 1: "steps"}
-    torch.onnx.export(graph, tuple(torch.from_numpy(feeds[n]) for n in SERVING_INPUTS), str(path), dynamo=False,
-                      opset_version=17, input_names=list(SERVING_INPUTS), output_names=["emissions"],
-                      dynamic_axes={"words": batch_and_steps, "word_chars": {0: "distinct", 1: "width"},
-                                    "char_index": batch_and_steps, "cases": batch_and_steps,
-                                    "lengths": {0: "batch"}, "emissions": batch_and_steps})
-
-
 def check_onnx(net, onnx_path: Path, sentences: Sequence[Sequence[str]], embeddings: Embeddings,
                chars: dict[str, int], atol: float = 1e-3) -> float:
     """Largest |ONNX - PyTorch| emission difference on a batch of sentences (ONNX fed the
@@ -488,11 +536,11 @@ def check_onnx(net, onnx_path: Path, sentences: Sequence[Sequence[str]], embeddi
     import onnxruntime as ort
 
     torch = _torch()
-    inputs = {k: torch.from_numpy(v) for k, v in encode_batch(sentences, embeddings, chars).items()}
+    inputs = {k: torch.from_numpy(v) for k, v in encode_batch(sentences, WordFeatures(embeddings, chars)).items()}
     with torch.no_grad():
         expected = net.eval()(**inputs).numpy()
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    (got,) = session.run(["emissions"], encode_serving_batch(sentences, embeddings, chars))
+    (got,) = session.run(["emissions"], encode_serving_batch(sentences, WordFeatures(embeddings, chars)))
     diff = max(float(np.abs(got[b, : len(s)] - expected[b, : len(s)]).max()) for b, s in enumerate(sentences))
     if diff > atol:
         raise RuntimeError(f"ONNX and PyTorch emissions differ by {diff:.2e} > {atol}")
@@ -838,8 +886,7 @@ def reexport(model_dir: Path) -> None:
     meta = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
     net, crf = load_torch(model_dir)
     embeddings_dir = (model_dir / meta["embeddings"]).resolve()
-    loaded = Embeddings.load(embeddings_dir)
-    embeddings = Embeddings(loaded.vocab, np.asarray(loaded.vectors))
+    embeddings = Embeddings.load(embeddings_dir)
     export(net, crf, name=meta["name"], corpus=meta["corpus"], tags=meta["tags"], chars=meta["chars"],
            out_dir=model_dir, info=meta["training"], sample=_reexport_sample(meta), embeddings=embeddings,
            embeddings_dir=embeddings_dir, extra={k: meta[k] for k in ("kind", "label_maps") if k in meta})

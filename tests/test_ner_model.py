@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from clinlake.pipelines.config import package_resource, parse_config
-from clinlake.pipelines.ner_model import (CASES, Embeddings, encode_batch, iob_spans, load_model, marginals, model_pieces,
-                                          viterbi, windows, word_key)
+from clinlake.pipelines.ner_model import (CASES, Embeddings, WordFeatures, encode_batch, iob_spans, load_model,
+                                          marginals, model_pieces, viterbi, windows, word_key)
 from clinlake.pipelines.text import TextSplitter
 
 
@@ -153,7 +153,7 @@ def test_onnx_export_matches_pytorch_on_a_batch(tmp_path):
     model = ner_model.NerModel(tmp_path / "tiny")
     got = model.emissions(batch)
     with torch.no_grad():
-        expected = net(**{k: torch.from_numpy(v) for k, v in encode_batch(batch, embeddings, chars).items()}).numpy()
+        expected = net(**{k: torch.from_numpy(v) for k, v in encode_batch(batch, WordFeatures(embeddings, chars)).items()}).numpy()
     for b, sentence in enumerate(batch):
         np.testing.assert_allclose(got[b], expected[b, : len(sentence)], atol=1e-4)
     # A sentence is tagged the same alone and in a padded batch.
