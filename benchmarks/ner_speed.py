@@ -7,8 +7,9 @@ Both run on ONE thread (onnxruntime intra/inter-op 1, torch.set_num_threads(1)) 
 devel sentences, batched by length exactly as the runtime batches them. Two numbers each:
 
 * network: the emission network alone on pre-built input arrays (ONNX: the serving graph,
-  which runs the char CNN once per distinct word of a batch, int8 LSTM when the card says so;
-  PyTorch: the training graph, fp32, eager);
+  which runs the char CNN once per distinct word of a batch and both LSTM directions as one
+  ONNX LSTM over the sentence lengths, int8 weights when the card says so; PyTorch: the
+  training graph, fp32, eager);
 * end to end: ``NerModel.tag`` — features + network + batched CRF Viterbi + marginals, what a
   pipeline stage pays; the PyTorch run swaps only the emission network.
 

@@ -375,6 +375,11 @@ class NerModel:
         options.log_severity_level = 3
         self.session = ort.InferenceSession(str(directory / "model.onnx"), options,
                                             providers=["CPUExecutionProvider"])
+        expected = {i.name: i.shape for i in self.session.get_inputs()}["words"][2]
+        if isinstance(expected, int) and expected != self.embeddings.vectors.shape[1]:
+            raise ValueError(f"model {meta['name']} was trained on {expected}-d word vectors but "
+                             f"{directory / meta['embeddings']} holds {self.embeddings.vectors.shape[1]}-d ones: "
+                             "retrain it (clinlake train) against these vectors")
 
     def batch_emissions(self, sequences: Sequence[Sequence[str]]) -> np.ndarray:
         """Padded emission scores [batch, longest, tags] (float64) of piece sequences."""

@@ -249,7 +249,7 @@ def model_card(model_dir: Path, meta: dict) -> str:
         ]
     lines += [
         "",
-        f"Best epoch {training['best_epoch']} of {len(training['history'])} (patience 5 or the "
+        f"Best epoch {training['best_epoch']} of {len(training['history'])} (patience {training.get('patience', 5)} or the "
         f"{training['max_minutes']:g}-minute cap, one CPU thread on a shared 2-core machine). History (epoch: loss / "
         "mean devel F1): " + ", ".join(f"{h['epoch']}: {h['loss']:.2f} / {100 * h['dev_f1']:.2f}"
                                        for h in training["history"]),
@@ -262,7 +262,7 @@ def model_card(model_dir: Path, meta: dict) -> str:
         "## Retrain",
         "```bash",
         f"clinlake train clinical --name {meta['name']} {brat_flags} --max-minutes {training['max_minutes']:g}"
-        f"{network_flags(network)}",
+        f"{network_flags(network, training.get('patience'))}",
         "```",
         f"(`pip install -e '.[train]'`; seed {training['seed']}.) Score: "
         + " and ".join(f"`clinlake evaluate brat --model {meta['name']} --data {_devel_location(c)} "
@@ -298,7 +298,7 @@ def main(argv: Sequence[str], prog: str = "clinlake train clinical") -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args = build_parser(prog).parse_args(argv)
     info = train(args.name, dict(args.brat), max_minutes=args.max_minutes, epochs=args.epochs,
-                 out_dir=args.out or MODELS / args.name, lr=args.lr, threads=args.threads,
+                 out_dir=args.out or MODELS / args.name, lr=args.lr, threads=args.threads, patience=args.patience,
                  network=network_options(args))
     print(json.dumps({k: v for k, v in info.items() if k not in ("history", "data")}))
     return 0

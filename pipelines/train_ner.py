@@ -1,8 +1,9 @@
 """Training of the biomedical NER taggers: ``clinlake train ner`` (needs the ``train`` extra).
 
 Model (Kocaman & Talby 2020 style BiLSTM-CNN-Char, with a CRF):
-    frozen shared fastText word vectors (100-d, trained here with gensim on the shared
-    biomedical + health corpora; subword-composed vectors for every word of the NER corpora)
+    frozen shared fastText word vectors (200-d, trained here with gensim on the shared
+    biomedical + health corpora and the NER train text; subword-composed vectors for every
+    word of the NER corpora)
     + character CNN (25-d chars, 50 filters of width 3, max-pooled)
     + casing embedding (8-d)
     → dropout → 1-layer BiLSTM (2 × 150) → dropout → linear emissions → linear-chain CRF
@@ -10,8 +11,9 @@ Model (Kocaman & Talby 2020 style BiLSTM-CNN-Char, with a CRF):
 
 Adam, gradient clipping, batches of sentences of similar length, early stopping on strict
 devel F1 with a wall-clock cap, fixed seeds. Export: ONNX (opset 17, dynamic batch and
-length) of the serving graph — the same weights, with the char CNN run once per distinct
-word of a batch — checked against PyTorch before the model directory is written; then
+length) of the serving graph, built node by node from the trained weights — the char CNN
+run once per distinct word of a batch, one bidirectional LSTM over ``sequence_lens`` — and
+checked against PyTorch before the model directory is written; then
 devel evaluation, int8 dynamic quantisation of the LSTM/linear weights when devel F1
 holds, timing, MODEL_CARD.md (:func:`finish`).
 
@@ -77,12 +79,17 @@ def load_split(corpus: str, split: str) -> list[Example]:
 # ----------------------------------------------------------------------------- embeddings
 
 def _embedding_sentences() -> Iterator[list[str]]:
+    """The shared text corpora, then the words of the five NER *train* splits (labels unused:
+    the vectors see the corpora's own vocabulary in context; devel is left out)."""
     for name in EMBED_TEXTS:
         with open(SHARED / name, encoding="utf-8") as handle:
             for line in handle:
                 words = [word_key(p[2]) for p in model_pieces([(0, len(line), line)])]
                 if words:
                     yield words
+    for corpus in CORPORA:
+        for words, _ in load_split(corpus, "train"):
+            yield [word_key(w) for w in words]
 
 
 class _Corpus:
@@ -92,9 +99,13 @@ class _Corpus:
         return _embedding_sentences()
 
 
-def build_embeddings(out: Path = EMBEDDINGS, *, epochs: int = 5, dim: int = 100, max_words: int = 100_000,
+def build_embeddings(out: Path = EMBEDDINGS, *, epochs: int = 15, dim: int = 200, max_words: int = 100_000,
                      workers: int = 2) -> None:
     """Train fastText (skip-gram, char 3-6-grams) and save ONE fp16 matrix for all models.
+
+    200-d and 15 epochs (the first release used 100-d, 5 epochs, without the NER train text):
+    on ~8M tokens the vectors improve with more passes, and every model's devel F1 rose with
+    them (see models/README.md).
 
     Vocabulary: every word key of the five NER corpora (train + devel; no labels used), then
     the most frequent corpus words, up to ``max_words``. Words the fastText model never saw
@@ -212,10 +223,18 @@ def serving_onnx(net):
     hidden = net.hidden
     gates = np.concatenate([np.arange(k * hidden, (k + 1) * hidden) for k in (0, 3, 1, 2)])  # torch ifgo → onnx iofc
     lstms = (net.fwd, net.bwd)
+    # Char embedding then a width-3 convolution is linear in the one-hot characters, so it folds
+    # into one [chars, filters] table per kernel offset: conv(p) = Σ_k table_k[char(p + k - 1)],
+    # the bias inside the centre table. Three lookups replace the Conv. The pad character's
+    # embedding row is zero, so its side tables are zero (the convolution's zero padding); its
+    # centre row is -1e4, so a padding position never wins the max pool (training masks it
+    # to -1e4) and an all-padding row pools to the same -1 floor.
+    kernels = weight(net.char_cnn.weight)  # [filters, char_dim, 3]
+    tables = [weight(net.char_embed.weight) @ kernels[:, :, k].T for k in range(3)]
+    tables[1] = tables[1] + weight(net.char_cnn.bias)
+    tables[1][PAD] = -1e4
     initializers = {
-        "char_table": weight(net.char_embed.weight),
-        "conv_w": weight(net.char_cnn.weight),
-        "conv_b": weight(net.char_cnn.bias),
+        **{f"char_table_{k}": table for k, table in enumerate(tables)},
         "case_table": weight(net.case_embed.weight),
         "lstm_w": np.stack([weight(m.weight_ih_l0)[gates] for m in lstms]),
         "lstm_r": np.stack([weight(m.weight_hh_l0)[gates] for m in lstms]),
@@ -223,19 +242,22 @@ def serving_onnx(net):
                             for m in lstms]),
         "out_w": np.ascontiguousarray(weight(net.out.weight).T),
         "out_b": weight(net.out.bias),
-        "pad_score": np.array(-1e4, dtype=np.float32),
         "floor": np.array(-1.0, dtype=np.float32),
         "flat_shape": np.array([0, 0, -1], dtype=np.int64),
+        "pad_both_sides": np.array([0, 1, 0, 1], dtype=np.int64),
+        "axis_1": np.array([1], dtype=np.int64),
+        **{f"offset_{k}": np.array([k], dtype=np.int64) for k in range(3)},
+        "stop_0": np.array([-2], dtype=np.int64),
+        "stop_1": np.array([-1], dtype=np.int64),
+        "stop_2": np.array([np.iinfo(np.int64).max], dtype=np.int64),
     }
     node = helper.make_node
     nodes = [
-        node("Gather", ["char_table", "word_chars"], ["char_vectors"]),  # [distinct, width, char_dim]
-        node("Transpose", ["char_vectors"], ["char_channels"], perm=[0, 2, 1]),
-        node("Conv", ["char_channels", "conv_w", "conv_b"], ["conv"], pads=[1, 1]),  # [distinct, filters, width]
-        node("Equal", ["word_chars", "pad_id"], ["is_pad"]),
-        node("Unsqueeze", ["is_pad", "axis_1"], ["pad_mask"]),
-        node("Where", ["pad_mask", "pad_score", "conv"], ["masked"]),  # padding never wins the pool
-        node("ReduceMax", ["masked"], ["pooled"], axes=[2], keepdims=0),
+        node("Pad", ["word_chars", "pad_both_sides"], ["padded_chars"]),  # [distinct, width + 2], pad id 0
+        *[node("Slice", ["padded_chars", f"offset_{k}", f"stop_{k}", "axis_1"], [f"chars_{k}"]) for k in range(3)],
+        *[node("Gather", [f"char_table_{k}", f"chars_{k}"], [f"term_{k}"]) for k in range(3)],  # [distinct, width, filters]
+        node("Sum", ["term_0", "term_1", "term_2"], ["conv"]),
+        node("ReduceMax", ["conv"], ["pooled"], axes=[1], keepdims=0),
         node("Max", ["pooled", "floor"], ["word_char_features"]),  # empty (pad) word → -1, as in training
         node("Gather", ["word_char_features", "char_index"], ["char_features"]),  # [batch, steps, filters]
         node("Gather", ["case_table", "cases"], ["case_vectors"]),
@@ -249,8 +271,6 @@ def serving_onnx(net):
         node("MatMul", ["states", "out_w"], ["projected"]),
         node("Add", ["projected", "out_b"], ["emissions"]),
     ]
-    constants = [numpy_helper.from_array(np.array(PAD, dtype=np.int64), "pad_id"),
-                 numpy_helper.from_array(np.array([1], dtype=np.int64), "axis_1")]
     inputs = [
         helper.make_tensor_value_info("words", TensorProto.FLOAT, ["batch", "steps", int(net.word_dim)]),
         helper.make_tensor_value_info("word_chars", TensorProto.INT64, ["distinct", "width"]),
@@ -261,7 +281,7 @@ def serving_onnx(net):
     outputs = [helper.make_tensor_value_info("emissions", TensorProto.FLOAT,
                                              ["batch", "steps", int(net.out.out_features)])]
     graph = helper.make_graph(nodes, "clinlake_ner", inputs, outputs,
-                              [numpy_helper.from_array(v, k) for k, v in initializers.items()] + constants)
+                              [numpy_helper.from_array(v, k) for k, v in initializers.items()])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="clinlake")
     model.ir_version = 8  # readable by onnxruntime releases older than the onnx package used to build it
     onnx.checker.check_model(model, full_check=True)
@@ -411,8 +431,8 @@ def fit(train_set: Sequence[Example], dev_sets: dict[str, Sequence[Example]], *,
     tags = ["O"] + sorted({t for _, ts in train_set for t in ts} - {"O"}, key=lambda t: (t[2:], t[:2]))
     chars = char_vocabulary(train_set)
     network = dict(network or {})
-    network.setdefault("word_dim", int(embeddings.vectors.shape[1]))
-    net, crf = build_network(len(chars) + 2, len(tags), **network), build_crf(tags)
+    word_dim = int(embeddings.vectors.shape[1])
+    net, crf = build_network(len(chars) + 2, len(tags), word_dim=word_dim, **network), build_crf(tags)
     optimizer = torch.optim.Adam(list(net.parameters()) + list(crf.parameters()), lr=lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 1.0 / (1.0 + 0.05 * e))
     deadline = time.time() + max_minutes * 60
@@ -439,7 +459,8 @@ def fit(train_set: Sequence[Example], dev_sets: dict[str, Sequence[Example]], *,
     crf.load_state_dict(best["state"][1])
     record = {"best_epoch": best["epoch"], "dev_f1": round(best["f1"], 4), "history": history,
               "max_minutes": max_minutes, "lr": lr, "batch_pieces": batch_pieces, "seed": SEED,
-              "train_sentences": len(train_set), "refit_on_devel": False, "network": network}
+              "train_sentences": len(train_set), "refit_on_devel": False, "network": network, "patience": patience,
+              "word_dim": word_dim}
     return net, crf, tags, chars, embeddings, record
 
 
@@ -449,7 +470,7 @@ def save_torch_state(name: str, net, crf, chars: dict[str, int], tags: Sequence[
     artifacts = ARTIFACTS / name
     artifacts.mkdir(parents=True, exist_ok=True)
     torch.save({"net": net.state_dict(), "crf": crf.state_dict(), "n_chars": len(chars) + 2,
-                "n_tags": len(tags), "network": network}, artifacts / "torch_state.pt")
+                "n_tags": len(tags), "network": network, "word_dim": int(net.word_dim)}, artifacts / "torch_state.pt")
 
 
 def train(corpus: str, name: str, *, max_minutes: float, epochs: int, out_dir: Path, lr: float = 2e-3,
@@ -553,7 +574,8 @@ def load_torch(model_dir: Path):
     torch = _torch()
     state = torch.load(ARTIFACTS / model_dir.name / "torch_state.pt", map_location="cpu")
     meta = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
-    net = build_network(state["n_chars"], state["n_tags"], **state.get("network", {}))
+    network = {"word_dim": state.get("word_dim", 100), **state.get("network", {})}
+    net = build_network(state["n_chars"], state["n_tags"], **network)
     crf = build_crf(meta["tags"])
     net.load_state_dict(state["net"])
     crf.load_state_dict(state["crf"])
@@ -580,6 +602,7 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, max_minutes: floa
     parser.add_argument("--out", type=Path, help="model directory (default: models/<name>)")
     parser.add_argument("--max-minutes", type=float, default=max_minutes, help="wall-clock cap on training")
     parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--patience", type=int, default=5, help="stop after this many epochs without a better devel F1")
     parser.add_argument("--lr", type=float, default=2e-3)
     # One thread by default: on a shared CPU, two OpenMP threads that wait on each other at
     # every barrier ran LSTM training ~15x slower than one (measured on this project's machine).
@@ -589,15 +612,18 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, max_minutes: floa
     parser.add_argument("--dropout", type=float, default=0.5)
 
 
+NETWORK_OPTIONS = ("hidden", "char_filters", "dropout")
+
+
 def network_options(args: argparse.Namespace) -> dict:
-    return {"hidden": args.hidden, "char_filters": args.char_filters, "dropout": args.dropout}
+    return {key: getattr(args, key) for key in NETWORK_OPTIONS}
 
 
 def main(argv: Sequence[str], prog: str = "clinlake train ner") -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args = build_parser(prog).parse_args(argv)
     name = args.name or default_name(args.corpus)
-    info = train(args.corpus, name, max_minutes=args.max_minutes, epochs=args.epochs,
+    info = train(args.corpus, name, max_minutes=args.max_minutes, epochs=args.epochs, patience=args.patience,
                  out_dir=args.out or MODELS / name, lr=args.lr, threads=args.threads, network=network_options(args))
     print(json.dumps({k: v for k, v in info.items() if k != "history"}))
     return 0
@@ -607,10 +633,12 @@ def embeddings_main(argv: Sequence[str], prog: str = "clinlake train embeddings"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     parser = argparse.ArgumentParser(prog=prog, description="Train the shared fastText word vectors "
                                      "(models/embeddings/) on the shared corpora.")
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--dim", type=int, default=200, help="vector size")
     parser.add_argument("--max-words", type=int, default=100_000)
+    parser.add_argument("--out", type=Path, default=EMBEDDINGS, help="output directory (default: models/embeddings)")
     args = parser.parse_args(argv)
-    build_embeddings(epochs=args.epochs, max_words=args.max_words)
+    build_embeddings(args.out, epochs=args.epochs, dim=args.dim, max_words=args.max_words)
     return 0
 
 
@@ -710,6 +738,10 @@ def write_meta_and_card(model_dir: Path, meta: dict, card: Callable[[Path, dict]
     return meta
 
 
+def _vector_size(embeddings_dir: Path) -> int:
+    return int(np.load(embeddings_dir / "vectors.npy", mmap_mode="r").shape[1])
+
+
 def _size_mb(path: Path) -> float:
     return path.stat().st_size / 1e6
 
@@ -720,9 +752,11 @@ def _score_rows(result: dict) -> list[str]:
             f"{r['gold']} |" for name, r in rows]
 
 
-def network_flags(network: dict) -> str:
-    """The command-line flags that rebuild a network (empty for a record without them)."""
-    return "".join(f" --{key.replace('_', '-')} {value}" for key, value in network.items())
+def network_flags(network: dict, patience: int | None = None) -> str:
+    """The command-line flags that rebuild a network (empty for a record without them); the
+    word vector size is not one (it comes from the shared embeddings)."""
+    flags = "".join(f" --{key.replace('_', '-')} {value}" for key, value in network.items() if key in NETWORK_OPTIONS)
+    return flags + (f" --patience {patience}" if patience not in (None, 5) else "")
 
 
 def model_card(model_dir: Path, meta: dict) -> str:
@@ -745,8 +779,10 @@ def model_card(model_dir: Path, meta: dict) -> str:
         "Not refit on train+devel. The test split was never used.",
         f"- Licence of the training corpus: {LICENCES[corpus]}. Redistributed by the MTL-Bioinformatics-2016 "
         "collection (Crichton et al. 2017) under the original licence; check it before commercial use.",
-        "- Word vectors (shared by all models, `models/embeddings/`): fastText skip-gram, 100-d, trained here on "
-        "`../shared/data/corpus/biomedical_sentences.txt` and `health_text.txt` (test sentences removed upstream).",
+        f"- Word vectors (shared by all models, `models/embeddings/`): fastText skip-gram, {_vector_size(embeddings)}-d, "
+        "15 epochs, trained here (`clinlake train embeddings`) on `../shared/data/corpus/biomedical_sentences.txt`, "
+        "`health_text.txt` (test sentences removed upstream) and the words of the five NER train splits "
+        "(no labels, no devel text).",
         "",
         "## Architecture",
         f"Frozen shared fastText vectors (fp16) + character CNN (25-d, {network.get('char_filters', 50)} filters, "
@@ -759,11 +795,13 @@ def model_card(model_dir: Path, meta: dict) -> str:
         "",
         "## Devel scores (strict, entity level, conlleval semantics)",
         f"Overall F1 **{f1:.2f}** vs the published Spark NLP *test* F1 {target:.2f}: {verdict}. "
-        f"Best epoch {training['best_epoch']} of {len(training['history'])} (early stopping with patience 5 "
+        f"Best epoch {training['best_epoch']} of {len(training['history'])} (early stopping with patience "
+        f"{training.get('patience', 5)} "
         f"or the {training['max_minutes']:g}-minute wall-clock cap, one CPU thread on a shared machine).",
         *([] if f1 >= target else [
             "",
-            "Why below: the word vectors are frozen 100-d fastText vectors trained on ~8M tokens of shared text "
+            f"Why below: the word vectors are frozen {_vector_size(embeddings)}-d fastText vectors trained on ~8M "
+            "tokens of shared text "
             "(the paper used embeddings trained on far larger biomedical corpora), training had minutes of one "
             "CPU core, and the model was not refit on train+devel. Devel and test F1 also differ.",
         ]),
@@ -787,7 +825,7 @@ def model_card(model_dir: Path, meta: dict) -> str:
         "## Retrain",
         "```bash",
         f"clinlake train ner --corpus {corpus} --name {meta['name']} --max-minutes {training['max_minutes']:g}"
-        + network_flags(network),
+        + network_flags(network, training.get("patience")),
         "```",
         f"(`pip install -e '.[train]'`; seed {training['seed']}; writes `models/{meta['name']}/`, evaluates on devel, "
         "quantises if F1 holds and rewrites this card.) Score any token<TAB>tag file with "
@@ -809,6 +847,9 @@ def models_readme(models: Path = MODELS) -> str:
             rows.append(f"| `{name}` | – | not trained | | | | |")
             continue
         meta = json.loads(path.read_text(encoding="utf-8"))
+        if "dev" not in meta:  # exported, not yet evaluated (a training run in progress)
+            rows.append(f"| `{name}` | {meta['corpus']} | – | being trained | | | |")
+            continue
         dev, target = meta["dev"], PUBLISHED_F1[meta["corpus"]]
         f1 = 100 * dev["tokens"]["overall"]["f1"]
         rows.append(f"| [`{name}`]({name}/MODEL_CARD.md) | {meta['corpus']} | **{f1:.2f}** | "
@@ -832,7 +873,8 @@ def models_readme(models: Path = MODELS) -> str:
         "|---|---|---|---|---|---|---|",
         *rows,
         "",
-        f"All models share `embeddings/` (fastText 100-d word vectors, fp16, {embeddings:.1f} MB). "
+        f"All models share `embeddings/` (fastText {_vector_size(models / 'embeddings')}-d word vectors, fp16, "
+        f"{embeddings:.1f} MB). "
         "Each directory holds `model.onnx`, `model.json` (tags, character map, CRF transitions, devel scores, "
         "version) and `MODEL_CARD.md`.",
         "",
@@ -854,7 +896,7 @@ def clinical_models_section(models: Path = MODELS) -> list[str]:
         if not path.exists():
             continue
         meta = json.loads(path.read_text(encoding="utf-8"))
-        for corpus, report in meta["dev"].items():
+        for corpus, report in meta.get("dev", {}).items():  # none yet while it is being trained
             labels = ", ".join(meta["labels"]) if len(meta["labels"]) <= 4 else f"{len(meta['labels'])} types (see card)"
             rows.append(f"| [`{name}`]({name}/MODEL_CARD.md) | {labels} | {corpus} | "
                         f"**{100 * report['strict']['micro']['f1']:.2f}** | {100 * report['lenient']['micro']['f1']:.2f} | "

@@ -57,6 +57,35 @@ def test_word_keys_and_casing():
         "lower", "title", "upper", "mixed", "numeric", "has_digit", "punct"]
 
 
+def test_word_features_memo_matches_direct_featurisation():
+    from clinlake.pipelines.ner_model import MAX_CHARS, UNK, case_id, encode_serving_batch
+
+    vocab = {"<pad>": 0, "<unk>": 1, "il-00": 2, "cancer": 3}
+    embeddings = Embeddings(vocab, np.arange(8, dtype=np.float16).reshape(4, 2))
+    char_map = {"I": 2, "L": 3, "c": 4}
+    features = WordFeatures(embeddings, char_map)
+    rows = features.rows(["IL-12", "Cancer", "IL-12", "x" * 30])  # a repeat and an over-long word
+    assert rows.tolist() == [0, 1, 0, 2]
+    assert features.word_ids[rows].tolist() == [2, 3, 2, UNK]
+    assert features.cases[rows].tolist() == [case_id("IL-12"), case_id("Cancer"), case_id("IL-12"), case_id("x")]
+    assert features.chars[0].tolist() == [2, 3, UNK, UNK, UNK] + [0] * (MAX_CHARS - 5)
+    assert features.chars[2].tolist() == [UNK] * MAX_CHARS  # cut at MAX_CHARS
+    # The memo grows past its first allocation and keeps earlier rows.
+    many = [f"w{i}" for i in range(3000)]
+    assert features.rows(many).tolist() == list(range(3, 3003))
+    assert features.rows(["IL-12"]).tolist() == [0] and features.chars[3002, :2].tolist() == [UNK, UNK]
+    # Past ROWS_MAX it starts again instead of growing without bound.
+    features.ROWS_MAX = 3005
+    assert features.rows(["a", "b", "c", "d", "e", "f"]).tolist() == [0, 1, 2, 3, 4, 5]
+    # Serving inputs: characters once per distinct word, every token pointing at its word's row.
+    feeds = encode_serving_batch([["IL-12", "cancer", "IL-12"], ["cancer"]], features)
+    assert feeds["word_chars"].shape == (3, 6)  # padding row + 2 distinct words, width = longest word
+    chars_of = {tuple(r) for r in feeds["word_chars"][feeds["char_index"][0]].tolist()}
+    assert len(chars_of) == 2 and feeds["char_index"][1].tolist() == [feeds["char_index"][0][1], 0, 0]
+    assert feeds["words"].dtype == np.float32 and feeds["words"][0, 1].tolist() == [6.0, 7.0]
+    assert feeds["lengths"].tolist() == [3, 1] and feeds["cases"][1, 1] == 0  # padding
+
+
 # ----------------------------------------------------------------------------- IOB decoding
 
 @pytest.mark.parametrize("tags, expected", [
@@ -159,6 +188,16 @@ def test_onnx_export_matches_pytorch_on_a_batch(tmp_path):
     # A sentence is tagged the same alone and in a padded batch.
     np.testing.assert_allclose(model.emissions([words[:2]])[0], got[1], atol=1e-5)
     assert json.loads((tmp_path / "tiny" / "model.json").read_text())["version"]
+    # Word vectors of another size than the model was trained on: a clear error at load time.
+    (tmp_path / "vectors50").mkdir()
+    np.save(tmp_path / "vectors50" / "vectors.npy", np.zeros((len(vocab), 50), dtype=np.float16))
+    (tmp_path / "vectors50" / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "model.onnx").write_bytes((tmp_path / "tiny" / "model.onnx").read_bytes())
+    meta = json.loads((tmp_path / "tiny" / "model.json").read_text())
+    (tmp_path / "other" / "model.json").write_text(json.dumps({**meta, "embeddings": "../vectors50"}))
+    with pytest.raises(ValueError, match="trained on 100-d word vectors but .* holds 50-d"):
+        ner_model.NerModel(tmp_path / "other")
 
 
 # ----------------------------------------------------------------------------- shipped models
