@@ -28,8 +28,8 @@ from .clinical_data import BRAT_CORPORA, Stats, load_brat_split
 from .eval_brat import evaluate as evaluate_brat, load_label_map
 from .text import TextSplitter
 from .train_ner import (ARTIFACTS, MODELS, REPO, SHARED, _size_mb, add_training_arguments, export, fit, models_readme,
-                        network_flags, network_options, quantize_dynamic_copy,
-                        save_torch_state, tokens_per_second, write_meta_and_card)
+                        network_options, quantize_dynamic_copy, save_torch_state, tokens_per_second,
+                        training_flags, write_meta_and_card)
 
 log = logging.getLogger("clinlake.train_clinical")
 ABBREVIATIONS = REPO / "conf" / "abbreviations.yaml"
@@ -262,7 +262,7 @@ def model_card(model_dir: Path, meta: dict) -> str:
         "## Retrain",
         "```bash",
         f"clinlake train clinical --name {meta['name']} {brat_flags} --max-minutes {training['max_minutes']:g}"
-        f"{network_flags(network, training.get('patience'))}",
+        f"{training_flags(training)}",
         "```",
         f"(`pip install -e '.[train]'`; seed {training['seed']}.) Score: "
         + " and ".join(f"`clinlake evaluate brat --model {meta['name']} --data {_devel_location(c)} "

@@ -104,8 +104,8 @@ def build_embeddings(out: Path = EMBEDDINGS, *, epochs: int = 15, dim: int = 200
     """Train fastText (skip-gram, char 3-6-grams) and save ONE fp16 matrix for all models.
 
     200-d and 15 epochs (the first release used 100-d, 5 epochs, without the NER train text):
-    on ~8M tokens the vectors improve with more passes, and every model's devel F1 rose with
-    them (see models/README.md).
+    on ~8M tokens the vectors improve with more passes; with them every biomedical model's
+    devel F1 rose (by 1 to 10 points, see models/README.md), the clinical ones' barely moved.
 
     Vocabulary: every word key of the five NER corpora (train + devel; no labels used), then
     the most frequent corpus words, up to ``max_words``. Words the fastText model never saw
@@ -213,7 +213,7 @@ def serving_onnx(net):
     see ner_model.encode_serving_batch), and the two one-way LSTMs become ONE bidirectional
     ONNX LSTM given ``sequence_lens``, which reads each sentence backwards within its own
     length. The torch exporter instead traced the per-sentence reversal as gathers and
-    masks around two LSTMs (a quarter of the inference time)."""
+    masks around two LSTMs (about a quarter of the network's time in onnxruntime)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -459,7 +459,7 @@ def fit(train_set: Sequence[Example], dev_sets: dict[str, Sequence[Example]], *,
     crf.load_state_dict(best["state"][1])
     record = {"best_epoch": best["epoch"], "dev_f1": round(best["f1"], 4), "history": history,
               "max_minutes": max_minutes, "lr": lr, "batch_pieces": batch_pieces, "seed": SEED,
-              "train_sentences": len(train_set), "refit_on_devel": False, "network": network, "patience": patience,
+              "train_sentences": len(train_set), "refit_on_devel": False, "network": network, "max_epochs": epochs, "patience": patience,
               "word_dim": word_dim}
     return net, crf, tags, chars, embeddings, record
 
@@ -752,11 +752,16 @@ def _score_rows(result: dict) -> list[str]:
             f"{r['gold']} |" for name, r in rows]
 
 
-def network_flags(network: dict, patience: int | None = None) -> str:
-    """The command-line flags that rebuild a network (empty for a record without them); the
-    word vector size is not one (it comes from the shared embeddings)."""
+TRAINING_FLAGS = (("max_epochs", "--epochs", 40), ("patience", "--patience", 5))  # record key, flag, default
+
+
+def training_flags(training: dict) -> str:
+    """The command-line flags that repeat a training record's options, defaults left out (the
+    word vector size is not one: it comes from the shared embeddings)."""
+    network = training.get("network") or {}
     flags = "".join(f" --{key.replace('_', '-')} {value}" for key, value in network.items() if key in NETWORK_OPTIONS)
-    return flags + (f" --patience {patience}" if patience not in (None, 5) else "")
+    return flags + "".join(f" {flag} {training[key]}" for key, flag, default in TRAINING_FLAGS
+                           if training.get(key, default) != default)
 
 
 def model_card(model_dir: Path, meta: dict) -> str:
@@ -825,7 +830,7 @@ def model_card(model_dir: Path, meta: dict) -> str:
         "## Retrain",
         "```bash",
         f"clinlake train ner --corpus {corpus} --name {meta['name']} --max-minutes {training['max_minutes']:g}"
-        + network_flags(network, training.get("patience")),
+        + training_flags(training),
         "```",
         f"(`pip install -e '.[train]'`; seed {training['seed']}; writes `models/{meta['name']}/`, evaluates on devel, "
         "quantises if F1 holds and rewrites this card.) Score any token<TAB>tag file with "
@@ -878,7 +883,8 @@ def models_readme(models: Path = MODELS) -> str:
         "Each directory holds `model.onnx`, `model.json` (tags, character map, CRF transitions, devel scores, "
         "version) and `MODEL_CARD.md`.",
         "",
-        "Retrain one model: `clinlake train ner --corpus NCBI-disease --name ncbi_disease --max-minutes 12` "
+        "Retrain one model (each card gives its own command), e.g. `clinlake train ner --corpus NCBI-disease "
+        "--name ncbi_disease --max-minutes 25 --epochs 80 --patience 10` "
         "(needs `pip install -e '.[train]'`); rewrite cards and this table: `clinlake train card NAME ...`.",
         "",
         *clinical_models_section(models),
@@ -951,8 +957,8 @@ def card_main(argv: Sequence[str], prog: str = "clinlake train card") -> int:
                                      "when F1 holds, time it and (re)write its MODEL_CARD.md.")
     parser.add_argument("names", nargs="+", help="model names under models/")
     parser.add_argument("--no-quantize", action="store_true")
-    parser.add_argument("--card-only", action="store_true", help="only rewrite MODEL_CARD.md and models/README.md "
-                        "from model.json (no evaluation)")
+    parser.add_argument("--card-only", action="store_true", help="only rewrite MODEL_CARD.md, model.json's version "
+                        "and models/README.md from model.json (no evaluation)")
     parser.add_argument("--reexport", action="store_true", help="export the ONNX model again from the PyTorch "
                         "weights kept under build/ner/<name>/ first")
     args = parser.parse_args(argv)
@@ -962,8 +968,8 @@ def card_main(argv: Sequence[str], prog: str = "clinlake train card") -> int:
             from . import train_clinical as module
         else:
             module = sys.modules[__name__]
-        if args.card_only:
-            (MODELS / name / "MODEL_CARD.md").write_text(module.model_card(MODELS / name, meta), encoding="utf-8")
+        if args.card_only:  # model.json is rewritten too: its version follows any edit of its record
+            write_meta_and_card(MODELS / name, meta, module.model_card)
             continue
         if args.reexport:
             reexport(MODELS / name)

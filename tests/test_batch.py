@@ -25,8 +25,8 @@ def test_good_note_entities_offsets_sections_assertions(pipeline):
     assert found[("pain", "PROBLEM")]["section"] == "history_of_present_illness"
     assert not any(e["chunk"] in ("ILLNESS", "MEDICATIONS") for e in row["entities"])  # headings are not findings
     assert found[("diabetes", "PROBLEM")]["assertion"] == "present"
-    assert found[("cancer", "PROBLEM")]["assertion"] == "associated_with_someone_else"
-    assert found[("cancer", "PROBLEM")]["section"] == "family_history"
+    assert found[("breast cancer", "PROBLEM")]["assertion"] == "associated_with_someone_else"
+    assert found[("breast cancer", "PROBLEM")]["section"] == "family_history"
     assert found[("Metformin", "TREATMENT")]["section"] == "medications"
     assert row["entity_count"] == len(row["entities"]) == 4
 
