@@ -1,9 +1,10 @@
 """clinlake train: train models (needs the ``train`` extra: ``pip install 'clinlake[train]'``).
 
 Subcommands, each a thin wrapper over a training module:
-    clinlake train ner --corpus NCBI-disease --name ncbi_disease [--max-minutes 12] [--epochs N]
+    clinlake train ner --corpus NCBI-disease --name ncbi_disease [--max-minutes 25] [--epochs 80] [--patience 10]
     clinlake train clinical --name clinical_core --brat MACCROBAT=MAP.yaml --brat Chia=MAP.yaml
-    clinlake train embeddings [--epochs 5]   (the shared word vectors under models/embeddings/)
+    clinlake train embeddings [--dim 200] [--epochs 15]   (the shared word vectors under models/embeddings/;
+                                                          every model must then be retrained on them)
     clinlake train card ncbi_disease ...     (devel scores, int8 if F1 holds, speed, MODEL_CARD.md)
 """
 from __future__ import annotations

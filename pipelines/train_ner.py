@@ -632,7 +632,9 @@ def main(argv: Sequence[str], prog: str = "clinlake train ner") -> int:
 def embeddings_main(argv: Sequence[str], prog: str = "clinlake train embeddings") -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     parser = argparse.ArgumentParser(prog=prog, description="Train the shared fastText word vectors "
-                                     "(models/embeddings/) on the shared corpora.")
+                                     "(models/embeddings/) on the shared corpora and the NER train text. Every "
+                                     "model reads them: retrain all models afterwards (a model refuses vectors "
+                                     "of another size).")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--dim", type=int, default=200, help="vector size")
     parser.add_argument("--max-words", type=int, default=100_000)
