@@ -32,7 +32,7 @@ os.environ["OMP_NUM_THREADS"] = "1"  # before numpy/onnxruntime/torch start thei
 
 
 from clinlake.pipelines.config import package_resource  # noqa: E402
-from clinlake.pipelines.ner_model import (BATCH_PIECES, NerModel, WordFeatures, encode_batch,  # noqa: E402
+from clinlake.pipelines.ner_model import (BATCH_PIECES, NerModel, encode_batch,  # noqa: E402
                                           encode_serving_batch)
 
 MODELS = ("ncbi_disease", "bc5cdr", "anatem", "bionlp13cg", "linnaeus")
@@ -86,7 +86,7 @@ def bench_model(name: str, sentences_limit: int, seconds: float) -> dict:
     model = NerModel(directory)
     sentences = devel_sentences(model, sentences_limit)
     batches = length_batches(sentences)
-    feeds = [encode_serving_batch(b, WordFeatures(model.embeddings, model.char_map)) for b in batches]
+    feeds = [encode_serving_batch(b, model.features) for b in batches]
     tokens = sum(len(s) for s in sentences)
     result: dict = {"model": model.name, "sentences": len(sentences), "tokens": tokens,
                     "onnx_precision": "int8" if model.meta.get("quantization", {}).get("kept") else "fp32"}

@@ -371,13 +371,16 @@ def batches(examples: Sequence[Example], max_pieces: int, rng: random.Random | N
 
 
 # (id(char map), id(embeddings)) → (char map, the WordFeatures memo over it and the embeddings)
-_FEATURES: dict[tuple[int, int], tuple[dict, WordFeatures]] = {}
+_FEATURES: dict[tuple[int, int], WordFeatures] = {}
 
 
 def word_features(embeddings: Embeddings, chars: dict[str, int]) -> WordFeatures:
     """One feature memo per (embeddings, char map) for the whole training run."""
-    # The entry holds the char map and (through the memo) the embeddings, so their ids cannot be reused.
-    return _FEATURES.setdefault((id(chars), id(embeddings)), (chars, WordFeatures(embeddings, chars)))[1]
+    # The memo holds the char map and the embeddings, so their ids cannot be reused while it lives.
+    key = (id(chars), id(embeddings))
+    if key not in _FEATURES:
+        _FEATURES[key] = WordFeatures(embeddings, chars)
+    return _FEATURES[key]
 
 
 def tensors(examples: Sequence[Example], embeddings: Embeddings, chars: dict[str, int], tag_ids: dict[str, int]):
@@ -557,11 +560,12 @@ def check_onnx(net, onnx_path: Path, sentences: Sequence[Sequence[str]], embeddi
     import onnxruntime as ort
 
     torch = _torch()
-    inputs = {k: torch.from_numpy(v) for k, v in encode_batch(sentences, WordFeatures(embeddings, chars)).items()}
+    features = WordFeatures(embeddings, chars)
+    inputs = {k: torch.from_numpy(v) for k, v in encode_batch(sentences, features).items()}
     with torch.no_grad():
         expected = net.eval()(**inputs).numpy()
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    (got,) = session.run(["emissions"], encode_serving_batch(sentences, WordFeatures(embeddings, chars)))
+    (got,) = session.run(["emissions"], encode_serving_batch(sentences, features))
     diff = max(float(np.abs(got[b, : len(s)] - expected[b, : len(s)]).max()) for b, s in enumerate(sentences))
     if diff > atol:
         raise RuntimeError(f"ONNX and PyTorch emissions differ by {diff:.2e} > {atol}")
