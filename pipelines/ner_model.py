@@ -40,7 +40,7 @@ from .types import Entity, Sentence
 __all__ = [
     "NerModel", "NerStage", "WordFeatures", "encode_batch", "encode_serving_batch", "load_ner_stage", "load_model",
     "model_pieces", "word_key", "case_id", "viterbi", "viterbi_batch", "marginals", "marginals_batch", "iob_spans",
-    "windows",
+    "windows", "CrfDecoder",
 ]
 
 PIECE = re.compile(r"[^\W_]+|\S")
@@ -48,7 +48,8 @@ _DIGIT = re.compile(r"\d")
 MAX_CHARS = 20  # characters per token seen by the char CNN (longer words are cut; why: bounded input)
 WINDOW = 256  # longest piece sequence tagged in one go; longer sentences are windowed
 OVERLAP = 32  # pieces of context on each side of a window that are tagged but not kept
-BATCH_PIECES = 4096  # padded pieces per onnxruntime call
+BATCH_PIECES = 4096  # padded pieces per CRF decoding batch
+NETWORK_PIECES = 1024  # padded pieces per onnxruntime call
 
 PAD, UNK = 0, 1
 CASES = ("pad", "lower", "title", "upper", "mixed", "numeric", "has_digit", "punct", "other")
@@ -238,62 +239,114 @@ def marginals(emissions: np.ndarray, start: np.ndarray, end: np.ndarray, trans: 
     return np.exp(alpha + beta - log_z)
 
 
+FORBIDDEN = -1000.0  # transition scores at or below this are IOB constraints (the trainer folds in -10000)
+
+
+class CrfDecoder:
+    """Batched Viterbi and marginals of one linear-chain CRF, set up once per model.
+
+    Padded batches [B, T, K] are decoded one NumPy step per position for the whole batch
+    (decoding would otherwise cost more than the network). Two things keep a step cheap with
+    many tags: work buffers are allocated once per batch, not per step, and the IOB structure
+    is used: a tag whose allowed predecessors are at most two (I-X follows only B-X or I-X) is
+    scored from those two instead of a max over every tag, so a 33-tag model does about half
+    the work per step. Forbidden moves could never win a max, so the paths are the same; ties
+    go to the lowest tag index, as with :func:`viterbi`."""
+
+    def __init__(self, start: np.ndarray, end: np.ndarray, trans: np.ndarray, dtype=np.float32) -> None:
+        self.dtype = np.dtype(dtype)
+        self.start, self.end = np.asarray(start, self.dtype), np.asarray(end, self.dtype)
+        self.trans = np.asarray(trans, self.dtype)
+        tags = len(self.start)
+        allowed = [np.flatnonzero(self.trans[:, k] > FORBIDDEN) for k in range(tags)]
+        self.pairs = np.array([k for k in range(tags) if 1 <= len(allowed[k]) <= 2], dtype=np.int64)
+        self.dense = np.setdiff1d(np.arange(tags), self.pairs)
+        # to-tags in ``pairs``: their two predecessors (one repeated when there is only one), lower first
+        first = np.array([allowed[k][0] for k in self.pairs], dtype=np.int64)
+        second = np.array([allowed[k][-1] for k in self.pairs], dtype=np.int64)
+        self.pair_from = (first, second)
+        self.pair_trans = (self.trans[first, self.pairs], self.trans[second, self.pairs])
+        self.into_dense = np.ascontiguousarray(self.trans[:, self.dense].T)[None]  # [1, to, from]
+        # probability-space transitions for the marginals (forbidden moves are exactly 0)
+        self.step_trans = np.exp(self.trans - self.trans.max())
+
+    def paths(self, emissions: np.ndarray, lengths: Sequence[int]) -> np.ndarray:
+        """Best tag path of each sentence, padded [B, T] (entries past a sentence's end are junk)."""
+        emissions = np.asarray(emissions, self.dtype)
+        batch, steps, tags = emissions.shape
+        paths = np.zeros((batch, steps), dtype=np.int64)
+        if steps == 0:
+            return paths
+        lengths = np.asarray(lengths)
+        dense, pairs = self.dense, self.pairs
+        (first, second), (first_trans, second_trans) = self.pair_from, self.pair_trans
+        score = self.start + emissions[:, 0]
+        identity = np.broadcast_to(np.arange(tags), (batch, tags))  # back-pointers after a sentence's end
+        back = np.empty((steps, batch, tags), dtype=np.int64)
+        back[0] = identity
+        total = np.empty((batch, len(dense), tags), dtype=self.dtype)
+        best, step = np.empty((batch, tags), dtype=np.int64), np.empty((batch, tags), dtype=self.dtype)
+        for t in range(1, steps):
+            np.add(score[:, None, :], self.into_dense, out=total)
+            dense_best = total.argmax(axis=2)
+            best[:, dense] = dense_best
+            step[:, dense] = np.take_along_axis(total, dense_best[:, :, None], axis=2)[:, :, 0]
+            if len(pairs):
+                via_first, via_second = score[:, first] + first_trans, score[:, second] + second_trans
+                later = via_second > via_first  # a tie keeps the lower tag, like argmax
+                best[:, pairs] = np.where(later, second, first)
+                step[:, pairs] = np.where(later, via_second, via_first)
+            step += emissions[:, t]
+            live = (t < lengths)[:, None]
+            back[t] = np.where(live, best, identity)
+            score = np.where(live, step, score)
+        paths[:, -1] = (score + self.end).argmax(axis=1)
+        rows = np.arange(batch)
+        for t in range(steps - 1, 0, -1):
+            paths[:, t - 1] = back[t, rows, paths[:, t]]
+        return paths
+
+    def posteriors(self, emissions: np.ndarray, lengths: Sequence[int]) -> np.ndarray:
+        """Per-token tag posteriors [B, T, K] (rows past a sentence's end are junk).
+
+        Forward-backward in probability space, renormalised at every step: a [B, K] x [K, K]
+        matrix product per position instead of a log-sum-exp over [B, K, K] (several times
+        faster with many tags); the per-step scale factors cancel in the final normalisation."""
+        emissions = np.asarray(emissions, self.dtype)
+        batch, steps, tags = emissions.shape
+        lengths = np.asarray(lengths)
+        scores = np.exp(emissions - emissions.max(axis=2, keepdims=True))
+        step_trans = self.step_trans
+        last = _normalised(np.exp(self.end - self.end.max()))
+        alpha = np.empty((batch, steps, tags), dtype=self.dtype)
+        beta = np.empty((batch, steps, tags), dtype=self.dtype)
+        if steps == 0:
+            return alpha
+        alpha[:, 0] = _normalised(np.exp(self.start - self.start.max()) * scores[:, 0])
+        for t in range(1, steps):
+            step = _normalised((alpha[:, t - 1] @ step_trans) * scores[:, t])
+            alpha[:, t] = np.where((t < lengths)[:, None], step, alpha[:, t - 1])
+        beta[:, -1] = last
+        for t in range(steps - 2, -1, -1):
+            step = _normalised((scores[:, t + 1] * beta[:, t + 1]) @ step_trans.T)
+            beta[:, t] = np.where((t + 1 < lengths)[:, None], step, last)
+        return _normalised(alpha * beta)
+
+
 def viterbi_batch(emissions: np.ndarray, lengths: Sequence[int], start: np.ndarray, end: np.ndarray,
                   trans: np.ndarray) -> list[list[int]]:
-    """:func:`viterbi` for a padded batch [B, T, K] at once: one NumPy step per position for
-    the whole batch instead of per sentence (decoding would otherwise cost more than the network).
-
-    Each step scores [B, K(to), K(from)] so the max runs over the contiguous last axis, and
-    reads the max at the argmax instead of reducing twice: same additions, same first-best
-    tie-breaking as :func:`viterbi`, several times faster with many tags."""
-    batch, steps, tags = emissions.shape
-    if steps == 0:
-        return [[] for _ in range(batch)]
-    lengths = np.asarray(lengths)
-    into = np.ascontiguousarray(trans.T)[None]  # [1, to, from]
-    score = start + emissions[:, 0]
-    identity = np.broadcast_to(np.arange(tags), (batch, tags))  # back-pointers after a sentence's end
-    back = np.empty((steps, batch, tags), dtype=np.int64)
-    back[0] = identity
-    for t in range(1, steps):
-        total = score[:, None, :] + into
-        best = total.argmax(axis=2)
-        step = np.take_along_axis(total, best[:, :, None], axis=2)[:, :, 0] + emissions[:, t]
-        live = (t < lengths)[:, None]
-        back[t] = np.where(live, best, identity)
-        score = np.where(live, step, score)
-    last = (score + end).argmax(axis=1)
-    paths = np.empty((batch, steps), dtype=np.int64)
-    paths[:, -1] = last
-    rows = np.arange(batch)
-    for t in range(steps - 1, 0, -1):
-        paths[:, t - 1] = back[t, rows, paths[:, t]]
-    return [paths[b, : lengths[b]].tolist() for b in range(batch)]
+    """:func:`viterbi` for a padded batch [B, T, K] at once (:class:`CrfDecoder`, in the
+    emissions' float precision)."""
+    emissions = np.asarray(emissions)
+    paths = CrfDecoder(start, end, trans, dtype=emissions.dtype).paths(emissions, lengths)
+    return [paths[b, :n].tolist() for b, n in enumerate(lengths)]
 
 
 def marginals_batch(emissions: np.ndarray, lengths: Sequence[int], start: np.ndarray, end: np.ndarray,
                     trans: np.ndarray) -> np.ndarray:
-    """:func:`marginals` for a padded batch: posteriors [B, T, K] (rows past a sentence's end are junk).
-
-    Forward-backward in probability space, renormalised at every step: a [B, K] x [K, K]
-    matrix product per position instead of a log-sum-exp over [B, K, K] (several times
-    faster with many tags); the per-step scale factors cancel in the final normalisation."""
-    batch, steps, tags = emissions.shape
-    lengths = np.asarray(lengths)
-    scores = np.exp(emissions - emissions.max(axis=2, keepdims=True))
-    step_trans = np.exp(trans - trans.max())
-    last = _normalised(np.exp(end - end.max()))
-    alpha = np.empty((batch, steps, tags))
-    beta = np.empty((batch, steps, tags))
-    alpha[:, 0] = _normalised(np.exp(start - start.max()) * scores[:, 0])
-    for t in range(1, steps):
-        step = _normalised((alpha[:, t - 1] @ step_trans) * scores[:, t])
-        alpha[:, t] = np.where((t < lengths)[:, None], step, alpha[:, t - 1])
-    beta[:, -1] = last
-    for t in range(steps - 2, -1, -1):
-        step = _normalised((scores[:, t + 1] * beta[:, t + 1]) @ step_trans.T)
-        beta[:, t] = np.where((t + 1 < lengths)[:, None], step, last)
-    return _normalised(alpha * beta)
+    """:func:`marginals` for a padded batch: posteriors [B, T, K] (rows past a sentence's end are junk)."""
+    emissions = np.asarray(emissions)
+    return CrfDecoder(start, end, trans, dtype=emissions.dtype).posteriors(emissions, lengths)
 
 
 def _normalised(x: np.ndarray) -> np.ndarray:
@@ -368,6 +421,7 @@ class NerModel:
         self.start = np.asarray(crf["start"], dtype=np.float64)
         self.end = np.asarray(crf["end"], dtype=np.float64)
         self.trans = np.asarray(crf["transitions"], dtype=np.float64)
+        self.decoder = CrfDecoder(self.start, self.end, self.trans, dtype=np.float32)
         self.embeddings = _embeddings((directory / meta["embeddings"]).resolve())
         self.features = WordFeatures(self.embeddings, self.char_map)
         options = ort.SessionOptions()
@@ -383,10 +437,16 @@ class NerModel:
                              "retrain it (clinlake train) against these vectors")
 
     def batch_emissions(self, sequences: Sequence[Sequence[str]]) -> np.ndarray:
-        """Padded emission scores [batch, longest, tags] (float64) of piece sequences."""
-        feeds = encode_serving_batch(sequences, self.features)
-        (scores,) = self.session.run(["emissions"], feeds)
-        return scores.astype(np.float64)
+        """Padded emission scores [batch, longest, tags] (float32, as the network gives them) of
+        piece sequences, sorted by length or not. The network runs on consecutive slices of about
+        NETWORK_PIECES padded pieces: the LSTM is faster per token on such batches than on the
+        larger ones the CRF decoder prefers."""
+        longest = max((len(s) for s in sequences), default=0)
+        scores = np.zeros((len(sequences), max(1, longest), len(self.tags)), dtype=np.float32)
+        for lo, hi in _slices([len(s) for s in sequences], NETWORK_PIECES):
+            (part,) = self.session.run(["emissions"], encode_serving_batch(sequences[lo:hi], self.features))
+            scores[lo:hi, : part.shape[1]] = part
+        return scores
 
     def emissions(self, sequences: Sequence[Sequence[str]]) -> list[np.ndarray]:
         """Emission scores [len, tags] per piece sequence (each at most WINDOW long)."""
@@ -397,35 +457,41 @@ class NerModel:
         """(tags, probability of each chosen tag) per piece sequence of any length.
 
         Long sequences are cut into overlapping windows; all windows of all sequences are
-        sorted by length and run in batches of about BATCH_PIECES padded pieces."""
+        sorted by length and run in batches of about BATCH_PIECES padded pieces. The CRF is
+        decoded in float32, the network's precision."""
         jobs = [(i, w) for i, seq in enumerate(sequences) if seq for w in windows(len(seq))]
         jobs.sort(key=lambda job: job[1][1] - job[1][0])
-        paths: list[list[int]] = [[0] * len(seq) for seq in sequences]
-        probs: list[list[float]] = [[1.0] * len(seq) for seq in sequences]
+        paths = [np.zeros(len(seq), dtype=np.int64) for seq in sequences]
+        probs = [np.ones(len(seq), dtype=np.float32) for seq in sequences]
         for batch in _batches(jobs):
             chunks = [sequences[i][lo:hi] for i, (lo, hi, _, _) in batch]
             scores = self.batch_emissions(chunks)
             lengths = [len(c) for c in chunks]
-            best = viterbi_batch(scores, lengths, self.start, self.end, self.trans)
-            post = marginals_batch(scores, lengths, self.start, self.end, self.trans)
+            best = self.decoder.paths(scores, lengths)
+            chosen = np.take_along_axis(self.decoder.posteriors(scores, lengths), best[:, :, None], axis=2)[:, :, 0]
             for b, (i, (lo, _hi, keep_lo, keep_hi)) in enumerate(batch):
-                kept = range(keep_lo - lo, keep_hi - lo)
-                paths[i][keep_lo:keep_hi] = [best[b][t] for t in kept]
-                probs[i][keep_lo:keep_hi] = post[b, kept, [best[b][t] for t in kept]].tolist()
-        return [([self.tags[k] for k in path], prob) for path, prob in zip(paths, probs)]
+                paths[i][keep_lo:keep_hi] = best[b, keep_lo - lo:keep_hi - lo]
+                probs[i][keep_lo:keep_hi] = chosen[b, keep_lo - lo:keep_hi - lo]
+        names = self.tags
+        return [([names[k] for k in path.tolist()], prob.tolist()) for path, prob in zip(paths, probs)]
 
 
 def _batches(jobs: list) -> Iterable[list]:
     """Consecutive jobs (sorted by length) grouped so padded size stays under BATCH_PIECES."""
-    batch: list = []
-    for job in jobs:
-        longest = job[1][1] - job[1][0]
-        if batch and longest * (len(batch) + 1) > BATCH_PIECES:
-            yield batch
-            batch = []
-        batch.append(job)
-    if batch:
-        yield batch
+    for lo, hi in _slices([job[1][1] - job[1][0] for job in jobs], BATCH_PIECES):
+        yield jobs[lo:hi]
+
+
+def _slices(lengths: Sequence[int], pieces: int) -> list[tuple[int, int]]:
+    """(start, stop) of consecutive runs whose padded size (run length x its longest) stays
+    under ``pieces``, or that hold a single item."""
+    runs, lo, longest = [], 0, 0
+    for i, length in enumerate(lengths):
+        longest = max(longest, length)
+        if i > lo and longest * (i - lo + 1) > pieces:
+            runs.append((lo, i))
+            lo, longest = i, length
+    return runs + [(lo, len(lengths))] if len(lengths) > lo else runs
 
 
 _EMBEDDINGS: dict[Path, Embeddings] = {}

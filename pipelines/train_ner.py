@@ -421,7 +421,8 @@ def fit(train_set: Sequence[Example], dev_sets: dict[str, Sequence[Example]], *,
         lr: float = 2e-3, batch_pieces: int = 1000, patience: int = 5, threads: int = 1, network: dict | None = None,
         embeddings_dir: Path = EMBEDDINGS):
     """Train a fresh network on ``train_set``; keep the epoch with the best mean (over the
-    ``dev_sets``) strict devel F1. ``network``: keyword arguments of :func:`build_network`
+    ``dev_sets``) strict devel F1. With no ``dev_sets`` (a refit on train+devel) run exactly
+    ``epochs`` epochs and keep the last. ``network``: keyword arguments of :func:`build_network`
     (hidden, char_filters, dropout, ...). Returns (net, crf, tags, chars, embeddings, record)."""
     torch = _torch()
     torch.set_num_threads(threads)
@@ -449,21 +450,25 @@ def fit(train_set: Sequence[Example], dev_sets: dict[str, Sequence[Example]], *,
         scheduler.step()
         per_set = {name: strict_f1(dev, predict(net, crf, dev, embeddings, chars, tags))
                    for name, dev in dev_sets.items()}
-        f1 = float(np.mean(list(per_set.values())))
-        history.append({"epoch": epoch, "loss": round(loss, 4), "dev_f1": round(f1, 4),
+        f1 = float(np.mean(list(per_set.values()))) if per_set else None
+        history.append({"epoch": epoch, "loss": round(loss, 4), "dev_f1": None if f1 is None else round(f1, 4),
                         **({f"dev_f1_{k}": round(v, 4) for k, v in per_set.items()} if len(per_set) > 1 else {}),
                         "seconds": round(time.time() - started, 1)})
-        log.info("epoch %d loss %.3f dev F1 %.4f (%.0f s)", epoch, loss, f1, time.time() - started)
-        if f1 > best["f1"]:
+        log.info("epoch %d loss %.3f dev F1 %s (%.0f s)", epoch, loss, "-" if f1 is None else f"{f1:.4f}",
+                 time.time() - started)
+        if f1 is None:  # refit: nothing to select on, the last epoch is kept
+            best = {"f1": None, "epoch": epoch, "state": None}
+        elif f1 > best["f1"]:
             best = {"f1": f1, "epoch": epoch, "state": _copy_state(net, crf)}
-        if epoch - best["epoch"] >= patience or time.time() > deadline:
+        if (f1 is not None and epoch - best["epoch"] >= patience) or time.time() > deadline:
             break
-    net.load_state_dict(best["state"][0])
-    crf.load_state_dict(best["state"][1])
-    record = {"best_epoch": best["epoch"], "dev_f1": round(best["f1"], 4), "history": history,
-              "max_minutes": max_minutes, "lr": lr, "batch_pieces": batch_pieces, "seed": SEED,
-              "train_sentences": len(train_set), "refit_on_devel": False, "network": network, "max_epochs": epochs, "patience": patience,
-              "word_dim": word_dim}
+    if best["state"] is not None:
+        net.load_state_dict(best["state"][0])
+        crf.load_state_dict(best["state"][1])
+    record = {"best_epoch": best["epoch"], "dev_f1": None if best["f1"] is None else round(best["f1"], 4),
+              "history": history, "max_minutes": max_minutes, "lr": lr, "batch_pieces": batch_pieces, "seed": SEED,
+              "train_sentences": len(train_set), "refit_on_devel": not dev_sets, "network": network,
+              "max_epochs": epochs, "patience": patience, "word_dim": word_dim}
     return net, crf, tags, chars, embeddings, record
 
 
@@ -478,14 +483,29 @@ def save_torch_state(name: str, net, crf, chars: dict[str, int], tags: Sequence[
 
 def train(corpus: str, name: str, *, max_minutes: float, epochs: int, out_dir: Path, lr: float = 2e-3,
           batch_pieces: int = 1000, patience: int = 5, threads: int = 1, network: dict | None = None,
-          embeddings_dir: Path = EMBEDDINGS) -> dict:
+          embeddings_dir: Path = EMBEDDINGS, refit: bool = False) -> dict:
     """Train on ``corpus`` train, keep the epoch with the best strict devel F1, export,
-    evaluate and write the model card. Returns the training record."""
+    evaluate and write the model card. Returns the training record.
+
+    ``refit``: the train-only model is exported, evaluated on devel and kept under
+    build/ner/<name>.selection/ (its devel scores are the held-out estimate the card reports);
+    then a fresh network with the same seed and settings trains on train+devel for the
+    selected number of epochs, and that one ships."""
     train_set, dev_set = load_split(corpus, "train"), load_split(corpus, "devel")
-    net, crf, tags, chars, embeddings, record = fit(
-        train_set, {corpus: dev_set}, max_minutes=max_minutes, epochs=epochs, lr=lr, batch_pieces=batch_pieces,
-        patience=patience, threads=threads, network=network, embeddings_dir=embeddings_dir)
+    options = dict(max_minutes=max_minutes, lr=lr, batch_pieces=batch_pieces, patience=patience, threads=threads,
+                   network=network, embeddings_dir=embeddings_dir)
+    net, crf, tags, chars, embeddings, record = fit(train_set, {corpus: dev_set}, epochs=epochs, **options)
     info = {"corpus": corpus, **record}
+    if refit:
+        selection_dir = ARTIFACTS / f"{name}.selection"
+        export(net, crf, name=name, corpus=corpus, tags=tags, chars=chars, out_dir=selection_dir, info=info,
+               sample=dev_set[:64], embeddings=embeddings, embeddings_dir=embeddings_dir)
+        selected = finish(selection_dir)
+        net, crf, tags, chars, embeddings, refit_record = fit(train_set + dev_set, {}, epochs=record["best_epoch"],
+                                                              **options)
+        info = {"corpus": corpus, **refit_record, "max_epochs": epochs,
+                "selection": {**{key: record[key] for key in ("best_epoch", "dev_f1", "history", "train_sentences")},
+                              "dev": selected["dev"], "quantization": selected["quantization"]}}
     export(net, crf, name=name, corpus=corpus, tags=tags, chars=chars, out_dir=out_dir, info=info,
            sample=dev_set[:64], embeddings=embeddings, embeddings_dir=embeddings_dir)
     save_torch_state(name, net, crf, chars, tags, record["network"])
@@ -598,6 +618,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--corpus", required=True, choices=CORPORA)
     parser.add_argument("--name", help="model name (default: from the corpus, e.g. ncbi_disease)")
     add_training_arguments(parser, max_minutes=12.0)
+    parser.add_argument("--refit", action="store_true", help="after selecting the epoch count on devel, train "
+                        "again on train+devel for that many epochs and ship that model (the card reports the "
+                        "train-only model's devel scores)")
     return parser
 
 
@@ -628,7 +651,8 @@ def main(argv: Sequence[str], prog: str = "clinlake train ner") -> int:
     args = build_parser(prog).parse_args(argv)
     name = args.name or default_name(args.corpus)
     info = train(args.corpus, name, max_minutes=args.max_minutes, epochs=args.epochs, patience=args.patience,
-                 out_dir=args.out or MODELS / name, lr=args.lr, threads=args.threads, network=network_options(args))
+                 out_dir=args.out or MODELS / name, lr=args.lr, threads=args.threads, network=network_options(args),
+                 refit=args.refit)
     print(json.dumps({k: v for k, v in info.items() if k != "history"}))
     return 0
 
@@ -766,12 +790,21 @@ def training_flags(training: dict) -> str:
     word vector size is not one: it comes from the shared embeddings)."""
     network = training.get("network") or {}
     flags = "".join(f" --{key.replace('_', '-')} {value}" for key, value in network.items() if key in NETWORK_OPTIONS)
-    return flags + "".join(f" {flag} {training[key]}" for key, flag, default in TRAINING_FLAGS
-                           if training.get(key, default) != default)
+    flags += "".join(f" {flag} {training[key]}" for key, flag, default in TRAINING_FLAGS
+                     if training.get(key, default) != default)
+    return flags + (" --refit" if training.get("refit_on_devel") else "")
+
+
+def devel_estimate(meta: dict) -> dict:
+    """The held-out devel scores of a model: its own, or, when the shipped model was refit on
+    train+devel (its own devel scores saw the data), those of the train-only selection run."""
+    selection = meta["training"].get("selection")
+    return selection["dev"] if selection else meta["dev"]
 
 
 def model_card(model_dir: Path, meta: dict) -> str:
-    corpus, training, dev = meta["corpus"], meta["training"], meta["dev"]
+    corpus, training, dev = meta["corpus"], meta["training"], devel_estimate(meta)
+    selection = training.get("selection")
     network = training.get("network") or {}
     f1 = 100 * dev["tokens"]["overall"]["f1"]
     target = PUBLISHED_F1[corpus]
@@ -785,9 +818,10 @@ def model_card(model_dir: Path, meta: dict) -> str:
         f"Version `{meta['version']}` · labels: {', '.join(meta['labels'])}",
         "",
         "## Data and licence",
-        f"- Trained on the **train** split of {corpus} (`../shared/data/ner/{corpus}/train.tsv`, "
-        f"{training['train_sentences']} sentences); epochs selected by strict entity F1 on **devel**. "
-        "Not refit on train+devel. The test split was never used.",
+        *(_refit_lines(corpus, training, meta["dev"]) if selection else [
+            f"- Trained on the **train** split of {corpus} (`../shared/data/ner/{corpus}/train.tsv`, "
+            f"{training['train_sentences']} sentences); epochs selected by strict entity F1 on **devel**. "
+            "Not refit on train+devel. The test split was never used."]),
         f"- Licence of the training corpus: {LICENCES[corpus]}. Redistributed by the MTL-Bioinformatics-2016 "
         "collection (Crichton et al. 2017) under the original licence; check it before commercial use.",
         f"- Word vectors (shared by all models, `models/embeddings/`): fastText skip-gram, {_vector_size(embeddings)}-d, "
@@ -802,19 +836,27 @@ def model_card(model_dir: Path, meta: dict) -> str:
         "Tokens are the pipeline tokenizer's tokens split into corpus-style pieces (letter/digit runs, single "
         "other characters). Entity confidence = mean CRF marginal probability of the chosen tags.",
         f"Weights: {precision} ({quant.get('tried')} tried: devel F1 fp32 "
-        f"{100 * quant.get('dev_f1_fp32', 0):.2f}, int8 {100 * quant.get('dev_f1_int8', 0):.2f}).",
+        f"{100 * quant.get('dev_f1_fp32', 0):.2f}, int8 {100 * quant.get('dev_f1_int8', 0):.2f}"
+        + ("; devel is in the refit's training data, so this checks only that int8 keeps its outputs)."
+           if selection else ").")
+        + (" Dynamic quantisation scales activations per onnxruntime batch, so a sentence's scores shift slightly "
+           "with the sentences batched with it (on the five devel sets, network batches of 512 to 4,096 pieces "
+           "moved F1 by at most 0.16)." if quant.get("kept") else ""),
         "",
         "## Devel scores (strict, entity level, conlleval semantics)",
         f"Overall F1 **{f1:.2f}** vs the published Spark NLP *test* F1 {target:.2f}: {verdict}. "
-        f"Best epoch {training['best_epoch']} of {len(training['history'])} (early stopping with patience "
-        f"{training.get('patience', 5)} "
-        f"or the {training['max_minutes']:g}-minute wall-clock cap, one CPU thread on a shared machine).",
+        f"Best epoch {(selection or training)['best_epoch']} of {len((selection or training)['history'])} "
+        f"(early stopping with patience {training.get('patience', 5)} "
+        f"or the {training['max_minutes']:g}-minute wall-clock cap, one CPU thread on a shared machine)."
+        + (" These are the train-only selection model's scores (held out); the shipped refit has seen devel."
+           if selection else ""),
         *([] if f1 >= target else [
             "",
             f"Why below: the word vectors are frozen {_vector_size(embeddings)}-d fastText vectors trained on ~8M "
             "tokens of shared text "
             "(the paper used embeddings trained on far larger biomedical corpora), training had minutes of one "
-            "CPU core, and the model was not refit on train+devel. Devel and test F1 also differ.",
+            "CPU core" + ("" if selection else ", and the model was not refit on train+devel")
+            + ". Devel and test F1 also differ.",
         ]),
         "",
         "| type | P | R | F1 | gold entities |",
@@ -842,11 +884,29 @@ def model_card(model_dir: Path, meta: dict) -> str:
         "quantises if F1 holds and rewrites this card.) Score any token<TAB>tag file with "
         f"`clinlake evaluate ner --model {meta['name']} --conll FILE --predictions OUT.tsv`.",
         "",
-        "Training history (epoch, mean loss, devel F1): "
-        + ", ".join(f"{h['epoch']}: {h['loss']:.2f} / {100 * h['dev_f1']:.2f}" for h in training["history"]),
+        *(["Selection run history (epoch, mean loss, devel F1): "
+           + ", ".join(f"{h['epoch']}: {h['loss']:.2f} / {100 * h['dev_f1']:.2f}" for h in selection["history"]),
+           "",
+           "Refit history (epoch, mean loss on train+devel): "
+           + ", ".join(f"{h['epoch']}: {h['loss']:.2f}" for h in training["history"])] if selection else [
+            "Training history (epoch, mean loss, devel F1): "
+            + ", ".join(f"{h['epoch']}: {h['loss']:.2f} / {100 * h['dev_f1']:.2f}" for h in training["history"])]),
         "",
     ]
     return "\n".join(lines)
+
+
+def _refit_lines(corpus: str, training: dict, own_dev: dict) -> list[str]:
+    """Model-card lines on the data of a model refit on train+devel."""
+    selection = training["selection"]
+    return [
+        f"- Trained on the **train and devel** splits of {corpus} (`../shared/data/ner/{corpus}/`, "
+        f"{training['train_sentences']} sentences) for {training['best_epoch']} epochs: the epoch count that a "
+        f"train-only run (same seed and settings, {selection['train_sentences']} sentences) selected by strict "
+        "entity F1 on devel. The devel scores below are that train-only model's, the held-out estimate; the "
+        f"shipped model saw devel in training (its own devel F1, {100 * own_dev['tokens']['overall']['f1']:.2f}, "
+        "estimates nothing). The test split was never used.",
+    ]
 
 
 def models_readme(models: Path = MODELS) -> str:
@@ -861,9 +921,10 @@ def models_readme(models: Path = MODELS) -> str:
         if "dev" not in meta:  # exported, not yet evaluated (a training run in progress)
             rows.append(f"| `{name}` | {meta['corpus']} | – | being trained | | | |")
             continue
-        dev, target = meta["dev"], PUBLISHED_F1[meta["corpus"]]
+        dev, target = devel_estimate(meta), PUBLISHED_F1[meta["corpus"]]
+        refit = " (refit on train+devel)" if meta["training"].get("selection") else ""
         f1 = 100 * dev["tokens"]["overall"]["f1"]
-        rows.append(f"| [`{name}`]({name}/MODEL_CARD.md) | {meta['corpus']} | **{f1:.2f}** | "
+        rows.append(f"| [`{name}`]({name}/MODEL_CARD.md){refit} | {meta['corpus']} | **{f1:.2f}** | "
                     f"{100 * dev['raw_text']['overall']['f1']:.2f} | {target:.2f} | {f1 - target:+.2f} | "
                     f"{_size_mb(models / name / 'model.onnx'):.1f} MB "
                     f"{'int8' if meta['quantization'].get('kept') else 'fp32'} |")
@@ -872,13 +933,16 @@ def models_readme(models: Path = MODELS) -> str:
         "# Shipped NER models",
         "",
         "BiLSTM-CNN-Char-CRF taggers (Kocaman & Talby 2020 style) trained with `clinlake train ner` on the train "
-        "splits under `../shared/data/ner/`, exported to ONNX and served with onnxruntime "
+        "splits under `../shared/data/ner/` (and devel, for a model refit on train+devel), exported to ONNX and "
+        "served with onnxruntime "
         "(`pipelines/ner_model.py`). Use them in a job config as `pipeline.ner: [{model: ncbi_disease}]`.",
         "",
         "Scores are **devel** strict entity-level F1 (conlleval semantics; `clinlake evaluate ner`). The target is the "
         "published Spark NLP **test** F1, so the comparison is indicative only: dev and test differ, and we never "
         "looked at test. *Raw text* = the devel tokens joined by spaces and re-tokenised by clinlake's own "
-        "tokenizer, scored on the corpus tokens.",
+        "tokenizer, scored on the corpus tokens. A model *refit on train+devel* ships a network trained on both "
+        "splits for the epoch count selected on devel; its row gives the devel scores of the train-only run that "
+        "made that selection (the shipped model has seen devel).",
         "",
         "| model | corpus | devel F1 | raw-text F1 | published test F1 | gap | model.onnx |",
         "|---|---|---|---|---|---|---|",
@@ -890,7 +954,7 @@ def models_readme(models: Path = MODELS) -> str:
         "version) and `MODEL_CARD.md`.",
         "",
         "Retrain one model (each card gives its own command), e.g. `clinlake train ner --corpus NCBI-disease "
-        "--name ncbi_disease --max-minutes 25 --epochs 80 --patience 10` "
+        "--name ncbi_disease --max-minutes 25 --epochs 80 --patience 10 --refit` "
         "(needs `pip install -e '.[train]'`); rewrite cards and this table: `clinlake train card NAME ...`.",
         "",
         *clinical_models_section(models),
@@ -957,6 +1021,19 @@ def _reexport_sample(meta: dict) -> list[Example]:
     return [ex for corpus in meta["label_maps"] for ex in load_brat_split(corpus_dir(corpus, "devel"), {}, splitter)[:32]]
 
 
+def rescore_selection(model_dir: Path, *, quantize: bool = True) -> None:
+    """Evaluate a refit model's train-only selection model again (kept under
+    build/ner/<name>.selection/ by training) and store its devel scores in model.json."""
+    selection_dir = ARTIFACTS / f"{model_dir.name}.selection"
+    if not (selection_dir / "model.onnx").exists():
+        raise FileNotFoundError(f"{selection_dir} is missing: the devel scores of a refit model come from its "
+                                "train-only selection model; retrain with --refit to rebuild it")
+    selected = finish(selection_dir, quantize=quantize)
+    meta = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
+    meta["training"]["selection"].update(dev=selected["dev"], quantization=selected["quantization"])
+    (model_dir / "model.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def card_main(argv: Sequence[str], prog: str = "clinlake train card") -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     parser = argparse.ArgumentParser(prog=prog, description="Evaluate a trained model on devel, quantise it "
@@ -979,6 +1056,8 @@ def card_main(argv: Sequence[str], prog: str = "clinlake train card") -> int:
             continue
         if args.reexport:
             reexport(MODELS / name)
+        if meta["training"].get("selection"):
+            rescore_selection(MODELS / name, quantize=not args.no_quantize)
         meta = module.finish(MODELS / name, quantize=not args.no_quantize)
         print(json.dumps({"name": name, "dev": meta["dev"], "quantization": meta["quantization"]})[:2000])
     (MODELS / "README.md").write_text(models_readme(), encoding="utf-8")

@@ -142,6 +142,38 @@ def test_batched_decoding_equals_per_sentence_decoding(tags):
         np.testing.assert_allclose(posteriors[b, :n], marginals(emissions[b, :n], start, end, trans), atol=1e-9)
 
 
+@pytest.mark.parametrize("lengths, pieces, expected", [
+    ([], 10, []),
+    ([3, 3, 3, 3], 10, [(0, 3), (3, 4)]),  # 3 x 3 = 9 fits, a fourth would make 12
+    ([2, 5, 1], 10, [(0, 2), (2, 3)]),  # unsorted: the run's longest counts (2 x 5 = 10 fits)
+    ([50, 1], 10, [(0, 1), (1, 2)]),  # one item longer than the budget still gets its own run
+])
+def test_network_slices_stay_under_the_padded_budget(lengths, pieces, expected):
+    from clinlake.pipelines.ner_model import _slices
+
+    assert _slices(lengths, pieces) == expected
+
+
+def test_crf_decoder_uses_the_iob_pairs_and_decodes_like_the_full_max():
+    from clinlake.pipelines.ner_model import CrfDecoder
+    from clinlake.pipelines.train_ner import iob_mask
+
+    tags = ["O", "B-A", "I-A", "B-B", "I-B"]
+    rng = np.random.default_rng(1)
+    start_mask, trans_mask = iob_mask(tags)
+    start, end = rng.normal(size=5) + start_mask, rng.normal(size=5)
+    trans = rng.normal(size=(5, 5)) * 2 + trans_mask
+    decoder = CrfDecoder(start, end, trans, dtype=np.float64)
+    assert decoder.pairs.tolist() == [2, 4] and decoder.dense.tolist() == [0, 1, 3]  # I-A, I-B: two predecessors
+    emissions, lengths = rng.normal(size=(6, 12, 5)) * 4, [12, 1, 7, 12, 3, 9]
+    paths = decoder.paths(emissions, lengths)
+    float32 = CrfDecoder(start, end, trans).paths(emissions.astype(np.float32), lengths)
+    for b, n in enumerate(lengths):
+        assert paths[b, :n].tolist() == viterbi(emissions[b, :n], start, end, trans) == float32[b, :n].tolist()
+        decoded = [tags[k] for k in paths[b, :n]]  # valid IOB2: I-X only right after B-X or I-X
+        assert all(not t.startswith("I-") or (i > 0 and decoded[i - 1][2:] == t[2:]) for i, t in enumerate(decoded))
+
+
 # ----------------------------------------------------------------------------- windows
 
 @pytest.mark.parametrize("length", [1, 255, 256, 257, 1000, 5000])
@@ -187,6 +219,14 @@ def test_onnx_export_matches_pytorch_on_a_batch(tmp_path):
         np.testing.assert_allclose(got[b], expected[b, : len(sentence)], atol=1e-4)
     # A sentence is tagged the same alone and in a padded batch.
     np.testing.assert_allclose(model.emissions([words[:2]])[0], got[1], atol=1e-5)
+    # ... and when the network runs the batch in several slices (padded to each slice's longest).
+    ner_model.NETWORK_PIECES, saved = 8, ner_model.NETWORK_PIECES
+    try:
+        sliced = model.emissions(batch)
+    finally:
+        ner_model.NETWORK_PIECES = saved
+    for b in range(len(batch)):
+        np.testing.assert_allclose(sliced[b], got[b], atol=1e-5)
     assert json.loads((tmp_path / "tiny" / "model.json").read_text())["version"]
     # Word vectors of another size than the model was trained on: a clear error at load time.
     (tmp_path / "vectors50").mkdir()
@@ -198,6 +238,55 @@ def test_onnx_export_matches_pytorch_on_a_batch(tmp_path):
     (tmp_path / "other" / "model.json").write_text(json.dumps({**meta, "embeddings": "../vectors50"}))
     with pytest.raises(ValueError, match="trained on 100-d word vectors but .* holds 50-d"):
         ner_model.NerModel(tmp_path / "other")
+
+
+def _tiny_embeddings(directory, words, dim=100):
+    vocab = {w: i for i, w in enumerate(["<pad>", "<unk>", *sorted({word_key(w) for w in words})])}
+    vectors = np.random.default_rng(0).normal(size=(len(vocab), dim)).astype(np.float16)
+    directory.mkdir()
+    np.save(directory / "vectors.npy", vectors)
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    return Embeddings(vocab, vectors)
+
+
+def test_refit_runs_the_selected_epochs_on_train_and_devel_and_the_card_reports_the_selection(tmp_path):
+    pytest.importorskip("torch")
+    from clinlake.pipelines.train_ner import devel_estimate, fit, model_card, training_flags
+
+    sentence = (["Aspirin", "induced", "asthma", "in", "a", "patient", "."],
+                ["O", "O", "B-Disease", "O", "O", "O", "O"])
+    train_set, dev_set = [sentence] * 6, [sentence] * 2
+    _tiny_embeddings(tmp_path / "embeddings", sentence[0])
+    options = dict(max_minutes=2, patience=2, network={"hidden": 8, "char_filters": 4},
+                   embeddings_dir=tmp_path / "embeddings")
+    *_, selection = fit(train_set, {"tiny": dev_set}, epochs=3, **options)
+    assert selection["refit_on_devel"] is False and selection["dev_f1"] is not None
+    assert 1 <= selection["best_epoch"] <= len(selection["history"]) <= 3
+    *_, refit = fit(train_set + dev_set, {}, epochs=selection["best_epoch"], **options)
+    # No devel to select on: exactly the selected epoch count, the last one kept.
+    assert refit["refit_on_devel"] is True and refit["dev_f1"] is None
+    assert len(refit["history"]) == refit["best_epoch"] == selection["best_epoch"]
+    assert refit["train_sentences"] == 8 and all(h["dev_f1"] is None for h in refit["history"])
+
+    def scores(f1):
+        overall = {"precision": f1, "recall": f1, "f1": f1, "correct": 1, "predicted": 1, "gold": 1}
+        return {"tokens": {"overall": overall, "per_type": {"Disease": overall}}, "raw_text": {"overall": overall}}
+
+    training = {"corpus": "NCBI-disease", **refit, "max_epochs": 80, "patience": 10,
+                "selection": {**{k: selection[k] for k in ("best_epoch", "dev_f1", "history", "train_sentences")},
+                              "dev": scores(0.8123), "quantization": {}}}
+    meta = {"name": "tiny", "corpus": "NCBI-disease", "labels": ["Disease"], "version": "v", "training": training,
+            "dev": scores(0.9876), "quantization": {"tried": "none", "kept": False},
+            "embeddings": "../embeddings", "speed_pieces_per_s_1_thread": 1}
+    (tmp_path / "tiny").mkdir()
+    (tmp_path / "tiny" / "model.onnx").write_bytes(b"")
+    (tmp_path / "tiny" / "model.json").write_text("{}")
+    assert devel_estimate(meta) is training["selection"]["dev"]
+    assert training_flags(training).endswith("--epochs 80 --patience 10 --refit")
+    card = model_card(tmp_path / "tiny", meta)
+    # The held-out estimate is the selection run's; the refit's own devel score is named as seen data.
+    assert "Overall F1 **81.23**" in card and "train and devel" in card
+    assert "its own devel F1, 98.76, estimates nothing" in card
 
 
 # ----------------------------------------------------------------------------- shipped models
@@ -277,6 +366,11 @@ def test_shipped_model_metadata(name):
     assert (directory / "MODEL_CARD.md").exists()
     assert meta["tags"][0] == "O" and len(meta["crf"]["transitions"]) == len(meta["tags"])
     assert meta["embeddings"] == "../embeddings"  # the one shared file, found inside an installed package too
+    if meta["training"]["refit_on_devel"]:  # the held-out scores come from the train-only selection run
+        selection = meta["training"]["selection"]
+        assert selection["train_sentences"] < meta["training"]["train_sentences"]
+        assert selection["best_epoch"] == meta["training"]["best_epoch"] == len(meta["training"]["history"])
+        assert selection["dev"]["tokens"]["overall"]["f1"] == selection["dev_f1"] or selection["quantization"]["kept"]
 
 
 @needs_model("ncbi_disease")
