@@ -246,77 +246,112 @@ class CrfDecoder:
     """Batched Viterbi and marginals of one linear-chain CRF, set up once per model.
 
     Padded batches [B, T, K] are decoded one NumPy step per position for the whole batch
-    (decoding would otherwise cost more than the network). Two things keep a step cheap with
-    many tags: work buffers are allocated once per batch, not per step, and the IOB structure
-    is used: a tag whose allowed predecessors are at most two (I-X follows only B-X or I-X) is
-    scored from those two instead of a max over every tag, so a 33-tag model does about half
-    the work per step. Forbidden moves could never win a max, so the paths are the same; ties
-    go to the lowest tag index, as with :func:`viterbi`."""
+    (decoding would otherwise cost more than the network). What keeps a step cheap:
+
+    * the IOB structure: a tag whose only allowed predecessors are itself and one other (I-X
+      follows only B-X or I-X) is scored from those two instead of a max over every tag, so a
+      33-tag model does about half the work; forbidden moves could never win a max;
+    * tags are kept internally with those "pair" tags last, so each part is a slice, and the
+      maximum is read at the argmax through one flat index;
+    * no per-step masking: the recursions run over the padding, and each sentence is read
+      back from its own last position (backtracking, backward pass) instead.
+
+    Ties go to the lower original tag index within a pair (as :func:`viterbi` does); among the
+    other tags to the lower internal index (exact ties of float sums do not happen in practice)."""
 
     def __init__(self, start: np.ndarray, end: np.ndarray, trans: np.ndarray, dtype=np.float32) -> None:
         self.dtype = np.dtype(dtype)
-        self.start, self.end = np.asarray(start, self.dtype), np.asarray(end, self.dtype)
-        self.trans = np.asarray(trans, self.dtype)
-        tags = len(self.start)
-        allowed = [np.flatnonzero(self.trans[:, k] > FORBIDDEN) for k in range(tags)]
-        self.pairs = np.array([k for k in range(tags) if 1 <= len(allowed[k]) <= 2], dtype=np.int64)
-        self.dense = np.setdiff1d(np.arange(tags), self.pairs)
-        # to-tags in ``pairs``: their two predecessors (one repeated when there is only one), lower first
-        first = np.array([allowed[k][0] for k in self.pairs], dtype=np.int64)
-        second = np.array([allowed[k][-1] for k in self.pairs], dtype=np.int64)
-        self.pair_from = (first, second)
-        self.pair_trans = (self.trans[first, self.pairs], self.trans[second, self.pairs])
-        self.into_dense = np.ascontiguousarray(self.trans[:, self.dense].T)[None]  # [1, to, from]
-        # probability-space transitions for the marginals (forbidden moves are exactly 0)
-        self.step_trans = np.exp(self.trans - self.trans.max())
+        start, end, trans = (np.asarray(x, self.dtype) for x in (start, end, trans))
+        tags = len(start)
+        allowed = [np.flatnonzero(trans[:, k] > FORBIDDEN) for k in range(tags)]
+        pairs = [k for k in range(tags) if len(allowed[k]) == 2 and k in allowed[k]]
+        self.dense = np.array([k for k in range(tags) if k not in pairs], dtype=np.int64)
+        self.pairs = np.array(pairs, dtype=np.int64)
+        self.order = np.concatenate([self.dense, self.pairs])  # internal position -> tag
+        internal = np.argsort(self.order)  # tag -> internal position
+        n_dense = self.n_dense = len(self.dense)
+        inner = trans[np.ix_(self.order, self.order)]  # [from, to], internal order
+        self.start, self.end, self.trans = start[self.order], end[self.order], inner
+        self.into_dense = np.ascontiguousarray(inner[:, :n_dense].T)[None]  # [1, to, from]
+        others = [int(allowed[k][allowed[k] != k][0]) for k in pairs]
+        self.pair_other = internal[np.array(others, dtype=np.int64)] if pairs else np.zeros(0, dtype=np.int64)
+        self.pair_self = np.arange(n_dense, tags)
+        self.pair_other_trans = inner[self.pair_other, self.pair_self]
+        self.pair_self_trans = inner[self.pair_self, self.pair_self]
+        self.self_first = np.array([k < o for k, o in zip(pairs, others)], dtype=bool)  # wins a tie
+        self.step_trans = np.exp(inner - inner.max())  # probability space; forbidden moves are exactly 0
 
     def paths(self, emissions: np.ndarray, lengths: Sequence[int]) -> np.ndarray:
         """Best tag path of each sentence, padded [B, T] (entries past a sentence's end are junk)."""
-        emissions = np.asarray(emissions, self.dtype)
-        batch, steps, tags = emissions.shape
-        paths = np.zeros((batch, steps), dtype=np.int64)
+        batch, steps, tags = np.shape(emissions)
         if steps == 0:
-            return paths
-        lengths = np.asarray(lengths)
-        dense, pairs = self.dense, self.pairs
-        (first, second), (first_trans, second_trans) = self.pair_from, self.pair_trans
-        score = self.start + emissions[:, 0]
-        identity = np.broadcast_to(np.arange(tags), (batch, tags))  # back-pointers after a sentence's end
-        back = np.empty((steps, batch, tags), dtype=np.int64)
-        back[0] = identity
-        total = np.empty((batch, len(dense), tags), dtype=self.dtype)
-        best, step = np.empty((batch, tags), dtype=np.int64), np.empty((batch, tags), dtype=self.dtype)
-        for t in range(1, steps):
-            np.add(score[:, None, :], self.into_dense, out=total)
-            dense_best = total.argmax(axis=2)
-            best[:, dense] = dense_best
-            step[:, dense] = np.take_along_axis(total, dense_best[:, :, None], axis=2)[:, :, 0]
-            if len(pairs):
-                via_first, via_second = score[:, first] + first_trans, score[:, second] + second_trans
-                later = via_second > via_first  # a tie keeps the lower tag, like argmax
-                best[:, pairs] = np.where(later, second, first)
-                step[:, pairs] = np.where(later, via_second, via_first)
-            step += emissions[:, t]
-            live = (t < lengths)[:, None]
-            back[t] = np.where(live, best, identity)
-            score = np.where(live, step, score)
-        paths[:, -1] = (score + self.end).argmax(axis=1)
-        rows = np.arange(batch)
-        for t in range(steps - 1, 0, -1):
-            paths[:, t - 1] = back[t, rows, paths[:, t]]
-        return paths
+            return np.zeros((batch, 0), dtype=np.int64)
+        return self.order[self._paths(self._internal(emissions), lengths)]
+
+    def confidences(self, emissions: np.ndarray, lengths: Sequence[int], paths: np.ndarray) -> np.ndarray:
+        """Posterior probability [B, T] of the tag each of ``paths`` [B, T] chose (padded)."""
+        internal = np.argsort(self.order)[paths]
+        posteriors = self._posteriors(self._internal(emissions), lengths)
+        return np.take_along_axis(posteriors, internal[:, :, None], axis=2)[:, :, 0]
 
     def posteriors(self, emissions: np.ndarray, lengths: Sequence[int]) -> np.ndarray:
-        """Per-token tag posteriors [B, T, K] (rows past a sentence's end are junk).
+        """Per-token tag posteriors [B, T, K] (rows past a sentence's end are junk)."""
+        return self._posteriors(self._internal(emissions), lengths)[:, :, np.argsort(self.order)]
 
-        Forward-backward in probability space, renormalised at every step: a [B, K] x [K, K]
+    def _internal(self, emissions: np.ndarray) -> np.ndarray:
+        return np.asarray(emissions, self.dtype)[:, :, self.order]
+
+    @staticmethod
+    def _ending(lengths: Sequence[int], steps: int) -> list[np.ndarray]:
+        """The sentences whose last position is t, for each t."""
+        last = np.asarray(lengths, dtype=np.int64) - 1
+        by_end = np.argsort(last, kind="stable")
+        bounds = np.searchsorted(last[by_end], np.arange(steps + 1))
+        return [by_end[bounds[t]:bounds[t + 1]] for t in range(steps)]
+
+    def _paths(self, emissions: np.ndarray, lengths: Sequence[int]) -> np.ndarray:
+        batch, steps, tags = emissions.shape
+        n_dense, ending = self.n_dense, self._ending(lengths, steps)
+        others, own = self.pair_other, self.pair_self
+        back = np.empty((steps, batch, tags), dtype=np.int8 if tags < 128 else np.int64)
+        total = np.empty((batch, n_dense, tags), dtype=self.dtype)
+        flat = total.reshape(-1)
+        offsets = (np.arange(batch * n_dense) * tags).reshape(batch, n_dense)
+        score, step = self.start + emissions[:, 0], np.empty((batch, tags), dtype=self.dtype)
+        final = np.zeros((batch, tags), dtype=self.dtype)
+        final[ending[0]] = score[ending[0]]
+        for t in range(1, steps):
+            np.add(score[:, None, :], self.into_dense, out=total)
+            best = total.argmax(axis=2)
+            back[t, :, :n_dense] = best
+            step[:, :n_dense] = flat[offsets + best]
+            if len(own):
+                via_other = score[:, others] + self.pair_other_trans
+                via_self = score[:, n_dense:] + self.pair_self_trans
+                keep_self = np.where(self.self_first, via_self >= via_other, via_self > via_other)
+                back[t, :, n_dense:] = np.where(keep_self, own, others)
+                np.maximum(via_self, via_other, out=step[:, n_dense:])
+            step += emissions[:, t]
+            score, step = step, score
+            if len(ending[t]):
+                final[ending[t]] = score[ending[t]]
+        last_tags = (final + self.end).argmax(axis=1)
+        paths = np.zeros((batch, steps), dtype=np.int64)
+        rows = np.arange(batch)
+        for t in range(steps - 1, -1, -1):
+            paths[ending[t], t] = last_tags[ending[t]]
+            if t:
+                paths[:, t - 1] = back[t, rows, paths[:, t]]
+        return paths
+
+    def _posteriors(self, emissions: np.ndarray, lengths: Sequence[int]) -> np.ndarray:
+        """Forward-backward in probability space, renormalised at every step: a [B, K] x [K, K]
         matrix product per position instead of a log-sum-exp over [B, K, K] (several times
         faster with many tags); the per-step scale factors cancel in the final normalisation."""
-        emissions = np.asarray(emissions, self.dtype)
         batch, steps, tags = emissions.shape
-        lengths = np.asarray(lengths)
+        ending = self._ending(lengths, steps)
         scores = np.exp(emissions - emissions.max(axis=2, keepdims=True))
-        step_trans = self.step_trans
+        step_trans, step_trans_t = self.step_trans, np.ascontiguousarray(self.step_trans.T)
         last = _normalised(np.exp(self.end - self.end.max()))
         alpha = np.empty((batch, steps, tags), dtype=self.dtype)
         beta = np.empty((batch, steps, tags), dtype=self.dtype)
@@ -324,12 +359,11 @@ class CrfDecoder:
             return alpha
         alpha[:, 0] = _normalised(np.exp(self.start - self.start.max()) * scores[:, 0])
         for t in range(1, steps):
-            step = _normalised((alpha[:, t - 1] @ step_trans) * scores[:, t])
-            alpha[:, t] = np.where((t < lengths)[:, None], step, alpha[:, t - 1])
+            alpha[:, t] = _normalised((alpha[:, t - 1] @ step_trans) * scores[:, t])
         beta[:, -1] = last
         for t in range(steps - 2, -1, -1):
-            step = _normalised((scores[:, t + 1] * beta[:, t + 1]) @ step_trans.T)
-            beta[:, t] = np.where((t + 1 < lengths)[:, None], step, last)
+            beta[:, t] = _normalised((scores[:, t + 1] * beta[:, t + 1]) @ step_trans_t)
+            beta[ending[t], t] = last
         return _normalised(alpha * beta)
 
 
@@ -422,6 +456,7 @@ class NerModel:
         self.end = np.asarray(crf["end"], dtype=np.float64)
         self.trans = np.asarray(crf["transitions"], dtype=np.float64)
         self.decoder = CrfDecoder(self.start, self.end, self.trans, dtype=np.float32)
+        self.outside = self.tags.index("O") if "O" in self.tags else -1
         self.embeddings = _embeddings((directory / meta["embeddings"]).resolve())
         self.features = WordFeatures(self.embeddings, self.char_map)
         options = ort.SessionOptions()
@@ -458,17 +493,22 @@ class NerModel:
 
         Long sequences are cut into overlapping windows; all windows of all sequences are
         sorted by length and run in batches of about BATCH_PIECES padded pieces. The CRF is
-        decoded in float32, the network's precision."""
+        decoded in float32, the network's precision. Only entities carry a confidence, so the
+        posteriors (forward-backward) are computed only for windows where Viterbi found an
+        entity: a window tagged all O gets NaN probabilities."""
         jobs = [(i, w) for i, seq in enumerate(sequences) if seq for w in windows(len(seq))]
         jobs.sort(key=lambda job: job[1][1] - job[1][0])
         paths = [np.zeros(len(seq), dtype=np.int64) for seq in sequences]
-        probs = [np.ones(len(seq), dtype=np.float32) for seq in sequences]
+        probs = [np.full(len(seq), np.nan, dtype=np.float32) for seq in sequences]
         for batch in _batches(jobs):
             chunks = [sequences[i][lo:hi] for i, (lo, hi, _, _) in batch]
             scores = self.batch_emissions(chunks)
-            lengths = [len(c) for c in chunks]
+            lengths = np.array([len(c) for c in chunks])
             best = self.decoder.paths(scores, lengths)
-            chosen = np.take_along_axis(self.decoder.posteriors(scores, lengths), best[:, :, None], axis=2)[:, :, 0]
+            chosen = np.full(best.shape, np.nan, dtype=np.float32)
+            found = np.flatnonzero(((best != self.outside) & (np.arange(best.shape[1]) < lengths[:, None])).any(axis=1))
+            if len(found):
+                chosen[found] = self.decoder.confidences(scores[found], lengths[found], best[found])
             for b, (i, (lo, _hi, keep_lo, keep_hi)) in enumerate(batch):
                 paths[i][keep_lo:keep_hi] = best[b, keep_lo - lo:keep_hi - lo]
                 probs[i][keep_lo:keep_hi] = chosen[b, keep_lo - lo:keep_hi - lo]

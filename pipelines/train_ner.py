@@ -827,7 +827,8 @@ def model_card(model_dir: Path, meta: dict) -> str:
         f"- Word vectors (shared by all models, `models/embeddings/`): fastText skip-gram, {_vector_size(embeddings)}-d, "
         "15 epochs, trained here (`clinlake train embeddings`) on `../shared/data/corpus/biomedical_sentences.txt`, "
         "`health_text.txt` (test sentences removed upstream) and the words of the five NER train splits "
-        "(no labels, no devel text).",
+        "(no labels; devel text is not trained on, but devel words are in the shipped vocabulary, with vectors "
+        "composed from their character n-grams where fastText never saw them).",
         "",
         "## Architecture",
         f"Frozen shared fastText vectors (fp16) + character CNN (25-d, {network.get('char_filters', 50)} filters, "

@@ -334,7 +334,17 @@ def test_a_1000_token_sentence_is_windowed_not_refused(splitter):
     entities = load_ner_stage(package_resource("models/ncbi_disease")).find(text, sentences)
     cancers = [e for e in entities if e.text == "breast cancer"]
     assert len(cancers) >= 120  # found in every window, including across window borders
-    assert all(text[e.start:e.end] == e.text for e in entities)
+    assert all(text[e.start:e.end] == e.text and 0.0 < e.confidence <= 1.0 for e in entities)
+
+
+@needs_model("ncbi_disease")
+def test_posteriors_are_computed_where_an_entity_was_found():
+    model = load_model(package_resource("models/ncbi_disease"))
+    (tags, probs), (none_tags, none_probs) = model.tag([["She", "has", "breast", "cancer", "."],
+                                                         ["She", "walked", "home", "."]])
+    assert tags == ["O", "O", "B-Disease", "I-Disease", "O"] and none_tags == ["O"] * 4
+    assert all(0.5 < p <= 1.0 for p in probs)  # every token of a window with an entity
+    assert all(np.isnan(p) for p in none_probs)  # all O: no confidence is needed, none computed
 
 
 @needs_model("ncbi_disease")
