@@ -32,11 +32,9 @@ from typing import Callable, Sequence
 os.environ["OMP_NUM_THREADS"] = "1"  # before numpy/onnxruntime/torch start their pools
 
 
-import numpy as np  # noqa: E402
-
 from clinlake.pipelines.config import package_resource  # noqa: E402
-from clinlake.pipelines.ner_model import (BATCH_PIECES, NETWORK_PIECES, NerModel, encode_batch,  # noqa: E402
-                                          encode_serving_batch)
+from clinlake.pipelines.ner_model import (BATCH_PIECES, NETWORK_PIECES, NerModel, _slices,  # noqa: E402
+                                          encode_batch, encode_serving_batch)
 
 MODELS = ("ncbi_disease", "bc5cdr", "anatem", "bionlp13cg", "linnaeus")
 REPO = Path(__file__).resolve().parents[1]
@@ -52,13 +50,7 @@ def devel_sentences(model: NerModel, limit: int) -> list[list[str]]:
 def length_batches(sentences: Sequence[Sequence[str]], pieces: int = NETWORK_PIECES) -> list[list[Sequence[str]]]:
     """Sentences sorted by length in batches of at most ``pieces`` padded pieces (as the runtime)."""
     ordered = sorted(sentences, key=len)
-    batches, batch = [], []
-    for sentence in ordered:
-        if batch and len(sentence) * (len(batch) + 1) > pieces:
-            batches.append(batch)
-            batch = []
-        batch.append(sentence)
-    return batches + [batch] if batch else batches
+    return [ordered[lo:hi] for lo, hi in _slices([len(s) for s in ordered], pieces)]
 
 
 def rate(run: Callable[[], int], seconds: float, windows: int = 3) -> float:
@@ -136,18 +128,12 @@ def bench_torch(directory: Path, sentences, tokens: int, seconds: float) -> dict
     pieces = max(speeds, key=speeds.get)
 
     class TorchModel(NerModel):
-        def batch_emissions(self, sequences):
-            """Emissions of a decoding batch, in slices of ``pieces`` (sequences come sorted by length)."""
-            parts = [encode_batch(b, self.features) for b in length_batches(sequences, pieces)] if pieces < BATCH_PIECES \
-                else [encode_batch(sequences, self.features)]
-            longest = max(len(s) for s in sequences)
-            scores, row = np.zeros((len(sequences), longest, len(self.tags)), dtype=np.float32), 0
+        network_pieces = pieces
+
+        def network_emissions(self, sequences):
+            feeds = encode_batch(sequences, self.features)
             with torch.inference_mode():
-                for feeds in parts:
-                    out = net(**{k: torch.from_numpy(v) for k, v in feeds.items()}).numpy()
-                    scores[row: row + len(out), : out.shape[1]] = out
-                    row += len(out)
-            return scores
+                return net(**{k: torch.from_numpy(v) for k, v in feeds.items()}).numpy()
 
     model = TorchModel(directory)
     return {"torch_network": speeds[pieces], "torch_batch_pieces": pieces,

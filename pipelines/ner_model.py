@@ -268,10 +268,10 @@ class CrfDecoder:
         self.dense = np.array([k for k in range(tags) if k not in pairs], dtype=np.int64)
         self.pairs = np.array(pairs, dtype=np.int64)
         self.order = np.concatenate([self.dense, self.pairs])  # internal position -> tag
-        internal = np.argsort(self.order)  # tag -> internal position
+        internal = self.internal = np.argsort(self.order)  # tag -> internal position
         n_dense = self.n_dense = len(self.dense)
         inner = trans[np.ix_(self.order, self.order)]  # [from, to], internal order
-        self.start, self.end, self.trans = start[self.order], end[self.order], inner
+        self.start, self.end = start[self.order], end[self.order]
         self.into_dense = np.ascontiguousarray(inner[:, :n_dense].T)[None]  # [1, to, from]
         others = [int(allowed[k][allowed[k] != k][0]) for k in pairs]
         self.pair_other = internal[np.array(others, dtype=np.int64)] if pairs else np.zeros(0, dtype=np.int64)
@@ -279,7 +279,11 @@ class CrfDecoder:
         self.pair_other_trans = inner[self.pair_other, self.pair_self]
         self.pair_self_trans = inner[self.pair_self, self.pair_self]
         self.self_first = np.array([k < o for k, o in zip(pairs, others)], dtype=bool)  # wins a tie
-        self.step_trans = np.exp(inner - inner.max())  # probability space; forbidden moves are exactly 0
+        # probability space for the marginals; forbidden moves are exactly 0
+        self.step_trans = np.exp(inner - inner.max())
+        self.step_trans_t = np.ascontiguousarray(self.step_trans.T)
+        self.start_prob = np.exp(self.start - self.start.max())
+        self.end_prob = _normalised(np.exp(self.end - self.end.max()))
 
     def paths(self, emissions: np.ndarray, lengths: Sequence[int]) -> np.ndarray:
         """Best tag path of each sentence, padded [B, T] (entries past a sentence's end are junk)."""
@@ -290,13 +294,12 @@ class CrfDecoder:
 
     def confidences(self, emissions: np.ndarray, lengths: Sequence[int], paths: np.ndarray) -> np.ndarray:
         """Posterior probability [B, T] of the tag each of ``paths`` [B, T] chose (padded)."""
-        internal = np.argsort(self.order)[paths]
         posteriors = self._posteriors(self._internal(emissions), lengths)
-        return np.take_along_axis(posteriors, internal[:, :, None], axis=2)[:, :, 0]
+        return np.take_along_axis(posteriors, self.internal[paths][:, :, None], axis=2)[:, :, 0]
 
     def posteriors(self, emissions: np.ndarray, lengths: Sequence[int]) -> np.ndarray:
         """Per-token tag posteriors [B, T, K] (rows past a sentence's end are junk)."""
-        return self._posteriors(self._internal(emissions), lengths)[:, :, np.argsort(self.order)]
+        return self._posteriors(self._internal(emissions), lengths)[:, :, self.internal]
 
     def _internal(self, emissions: np.ndarray) -> np.ndarray:
         return np.asarray(emissions, self.dtype)[:, :, self.order]
@@ -351,13 +354,12 @@ class CrfDecoder:
         batch, steps, tags = emissions.shape
         ending = self._ending(lengths, steps)
         scores = np.exp(emissions - emissions.max(axis=2, keepdims=True))
-        step_trans, step_trans_t = self.step_trans, np.ascontiguousarray(self.step_trans.T)
-        last = _normalised(np.exp(self.end - self.end.max()))
+        step_trans, step_trans_t, last = self.step_trans, self.step_trans_t, self.end_prob
         alpha = np.empty((batch, steps, tags), dtype=self.dtype)
         beta = np.empty((batch, steps, tags), dtype=self.dtype)
         if steps == 0:
             return alpha
-        alpha[:, 0] = _normalised(np.exp(self.start - self.start.max()) * scores[:, 0])
+        alpha[:, 0] = _normalised(self.start_prob * scores[:, 0])
         for t in range(1, steps):
             alpha[:, t] = _normalised((alpha[:, t - 1] @ step_trans) * scores[:, t])
         beta[:, -1] = last
@@ -471,16 +473,23 @@ class NerModel:
                              f"{directory / meta['embeddings']} holds {self.embeddings.vectors.shape[1]}-d ones: "
                              "retrain it (clinlake train) against these vectors")
 
+    network_pieces = NETWORK_PIECES  # padded pieces per network call
+
     def batch_emissions(self, sequences: Sequence[Sequence[str]]) -> np.ndarray:
         """Padded emission scores [batch, longest, tags] (float32, as the network gives them) of
         piece sequences, sorted by length or not. The network runs on consecutive slices of about
-        NETWORK_PIECES padded pieces: the LSTM is faster per token on such batches than on the
+        ``network_pieces`` padded pieces: the LSTM is faster per token on such batches than on the
         larger ones the CRF decoder prefers."""
         longest = max((len(s) for s in sequences), default=0)
         scores = np.zeros((len(sequences), max(1, longest), len(self.tags)), dtype=np.float32)
-        for lo, hi in _slices([len(s) for s in sequences], NETWORK_PIECES):
-            (part,) = self.session.run(["emissions"], encode_serving_batch(sequences[lo:hi], self.features))
+        for lo, hi in _slices([len(s) for s in sequences], self.network_pieces):
+            part = self.network_emissions(sequences[lo:hi])
             scores[lo:hi, : part.shape[1]] = part
+        return scores
+
+    def network_emissions(self, sequences: Sequence[Sequence[str]]) -> np.ndarray:
+        """One network call: padded emission scores [batch, longest, tags] (onnxruntime)."""
+        (scores,) = self.session.run(["emissions"], encode_serving_batch(sequences, self.features))
         return scores
 
     def emissions(self, sequences: Sequence[Sequence[str]]) -> list[np.ndarray]:

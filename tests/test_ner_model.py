@@ -220,11 +220,8 @@ def test_onnx_export_matches_pytorch_on_a_batch(tmp_path):
     # A sentence is tagged the same alone and in a padded batch.
     np.testing.assert_allclose(model.emissions([words[:2]])[0], got[1], atol=1e-5)
     # ... and when the network runs the batch in several slices (padded to each slice's longest).
-    ner_model.NETWORK_PIECES, saved = 8, ner_model.NETWORK_PIECES
-    try:
-        sliced = model.emissions(batch)
-    finally:
-        ner_model.NETWORK_PIECES = saved
+    model.network_pieces = 8
+    sliced = model.emissions(batch)
     for b in range(len(batch)):
         np.testing.assert_allclose(sliced[b], got[b], atol=1e-5)
     assert json.loads((tmp_path / "tiny" / "model.json").read_text())["version"]
