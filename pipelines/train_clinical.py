@@ -80,7 +80,7 @@ def train(name: str, label_map_paths: dict[str, Path], *, max_minutes: float, ep
     sample = [ex for dev in dev_sets.values() for ex in dev[:32]]
     export(net, crf, name=name, corpus=corpus, tags=tags, chars=chars, out_dir=out_dir, info=info,
            sample=sample, embeddings=embeddings, extra={"kind": "brat", "label_maps": maps})
-    save_torch_state(name, net, crf, chars, tags, record["network"])
+    save_torch_state(out_dir, net, crf, chars, tags, record["network"])
     finish(out_dir)
     if out_dir.parent == MODELS:
         (MODELS / "README.md").write_text(models_readme(), encoding="utf-8")

@@ -472,10 +472,11 @@ def fit(train_set: Sequence[Example], dev_sets: dict[str, Sequence[Example]], *,
     return net, crf, tags, chars, embeddings, record
 
 
-def save_torch_state(name: str, net, crf, chars: dict[str, int], tags: Sequence[str], network: dict) -> None:
-    """PyTorch weights under build/ner/<name>/ for benchmarks and re-export (not shipped)."""
+def save_torch_state(model_dir: Path, net, crf, chars: dict[str, int], tags: Sequence[str], network: dict) -> None:
+    """PyTorch weights under build/ner/<model directory name>/ for benchmarks and re-export (not
+    shipped): the same key as :func:`load_torch` and the fp32 copy kept by :func:`finish`."""
     torch = _torch()
-    artifacts = ARTIFACTS / name
+    artifacts = ARTIFACTS / model_dir.name
     artifacts.mkdir(parents=True, exist_ok=True)
     torch.save({"net": net.state_dict(), "crf": crf.state_dict(), "n_chars": len(chars) + 2,
                 "n_tags": len(tags), "network": network, "word_dim": int(net.word_dim)}, artifacts / "torch_state.pt")
@@ -497,7 +498,7 @@ def train(corpus: str, name: str, *, max_minutes: float, epochs: int, out_dir: P
     net, crf, tags, chars, embeddings, record = fit(train_set, {corpus: dev_set}, epochs=epochs, **options)
     info = {"corpus": corpus, **record}
     if refit:
-        selection_dir = ARTIFACTS / f"{name}.selection"
+        selection_dir = ARTIFACTS / f"{out_dir.name}.selection"
         export(net, crf, name=name, corpus=corpus, tags=tags, chars=chars, out_dir=selection_dir, info=info,
                sample=dev_set[:64], embeddings=embeddings, embeddings_dir=embeddings_dir)
         selected = finish(selection_dir)
@@ -508,7 +509,7 @@ def train(corpus: str, name: str, *, max_minutes: float, epochs: int, out_dir: P
                               "dev": selected["dev"], "quantization": selected["quantization"]}}
     export(net, crf, name=name, corpus=corpus, tags=tags, chars=chars, out_dir=out_dir, info=info,
            sample=dev_set[:64], embeddings=embeddings, embeddings_dir=embeddings_dir)
-    save_torch_state(name, net, crf, chars, tags, record["network"])
+    save_torch_state(out_dir, net, crf, chars, tags, record["network"])
     finish(out_dir)
     if out_dir.parent == MODELS:
         (MODELS / "README.md").write_text(models_readme(), encoding="utf-8")
@@ -626,7 +627,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 def add_training_arguments(parser: argparse.ArgumentParser, *, max_minutes: float) -> None:
     """Options shared by ``clinlake train ner`` and ``clinlake train clinical``."""
-    parser.add_argument("--out", type=Path, help="model directory (default: models/<name>)")
+    parser.add_argument("--out", type=Path, help="model directory (default: models/<name>); training artefacts "
+                        "that are not shipped go under build/ner/<its name>/")
     parser.add_argument("--max-minutes", type=float, default=max_minutes, help="wall-clock cap on training")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--patience", type=int, default=5, help="stop after this many epochs without a better devel F1")
