@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Callable, Sequence
 
+from clinlake.pipelines.eval_ner import ABBREVIATION_REACH
+
 EXIT_OK, EXIT_USAGE = 0, 2
 
 
@@ -19,11 +21,21 @@ def add_ner(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("ner", help="strict entity-level P/R/F1 (conlleval semantics) of an NER model",
                                  description="Tag a token<TAB>IOB2 file with an NER model and score it "
                                              "(strict entity level, overall and per type): once on the file's "
-                                             "tokens and once on raw text through clinlake's own tokenizer.")
+                                             "tokens and once on raw text through clinlake's own tokenizer. "
+                                             "Both apply abbreviation propagation, as the pipeline does within "
+                                             "a note: 'long form (SF)', with the long form tagged, makes later "
+                                             "SF occurrences entities of its label (see --abbreviation-reach); "
+                                             "the model's sentence-by-sentence scores are printed too.")
     parser.add_argument("--model", required=True, help="model name under models/ (e.g. ncbi_disease) or a directory")
     parser.add_argument("--conll", required=True, type=Path, help="token<TAB>tag file, blank line between sentences")
     parser.add_argument("--predictions", type=Path, help="write token<TAB>gold<TAB>predicted here")
     parser.add_argument("--no-raw-text", action="store_true", help="skip the raw-text (own tokenizer) scoring")
+    parser.add_argument("--abbreviation-reach", type=int, default=ABBREVIATION_REACH, metavar="N",
+                        help="sentences after its own that an abbreviation definition reaches: a token<TAB>tag "
+                        "file marks no document boundaries, so this stands in for 'the rest of the document' "
+                        f"(default {ABBREVIATION_REACH}; corpus files keep each document's sentences in order)")
+    parser.add_argument("--no-abbreviations", action="store_true", help="score the model alone, sentence by "
+                        "sentence (no abbreviation propagation)")
     parser.add_argument("--json", action="store_true", help="print the scores as JSON")
     parser.set_defaults(run=run_ner)
 
@@ -40,14 +52,26 @@ def run_ner(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"clinlake evaluate ner: {exc}")
         return EXIT_USAGE
-    report = evaluate(model_dir, args.conll, args.predictions, raw_text=not args.no_raw_text)
+    if args.abbreviation_reach < 0:
+        print("clinlake evaluate ner: --abbreviation-reach must be 0 or more")
+        return EXIT_USAGE
+    reach = None if args.no_abbreviations else args.abbreviation_reach
+    report = evaluate(model_dir, args.conll, args.predictions, raw_text=not args.no_raw_text,
+                      abbreviation_reach=reach)
     if args.json:
         print(json.dumps(report, indent=2))
         return EXIT_OK
+    how = "model alone" if reach is None else f"with abbreviation propagation, reach {reach} sentences"
     print(f"{report['model']} on {report['file']} ({report['sentences']} sentences)")
-    print(format_report(report["tokens"], "corpus tokens (strict, entity level):"))
+    print(format_report(report["tokens"], f"corpus tokens (strict, entity level; {how}):"))
     if "raw_text" in report:
-        print(format_report(report["raw_text"], "raw text through clinlake's tokenizer (strict, entity level):"))
+        print(format_report(report["raw_text"], f"raw text through clinlake's tokenizer (strict, entity level; "
+                                                f"{how}):"))
+    if "model_alone" in report:
+        alone = report["model_alone"]
+        print("model alone, sentence by sentence: corpus tokens F1 "
+              f"{100 * alone['tokens']['overall']['f1']:.2f}"
+              + (f", raw text F1 {100 * alone['raw_text']['overall']['f1']:.2f}" if "raw_text" in alone else ""))
     return EXIT_OK
 
 

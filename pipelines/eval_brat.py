@@ -140,12 +140,15 @@ def score(docs: Iterable[tuple[Sequence[GoldEntity], Sequence[PredEntity]]]) -> 
     return counts.report()
 
 
-def pipeline_config(model: str | None = None, config: str | Path | None = None):
+def pipeline_config(model: str | None = None, config: str | Path | None = None, *,
+                    propagate_abbreviations: bool = True):
     """The job config to evaluate: ``config`` (default: the shipped conf/local.yaml) as is, or,
-    with ``model``, its pipeline with one ``pipeline.ner`` model stage and no dictionary."""
+    with ``model``, its pipeline with one ``pipeline.ner`` model stage (abbreviation propagation
+    on, as by default, or off) and no dictionary."""
     from .config import load_config
 
-    overrides = {"pipeline.ner": [{"model": model}], "pipeline.dictionary": []} if model else None
+    stage = {"model": model, "propagate_abbreviations": propagate_abbreviations}
+    overrides = {"pipeline.ner": [stage], "pipeline.dictionary": []} if model else None
     return load_config(config, overrides=overrides)
 
 

@@ -574,31 +574,50 @@ def model_version(model_dir: Path) -> str:
 # ----------------------------------------------------------------------------- pipeline stage
 
 class NerStage:
-    """A pipeline NER stage over one model: sentences in, entities out (labels mapped/filtered)."""
+    """A pipeline NER stage over one model: sentences in, entities out (labels mapped/filtered).
 
-    def __init__(self, model: NerModel, labels: Sequence[str] = (), label_map: Mapping[str, str] | None = None):
+    With ``propagate_abbreviations`` the note is the document of :mod:`pipelines.short_forms`:
+    an abbreviation defined as "long form (SF)" with the long form tagged makes SF an entity of
+    that label wherever it occurs after the definition; an entity found that way takes the
+    confidence of the entity that defined it."""
+
+    def __init__(self, model: NerModel, labels: Sequence[str] = (), label_map: Mapping[str, str] | None = None,
+                 propagate_abbreviations: bool = True):
         self.model = model
         self.name = model.name
         self.label_map = dict(label_map or {})
         self.labels = frozenset(labels)
+        self.propagate_abbreviations = propagate_abbreviations
 
     def find(self, text: str, sentences: Sequence[Sentence]) -> list[Entity]:
+        from .short_forms import propagate
+
         pieces = [model_pieces((t.start, t.end, t.text) for t in s.tokens) for s in sentences]
-        tagged = self.model.tag([[p[2] for p in sentence] for sentence in pieces])
+        words = [[p[2] for p in sentence] for sentence in pieces]
+        tagged = self.model.tag(words)
+        found = [dict.fromkeys(iob_spans(tags)) for tags, _ in tagged]
+        if self.propagate_abbreviations:
+            found = propagate(words, [list(spans) for spans in found])
+
+        def confidence(index: int, span: tuple[int, int, str]) -> float:
+            probs = tagged[index][1]
+            return round(float(np.mean(probs[span[0]:span[1]])), 4)
+
         entities: list[Entity] = []
-        for sentence, sentence_pieces, (tags, probs) in zip(sentences, pieces, tagged):
-            for first, last, kind in iob_spans(tags):
+        for index, (sentence, sentence_pieces, spans) in enumerate(zip(sentences, pieces, found)):
+            for (first, last, kind), origin in spans.items():
                 label = self.label_map.get(kind, kind)
                 if self.labels and label not in self.labels:
                     continue
                 start, end = sentence_pieces[first][0], sentence_pieces[last - 1][1]
                 entities.append(Entity(start=start, end=end, text=text[start:end], label=label,
-                                       confidence=round(float(np.mean(probs[first:last])), 4),
+                                       confidence=confidence(*(origin or (index, (first, last, kind)))),
                                        source=self.name, sentence_index=sentence.index))
         return entities
 
 
-def load_ner_stage(model_dir: Path, *, labels: Sequence[str] = (),
-                   label_map: Mapping[str, str] | None = None) -> NerStage:
+def load_ner_stage(model_dir: Path, *, labels: Sequence[str] = (), label_map: Mapping[str, str] | None = None,
+                   propagate_abbreviations: bool = True) -> NerStage:
     """The pipeline's entry point (see pipelines/pipeline.py)."""
-    return NerStage(load_model(Path(model_dir)), labels=labels, label_map=label_map)
+    return NerStage(load_model(Path(model_dir)), labels=labels, label_map=label_map,
+                    propagate_abbreviations=propagate_abbreviations)

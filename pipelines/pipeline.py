@@ -60,7 +60,8 @@ class Pipeline:
             from .ner_model import load_ner_stage  # onnxruntime is imported only when models are used
 
             ner_stages += [load_ner_stage(resolve_model_dir(config, m.model), labels=m.labels,
-                                          label_map=m.label_map) for m in pipeline_conf.ner]
+                                          label_map=m.label_map, propagate_abbreviations=m.propagate_abbreviations)
+                           for m in pipeline_conf.ner]
         if pipeline_conf.dictionary:
             lexicons = [
                 read_lexicon(resolve_resource(config, d.path), name=d.name, default_label=d.label)
