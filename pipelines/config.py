@@ -80,7 +80,7 @@ class NerModelConfig:
     labels: list[str] = field(default_factory=list)  # keep only these labels (after label_map); empty: all
     label_map: dict[str, str] = field(default_factory=dict)  # rename labels, e.g. {Disease: PROBLEM}
     # "long form (SF)" with the long form tagged: SF is tagged with its label for the rest of the
-    # note (pipelines/short_forms.py; +0.5 to +1.2 devel F1 on the biomedical corpora).
+    # note (pipelines/short_forms.py; +0.4 to +1.1 devel F1 on the biomedical corpora).
     propagate_abbreviations: bool = True
 
 

@@ -578,7 +578,7 @@ class NerStage:
 
     With ``propagate_abbreviations`` the note is the document of :mod:`pipelines.short_forms`:
     an abbreviation defined as "long form (SF)" with the long form tagged makes SF an entity of
-    that label wherever it occurs after the definition; an entity found that way takes the
+    that label from the definition's sentence to the end of the note; an entity found that way takes the
     confidence of the entity that defined it."""
 
     def __init__(self, model: NerModel, labels: Sequence[str] = (), label_map: Mapping[str, str] | None = None,

@@ -11,8 +11,9 @@ short form means for the rest of the document:
   first character at the start of a word;
 * **propagation**: when the tagger's entity ends right before the parenthesis and covers the
   whole long form, or is exactly SF inside the parentheses, SF takes that entity's label
-  wherever it occurs in its sentence and the rest of the document: an untagged occurrence is tagged,
-  one tagged alone with another label is relabelled, one inside a longer entity is left alone.
+  wherever it occurs in its sentence and the rest of the document: an untagged occurrence is
+  tagged, one tagged alone with another label is relabelled, one inside a longer entity is left
+  alone.
   A definition whose long form the tagger did not tag (or tagged only in part) changes nothing:
   propagation adds and relabels, it never removes what the tagger found. (Also dropping SF
   entities after an untagged long form added 0.04-0.14 devel F1 on the biomedical corpora but
