@@ -28,8 +28,8 @@ from .clinical_data import BRAT_CORPORA, Stats, load_brat_split
 from .eval_brat import evaluate as evaluate_brat, load_label_map
 from .text import TextSplitter
 from .train_ner import (ARTIFACTS, MODELS, REPO, SHARED, _size_mb, add_training_arguments, export, fit, models_readme,
-                        network_options, quantize_dynamic_copy, save_torch_state, tokens_per_second,
-                        training_flags, write_meta_and_card)
+                        network_options, quantize_dynamic_copy, restore_full_precision, save_torch_state,
+                        tokens_per_second, training_flags, write_meta_and_card)
 
 log = logging.getLogger("clinlake.train_clinical")
 ABBREVIATIONS = REPO / "conf" / "abbreviations.yaml"
@@ -128,11 +128,10 @@ def finish(model_dir: Path, *, quantize: bool = True, tolerance: float = 0.002) 
 
     meta = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
     fp32 = ARTIFACTS / model_dir.name / "model.fp32.onnx"
-    if fp32.exists():
-        shutil.copyfile(fp32, model_dir / "model.onnx")
+    kept = restore_full_precision(model_dir, meta)
     reports = evaluate_documents(model_dir, meta)
-    quant = {"tried": "none", "kept": False}
-    if quantize:
+    quant = kept or {"tried": "none", "kept": False}
+    if quantize and not kept:
         fp32.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(model_dir / "model.onnx", fp32)
         quantize_dynamic_copy(fp32, model_dir / "model.onnx")

@@ -29,6 +29,7 @@ import math
 import os
 import random
 import re
+import shutil
 import sys
 import time
 from collections import Counter
@@ -743,12 +744,10 @@ def finish(model_dir: Path, *, quantize: bool = True, tolerance: float = 0.002) 
 
     meta = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
     devel = SHARED / "ner" / meta["corpus"] / "devel.tsv"
-    fp32 = ARTIFACTS / model_dir.name / "model.fp32.onnx"
-    if fp32.exists():  # re-run on a quantised model: start again from its full-precision export
-        fp32.replace(model_dir / "model.onnx")
+    kept = restore_full_precision(model_dir, meta)
     report = evaluate_model(NerModel(model_dir), devel)
-    quant = {"tried": "none", "kept": False}
-    if quantize:  # decided on the model's own (sentence by sentence) F1
+    quant = kept or {"tried": "none", "kept": False}
+    if quantize and not kept:  # decided on the model's own (sentence by sentence) F1
         quant = quantize_if_it_holds(model_dir, report["model_alone"]["tokens"]["overall"]["f1"], tolerance)
         if quant["kept"]:
             report = evaluate_model(NerModel(model_dir), devel)
@@ -758,6 +757,21 @@ def finish(model_dir: Path, *, quantize: bool = True, tolerance: float = 0.002) 
     meta["quantization"] = quant
     meta["speed_pieces_per_s_1_thread"] = round(speed)
     return write_meta_and_card(model_dir, meta, model_card)
+
+
+def restore_full_precision(model_dir: Path, meta: dict) -> dict | None:
+    """Before (re-)quantising: put the full-precision export kept by an earlier run back as
+    model.onnx. When it is not there (build/ is not shipped) but model.onnx is already int8,
+    return the model's quantisation record instead: the caller then scores the model as it
+    is rather than quantising an int8 model a second time."""
+    fp32 = ARTIFACTS / model_dir.name / "model.fp32.onnx"
+    if fp32.exists():
+        shutil.copyfile(fp32, model_dir / "model.onnx")
+        return None
+    if meta.get("quantization", {}).get("kept"):
+        log.warning("%s: no full-precision copy under %s; scoring the int8 model as it is", model_dir.name, fp32.parent)
+        return dict(meta["quantization"])
+    return None
 
 
 def write_meta_and_card(model_dir: Path, meta: dict, card: Callable[[Path, dict], str]) -> dict:

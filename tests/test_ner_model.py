@@ -286,6 +286,25 @@ def test_refit_runs_the_selected_epochs_on_train_and_devel_and_the_card_reports_
     assert "its own devel F1, 98.76, estimates nothing" in card
 
 
+def test_rescoring_never_quantises_an_int8_model_twice(tmp_path, monkeypatch):
+    from clinlake.pipelines import train_ner
+
+    monkeypatch.setattr(train_ner, "ARTIFACTS", tmp_path / "build")
+    model_dir = tmp_path / "tiny"
+    model_dir.mkdir()
+    (model_dir / "model.onnx").write_bytes(b"int8")
+    int8 = {"tried": "int8 dynamic", "dev_f1_fp32": 0.9, "dev_f1_int8": 0.9, "kept": True}
+    # No full-precision copy (a fresh clone: build/ is not shipped) and already int8: score it as it is.
+    assert train_ner.restore_full_precision(model_dir, {"quantization": int8}) == int8
+    assert (model_dir / "model.onnx").read_bytes() == b"int8"
+    assert train_ner.restore_full_precision(model_dir, {"quantization": {"tried": "none", "kept": False}}) is None
+    # With the copy kept by training, the fp32 export comes back before quantising again.
+    (tmp_path / "build" / "tiny").mkdir(parents=True)
+    (tmp_path / "build" / "tiny" / "model.fp32.onnx").write_bytes(b"fp32")
+    assert train_ner.restore_full_precision(model_dir, {"quantization": int8}) is None
+    assert (model_dir / "model.onnx").read_bytes() == b"fp32"
+
+
 # ----------------------------------------------------------------------------- shipped models
 
 SENTENCE = "The patient has breast cancer and diabetes mellitus."
