@@ -921,9 +921,9 @@ def _abbreviation_lines(dev: dict) -> list[str]:
         return []
     return [
         "",
-        f"These scores include document-level abbreviation propagation, as the pipeline's NER stage applies it "
-        f"within a note (`pipelines/short_forms.py`): \"long form (SF)\" with the long form tagged makes SF "
-        f"an entity of its label from the definition on. The devel file marks no document boundaries, so a definition "
+        "These scores include document-level abbreviation propagation, as the pipeline's NER stage applies it "
+        "within a note (`pipelines/short_forms.py`): \"long form (SF)\" with the long form tagged makes SF "
+        "an entity of its label from the definition on. The devel file marks no document boundaries, so a definition "
         f"reaches the {dev['abbreviation_reach']} sentences after it (`clinlake evaluate ner --abbreviation-reach`). "
         f"The model alone, sentence by sentence: F1 **{100 * alone['tokens']['overall']['f1']:.2f}** "
         f"(P {100 * alone['tokens']['overall']['precision']:.2f}, R {100 * alone['tokens']['overall']['recall']:.2f}); "
