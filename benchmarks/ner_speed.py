@@ -35,10 +35,10 @@ os.environ["OMP_NUM_THREADS"] = "1"  # before numpy/onnxruntime/torch start thei
 from clinlake.pipelines.config import package_resource  # noqa: E402
 from clinlake.pipelines.ner_model import (BATCH_PIECES, NETWORK_PIECES, NerModel, _slices,  # noqa: E402
                                           encode_batch, encode_serving_batch)
+from clinlake.pipelines.train_ner import artifacts_dir  # noqa: E402
 
 MODELS = ("ncbi_disease", "bc5cdr", "anatem", "bionlp13cg", "linnaeus")
 REPO = Path(__file__).resolve().parents[1]
-ARTIFACTS = REPO / "build" / "ner"
 
 
 def devel_sentences(model: NerModel, limit: int) -> list[list[str]]:
@@ -95,9 +95,10 @@ def bench_model(name: str, sentences_limit: int, seconds: float) -> dict:
 
     result["onnx_network"] = rate(onnx_network(model.session), seconds)
     result["onnx_end_to_end"] = rate(lambda: len(model.tag(sentences)) and tokens, seconds)
-    if (ARTIFACTS / name / "model.fp32.onnx").exists():
-        result["onnx_fp32_network"] = rate(onnx_network(onnx_session(ARTIFACTS / name / "model.fp32.onnx")), seconds)
-    if (ARTIFACTS / name / "torch_state.pt").exists():
+    artifacts = artifacts_dir(directory)
+    if (artifacts / "model.fp32.onnx").exists():
+        result["onnx_fp32_network"] = rate(onnx_network(onnx_session(artifacts / "model.fp32.onnx")), seconds)
+    if (artifacts / "torch_state.pt").exists():
         result.update(bench_torch(directory, sentences, tokens, seconds))
     return result
 

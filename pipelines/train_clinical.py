@@ -27,7 +27,7 @@ from typing import Sequence
 from .clinical_data import BRAT_CORPORA, Stats, load_brat_split
 from .eval_brat import evaluate as evaluate_brat, load_label_map
 from .text import TextSplitter
-from .train_ner import (ARTIFACTS, MODELS, REPO, SHARED, _size_mb, add_training_arguments, export, fit, models_readme,
+from .train_ner import (MODELS, REPO, SHARED, _size_mb, add_training_arguments, artifacts_dir, export, fit, models_readme,
                         network_options, quantize_dynamic_copy, restore_full_precision, save_torch_state,
                         tokens_per_second, training_flags, write_meta_and_card)
 
@@ -107,7 +107,7 @@ def evaluate_documents(model_dir: Path, meta: dict) -> dict:
         pipeline = Pipeline.from_config(pipeline_config(str(model_dir.resolve()), propagate_abbreviations=propagate))
         for corpus, map_path in meta["label_maps"].items():
             label_map = load_label_map(REPO / map_path)
-            out = ARTIFACTS / model_dir.name / "predictions" / corpus
+            out = artifacts_dir(model_dir) / "predictions" / corpus
             report = evaluate_brat(corpus_dir(corpus, "devel"), out, label_map=label_map, pipeline=pipeline)
             if propagate:
                 reports[corpus] = {**{k: report[k] for k in ("documents", "gold_discontinuous", "strict", "lenient")},
@@ -127,7 +127,7 @@ def finish(model_dir: Path, *, quantize: bool = True, tolerance: float = 0.002) 
     from .ner_model import NerModel
 
     meta = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
-    fp32 = ARTIFACTS / model_dir.name / "model.fp32.onnx"
+    fp32 = artifacts_dir(model_dir) / "model.fp32.onnx"
     kept = restore_full_precision(model_dir, meta)
     reports = evaluate_documents(model_dir, meta)
     quant = kept or {"tried": "none", "kept": False}

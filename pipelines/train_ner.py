@@ -23,6 +23,7 @@ Featurisation (pieces, word keys, casing, characters) is imported from
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
@@ -53,6 +54,24 @@ ARTIFACTS = REPO / "build" / "ner"
 CORPORA = ("NCBI-disease", "BC5CDR", "AnatEM", "BioNLP13CG", "LINNAEUS")
 EMBED_TEXTS = ("corpus/biomedical_sentences.txt", "corpus/health_text.txt")
 SEED = 13
+
+
+def artifacts_dir(model_dir: Path) -> Path:
+    """Where a model directory's training artefacts go (PyTorch weights, the fp32 export of an
+    int8 model; not shipped): build/ner/<name> for a shipped model (models/<name>) and for a
+    folder already under build/ner (a refit's selection model keeps its own);
+    build/ner/<name>-<hash of the parent folder> for any other output folder, so two runs whose
+    output folders merely share a name never share (or overwrite) artefacts."""
+    resolved = Path(model_dir).resolve()
+    if resolved.parent in (MODELS.resolve(), ARTIFACTS.resolve()):
+        return ARTIFACTS / resolved.name
+    return ARTIFACTS / f"{resolved.name}-{hashlib.sha1(str(resolved.parent).encode()).hexdigest()[:8]}"
+
+
+def selection_model_dir(model_dir: Path) -> Path:
+    """Where ``--refit`` keeps the train-only selection model of ``model_dir``."""
+    artifacts = artifacts_dir(model_dir)
+    return artifacts.with_name(artifacts.name + ".selection")
 NEG = -10000.0  # score of a forbidden IOB transition (finite: keeps ONNX/NumPy maths NaN-free)
 
 Example = tuple[list[str], list[str]]  # pieces, IOB2 tags
@@ -474,10 +493,10 @@ def fit(train_set: Sequence[Example], dev_sets: dict[str, Sequence[Example]], *,
 
 
 def save_torch_state(model_dir: Path, net, crf, chars: dict[str, int], tags: Sequence[str], network: dict) -> None:
-    """PyTorch weights under build/ner/<model directory name>/ for benchmarks and re-export (not
-    shipped): the same key as :func:`load_torch` and the fp32 copy kept by :func:`finish`."""
+    """PyTorch weights under :func:`artifacts_dir` for benchmarks and re-export (not shipped),
+    where :func:`load_torch` and :func:`finish` (the fp32 copy) look too."""
     torch = _torch()
-    artifacts = ARTIFACTS / model_dir.name
+    artifacts = artifacts_dir(model_dir)
     artifacts.mkdir(parents=True, exist_ok=True)
     torch.save({"net": net.state_dict(), "crf": crf.state_dict(), "n_chars": len(chars) + 2,
                 "n_tags": len(tags), "network": network, "word_dim": int(net.word_dim)}, artifacts / "torch_state.pt")
@@ -490,7 +509,8 @@ def train(corpus: str, name: str, *, max_minutes: float, epochs: int, out_dir: P
     evaluate and write the model card. Returns the training record.
 
     ``refit``: the train-only model is exported, evaluated on devel and kept under
-    build/ner/<name>.selection/ (its devel scores are the held-out estimate the card reports);
+    :func:`selection_model_dir` (build/ner/<name>.selection/ for models/<name>; its devel
+    scores are the held-out estimate the card reports);
     then a fresh network with the same seed and settings trains on train+devel for the
     selected number of epochs, and that one ships."""
     train_set, dev_set = load_split(corpus, "train"), load_split(corpus, "devel")
@@ -499,7 +519,7 @@ def train(corpus: str, name: str, *, max_minutes: float, epochs: int, out_dir: P
     net, crf, tags, chars, embeddings, record = fit(train_set, {corpus: dev_set}, epochs=epochs, **options)
     info = {"corpus": corpus, **record}
     if refit:
-        selection_dir = ARTIFACTS / f"{out_dir.name}.selection"
+        selection_dir = selection_model_dir(out_dir)
         export(net, crf, name=name, corpus=corpus, tags=tags, chars=chars, out_dir=selection_dir, info=info,
                sample=dev_set[:64], embeddings=embeddings, embeddings_dir=embeddings_dir)
         selected = finish(selection_dir)
@@ -556,7 +576,7 @@ def export(net, crf, *, name: str, corpus: str, tags: list[str], chars: dict[str
     out_dir.mkdir(parents=True, exist_ok=True)
     # A full-precision copy kept by an earlier finish() belongs to an earlier model: drop it,
     # or finish() would restore it over this export.
-    (ARTIFACTS / out_dir.name / "model.fp32.onnx").unlink(missing_ok=True)
+    (artifacts_dir(out_dir) / "model.fp32.onnx").unlink(missing_ok=True)
     sentences = [words for words, _ in sample]
     onnx.save(serving_onnx(net), str(out_dir / "model.onnx"))
     start, end, trans = (s.detach().double().numpy() for s in crf.scores())
@@ -596,9 +616,9 @@ def check_onnx(net, onnx_path: Path, sentences: Sequence[Sequence[str]], embeddi
 
 
 def load_torch(model_dir: Path):
-    """(net, crf) rebuilt from a training run's torch_state.pt (kept under build/ner/<name>/)."""
+    """(net, crf) rebuilt from a training run's torch_state.pt (kept under :func:`artifacts_dir`)."""
     torch = _torch()
-    state = torch.load(ARTIFACTS / model_dir.name / "torch_state.pt", map_location="cpu")
+    state = torch.load(artifacts_dir(model_dir) / "torch_state.pt", map_location="cpu")
     meta = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
     network = {"word_dim": state.get("word_dim", 100), **state.get("network", {})}
     net = build_network(state["n_chars"], state["n_tags"], **network)
@@ -629,7 +649,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 def add_training_arguments(parser: argparse.ArgumentParser, *, max_minutes: float) -> None:
     """Options shared by ``clinlake train ner`` and ``clinlake train clinical``."""
     parser.add_argument("--out", type=Path, help="model directory (default: models/<name>); training artefacts "
-                        "that are not shipped go under build/ner/<its name>/")
+                        "that are not shipped go under build/ner/<its name>/ (<its name>-<hash of its parent folder> "
+                        "outside models/)")
     parser.add_argument("--max-minutes", type=float, default=max_minutes, help="wall-clock cap on training")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--patience", type=int, default=5, help="stop after this many epochs without a better devel F1")
@@ -702,7 +723,7 @@ def quantize_if_it_holds(model_dir: Path, dev_f1: float, tolerance: float) -> di
     from .eval_ner import evaluate_model
     from .ner_model import NerModel
 
-    full, small = model_dir / "model.onnx", ARTIFACTS / model_dir.name / "model.int8.onnx"
+    full, small = model_dir / "model.onnx", artifacts_dir(model_dir) / "model.int8.onnx"
     small.parent.mkdir(parents=True, exist_ok=True)
     quantize_dynamic_copy(full, small)
     candidate = model_dir / "_int8"
@@ -719,7 +740,7 @@ def quantize_if_it_holds(model_dir: Path, dev_f1: float, tolerance: float) -> di
     candidate.rmdir()
     keep = f1 >= dev_f1 - tolerance
     if keep:
-        (ARTIFACTS / model_dir.name / "model.fp32.onnx").write_bytes(full.read_bytes())
+        (artifacts_dir(model_dir) / "model.fp32.onnx").write_bytes(full.read_bytes())
         small.replace(full)
     else:
         small.unlink()
@@ -764,7 +785,7 @@ def restore_full_precision(model_dir: Path, meta: dict) -> dict | None:
     model.onnx. When it is not there (build/ is not shipped) but model.onnx is already int8,
     return the model's quantisation record instead: the caller then scores the model as it
     is rather than quantising an int8 model a second time."""
-    fp32 = ARTIFACTS / model_dir.name / "model.fp32.onnx"
+    fp32 = artifacts_dir(model_dir) / "model.fp32.onnx"
     if fp32.exists():
         shutil.copyfile(fp32, model_dir / "model.onnx")
         return None
@@ -1065,7 +1086,7 @@ def _reexport_sample(meta: dict) -> list[Example]:
 def rescore_selection(model_dir: Path, *, quantize: bool = True) -> None:
     """Evaluate a refit model's train-only selection model again (kept under
     build/ner/<name>.selection/ by training) and store its devel scores in model.json."""
-    selection_dir = ARTIFACTS / f"{model_dir.name}.selection"
+    selection_dir = selection_model_dir(model_dir)
     if not (selection_dir / "model.onnx").exists():
         raise FileNotFoundError(f"{selection_dir} is missing: the devel scores of a refit model come from its "
                                 "train-only selection model; retrain with --refit to rebuild it")

@@ -286,6 +286,20 @@ def test_refit_runs_the_selected_epochs_on_train_and_devel_and_the_card_reports_
     assert "its own devel F1, 98.76, estimates nothing" in card
 
 
+def test_training_artefacts_of_same_named_output_folders_never_collide(tmp_path):
+    from clinlake.pipelines.train_ner import ARTIFACTS, MODELS, artifacts_dir, selection_model_dir
+
+    # Shipped models and folders already under build/ner keep their plain names.
+    assert artifacts_dir(MODELS / "ncbi_disease") == ARTIFACTS / "ncbi_disease"
+    assert selection_model_dir(MODELS / "ncbi_disease") == ARTIFACTS / "ncbi_disease.selection"
+    assert artifacts_dir(ARTIFACTS / "ncbi_disease.selection") == ARTIFACTS / "ncbi_disease.selection"
+    # An experiment writing to another folder of the same name gets its own artefacts.
+    a, b = artifacts_dir(tmp_path / "a" / "ncbi_disease"), artifacts_dir(tmp_path / "b" / "ncbi_disease")
+    assert len({a, b, ARTIFACTS / "ncbi_disease"}) == 3 and a.parent == ARTIFACTS
+    assert a.name.startswith("ncbi_disease-") and a == artifacts_dir(tmp_path / "a" / "x" / ".." / "ncbi_disease")
+    assert selection_model_dir(tmp_path / "a" / "ncbi_disease") == ARTIFACTS / f"{a.name}.selection"
+
+
 def test_rescoring_never_quantises_an_int8_model_twice(tmp_path, monkeypatch):
     from clinlake.pipelines import train_ner
 
@@ -299,8 +313,8 @@ def test_rescoring_never_quantises_an_int8_model_twice(tmp_path, monkeypatch):
     assert (model_dir / "model.onnx").read_bytes() == b"int8"
     assert train_ner.restore_full_precision(model_dir, {"quantization": {"tried": "none", "kept": False}}) is None
     # With the copy kept by training, the fp32 export comes back before quantising again.
-    (tmp_path / "build" / "tiny").mkdir(parents=True)
-    (tmp_path / "build" / "tiny" / "model.fp32.onnx").write_bytes(b"fp32")
+    train_ner.artifacts_dir(model_dir).mkdir(parents=True)
+    (train_ner.artifacts_dir(model_dir) / "model.fp32.onnx").write_bytes(b"fp32")
     assert train_ner.restore_full_precision(model_dir, {"quantization": int8}) is None
     assert (model_dir / "model.onnx").read_bytes() == b"fp32"
 
