@@ -573,13 +573,17 @@ def model_version(model_dir: Path) -> str:
 
 # ----------------------------------------------------------------------------- pipeline stage
 
+PROPAGATED = "+abbreviation"  # appended to the stage name in ``ner_model`` for propagated entities
+
+
 class NerStage:
     """A pipeline NER stage over one model: sentences in, entities out (labels mapped/filtered).
 
     With ``propagate_abbreviations`` the note is the document of :mod:`pipelines.short_forms`:
     an abbreviation defined as "long form (SF)" with the long form tagged makes SF an entity of
     that label from the definition's sentence to the end of the note; an entity found that way takes the
-    confidence of the entity that defined it."""
+    confidence of the entity that defined it, and its source is the stage's name + ``+abbreviation``
+    (so ``ner_model`` tells the tagger's own entities from propagated ones)."""
 
     def __init__(self, model: NerModel, labels: Sequence[str] = (), label_map: Mapping[str, str] | None = None,
                  propagate_abbreviations: bool = True):
@@ -612,7 +616,8 @@ class NerStage:
                 start, end = sentence_pieces[first][0], sentence_pieces[last - 1][1]
                 entities.append(Entity(start=start, end=end, text=text[start:end], label=label,
                                        confidence=confidence(*(origin or (index, (first, last, kind)))),
-                                       source=self.name, sentence_index=sentence.index))
+                                       source=self.name if origin is None else self.name + PROPAGATED,
+                                       sentence_index=sentence.index))
         return entities
 
 

@@ -31,7 +31,10 @@ ENTITY_COLUMNS: tuple[Column, ...] = (
     Column("end", "int", False, "0-based offset of the last character (inclusive, Spark NLP convention)."),
     Column("label", "string", False, "Entity type, e.g. PROBLEM, TEST, TREATMENT, Disease."),
     Column("ner_confidence", "double", False, "Confidence in [0, 1]: mean CRF marginal of the model's tags; 1.0 for dictionary matches."),
-    Column("ner_model", "string", False, "Stage that found the entity, with its version (e.g. clinical_core@<sha>, dictionary:problem@<sha>)."),
+    Column("ner_model", "string", False,
+           "Stage that found the entity, with its version (e.g. clinical_core@<sha>, dictionary:problem@<sha>); "
+           "'+abbreviation' appended when it was tagged as the short form of an abbreviation whose long form "
+           "the stage tagged (pipelines/short_forms.py)."),
     Column("assertion", "string", True,
            "present | absent | possible | conditional | hypothetical | associated_with_someone_else."),
     Column("assertion_confidence", "double", True, "Confidence of the assertion decision in [0, 1]."),

@@ -98,7 +98,9 @@ def test_the_ner_stage_propagates_within_a_note():
         ("PCL", "Anatomy", text.index("PCL graft"), 0.9),  # the defining entity's confidence
         ("PCL", "Anatomy", text.index("PCL intact"), 0.9),
     ]
-    assert all(text[e.start:e.end] == e.text and e.source == "phrases" for e in found)
+    assert all(text[e.start:e.end] == e.text for e in found)
+    # The tagger's own entity keeps the stage name; propagated ones say where they came from.
+    assert [e.source for e in found] == ["phrases"] + ["phrases+abbreviation"] * 3
     assert [e.sentence_index for e in found] == [0, 0, 1, 2]
     alone = NerStage(model, propagate_abbreviations=False).find(text, splitter.split(text))
     assert [e.text for e in alone] == ["posterior cruciate ligament"]
