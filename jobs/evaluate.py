@@ -23,8 +23,9 @@ def add_ner(commands: argparse._SubParsersAction) -> None:
                                              "(strict entity level, overall and per type): once on the file's "
                                              "tokens and once on raw text through clinlake's own tokenizer. "
                                              "Both apply abbreviation propagation, as the pipeline does within "
-                                             "a note: 'long form (SF)', with the long form tagged, makes later "
-                                             "SF occurrences entities of its label (see --abbreviation-reach); "
+                                             "a note: 'long form (SF)', with the long form tagged, makes SF an "
+                                             "entity of its label from the definition on (see "
+                                             "--abbreviation-reach); "
                                              "the model's sentence-by-sentence scores are printed too.")
     parser.add_argument("--model", required=True, help="model name under models/ (e.g. ncbi_disease) or a directory")
     parser.add_argument("--conll", required=True, type=Path, help="token<TAB>tag file, blank line between sentences")
