@@ -142,12 +142,12 @@ def tag_raw_text(model, sentences: Sequence[Sentence], splitter=None) -> list[li
             starts.append(pos)
             pos += len(token) + 1
         text = " ".join(tokens)
-        tags = ["O"] * len(tokens)
+        found = []
         for entity in stage.find(text, splitter.split(text)):
             covered = [i for i, s in enumerate(starts) if s < entity.end and s + len(tokens[i]) > entity.start]
-            for n, i in enumerate(covered):
-                tags[i] = ("B-" if n == 0 else "I-") + entity.label
-        result.append(tags)
+            if covered:
+                found.append((covered[0], covered[-1] + 1, entity.label))
+        result.append(iob_tags(len(tokens), found))
     return result
 
 

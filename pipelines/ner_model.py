@@ -35,6 +35,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .short_forms import propagate
 from .types import Entity, Sentence
 
 __all__ = [
@@ -594,22 +595,20 @@ class NerStage:
         self.propagate_abbreviations = propagate_abbreviations
 
     def find(self, text: str, sentences: Sequence[Sentence]) -> list[Entity]:
-        from .short_forms import propagate
-
         pieces = [model_pieces((t.start, t.end, t.text) for t in s.tokens) for s in sentences]
         words = [[p[2] for p in sentence] for sentence in pieces]
         tagged = self.model.tag(words)
-        found = [dict.fromkeys(iob_spans(tags)) for tags, _ in tagged]
-        if self.propagate_abbreviations:
-            found = propagate(words, [list(spans) for spans in found])
+        spans = [iob_spans(tags) for tags, _ in tagged]
+        # span -> None (the tagger's own) or the (sentence, entity) a propagated span took its label from
+        found = propagate(words, spans) if self.propagate_abbreviations else [dict.fromkeys(s) for s in spans]
 
         def confidence(index: int, span: tuple[int, int, str]) -> float:
             probs = tagged[index][1]
             return round(float(np.mean(probs[span[0]:span[1]])), 4)
 
         entities: list[Entity] = []
-        for index, (sentence, sentence_pieces, spans) in enumerate(zip(sentences, pieces, found)):
-            for (first, last, kind), origin in spans.items():
+        for index, (sentence, sentence_pieces, sentence_spans) in enumerate(zip(sentences, pieces, found)):
+            for (first, last, kind), origin in sentence_spans.items():
                 label = self.label_map.get(kind, kind)
                 if self.labels and label not in self.labels:
                     continue
