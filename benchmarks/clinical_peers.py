@@ -8,6 +8,9 @@ builds, from the same label maps and the same BRAT train documents, a spaCy trai
 (``pipelines.clinical_data``: mapped, contiguous, non-overlapping gold entities — exactly what
 our model was trained on — set on spaCy's own tokens with ``char_span(alignment_mode="expand")``)
 and the devel documents of each corpus as the spaCy dev set (both systems select on devel).
+A shipped model refit on train+devel has seen devel, so its train-only selection model
+(``build/ner/<name>.selection/``, kept by ``clinlake train clinical --refit``) is the one scored,
+trained on the same train documents as spaCy.
 
 spaCy: the config of ``spacy init config --lang en --pipeline ner --optimize efficiency``
 (spaCy's CPU recipe: hash-embedding CNN tok2vec + transition-based NER), trained with
@@ -90,6 +93,21 @@ def model_meta(name: str) -> dict:
     return meta
 
 
+def scored_model_dir(name: str, meta: dict) -> Path:
+    """The model whose devel scores are held out: the shipped one, or, when it was refit on
+    train+devel (it has seen devel), its train-only selection model kept by training."""
+    from clinlake.pipelines.train_ner import selection_model_dir
+
+    shipped = REPO / "models" / name
+    if not meta["training"].get("selection"):
+        return shipped
+    selection = selection_model_dir(shipped)
+    if not (selection / "model.onnx").exists():
+        raise SystemExit(f"{name} was refit on train+devel, so its devel scores mean nothing; its train-only "
+                         f"selection model ({selection}) is missing: retrain with --refit to rebuild it")
+    return selection
+
+
 def documents(corpus: str, split: str, label_map: dict) -> list[dict]:
     """Text and the training view of the gold (as our trainer sees it) of every document."""
     from clinlake.pipelines.brat import read_text_exact
@@ -116,12 +134,12 @@ def score(corpus: str, label_map: dict, docs: list[dict], predicted: list[list])
     return counts.report()
 
 
-def run_ours(name: str, docs: list[dict], repeat: int) -> tuple[list[list], float]:
+def run_ours(model_dir: Path, docs: list[dict], repeat: int) -> tuple[list[list], float]:
     os.environ.update(ONE_THREAD)
     from clinlake.pipelines.config import load_config
     from clinlake.pipelines.pipeline import Pipeline
 
-    config = load_config(overrides={"pipeline.ner": [{"model": name}], "pipeline.dictionary": [],
+    config = load_config(overrides={"pipeline.ner": [{"model": str(model_dir)}], "pipeline.dictionary": [],
                                     "pipeline.assertion.engine": "none"})
     pipeline = Pipeline.from_config(config)
     pipeline.annotate(docs[0]["text"])  # warm-up (sessions are already loaded)
@@ -172,6 +190,8 @@ def compare(name: str, python: Path, max_steps: int | None, repeat: int, work: P
     from clinlake.pipelines.eval_brat import load_label_map
 
     meta = model_meta(name)
+    ours_dir = scored_model_dir(name, meta)
+    ours_meta = json.loads((ours_dir / "model.json").read_text(encoding="utf-8"))
     maps = {corpus: load_label_map(REPO / path) for corpus, path in meta["label_maps"].items()}
     train_docs = [d for corpus, m in maps.items() for d in documents(corpus, "train", m)]
     dev = {corpus: documents(corpus, "devel", m) for corpus, m in maps.items()}
@@ -183,10 +203,12 @@ def compare(name: str, python: Path, max_steps: int | None, repeat: int, work: P
         model_dir, train_seconds, version = train_spacy(python, name, train_docs, [d for v in dev.values() for d in v],
                                                         work / name, max_steps)
         (work / name / "trained.json").write_text(json.dumps([train_seconds, version]), encoding="utf-8")
-    result = {"model": f"{meta['name']}@{meta['version']}", "spacy": version, "spacy_train_seconds": round(train_seconds),
+    result = {"model": f"{ours_meta['name']}@{ours_meta['version']}",
+              "scored": "train-only selection model (the shipped model is refit on train+devel)"
+              if ours_dir != REPO / "models" / name else "shipped model", "spacy": version, "spacy_train_seconds": round(train_seconds),
               "spacy_max_steps": max_steps or "spaCy default (20000, patience 1600)", "train_documents": len(train_docs), "corpora": {}}
     for corpus, docs in dev.items():
-        ours, our_seconds = run_ours(name, docs, repeat)
+        ours, our_seconds = run_ours(ours_dir, docs, repeat)
         theirs, their_seconds = predict_spacy(python, model_dir, docs, work / name, repeat)
         n_words = words(docs)
         result["corpora"][corpus] = {

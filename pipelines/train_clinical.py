@@ -29,7 +29,8 @@ from .eval_brat import evaluate as evaluate_brat, load_label_map
 from .text import TextSplitter
 from .train_ner import (MODELS, REPO, SHARED, _size_mb, add_training_arguments, artifacts_dir, export, fit, models_readme,
                         network_options, quantize_dynamic_copy, restore_full_precision, save_torch_state,
-                        tokens_per_second, training_flags, write_meta_and_card)
+                        devel_estimate, selection_model_dir, selection_record, tokens_per_second, training_flags,
+                        write_meta_and_card)
 
 log = logging.getLogger("clinlake.train_clinical")
 ABBREVIATIONS = REPO / "conf" / "abbreviations.yaml"
@@ -67,19 +68,34 @@ def load_data(label_maps: dict[str, dict[str, str]], splitter: TextSplitter):
 
 
 def train(name: str, label_map_paths: dict[str, Path], *, max_minutes: float, epochs: int, out_dir: Path,
-          lr: float = 2e-3, threads: int = 1, patience: int = 5, network: dict | None = None) -> dict:
+          lr: float = 2e-3, threads: int = 1, patience: int = 5, network: dict | None = None,
+          refit: bool = False) -> dict:
+    """Train on the corpora's train documents, keep the epoch with the best mean strict devel
+    F1, export, score on the devel documents and write the card. ``refit``: as
+    :func:`pipelines.train_ner.train` — the train-only model is finished under
+    build/ner/<name>.selection/ (its devel scores are the card's held-out estimate), then a
+    fresh network trains on train+devel documents for the selected number of epochs and ships."""
     splitter = TextSplitter.from_file(ABBREVIATIONS)
     label_maps = {corpus: load_label_map(path) for corpus, path in label_map_paths.items()}
     train_set, dev_sets, stats = load_data(label_maps, splitter)
     log.info("training sentences %d; data %s", len(train_set), json.dumps(stats))
-    net, crf, tags, chars, embeddings, record = fit(train_set, dev_sets, max_minutes=max_minutes, epochs=epochs,
-                                                    lr=lr, threads=threads, patience=patience, network=network)
+    options = dict(max_minutes=max_minutes, lr=lr, threads=threads, patience=patience, network=network)
+    net, crf, tags, chars, embeddings, record = fit(train_set, dev_sets, epochs=epochs, **options)
     corpus = "+".join(label_maps)
     info = {"corpus": corpus, **record, "data": stats}
-    maps = {c: _repo_relative(p) for c, p in label_map_paths.items()}
+    extra = {"kind": "brat", "label_maps": {c: _repo_relative(p) for c, p in label_map_paths.items()}}
     sample = [ex for dev in dev_sets.values() for ex in dev[:32]]
+    if refit:
+        selection_dir = selection_model_dir(out_dir)
+        export(net, crf, name=name, corpus=corpus, tags=tags, chars=chars, out_dir=selection_dir, info=info,
+               sample=sample, embeddings=embeddings, extra=extra)
+        selected = finish(selection_dir)
+        refit_set = train_set + [ex for dev in dev_sets.values() for ex in dev]
+        net, crf, tags, chars, embeddings, refit_record = fit(refit_set, {}, epochs=record["best_epoch"], **options)
+        info = {"corpus": corpus, **refit_record, "max_epochs": epochs, "data": stats,
+                "selection": selection_record(record, selected)}
     export(net, crf, name=name, corpus=corpus, tags=tags, chars=chars, out_dir=out_dir, info=info,
-           sample=sample, embeddings=embeddings, extra={"kind": "brat", "label_maps": maps})
+           sample=sample, embeddings=embeddings, extra=extra)
     save_torch_state(out_dir, net, crf, chars, tags, record["network"])
     finish(out_dir)
     if out_dir.parent == MODELS:
@@ -182,8 +198,38 @@ def _leading_comments(path: Path) -> list[str]:
     return ["```text", *lines, "```", ""] if lines else []
 
 
+def _own_strict(dev: dict) -> str:
+    return ", ".join(f"{corpus} {100 * report['strict']['micro']['f1']:.2f}" for corpus, report in dev.items())
+
+
+def _data_lines(name: str, corpora: Sequence[str], training: dict, own_dev: dict) -> list[str]:
+    """Model-card lines on the training documents (and, for a refit, the devel ones)."""
+    selection = training.get("selection")
+    lines = []
+    for c in corpora:
+        train, devel = training["data"][c + "/train"], training["data"][c + "/devel"]
+        lines.append(f"- {c}: **train** split (`../shared/data/{BRAT_CORPORA[c]}/{'train.json' if c == 'PHEE' else 'train/'}`), "
+                     f"{train['documents']} documents, {train['sentences']} sentences of clinlake's splitter"
+                     + (f"; refit: also the **devel** split, {devel['documents']} documents, {devel['sentences']} "
+                        "sentences" if selection else "")
+                     + f". Licence: {LICENCES[c]}.")
+    if selection:
+        lines.append(
+            f"- Refit on train+devel: the shipped network trained on both splits ({training['train_sentences']} "
+            f"sentences) for {training['best_epoch']} epochs, the epoch count that a train-only run (same seed and "
+            f"settings, {selection['train_sentences']} sentences) selected on **devel** (mean over the corpora of strict "
+            "entity F1 on devel sentences). The devel scores below are that train-only model's, the held-out "
+            f"estimate (training keeps it under `build/ner/{name}.selection/`); the shipped model has seen devel (its own "
+            f"devel strict F1, {_own_strict(own_dev)}, estimates nothing). The test splits were never used.")
+    else:
+        lines.append("- Epochs selected on **devel** (mean over the corpora of strict entity F1 on devel sentences). "
+                     "Not refit on train+devel. The test splits were never used.")
+    return lines
+
+
 def model_card(model_dir: Path, meta: dict) -> str:
     training, quant = meta["training"], meta["quantization"]
+    selection = training.get("selection")
     network = training.get("network") or {}
     corpora = list(meta["label_maps"])
     precision = "int8 (dynamic quantisation)" if quant.get("kept") else "fp32"
@@ -194,12 +240,7 @@ def model_card(model_dir: Path, meta: dict) -> str:
         f"Version `{meta['version']}` · labels: {', '.join(meta['labels'])}",
         "",
         "## Data and licence",
-        *[f"- {c}: **train** split (`../shared/data/{BRAT_CORPORA[c]}/{'train.json' if c == 'PHEE' else 'train/'}`), "
-          f"{training['data'][c + '/train']['documents']} documents, "
-          f"{training['data'][c + '/train']['sentences']} sentences of clinlake's splitter. Licence: {LICENCES[c]}."
-          for c in corpora],
-        "- Epochs selected on **devel** (mean over the corpora of strict entity F1 on devel sentences). "
-        "Not refit on train+devel. The test splits were never used.",
+        *_data_lines(meta["name"], corpora, training, meta["dev"]),
         "- Word vectors: the shared fastText vectors of `models/embeddings/` (see the biomedical model cards).",
         "",
         "## Type map",
@@ -230,15 +271,18 @@ def model_card(model_dir: Path, meta: dict) -> str:
         "As the biomedical models: frozen shared fastText vectors + character CNN "
         f"({network.get('char_filters', 50)} filters) + casing → dropout {network.get('dropout', 0.5)} → BiLSTM "
         f"2×{network.get('hidden', 150)} → CRF with IOB2 constraints. Weights: {precision} ({quant.get('tried')} tried: mean devel strict F1 fp32 "
-        f"{100 * quant.get('dev_f1_fp32', 0):.2f}, int8 {100 * quant.get('dev_f1_int8', 0):.2f}).",
+        f"{100 * quant.get('dev_f1_fp32', 0):.2f}, int8 {100 * quant.get('dev_f1_int8', 0):.2f}"
+        + ("; devel is in the refit's training data, so this checks only that int8 keeps its outputs)." if selection
+           else ")."),
         "",
         "## Devel scores on raw documents (`clinlake evaluate brat`, character offsets)",
         "Strict = exact start, end and type; lenient = overlap and type (see `pipelines/eval_brat.py`). "
         "The model runs alone (no dictionary stage) through the full engine, with document-level abbreviation "
         "propagation as by default (`pipelines/short_forms.py`: \"long form (SF)\" with the long form tagged makes "
-        "SF an entity of its label from the definition to the end of the document).",
+        "SF an entity of its label from the definition to the end of the document)."
+        + (" Scores of the train-only selection model (the shipped refit has seen devel)." if selection else ""),
     ]
-    for corpus, report in meta["dev"].items():
+    for corpus, report in devel_estimate(meta).items():
         lines += [
             "",
             f"### {corpus} devel ({report['documents']} documents)",
@@ -259,10 +303,12 @@ def model_card(model_dir: Path, meta: dict) -> str:
         ]
     lines += [
         "",
-        f"Best epoch {training['best_epoch']} of {len(training['history'])} (patience {training.get('patience', 5)} or the "
-        f"{training['max_minutes']:g}-minute cap, one CPU thread on a shared 2-core machine). History (epoch: loss / "
-        "mean devel F1): " + ", ".join(f"{h['epoch']}: {h['loss']:.2f} / {100 * h['dev_f1']:.2f}"
-                                       for h in training["history"]),
+        f"Best epoch {(selection or training)['best_epoch']} of {len((selection or training)['history'])} (patience "
+        f"{training.get('patience', 5)} or the {training['max_minutes']:g}-minute cap, one CPU thread on a shared 2-core "
+        "machine). " + ("Selection run history" if selection else "History") + " (epoch: loss / mean devel F1): "
+        + ", ".join(f"{h['epoch']}: {h['loss']:.2f} / {100 * h['dev_f1']:.2f}" for h in (selection or training)["history"])
+        + ("" if not selection else ". Refit history (epoch: loss on train+devel): "
+           + ", ".join(f"{h['epoch']}: {h['loss']:.2f}" for h in training["history"])),
         "",
         "## Size and speed",
         f"- `model.onnx` {_size_mb(model_dir / 'model.onnx'):.1f} MB; shared embeddings counted once for all models.",
@@ -309,6 +355,6 @@ def main(argv: Sequence[str], prog: str = "clinlake train clinical") -> int:
     args = build_parser(prog).parse_args(argv)
     info = train(args.name, dict(args.brat), max_minutes=args.max_minutes, epochs=args.epochs,
                  out_dir=args.out or MODELS / args.name, lr=args.lr, threads=args.threads, patience=args.patience,
-                 network=network_options(args))
+                 network=network_options(args), refit=args.refit)
     print(json.dumps({k: v for k, v in info.items() if k not in ("history", "data")}))
     return 0

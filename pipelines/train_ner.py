@@ -525,9 +525,7 @@ def train(corpus: str, name: str, *, max_minutes: float, epochs: int, out_dir: P
         selected = finish(selection_dir)
         net, crf, tags, chars, embeddings, refit_record = fit(train_set + dev_set, {}, epochs=record["best_epoch"],
                                                               **options)
-        info = {"corpus": corpus, **refit_record, "max_epochs": epochs,
-                "selection": {**{key: record[key] for key in ("best_epoch", "dev_f1", "history", "train_sentences")},
-                              "dev": selected["dev"], "quantization": selected["quantization"]}}
+        info = {"corpus": corpus, **refit_record, "max_epochs": epochs, "selection": selection_record(record, selected)}
     export(net, crf, name=name, corpus=corpus, tags=tags, chars=chars, out_dir=out_dir, info=info,
            sample=dev_set[:64], embeddings=embeddings, embeddings_dir=embeddings_dir)
     save_torch_state(out_dir, net, crf, chars, tags, record["network"])
@@ -535,6 +533,13 @@ def train(corpus: str, name: str, *, max_minutes: float, epochs: int, out_dir: P
     if out_dir.parent == MODELS:
         (MODELS / "README.md").write_text(models_readme(), encoding="utf-8")
     return info
+
+
+def selection_record(record: dict, selected: dict) -> dict:
+    """What a refit model's model.json keeps of its train-only selection run (``record``: its
+    training record; ``selected``: its finished model.json, with devel scores and quantisation)."""
+    return {**{key: record[key] for key in ("best_epoch", "dev_f1", "history", "train_sentences")},
+            "dev": selected["dev"], "quantization": selected["quantization"]}
 
 
 def run_epoch(net, crf, optimizer, groups: list[list[int]], train_set: Sequence[Example], embeddings: Embeddings,
@@ -640,9 +645,6 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--corpus", required=True, choices=CORPORA)
     parser.add_argument("--name", help="model name (default: from the corpus, e.g. ncbi_disease)")
     add_training_arguments(parser, max_minutes=12.0)
-    parser.add_argument("--refit", action="store_true", help="after selecting the epoch count on devel, train "
-                        "again on train+devel for that many epochs and ship that model (the card reports the "
-                        "train-only model's devel scores)")
     return parser
 
 
@@ -661,6 +663,9 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, max_minutes: floa
     parser.add_argument("--hidden", type=int, default=150, help="LSTM units per direction")
     parser.add_argument("--char-filters", type=int, default=50, help="character CNN filters")
     parser.add_argument("--dropout", type=float, default=0.5)
+    parser.add_argument("--refit", action="store_true", help="after selecting the epoch count on devel, train "
+                        "again on train+devel for that many epochs and ship that model (the card reports the "
+                        "train-only model's devel scores; the train-only model stays under build/ner/<name>.selection/)")
 
 
 NETWORK_OPTIONS = ("hidden", "char_filters", "dropout")
@@ -1034,9 +1039,12 @@ def clinical_models_section(models: Path = MODELS) -> list[str]:
         if not path.exists():
             continue
         meta = json.loads(path.read_text(encoding="utf-8"))
-        for corpus, report in meta.get("dev", {}).items():  # none yet while it is being trained
+        if "dev" not in meta:  # exported, not yet evaluated (a training run in progress)
+            continue
+        refit = " (refit on train+devel)" if meta["training"].get("selection") else ""
+        for corpus, report in devel_estimate(meta).items():
             labels = ", ".join(meta["labels"]) if len(meta["labels"]) <= 4 else f"{len(meta['labels'])} types (see card)"
-            rows.append(f"| [`{name}`]({name}/MODEL_CARD.md) | {labels} | {corpus} | "
+            rows.append(f"| [`{name}`]({name}/MODEL_CARD.md){refit} | {labels} | {corpus} | "
                         f"**{100 * report['strict']['micro']['f1']:.2f}** | {100 * report['lenient']['micro']['f1']:.2f} | "
                         f"{_size_mb(models / name / 'model.onnx'):.1f} MB "
                         f"{'int8' if meta['quantization'].get('kept') else 'fp32'} |")
@@ -1048,7 +1056,9 @@ def clinical_models_section(models: Path = MODELS) -> list[str]:
         "Trained with `clinlake train clinical` on the train documents of MACCROBAT, Chia or PHEE "
         "(`../shared/data/clinical/`) through clinlake's own sentence splitter and tokenizer; gold types mapped by "
         "the label maps in `conf/label_maps/`. Scores: `clinlake evaluate brat` on the **devel** documents, micro "
-        "F1 over the mapped types, strict (exact offsets and type) and lenient (overlap and type).",
+        "F1 over the mapped types, strict (exact offsets and type) and lenient (overlap and type). A model refit on "
+        "train+devel ships a network trained on both splits for the epoch count selected on devel; its rows give "
+        "the devel scores of the train-only run that made that selection.",
         "",
         "| model | labels | devel corpus | strict F1 | lenient F1 | model.onnx |",
         "|---|---|---|---|---|---|",
@@ -1083,9 +1093,10 @@ def _reexport_sample(meta: dict) -> list[Example]:
     return [ex for corpus in meta["label_maps"] for ex in load_brat_split(corpus_dir(corpus, "devel"), {}, splitter)[:32]]
 
 
-def rescore_selection(model_dir: Path, *, quantize: bool = True) -> None:
+def rescore_selection(model_dir: Path, *, quantize: bool = True, finish: Callable[..., dict] = finish) -> None:
     """Evaluate a refit model's train-only selection model again (kept under
-    build/ner/<name>.selection/ by training) and store its devel scores in model.json."""
+    build/ner/<name>.selection/ by training) with ``finish`` (this module's, or the clinical
+    trainer's) and store its devel scores in model.json."""
     selection_dir = selection_model_dir(model_dir)
     if not (selection_dir / "model.onnx").exists():
         raise FileNotFoundError(f"{selection_dir} is missing: the devel scores of a refit model come from its "
@@ -1119,7 +1130,7 @@ def card_main(argv: Sequence[str], prog: str = "clinlake train card") -> int:
         if args.reexport:
             reexport(MODELS / name)
         if meta["training"].get("selection"):
-            rescore_selection(MODELS / name, quantize=not args.no_quantize)
+            rescore_selection(MODELS / name, quantize=not args.no_quantize, finish=module.finish)
         meta = module.finish(MODELS / name, quantize=not args.no_quantize)
         print(json.dumps({"name": name, "dev": meta["dev"], "quantization": meta["quantization"]})[:2000])
     (MODELS / "README.md").write_text(models_readme(), encoding="utf-8")
