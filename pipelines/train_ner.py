@@ -863,7 +863,8 @@ def model_card(model_dir: Path, meta: dict) -> str:
         *(_refit_lines(corpus, training, meta["dev"]) if selection else [
             f"- Trained on the **train** split of {corpus} (`../shared/data/ner/{corpus}/train.tsv`, "
             f"{training['train_sentences']} sentences); epochs selected by strict entity F1 on **devel**. "
-            "Not refit on train+devel. The test split was never used."]),
+            "Not refit on train+devel (whether a refit pays for a corpus was checked on devel halves: the README's "
+            "\"When a refit pays\"). The test split was never used."]),
         f"- Licence of the training corpus: {LICENCES[corpus]}. Redistributed by the MTL-Bioinformatics-2016 "
         "collection (Crichton et al. 2017) under the original licence; check it before commercial use.",
         f"- Word vectors (shared by all models, `models/embeddings/`): fastText skip-gram, {_vector_size(embeddings)}-d, "
@@ -898,8 +899,7 @@ def model_card(model_dir: Path, meta: dict) -> str:
             f"Why below: the word vectors are frozen {_vector_size(embeddings)}-d fastText vectors trained on ~8M "
             "tokens of shared text "
             "(the paper used embeddings trained on far larger biomedical corpora), training had minutes of one "
-            "CPU core" + ("" if selection else ", and the model was not refit on train+devel")
-            + ". Devel and test F1 also differ.",
+            "CPU core. Devel and test F1 also differ.",
         ]),
         "",
         "| type | P | R | F1 | gold entities |",
@@ -970,9 +970,13 @@ def _refit_lines(corpus: str, training: dict, own_dev: dict) -> list[str]:
     ]
 
 
+def _names(names: Sequence[str]) -> str:
+    return ", ".join(f"`{n}`" for n in names)
+
+
 def models_readme(models: Path = MODELS) -> str:
     """models/README.md: every trained model with its devel F1 next to the published target."""
-    rows = []
+    rows, train_only = [], []
     for name in ("ncbi_disease", "bc5cdr", "anatem", "bionlp13cg", "linnaeus"):
         path = models / name / "model.json"
         if not path.exists():
@@ -984,6 +988,8 @@ def models_readme(models: Path = MODELS) -> str:
             continue
         dev, target = devel_estimate(meta), PUBLISHED_F1[meta["corpus"]]
         refit = " (refit on train+devel)" if meta["training"].get("selection") else ""
+        if not refit:
+            train_only.append(name)
         f1 = 100 * dev["tokens"]["overall"]["f1"]
         alone = dev.get("model_alone", dev)
         rows.append(f"| [`{name}`]({name}/MODEL_CARD.md){refit} | {meta['corpus']} | **{f1:.2f}** | "
@@ -1005,7 +1011,9 @@ def models_readme(models: Path = MODELS) -> str:
         "looked at test. *Raw text* = the devel tokens joined by spaces and re-tokenised by clinlake's own "
         "tokenizer, scored on the corpus tokens. A model *refit on train+devel* ships a network trained on both "
         "splits for the epoch count selected on devel; its row gives the devel scores of the train-only run that "
-        "made that selection (the shipped model has seen devel). *Devel F1* and *raw-text F1* include "
+        "made that selection (the shipped model has seen devel). Whether a refit pays was checked on devel halves "
+        "(the README's \"When a refit pays\")" + (f"; {_names(train_only)} ship{'s' if len(train_only) == 1 else ''} "
+                                                   "the train-only run" if train_only else "") + ". *Devel F1* and *raw-text F1* include "
         "document-level abbreviation propagation (`pipelines/short_forms.py`, on in every NER stage by default: "
         "\"long form (SF)\" with the long form tagged makes SF an entity of its label from the definition on; a devel "
         f"file has no document boundaries, so a definition reaches the next {ABBREVIATION_REACH} sentences); "
@@ -1020,8 +1028,8 @@ def models_readme(models: Path = MODELS) -> str:
         "Each directory holds `model.onnx`, `model.json` (tags, character map, CRF transitions, devel scores, "
         "version) and `MODEL_CARD.md`.",
         "",
-        "Retrain one model (each card gives its own command), e.g. `clinlake train ner --corpus NCBI-disease "
-        "--name ncbi_disease --max-minutes 25 --epochs 80 --patience 10 --refit` "
+        "Retrain one model (each card gives its own command), e.g. `clinlake train ner --corpus BC5CDR "
+        "--name bc5cdr --max-minutes 25 --epochs 80 --patience 10 --refit` "
         "(needs `pip install -e '.[train]'`); rewrite cards and this table: `clinlake train card NAME ...`.",
         "",
         *clinical_models_section(models),
