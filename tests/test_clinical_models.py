@@ -76,4 +76,6 @@ def test_clinical_model_cards_report_document_level_devel_scores(name):
         assert selection["train_sentences"] < training["train_sentences"]
         assert selection["best_epoch"] == training["best_epoch"] == len(training["history"])
         assert "train+devel" in card and "--refit" in card
+        own = ", ".join(f"{c} {100 * r['strict']['micro']['f1']:.2f}" for c, r in meta["dev"].items())
+        assert f"its own devel strict F1, {own}, estimates nothing" in card  # seen data, flagged as such
     assert meta["version"] in card
