@@ -27,10 +27,9 @@ from typing import Sequence
 from .clinical_data import BRAT_CORPORA, Stats, load_brat_split
 from .eval_brat import evaluate as evaluate_brat, load_label_map
 from .text import TextSplitter
-from .train_ner import (MODELS, REPO, SHARED, _size_mb, add_training_arguments, artifacts_dir, export, fit, models_readme,
-                        network_options, quantize_dynamic_copy, restore_full_precision, save_torch_state,
-                        devel_estimate, selection_model_dir, selection_record, tokens_per_second, training_flags,
-                        write_meta_and_card)
+from .train_ner import (MODELS, REPO, SHARED, _size_mb, add_training_arguments, artifacts_dir, devel_estimate,
+                        network_options, quantize_dynamic_copy, restore_full_precision, tokens_per_second,
+                        train_and_ship, training_flags, write_meta_and_card)
 
 log = logging.getLogger("clinlake.train_clinical")
 ABBREVIATIONS = REPO / "conf" / "abbreviations.yaml"
@@ -80,27 +79,11 @@ def train(name: str, label_map_paths: dict[str, Path], *, max_minutes: float, ep
     train_set, dev_sets, stats = load_data(label_maps, splitter)
     log.info("training sentences %d; data %s", len(train_set), json.dumps(stats))
     options = dict(max_minutes=max_minutes, lr=lr, threads=threads, patience=patience, network=network)
-    net, crf, tags, chars, embeddings, record = fit(train_set, dev_sets, epochs=epochs, **options)
-    corpus = "+".join(label_maps)
-    info = {"corpus": corpus, **record, "data": stats}
     extra = {"kind": "brat", "label_maps": {c: _repo_relative(p) for c, p in label_map_paths.items()}}
     sample = [ex for dev in dev_sets.values() for ex in dev[:32]]
-    if refit:
-        selection_dir = selection_model_dir(out_dir)
-        export(net, crf, name=name, corpus=corpus, tags=tags, chars=chars, out_dir=selection_dir, info=info,
-               sample=sample, embeddings=embeddings, extra=extra)
-        selected = finish(selection_dir)
-        refit_set = train_set + [ex for dev in dev_sets.values() for ex in dev]
-        net, crf, tags, chars, embeddings, refit_record = fit(refit_set, {}, epochs=record["best_epoch"], **options)
-        info = {"corpus": corpus, **refit_record, "max_epochs": epochs, "data": stats,
-                "selection": selection_record(record, selected)}
-    export(net, crf, name=name, corpus=corpus, tags=tags, chars=chars, out_dir=out_dir, info=info,
-           sample=sample, embeddings=embeddings, extra=extra)
-    save_torch_state(out_dir, net, crf, chars, tags, record["network"])
-    finish(out_dir)
-    if out_dir.parent == MODELS:
-        (MODELS / "README.md").write_text(models_readme(), encoding="utf-8")
-    return info
+    return train_and_ship(train_set, dev_sets, name=name, corpus="+".join(label_maps), out_dir=out_dir, epochs=epochs,
+                          options=options, refit=refit, finish_model=finish, sample=sample, extra=extra,
+                          info_extra={"data": stats})
 
 
 def _repo_relative(path: Path) -> str:

@@ -516,20 +516,34 @@ def train(corpus: str, name: str, *, max_minutes: float, epochs: int, out_dir: P
     train_set, dev_set = load_split(corpus, "train"), load_split(corpus, "devel")
     options = dict(max_minutes=max_minutes, lr=lr, batch_pieces=batch_pieces, patience=patience, threads=threads,
                    network=network, embeddings_dir=embeddings_dir)
-    net, crf, tags, chars, embeddings, record = fit(train_set, {corpus: dev_set}, epochs=epochs, **options)
-    info = {"corpus": corpus, **record}
+    return train_and_ship(train_set, {corpus: dev_set}, name=name, corpus=corpus, out_dir=out_dir, epochs=epochs,
+                          options=options, refit=refit, finish_model=finish, sample=dev_set[:64])
+
+
+def train_and_ship(train_set: Sequence[Example], dev_sets: dict[str, Sequence[Example]], *, name: str, corpus: str,
+                   out_dir: Path, epochs: int, options: dict, refit: bool, finish_model: Callable[[Path], dict],
+                   sample: Sequence[Example], extra: dict | None = None, info_extra: dict | None = None) -> dict:
+    """What both trainers do once their data are loaded: :func:`fit` (epochs selected on
+    ``dev_sets``), with ``refit`` the selection model exported and finished under
+    :func:`selection_model_dir` and a fresh network fitted on train+devel for the selected
+    epoch count; then export to ``out_dir``, PyTorch weights, ``finish_model`` (scores, int8,
+    card) and models/README.md. ``info_extra`` joins the training record in model.json."""
+    embeddings_dir = options.get("embeddings_dir", EMBEDDINGS)
+    net, crf, tags, chars, embeddings, record = fit(train_set, dev_sets, epochs=epochs, **options)
+    info = {"corpus": corpus, **record, **(info_extra or {})}
     if refit:
         selection_dir = selection_model_dir(out_dir)
         export(net, crf, name=name, corpus=corpus, tags=tags, chars=chars, out_dir=selection_dir, info=info,
-               sample=dev_set[:64], embeddings=embeddings, embeddings_dir=embeddings_dir)
-        selected = finish(selection_dir)
-        net, crf, tags, chars, embeddings, refit_record = fit(train_set + dev_set, {}, epochs=record["best_epoch"],
-                                                              **options)
-        info = {"corpus": corpus, **refit_record, "max_epochs": epochs, "selection": selection_record(record, selected)}
+               sample=sample, embeddings=embeddings, embeddings_dir=embeddings_dir, extra=extra)
+        selected = finish_model(selection_dir)
+        refit_set = list(train_set) + [ex for dev in dev_sets.values() for ex in dev]
+        net, crf, tags, chars, embeddings, refit_record = fit(refit_set, {}, epochs=record["best_epoch"], **options)
+        info = {"corpus": corpus, **refit_record, "max_epochs": epochs, **(info_extra or {}),
+                "selection": selection_record(record, selected)}
     export(net, crf, name=name, corpus=corpus, tags=tags, chars=chars, out_dir=out_dir, info=info,
-           sample=dev_set[:64], embeddings=embeddings, embeddings_dir=embeddings_dir)
+           sample=sample, embeddings=embeddings, embeddings_dir=embeddings_dir, extra=extra)
     save_torch_state(out_dir, net, crf, chars, tags, record["network"])
-    finish(out_dir)
+    finish_model(out_dir)
     if out_dir.parent == MODELS:
         (MODELS / "README.md").write_text(models_readme(), encoding="utf-8")
     return info
