@@ -205,7 +205,7 @@ def compare(name: str, python: Path, max_steps: int | None, repeat: int, work: P
         (work / name / "trained.json").write_text(json.dumps([train_seconds, version]), encoding="utf-8")
     result = {"model": f"{ours_meta['name']}@{ours_meta['version']}",
               "scored": "train-only selection model (the shipped model is refit on train+devel)"
-              if ours_dir != REPO / "models" / name else "shipped model", "spacy": version, "spacy_train_seconds": round(train_seconds),
+              if meta["training"].get("selection") else "shipped model", "spacy": version, "spacy_train_seconds": round(train_seconds),
               "spacy_max_steps": max_steps or "spaCy default (20000, patience 1600)", "train_documents": len(train_docs), "corpora": {}}
     for corpus, docs in dev.items():
         ours, our_seconds = run_ours(ours_dir, docs, repeat)

@@ -54,6 +54,9 @@ ARTIFACTS = REPO / "build" / "ner"
 CORPORA = ("NCBI-disease", "BC5CDR", "AnatEM", "BioNLP13CG", "LINNAEUS")
 EMBED_TEXTS = ("corpus/biomedical_sentences.txt", "corpus/health_text.txt")
 SEED = 13
+NEG = -10000.0  # score of a forbidden IOB transition (finite: keeps ONNX/NumPy maths NaN-free)
+
+Example = tuple[list[str], list[str]]  # pieces, IOB2 tags
 
 
 def artifacts_dir(model_dir: Path) -> Path:
@@ -72,9 +75,6 @@ def selection_model_dir(model_dir: Path) -> Path:
     """Where ``--refit`` keeps the train-only selection model of ``model_dir``."""
     artifacts = artifacts_dir(model_dir)
     return artifacts.with_name(artifacts.name + ".selection")
-NEG = -10000.0  # score of a forbidden IOB transition (finite: keeps ONNX/NumPy maths NaN-free)
-
-Example = tuple[list[str], list[str]]  # pieces, IOB2 tags
 
 
 # ----------------------------------------------------------------------------- data
