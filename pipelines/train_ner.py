@@ -100,7 +100,9 @@ def load_split(corpus: str, split: str) -> list[Example]:
 
 def _embedding_sentences() -> Iterator[list[str]]:
     """The shared text corpora, then the words of the five NER *train* splits (labels unused:
-    the vectors see the corpora's own vocabulary in context; devel is left out)."""
+    the vectors see the corpora's own vocabulary in context). Devel splits are not added, but
+    biomedical_sentences.txt already holds nearly all their sentences, unlabelled (only test
+    sentences were removed upstream): the README says what that is worth on devel F1."""
     for name in EMBED_TEXTS:
         with open(SHARED / name, encoding="utf-8") as handle:
             for line in handle:
@@ -884,8 +886,10 @@ def model_card(model_dir: Path, meta: dict) -> str:
         f"- Word vectors (shared by all models, `models/embeddings/`): fastText skip-gram, {_vector_size(embeddings)}-d, "
         "15 epochs, trained here (`clinlake train embeddings`) on `../shared/data/corpus/biomedical_sentences.txt`, "
         "`health_text.txt` (test sentences removed upstream) and the words of the five NER train splits "
-        "(no labels; devel text is not trained on, but devel words are in the shipped vocabulary, with vectors "
-        "composed from their character n-grams where fastText never saw them).",
+        "(no labels). `biomedical_sentences.txt` also holds nearly all devel sentences of the five corpora, "
+        "unlabelled, so the vectors have seen devel text but no test text, and devel F1 leans optimistic (the "
+        "README's \"Devel text in the word vectors\"). Every devel word is in the shipped vocabulary, with a "
+        "vector composed from its character n-grams where fastText never saw it.",
         "",
         "## Architecture",
         f"Frozen shared fastText vectors (fp16) + character CNN (25-d, {network.get('char_filters', 50)} filters, "
