@@ -98,14 +98,23 @@ def load_split(corpus: str, split: str) -> list[Example]:
 
 # ----------------------------------------------------------------------------- embeddings
 
-def _embedding_sentences() -> Iterator[list[str]]:
-    """The shared text corpora, then the words of the five NER *train* splits (labels unused:
-    the vectors see the corpora's own vocabulary in context). Devel splits are not added, but
-    biomedical_sentences.txt already holds nearly all their sentences, unlabelled (only test
-    sentences were removed upstream): the README says what that is worth on devel F1."""
+def devel_sentences() -> frozenset[str]:
+    """The five corpora's devel sentences as biomedical_sentences.txt writes them (tokens joined by spaces)."""
+    return frozenset(" ".join(tokens) for corpus in CORPORA
+                     for tokens, _ in read_conll(SHARED / "ner" / corpus / "devel.tsv"))
+
+
+def _embedding_sentences(skip: frozenset[str] = frozenset()) -> Iterator[list[str]]:
+    """The shared text corpora (less the lines in ``skip``), then the words of the five NER *train*
+    splits (labels unused: the vectors see the corpora's own vocabulary in context). Devel splits
+    are not added, but biomedical_sentences.txt already holds nearly all their sentences,
+    unlabelled (only test sentences were removed upstream): the README says what that is worth
+    on devel F1, measured with ``skip=devel_sentences()``."""
     for name in EMBED_TEXTS:
         with open(SHARED / name, encoding="utf-8") as handle:
             for line in handle:
+                if skip and line.strip() in skip:
+                    continue
                 words = [word_key(p[2]) for p in model_pieces([(0, len(line), line)])]
                 if words:
                     yield words
@@ -117,12 +126,15 @@ def _embedding_sentences() -> Iterator[list[str]]:
 class _Corpus:
     """Re-iterable sentence stream for gensim (it makes several passes)."""
 
+    def __init__(self, skip: frozenset[str] = frozenset()) -> None:
+        self.skip = skip
+
     def __iter__(self) -> Iterator[list[str]]:
-        return _embedding_sentences()
+        return _embedding_sentences(self.skip)
 
 
 def build_embeddings(out: Path = EMBEDDINGS, *, epochs: int = 15, dim: int = 200, max_words: int = 100_000,
-                     workers: int = 2) -> None:
+                     workers: int = 2, without_devel: bool = False) -> None:
     """Train fastText (skip-gram, char 3-6-grams) and save ONE fp16 matrix for all models.
 
     200-d and 15 epochs (the first release used 100-d, 5 epochs, without the NER train text):
@@ -131,7 +143,10 @@ def build_embeddings(out: Path = EMBEDDINGS, *, epochs: int = 15, dim: int = 200
 
     Vocabulary: every word key of the five NER corpora (train + devel; no labels used), then
     the most frequent corpus words, up to ``max_words``. Words the fastText model never saw
-    get their subword-composed vector now, so the runtime needs no n-gram table."""
+    get their subword-composed vector now, so the runtime needs no n-gram table.
+
+    ``without_devel``: leave the NER devel sentences out of the shared text (to measure what
+    they are worth on devel F1; the vocabulary is the same)."""
     from gensim.models import FastText
 
     ner_words: Counter[str] = Counter()
@@ -142,9 +157,10 @@ def build_embeddings(out: Path = EMBEDDINGS, *, epochs: int = 15, dim: int = 200
     started = time.time()
     model = FastText(vector_size=dim, window=5, min_count=3, sg=1, negative=5, min_n=3, max_n=6,
                      bucket=500_000, workers=workers, seed=SEED)
-    model.build_vocab(corpus_iterable=_Corpus())
+    corpus = _Corpus(devel_sentences() if without_devel else frozenset())
+    model.build_vocab(corpus_iterable=corpus)
     log.info("fastText vocabulary %d words; training %d epochs", len(model.wv.key_to_index), epochs)
-    model.train(corpus_iterable=_Corpus(), total_examples=model.corpus_count, epochs=epochs)
+    model.train(corpus_iterable=corpus, total_examples=model.corpus_count, epochs=epochs)
     log.info("fastText trained in %.0f s", time.time() - started)
     vocab = ["<pad>", "<unk>"] + sorted(ner_words, key=lambda w: (-ner_words[w], w))
     seen = set(vocab)
@@ -660,6 +676,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                                      "shared corpus (train split; early stopping on devel) and export it to ONNX.")
     parser.add_argument("--corpus", required=True, choices=CORPORA)
     parser.add_argument("--name", help="model name (default: from the corpus, e.g. ncbi_disease)")
+    parser.add_argument("--embeddings", type=Path, default=EMBEDDINGS, help="word vectors to train on (default: "
+                        "the shipped models/embeddings; others, e.g. from `clinlake train embeddings --without-devel "
+                        "--out DIR`, are for experiments with --out outside models/)")
     add_training_arguments(parser, max_minutes=12.0)
     return parser
 
@@ -697,7 +716,7 @@ def main(argv: Sequence[str], prog: str = "clinlake train ner") -> int:
     name = args.name or default_name(args.corpus)
     info = train(args.corpus, name, max_minutes=args.max_minutes, epochs=args.epochs, patience=args.patience,
                  out_dir=args.out or MODELS / name, lr=args.lr, threads=args.threads, network=network_options(args),
-                 refit=args.refit)
+                 refit=args.refit, embeddings_dir=args.embeddings)
     print(json.dumps({k: v for k, v in info.items() if k != "history"}))
     return 0
 
@@ -712,8 +731,12 @@ def embeddings_main(argv: Sequence[str], prog: str = "clinlake train embeddings"
     parser.add_argument("--dim", type=int, default=200, help="vector size")
     parser.add_argument("--max-words", type=int, default=100_000)
     parser.add_argument("--out", type=Path, default=EMBEDDINGS, help="output directory (default: models/embeddings)")
+    parser.add_argument("--without-devel", action="store_true", help="leave the five NER corpora's devel sentences "
+                        "out of the shared text (which holds nearly all of them), to measure what they are worth on "
+                        "devel F1; the vocabulary stays the same")
     args = parser.parse_args(argv)
-    build_embeddings(args.out, epochs=args.epochs, dim=args.dim, max_words=args.max_words)
+    build_embeddings(args.out, epochs=args.epochs, dim=args.dim, max_words=args.max_words,
+                     without_devel=args.without_devel)
     return 0
 
 

@@ -319,6 +319,25 @@ def test_rescoring_never_quantises_an_int8_model_twice(tmp_path, monkeypatch):
     assert (model_dir / "model.onnx").read_bytes() == b"fp32"
 
 
+def test_vectors_without_devel_leave_out_exactly_the_devel_sentences(tmp_path, monkeypatch):
+    from clinlake.pipelines import train_ner
+
+    (tmp_path / "corpus.txt").write_text("Aspirin 5 mg .\nthe devel sentence .\nthe devel sentence ok\n",
+                                         encoding="utf-8")
+    (tmp_path / "ner" / "X").mkdir(parents=True)
+    (tmp_path / "ner" / "X" / "devel.tsv").write_text("the\tO\ndevel\tO\nsentence\tO\n.\tO\n\n", encoding="utf-8")
+    (tmp_path / "ner" / "X" / "train.tsv").write_text("IL-2\tB-Gene\n\n", encoding="utf-8")
+    monkeypatch.setattr(train_ner, "SHARED", tmp_path)
+    monkeypatch.setattr(train_ner, "EMBED_TEXTS", ("corpus.txt",))
+    monkeypatch.setattr(train_ner, "CORPORA", ("X",))
+    assert train_ner.devel_sentences() == {"the devel sentence ."}
+    everything = [["aspirin", "0", "mg", "."], ["the", "devel", "sentence", "."], ["the", "devel", "sentence", "ok"],
+                  ["il", "-", "0"]]
+    assert list(train_ner._embedding_sentences()) == everything
+    # Only the exact devel line goes; a longer line sharing its words stays, and so does the train text.
+    assert list(train_ner._Corpus(train_ner.devel_sentences())) == [everything[0], everything[2], everything[3]]
+
+
 # ----------------------------------------------------------------------------- shipped models
 
 SENTENCE = "The patient has breast cancer and diabetes mellitus."
