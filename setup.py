@@ -64,9 +64,10 @@ setup(
     },
     install_requires=RUNTIME,
     extras_require={
-        # torch/onnx in dev: tests check that exported ONNX models match their PyTorch originals.
+        # torch/onnx in dev: tests check that exported ONNX models match their PyTorch originals;
+        # gensim: a test checks that the word vectors come out the same on every run.
         # torch is pinned to the release our build machines carry as a local CPU wheel.
-        "dev": ["pytest>=8", "chispa==0.12.0", "torch==2.13.0", "onnx>=1.16"],
+        "dev": ["pytest>=8", "chispa==0.12.0", "torch==2.13.0", "onnx>=1.16", "gensim>=4.3"],
         "train": ["torch==2.13.0", "onnx>=1.16", "gensim>=4.3"],
     },
     entry_points={"console_scripts": ["clinlake=clinlake.cli:main"]},

@@ -134,7 +134,7 @@ class _Corpus:
 
 
 def build_embeddings(out: Path = EMBEDDINGS, *, epochs: int = 15, dim: int = 200, max_words: int = 100_000,
-                     workers: int = 2, without_devel: bool = False) -> None:
+                     workers: int = 1, without_devel: bool = False) -> None:
     """Train fastText (skip-gram, char 3-6-grams) and save ONE fp16 matrix for all models.
 
     200-d and 15 epochs (the first release used 100-d, 5 epochs, without the NER train text):
@@ -146,7 +146,11 @@ def build_embeddings(out: Path = EMBEDDINGS, *, epochs: int = 15, dim: int = 200
     get their subword-composed vector now, so the runtime needs no n-gram table.
 
     ``without_devel``: leave the NER devel sentences out of the shared text (to measure what
-    they are worth on devel F1; the vocabulary is the same)."""
+    they are worth on devel F1; the vocabulary is the same).
+
+    ``workers``: fastText threads. One (the default) is reproducible run to run; with two,
+    thread scheduling orders the updates, so each run gives other vectors (about twice as fast,
+    but a retrain on the same data moved NCBI-disease's devel F1 by 0.8)."""
     from gensim.models import FastText
 
     ner_words: Counter[str] = Counter()
@@ -731,11 +735,13 @@ def embeddings_main(argv: Sequence[str], prog: str = "clinlake train embeddings"
     parser.add_argument("--dim", type=int, default=200, help="vector size")
     parser.add_argument("--max-words", type=int, default=100_000)
     parser.add_argument("--out", type=Path, default=EMBEDDINGS, help="output directory (default: models/embeddings)")
+    parser.add_argument("--workers", type=int, default=1, help="fastText threads (default 1: the same vectors on "
+                        "every run; more are faster but not reproducible)")
     parser.add_argument("--without-devel", action="store_true", help="leave the five NER corpora's devel sentences "
                         "out of the shared text (which holds nearly all of them), to measure what they are worth on "
                         "devel F1; the vocabulary stays the same")
     args = parser.parse_args(argv)
-    build_embeddings(args.out, epochs=args.epochs, dim=args.dim, max_words=args.max_words,
+    build_embeddings(args.out, epochs=args.epochs, dim=args.dim, max_words=args.max_words, workers=args.workers,
                      without_devel=args.without_devel)
     return 0
 

@@ -338,6 +338,27 @@ def test_vectors_without_devel_leave_out_exactly_the_devel_sentences(tmp_path, m
     assert list(train_ner._Corpus(train_ner.devel_sentences())) == [everything[0], everything[2], everything[3]]
 
 
+def test_word_vectors_are_the_same_on_every_run(tmp_path, monkeypatch):
+    from clinlake.pipelines import train_ner
+
+    lines = ["Aspirin 5 mg was given for the pain .", "The patient has breast cancer and diabetes mellitus ."]
+    (tmp_path / "corpus.txt").write_text("\n".join(lines * 50) + "\n", encoding="utf-8")
+    (tmp_path / "ner" / "X").mkdir(parents=True)
+    for split in ("train", "devel"):
+        (tmp_path / "ner" / "X" / f"{split}.tsv").write_text("IL-2\tB-Gene\ncancer\tO\n\n", encoding="utf-8")
+    monkeypatch.setattr(train_ner, "SHARED", tmp_path)
+    monkeypatch.setattr(train_ner, "EMBED_TEXTS", ("corpus.txt",))
+    monkeypatch.setattr(train_ner, "CORPORA", ("X",))
+    runs = []
+    for run in ("a", "b"):
+        train_ner.build_embeddings(tmp_path / run, epochs=1, dim=8)
+        runs.append(Embeddings.load(tmp_path / run))
+    assert runs[0].vocab == runs[1].vocab
+    assert {w for w, i in runs[0].vocab.items() if 2 <= i < 6} == {"il", "-", "0", "cancer"}  # NER words first
+    assert np.array_equal(runs[0].vectors, runs[1].vectors)
+    assert np.abs(runs[0].vectors[2]).sum() > 0 and not runs[0].vectors[0].any()  # real vectors; padding zeros
+
+
 # ----------------------------------------------------------------------------- shipped models
 
 SENTENCE = "The patient has breast cancer and diabetes mellitus."
