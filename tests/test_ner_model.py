@@ -319,17 +319,23 @@ def test_rescoring_never_quantises_an_int8_model_twice(tmp_path, monkeypatch):
     assert (model_dir / "model.onnx").read_bytes() == b"fp32"
 
 
-def test_vectors_without_devel_leave_out_exactly_the_devel_sentences(tmp_path, monkeypatch):
+def _tiny_shared(tmp_path, monkeypatch, text: str, *, train: str, devel: str):
+    """train_ner reading a made-up shared folder: one text file and one CoNLL corpus "X"."""
     from clinlake.pipelines import train_ner
 
-    (tmp_path / "corpus.txt").write_text("Aspirin 5 mg .\nthe devel sentence .\nthe devel sentence ok\n",
-                                         encoding="utf-8")
+    (tmp_path / "corpus.txt").write_text(text, encoding="utf-8")
     (tmp_path / "ner" / "X").mkdir(parents=True)
-    (tmp_path / "ner" / "X" / "devel.tsv").write_text("the\tO\ndevel\tO\nsentence\tO\n.\tO\n\n", encoding="utf-8")
-    (tmp_path / "ner" / "X" / "train.tsv").write_text("IL-2\tB-Gene\n\n", encoding="utf-8")
+    for split, conll in (("train", train), ("devel", devel)):
+        (tmp_path / "ner" / "X" / f"{split}.tsv").write_text(conll, encoding="utf-8")
     monkeypatch.setattr(train_ner, "SHARED", tmp_path)
     monkeypatch.setattr(train_ner, "EMBED_TEXTS", ("corpus.txt",))
     monkeypatch.setattr(train_ner, "CORPORA", ("X",))
+    return train_ner
+
+
+def test_vectors_without_devel_leave_out_exactly_the_devel_sentences(tmp_path, monkeypatch):
+    train_ner = _tiny_shared(tmp_path, monkeypatch, "Aspirin 5 mg .\nthe devel sentence .\nthe devel sentence ok\n",
+                             train="IL-2\tB-Gene\n\n", devel="the\tO\ndevel\tO\nsentence\tO\n.\tO\n\n")
     assert train_ner.devel_sentences() == {"the devel sentence ."}
     everything = [["aspirin", "0", "mg", "."], ["the", "devel", "sentence", "."], ["the", "devel", "sentence", "ok"],
                   ["il", "-", "0"]]
@@ -339,16 +345,9 @@ def test_vectors_without_devel_leave_out_exactly_the_devel_sentences(tmp_path, m
 
 
 def test_word_vectors_are_the_same_on_every_run(tmp_path, monkeypatch):
-    from clinlake.pipelines import train_ner
-
     lines = ["Aspirin 5 mg was given for the pain .", "The patient has breast cancer and diabetes mellitus ."]
-    (tmp_path / "corpus.txt").write_text("\n".join(lines * 50) + "\n", encoding="utf-8")
-    (tmp_path / "ner" / "X").mkdir(parents=True)
-    for split in ("train", "devel"):
-        (tmp_path / "ner" / "X" / f"{split}.tsv").write_text("IL-2\tB-Gene\ncancer\tO\n\n", encoding="utf-8")
-    monkeypatch.setattr(train_ner, "SHARED", tmp_path)
-    monkeypatch.setattr(train_ner, "EMBED_TEXTS", ("corpus.txt",))
-    monkeypatch.setattr(train_ner, "CORPORA", ("X",))
+    sentence = "IL-2\tB-Gene\ncancer\tO\n\n"
+    train_ner = _tiny_shared(tmp_path, monkeypatch, "\n".join(lines * 50) + "\n", train=sentence, devel=sentence)
     runs = []
     for run in ("a", "b"):
         train_ner.build_embeddings(tmp_path / run, epochs=1, dim=8)
