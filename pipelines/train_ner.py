@@ -1017,10 +1017,6 @@ def _refit_lines(corpus: str, training: dict, own_dev: dict) -> list[str]:
     ]
 
 
-def _names(names: Sequence[str]) -> str:
-    return ", ".join(f"`{n}`" for n in names)
-
-
 def models_readme(models: Path = MODELS) -> str:
     """models/README.md: every trained model with its devel F1 next to the published target."""
     rows, train_only = [], []
@@ -1034,8 +1030,9 @@ def models_readme(models: Path = MODELS) -> str:
             rows.append(f"| `{name}` | {meta['corpus']} | – | being trained | | | | |")
             continue
         dev, target = devel_estimate(meta), PUBLISHED_F1[meta["corpus"]]
-        refit = " (refit on train+devel)" if meta["training"].get("selection") else ""
-        if not refit:
+        is_refit = bool(meta["training"].get("selection"))
+        refit = " (refit on train+devel)" if is_refit else ""
+        if not is_refit:
             train_only.append(name)
         f1 = 100 * dev["tokens"]["overall"]["f1"]
         alone = dev.get("model_alone", dev)
@@ -1045,6 +1042,8 @@ def models_readme(models: Path = MODELS) -> str:
                     f"{_size_mb(models / name / 'model.onnx'):.1f} MB "
                     f"{'int8' if meta['quantization'].get('kept') else 'fp32'} |")
     embeddings = sum(_size_mb(p) for p in (models / "embeddings").iterdir())
+    train_only_note = "" if not train_only else (
+        f"; {', '.join(f'`{n}`' for n in train_only)} ship{'s' if len(train_only) == 1 else ''} the train-only run")
     return "\n".join([
         "# Shipped NER models",
         "",
@@ -1059,8 +1058,7 @@ def models_readme(models: Path = MODELS) -> str:
         "tokenizer, scored on the corpus tokens. A model *refit on train+devel* ships a network trained on both "
         "splits for the epoch count selected on devel; its row gives the devel scores of the train-only run that "
         "made that selection (the shipped model has seen devel). Whether a refit pays was checked on devel halves "
-        "(the README's \"When a refit pays\")" + (f"; {_names(train_only)} ship{'s' if len(train_only) == 1 else ''} "
-                                                   "the train-only run" if train_only else "") + ". *Devel F1* and *raw-text F1* include "
+        f"(the README's \"When a refit pays\"){train_only_note}. *Devel F1* and *raw-text F1* include "
         "document-level abbreviation propagation (`pipelines/short_forms.py`, on in every NER stage by default: "
         "\"long form (SF)\" with the long form tagged makes SF an entity of its label from the definition on; a devel "
         f"file has no document boundaries, so a definition reaches the next {ABBREVIATION_REACH} sentences); "
