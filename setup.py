@@ -10,7 +10,7 @@ the installed package when a job is started from the repository root.
 """
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 VERSION = (HERE / "src" / "clinlake" / "VERSION").read_text().strip()
@@ -44,6 +44,8 @@ setup(
     packages=[
         "clinlake",
         "clinlake.pipelines",
+        # engine/, spark/, quality/, report/, corpora/, evaluation/, training/ (and their sub-packages)
+        *(f"clinlake.pipelines.{name}" for name in find_packages(str(HERE / "pipelines"))),
         "clinlake.schemas",
         "clinlake.jobs",
         "clinlake.conf",

@@ -21,9 +21,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from clinlake.pipelines.config import load_config, package_resource, parse_config
-from clinlake.pipelines.pipeline import Pipeline
-from clinlake.pipelines.sections import section_at
+from clinlake.pipelines.config import load_config, parse_config
+from clinlake.pipelines.resources import package_resource
+from clinlake.pipelines.engine.pipeline import Pipeline
+from clinlake.pipelines.engine.sections import section_at
 
 
 def sample_texts() -> list[str]:
@@ -60,8 +61,8 @@ def time_stages(pipeline: Pipeline, texts: list[str]) -> dict[str, float]:
 
 def spark_run(texts: list[str], cores: int, workdir: Path, gate: str) -> dict[str, float]:
     from clinlake.pipelines.config import SparkConfig
-    from clinlake.pipelines.spark_job import run_annotate
-    from clinlake.pipelines.spark_session import get_spark
+    from clinlake.pipelines.spark.job import run_annotate
+    from clinlake.pipelines.spark.session import get_spark
 
     notes = workdir / "notes.parquet"
     if not notes.exists():

@@ -4,7 +4,7 @@
 
 Every engine sees the same NegEx-kit rows (default: the devel split), the target phrase
 located the same way (``locate_phrase``: case- and whitespace-insensitive), and is scored
-with the same code (``pipelines/assertion_eval.py``). Prints one table (per-attribute
+with the same code (``pipelines/evaluation/assertion_kit.py``). Prints one table (per-attribute
 accuracy, Negated / Historical / Not-particular F1, sentences per second) and writes
 ``benchmarks/results/assertion_peers.json``.
 
@@ -111,7 +111,7 @@ def run_medspacy(python: Path, data: Path, repeat: int) -> tuple[dict, float, st
 
 
 def run_ours(name: str, rows, repeat: int):
-    from clinlake.pipelines.assertion_eval import build_engine, locate_phrase, to_kit_labels, whole_sentence
+    from clinlake.pipelines.evaluation.assertion_kit import build_engine, locate_phrase, to_kit_labels, whole_sentence
 
     engine = build_engine(name)
 
@@ -169,7 +169,7 @@ def peer_parser(description: str, data: Path, out: Path) -> argparse.ArgumentPar
 def main(argv=None) -> int:
     args = peer_parser(__doc__.split("\n\n")[0], DEFAULT_DATA, RESULTS).parse_args(argv)
 
-    from clinlake.pipelines.assertion_eval import read_kit, score_labels
+    from clinlake.pipelines.evaluation.assertion_kit import read_kit, score_labels
 
     rows = read_kit(args.data)
     results: dict[str, dict] = {}

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/clinical_assertion_peers.py [--data DIR] [--peers-venv DIR] [--no-peers]
 
-Gold (``pipelines/assertion_brat.py``): every event trigger entity of a finding-like type
+Gold (``pipelines/evaluation/assertion_brat.py``): every event trigger entity of a finding-like type
 (Sign_symptom, Disease_disorder, Diagnostic_procedure, Therapeutic_procedure, Medication,
 Clinical_event) in MACCROBAT ``devel`` (default); ``POLARITY NEG`` → absent, ``UNCERTAIN`` →
 possible, no polarity or ``POS`` → present; ``MAYBE_NEG`` / ``MAYBE_POS`` are excluded from
@@ -128,7 +128,7 @@ def run_medspacy(python: Path, data: Path, split, repeat: int) -> tuple[dict, fl
 
 
 def run_ours(name: str, split, repeat: int, config=None) -> tuple[dict, float, object]:
-    from clinlake.pipelines.assertion_brat import DocumentAssessor, predict_split
+    from clinlake.pipelines.evaluation.assertion_brat import DocumentAssessor, predict_split
 
     assessor = DocumentAssessor.from_config(name, config)
     if split.docs:
@@ -163,8 +163,8 @@ def format_table(results: dict[str, dict]) -> str:
 
 def error_counts(split, labels: dict, assessor) -> dict:
     """Our rules' mistakes by (gold, predicted) and by deciding cue word: counts only, no text."""
-    from clinlake.pipelines.assertion_brat import sentence_of, three_way
-    from clinlake.pipelines.sections import section_at
+    from clinlake.pipelines.evaluation.assertion_brat import sentence_of, three_way
+    from clinlake.pipelines.engine.sections import section_at
 
     by_pair: Counter = Counter()
     fp_cues: Counter = Counter()
@@ -193,7 +193,7 @@ def main(argv=None) -> int:
     parser.add_argument("--errors", action="store_true", help="print our rules' error counts (cue words only)")
     args = parser.parse_args(argv)
 
-    from clinlake.pipelines.assertion_brat import read_split, score_pairs, three_way
+    from clinlake.pipelines.evaluation.assertion_brat import read_split, score_pairs, three_way
 
     split = read_split(args.data)
     items = split.items

@@ -5,7 +5,7 @@
 
 For each shipped clinical model (``models/<name>/model.json`` with ``kind: brat``) the script
 builds, from the same label maps and the same BRAT train documents, a spaCy training set
-(``pipelines.clinical_data``: mapped, contiguous, non-overlapping gold entities — exactly what
+(``pipelines.corpora.clinical``: mapped, contiguous, non-overlapping gold entities — exactly what
 our model was trained on — set on spaCy's own tokens with ``char_span(alignment_mode="expand")``)
 and the devel documents of each corpus as the spaCy dev set (both systems select on devel).
 A shipped model refit on train+devel has seen devel, so its train-only selection model
@@ -19,7 +19,7 @@ without a better devel score; ``--spacy-max-steps`` lowers the cap for a quick r
 model on devel is kept (``model-best``); spaCy's training log is kept in ``--work``. It runs in its own virtual environment (spaCy 3.7, the one medspaCy
 1.3.1 installs; see benchmarks/assertion_peers.py), never touching the project's.
 
-Scoring: both systems' entities are scored by the same code (``pipelines.eval_brat``) against
+Scoring: both systems' entities are scored by the same code (``pipelines.evaluation.brat``) against
 every mapped gold entity of the devel ``.ann`` files, strict and lenient micro F1 (discontinuous
 gold spans included, scored as documented there). clinlake runs the full engine (its sentence
 splitter, tokenizer, the model, chunk merge, heading filter); spaCy runs ``nlp.pipe`` on the
@@ -96,7 +96,7 @@ def model_meta(name: str) -> dict:
 def scored_model_dir(name: str, meta: dict) -> Path:
     """The model whose devel scores are held out: the shipped one, or, when it was refit on
     train+devel (it has seen devel), its train-only selection model kept by training."""
-    from clinlake.pipelines.train_ner import selection_model_dir
+    from clinlake.pipelines.training.ner.loop import selection_model_dir
 
     shipped = REPO / "models" / name
     if not meta["training"].get("selection"):
@@ -110,9 +110,9 @@ def scored_model_dir(name: str, meta: dict) -> Path:
 
 def documents(corpus: str, split: str, label_map: dict) -> list[dict]:
     """Text and the training view of the gold (as our trainer sees it) of every document."""
-    from clinlake.pipelines.brat import read_text_exact
-    from clinlake.pipelines.clinical_data import Stats, mapped_spans, non_overlapping
-    from clinlake.pipelines.train_clinical import corpus_dir
+    from clinlake.pipelines.corpora.brat import read_text_exact
+    from clinlake.pipelines.corpora.clinical import Stats, mapped_spans, non_overlapping
+    from clinlake.pipelines.training.clinical import corpus_dir
 
     docs = []
     for txt in sorted(corpus_dir(corpus, split).glob("*.txt")):
@@ -123,8 +123,8 @@ def documents(corpus: str, split: str, label_map: dict) -> list[dict]:
 
 
 def score(corpus: str, label_map: dict, docs: list[dict], predicted: list[list]) -> dict:
-    from clinlake.pipelines.eval_brat import Counts, PredEntity, gold_entities
-    from clinlake.pipelines.train_clinical import corpus_dir
+    from clinlake.pipelines.evaluation.brat import Counts, PredEntity, gold_entities
+    from clinlake.pipelines.training.clinical import corpus_dir
 
     counts = Counts()
     targets = set(label_map.values())
@@ -137,7 +137,7 @@ def score(corpus: str, label_map: dict, docs: list[dict], predicted: list[list])
 def run_ours(model_dir: Path, docs: list[dict], repeat: int) -> tuple[list[list], float]:
     os.environ.update(ONE_THREAD)
     from clinlake.pipelines.config import load_config
-    from clinlake.pipelines.pipeline import Pipeline
+    from clinlake.pipelines.engine.pipeline import Pipeline
 
     config = load_config(overrides={"pipeline.ner": [{"model": str(model_dir)}], "pipeline.dictionary": [],
                                     "pipeline.assertion.engine": "none"})
@@ -187,7 +187,7 @@ def words(docs: list[dict]) -> int:
 
 
 def compare(name: str, python: Path, max_steps: int | None, repeat: int, work: Path, reuse: bool = False) -> dict:
-    from clinlake.pipelines.eval_brat import load_label_map
+    from clinlake.pipelines.evaluation.brat import load_label_map
 
     meta = model_meta(name)
     ours_dir = scored_model_dir(name, meta)

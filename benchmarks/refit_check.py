@@ -43,7 +43,7 @@ class Check:
     """One shipped model's data, cut into devel halves under ``work``."""
 
     def __init__(self, name: str, work: Path) -> None:
-        from clinlake.pipelines import train_ner
+        from clinlake.pipelines.training.ner import loop as train_ner
 
         self.name, self.work = name, work / name
         self.meta = json.loads((train_ner.MODELS / name / "model.json").read_text(encoding="utf-8"))
@@ -55,7 +55,7 @@ class Check:
             self._conll_halves()
 
     def _conll_halves(self) -> None:
-        from clinlake.pipelines.train_ner import SHARED, load_split
+        from clinlake.pipelines.training.ner.loop import SHARED, load_split
 
         corpus = self.meta["corpus"]
         text = (SHARED / "ner" / corpus / "devel.tsv").read_text(encoding="utf-8")
@@ -69,11 +69,11 @@ class Check:
         self.train_set = load_split(corpus, "train")
 
     def _clinical_halves(self) -> None:
-        from clinlake.pipelines.clinical_data import load_brat_split
-        from clinlake.pipelines.eval_brat import load_label_map
-        from clinlake.pipelines.text import TextSplitter
-        from clinlake.pipelines.train_clinical import ABBREVIATIONS, corpus_dir
-        from clinlake.pipelines.train_ner import REPO as PACKAGE_ROOT
+        from clinlake.pipelines.corpora.clinical import load_brat_split
+        from clinlake.pipelines.evaluation.brat import load_label_map
+        from clinlake.pipelines.engine.text import TextSplitter
+        from clinlake.pipelines.training.clinical import ABBREVIATIONS, corpus_dir
+        from clinlake.pipelines.training.ner.loop import REPO as PACKAGE_ROOT
 
         self.splitter = TextSplitter.from_file(ABBREVIATIONS)
         self.maps = {c: load_label_map(PACKAGE_ROOT / p) for c, p in self.meta["label_maps"].items()}
@@ -93,18 +93,18 @@ class Check:
                           for ex in load_brat_split(corpus_dir(c, "train"), m, self.splitter)]
 
     def dev_sets(self, half: str) -> dict[str, list]:
-        from clinlake.pipelines.eval_ner import read_conll
-        from clinlake.pipelines.train_ner import to_pieces
+        from clinlake.pipelines.evaluation.ner import read_conll
+        from clinlake.pipelines.training.ner.loop import to_pieces
 
         if self.clinical:
-            from clinlake.pipelines.clinical_data import load_brat_split
+            from clinlake.pipelines.corpora.clinical import load_brat_split
 
             return {c: load_brat_split(self.halves[c, half], m, self.splitter) for c, m in self.maps.items()}
         return {self.meta["corpus"]: [to_pieces(t, g) for t, g in read_conll(self.halves[half])]}
 
     def run(self, selection_half: str) -> dict:
         """Train-only (selected on ``selection_half``) and refit, both scored on the other half."""
-        from clinlake.pipelines.train_ner import fit
+        from clinlake.pipelines.training.ner.loop import fit
 
         held_out = "B" if selection_half == "A" else "A"
         training = self.meta["training"]
@@ -121,7 +121,7 @@ class Check:
 
     def export(self, trained: Sequence, record: dict, label: str) -> Path:
         """An int8 ONNX model of the network (as shipped), under the work folder."""
-        from clinlake.pipelines.train_ner import export, quantize_dynamic_copy
+        from clinlake.pipelines.training.ner.loop import export, quantize_dynamic_copy
 
         net, crf, tags, chars, embeddings = trained
         out = self.work / label
@@ -135,14 +135,14 @@ class Check:
 
     def score(self, model_dir: Path, half: str) -> dict[str, float]:
         if self.clinical:
-            from clinlake.pipelines.eval_brat import evaluate, pipeline_config
-            from clinlake.pipelines.pipeline import Pipeline
+            from clinlake.pipelines.evaluation.brat import evaluate, pipeline_config
+            from clinlake.pipelines.engine.pipeline import Pipeline
 
             pipeline = Pipeline.from_config(pipeline_config(str(model_dir.resolve())))
             return {c: evaluate(self.halves[c, half], self.work / "predictions" / model_dir.name / c, label_map=m,
                                 pipeline=pipeline)["strict"]["micro"]["f1"] for c, m in self.maps.items()}
-        from clinlake.pipelines.eval_ner import evaluate_model
-        from clinlake.pipelines.ner_model import NerModel
+        from clinlake.pipelines.evaluation.ner import evaluate_model
+        from clinlake.pipelines.engine.ner.model import NerModel
 
         report = evaluate_model(NerModel(model_dir), self.halves[half], raw_text=False)
         return {self.meta["corpus"]: report["tokens"]["overall"]["f1"]}

@@ -61,10 +61,10 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, object]:
 def main(argv: Sequence[str] | None = None, prog: str = "clinlake annotate") -> int:
     args = build_parser(prog).parse_args(argv)
     from clinlake.pipelines.config import ConfigError, load_config
-    from clinlake.pipelines.report import format_summary
-    from clinlake.pipelines.delta_io import ConcurrentRunError
-    from clinlake.pipelines.spark_job import InputError, QualityGateError, run_annotate
-    from clinlake.pipelines.spark_session import JavaNotFoundError, get_spark
+    from clinlake.pipelines.report.summary import format_summary
+    from clinlake.pipelines.spark.delta_io import ConcurrentRunError
+    from clinlake.pipelines.spark.job import InputError, QualityGateError, run_annotate
+    from clinlake.pipelines.spark.session import JavaNotFoundError, get_spark
 
     try:
         config = load_config(args.config, overrides_from_args(args))

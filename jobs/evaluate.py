@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Callable, Sequence
 
-from clinlake.pipelines.eval_ner import ABBREVIATION_REACH
+from clinlake.pipelines.evaluation.ner import ABBREVIATION_REACH
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -42,14 +42,15 @@ def add_ner(commands: argparse._SubParsersAction) -> None:
 
 
 def run_ner(args: argparse.Namespace) -> int:
-    from clinlake.pipelines.config import ConfigError, load_config, resolve_model_dir
-    from clinlake.pipelines.eval_ner import evaluate, format_report
+    from clinlake.pipelines.config import ConfigError
+    from clinlake.pipelines.resources import Resolver
+    from clinlake.pipelines.evaluation.ner import evaluate, format_report
 
     if not args.conll.is_file():
         print(f"clinlake evaluate ner: no such file: {args.conll}")
         return EXIT_USAGE
     try:  # a directory path as given, else a shipped model name
-        model_dir = Path(args.model) if Path(args.model).is_dir() else resolve_model_dir(load_config(), args.model)
+        model_dir = Path(args.model) if Path(args.model).is_dir() else Resolver().model_dir(args.model)
     except ConfigError as exc:
         print(f"clinlake evaluate ner: {exc}")
         return EXIT_USAGE
@@ -79,7 +80,7 @@ def run_ner(args: argparse.Namespace) -> int:
 def add_assertion(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("assertion", help="assertion accuracy and per-class P/R/F1 on a NegEx kit TSV",
                                  description="Assess each kit row's phrase in its sentence and score negation, "
-                                             "temporality and experiencer (see pipelines/assertion_eval.py).")
+                                             "temporality and experiencer (see pipelines/evaluation/assertion_kit.py).")
     parser.add_argument("--data", required=True, type=Path, help="kit TSV (id, note, phrase, sentence, ...)")
     parser.add_argument("--predictions", type=Path, help="write id<TAB>negation<TAB>temporality<TAB>experiencer")
     parser.add_argument("--engine", choices=("rules", "model", "hybrid"), default="rules")
@@ -88,7 +89,7 @@ def add_assertion(commands: argparse._SubParsersAction) -> None:
 
 
 def run_assertion(args: argparse.Namespace) -> int:
-    from clinlake.pipelines.assertion_eval import run_assertion as run
+    from clinlake.pipelines.evaluation.assertion_kit import run_assertion as run
 
     return run(args.data, args.predictions, args.engine, as_json=args.json, prog="clinlake evaluate assertion")
 
@@ -96,7 +97,7 @@ def run_assertion(args: argparse.Namespace) -> int:
 def add_brat(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("brat", help="strict and lenient P/R/F1 of the full engine on BRAT documents",
                                  description="Run the engine on each DIR/*.txt, write OUTDIR/<doc>.ann and score "
-                                             "it against DIR/<doc>.ann (see pipelines/eval_brat.py).")
+                                             "it against DIR/<doc>.ann (see pipelines/evaluation/brat.py).")
     parser.add_argument("--model", help="evaluate this NER model as the only NER stage (default: the configured "
                                         "pipeline: clinical_core and the assertion stage)")
     parser.add_argument("--config", type=Path, help="job config whose pipeline to run (default: conf/local.yaml)")
@@ -108,7 +109,7 @@ def add_brat(commands: argparse._SubParsersAction) -> None:
 
 
 def run_brat(args: argparse.Namespace) -> int:
-    from clinlake.pipelines.eval_brat import run
+    from clinlake.pipelines.evaluation.brat import run
 
     return run(args.data, args.predictions, model=args.model, config=args.config, label_map=args.label_map,
                as_json=args.json, prog="clinlake evaluate brat")
@@ -120,7 +121,7 @@ def add_assertion_brat(commands: argparse._SubParsersAction) -> None:
                                  description="Assess every gold event trigger of DIR/*.ann (MACCROBAT: POLARITY NEG "
                                              "-> absent, UNCERTAIN -> possible, none/POS -> present, MAYBE_* left "
                                              "out) in its sentence, as the pipeline does, and score absent and "
-                                             "possible (see pipelines/assertion_brat.py).")
+                                             "possible (see pipelines/evaluation/assertion_brat.py).")
     parser.add_argument("--data", required=True, type=Path, help="directory of <doc>.txt and gold <doc>.ann")
     parser.add_argument("--engine", choices=("rules", "model", "hybrid"), default="hybrid")
     parser.add_argument("--config", type=Path, help="job config whose text, sections and assertion settings to use "
@@ -133,7 +134,7 @@ def add_assertion_brat(commands: argparse._SubParsersAction) -> None:
 
 
 def run_assertion_brat(args: argparse.Namespace) -> int:
-    from clinlake.pipelines.assertion_brat import run
+    from clinlake.pipelines.evaluation.assertion_brat import run
 
     return run(args.data, args.engine, as_json=args.json, config=args.config, types=args.types,
                prog="clinlake evaluate assertion-brat")

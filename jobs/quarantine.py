@@ -58,14 +58,14 @@ def _non_negative(value: str) -> int:
 def read_table(spark, path: str):
     """A clinlake table as a DataFrame: Delta if ``<path>/_delta_log`` exists, else Parquet.
 
-    Delta tables are read with the job's reader (``pipelines.spark_tables.read_delta``) when
+    Delta tables are read with the job's reader (``pipelines.spark.tables.read_delta``) when
     it is there, else through ``deltalake`` (the files of the current version, so no Delta
     jars are needed); tables whose readers need deletion vectors or column mapping are then
     materialised through ``deltalake`` instead of read file by file.
     """
     if _is_delta(path):
         try:  # the job's own Delta reader (delta-spark when present, else delta-rs's file list)
-            from clinlake.pipelines.spark_tables import read_delta
+            from clinlake.pipelines.spark.tables import read_delta
         except ImportError:
             read_delta = None
         if read_delta is not None:
@@ -112,7 +112,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "clinlake quarantine") -
     from pyspark.sql import functions as F
 
     from clinlake.pipelines.config import SparkConfig
-    from clinlake.pipelines.spark_session import JavaNotFoundError, get_spark
+    from clinlake.pipelines.spark.session import JavaNotFoundError, get_spark
 
     try:
         spark = get_spark(SparkConfig(master=args.master or "local[*]", app_name="clinlake-quarantine"))

@@ -14,11 +14,11 @@ from typing import Callable, Sequence
 
 #: subcommand → (module with the entry point, its function, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
-    "ner": ("clinlake.pipelines.train_ner", "main", "train a BiLSTM-CNN-Char-CRF NER model and export it to ONNX"),
-    "clinical": ("clinlake.pipelines.train_clinical", "main",
+    "ner": ("clinlake.pipelines.training.ner.loop", "main", "train a BiLSTM-CNN-Char-CRF NER model and export it to ONNX"),
+    "clinical": ("clinlake.pipelines.training.clinical", "main",
                  "train a clinical NER model on documents (MACCROBAT, Chia, PHEE) through clinlake's tokenizer"),
-    "embeddings": ("clinlake.pipelines.train_ner", "embeddings_main", "train the shared fastText word vectors"),
-    "card": ("clinlake.pipelines.train_ner", "card_main", "evaluate, quantise and write the model card of trained models"),
+    "embeddings": ("clinlake.pipelines.training.ner.loop", "embeddings_main", "train the shared fastText word vectors"),
+    "card": ("clinlake.pipelines.training.ner.loop", "card_main", "evaluate, quantise and write the model card of trained models"),
 }
 
 

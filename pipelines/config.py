@@ -5,9 +5,9 @@ a wrong type or a value outside its allowed set raises :class:`ConfigError` nami
 path (``input.text_column``) and, for typos, the closest valid key.
 
 Relative resource paths (lexicons, rules, heading lists) are resolved against the directory
-of the config file; ``clinlake:<path>`` names a file shipped inside the package (for example
-``clinlake:samples/mtsamples_sample.csv``). Input and output paths stay as given (relative to
-the working directory), like any Spark job.
+of the config file, which the loader records as ``base_dir``; ``clinlake:<path>`` names a file
+shipped inside the package (:mod:`clinlake.pipelines.resources` resolves both). Input and output
+paths stay as given (relative to the working directory), like any Spark job.
 """
 from __future__ import annotations
 
@@ -19,9 +19,6 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 import yaml
-
-PACKAGE_PREFIX = "clinlake:"
-
 
 class ConfigError(ValueError):
     """The job configuration is invalid; the message names the offending key."""
@@ -80,7 +77,7 @@ class NerModelConfig:
     labels: list[str] = field(default_factory=list)  # keep only these labels (after label_map); empty: all
     label_map: dict[str, str] = field(default_factory=dict)  # rename labels, e.g. {Disease: PROBLEM}
     # "long form (SF)" with the long form tagged: SF is tagged with its label for the rest of the
-    # note (pipelines/short_forms.py; +0.4 to +1.1 devel F1 on the biomedical corpora).
+    # note (pipelines/engine/short_forms.py; +0.4 to +1.1 devel F1 on the biomedical corpora).
     propagate_abbreviations: bool = True
 
 
@@ -113,7 +110,7 @@ class PipelineConfig:
     sections: SectionsConfig = field(default_factory=SectionsConfig)
     ner: list[NerModelConfig] = field(default_factory=default_ner)
     dictionary: list[DictionaryConfig] = field(default_factory=list)
-    # Chunk merge: stages earlier in the order win overlaps (see pipelines/merge.py).
+    # Chunk merge: stages earlier in the order win overlaps (see pipelines/engine/merge.py).
     dictionary_precedence: Literal["after_models", "before_models"] = "after_models"
     assertion: AssertionConfig = field(default_factory=AssertionConfig)
 
@@ -190,46 +187,6 @@ def parse_config(raw: Mapping[str, Any], *, source: str = "config") -> JobConfig
         return _build(JobConfig, raw, prefix="")
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
-
-
-def resolve_resource(config: JobConfig, path: str) -> Path:
-    """Resolve a lexicon/rules/headings path from the config (see module doc)."""
-    if path.startswith(PACKAGE_PREFIX):
-        return package_resource(path[len(PACKAGE_PREFIX):])
-    candidate = Path(path)
-    if not candidate.is_absolute():
-        candidate = Path(config.base_dir) / candidate
-    return candidate
-
-
-def resolve_model_dir(config: JobConfig, model: str) -> Path:
-    """A model name (``ncbi_disease`` → the shipped ``models/ncbi_disease/``) or a directory path."""
-    candidate = resolve_resource(config, model)
-    if ("/" in model or model.startswith(PACKAGE_PREFIX)) and candidate.is_dir():
-        return candidate
-    shipped = package_resource(f"models/{model}")
-    if shipped.is_dir():
-        return shipped
-    if candidate.is_dir():
-        return candidate
-    raise ConfigError(f"model {model!r} not found: neither a shipped model under {shipped.parent} "
-                      f"nor a directory at {candidate}")
-
-
-def resolve_data_path(path: str) -> str:
-    """Input/output paths: ``clinlake:`` names a packaged file; anything else is left to Spark."""
-    if path.startswith(PACKAGE_PREFIX):
-        return str(package_resource(path[len(PACKAGE_PREFIX):]))
-    return path
-
-
-def package_resource(relative: str) -> Path:
-    root = Path(str(resources.files("clinlake")))
-    first, _, rest = relative.partition("/")
-    # conf/ and models/ are installed as clinlake.conf / clinlake.models (see setup.py).
-    if first in ("conf", "models"):
-        return Path(str(resources.files(f"clinlake.{first}"))) / rest
-    return root / relative
 
 
 def _set_dotted(raw: dict, dotted: str, value: Any) -> None:

@@ -34,7 +34,7 @@ ENTITY_COLUMNS: tuple[Column, ...] = (
     Column("ner_model", "string", False,
            "Stage that found the entity, with its version (e.g. clinical_core@<sha>, dictionary:problem@<sha>); "
            "'+abbreviation' appended when it was tagged as the short form of an abbreviation whose long form "
-           "the stage tagged (pipelines/short_forms.py)."),
+           "the stage tagged (pipelines/engine/short_forms.py)."),
     Column("assertion", "string", True,
            "present | absent | possible | conditional | hypothetical | associated_with_someone_else."),
     Column("assertion_confidence", "double", True, "Confidence of the assertion decision in [0, 1]."),

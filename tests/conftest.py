@@ -16,7 +16,7 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 @pytest.fixture(scope="session")
 def spark():
     from clinlake.pipelines.config import SparkConfig
-    from clinlake.pipelines.spark_session import get_spark
+    from clinlake.pipelines.spark.session import get_spark
 
     session = get_spark(SparkConfig(master="local[2]", shuffle_partitions=2, arrow_batch_rows=16,
                                      conf={"spark.ui.enabled": "false",
@@ -34,7 +34,7 @@ def default_config():
 
 @pytest.fixture(scope="session")
 def pipeline(default_config):
-    from clinlake.pipelines.pipeline import Pipeline
+    from clinlake.pipelines.engine.pipeline import Pipeline
 
     return Pipeline.from_config(default_config)
 
@@ -44,7 +44,7 @@ def sample_notes() -> list[dict[str, str]]:
     import csv
 
     csv.field_size_limit(1 << 30)
-    from clinlake.pipelines.config import package_resource
+    from clinlake.pipelines.resources import package_resource
 
     with open(package_resource("samples/mtsamples_sample.csv"), encoding="utf-8", newline="") as handle:
         return list(csv.DictReader(handle))

@@ -6,25 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from clinlake.pipelines.assertion_brat import (
-    DEFAULT_TYPES,
-    DocumentAssessor,
-    Event,
-    GoldDoc,
-    GoldItem,
-    evaluate,
-    gold_label,
-    label_score,
-    parse_event,
-    parse_types,
-    predict_split,
-    read_gold_doc,
-    read_split,
-    run,
-    score_pairs,
-    three_way,
-)
-from clinlake.pipelines.types import AssertionResult
+from clinlake.pipelines.evaluation.assertion_brat import (DEFAULT_TYPES, DocumentAssessor, Event, GoldDoc, GoldItem, evaluate, gold_label, label_score, parse_event, parse_types, predict_split, read_gold_doc, read_split, run, score_pairs, three_way)
+from clinlake.pipelines.engine.types import AssertionResult
 
 
 def write_doc(folder: Path, name: str, text: str, ann: str) -> Path:

@@ -7,33 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clinlake.pipelines.assertion_eval import (
-    UNLOCATED_LABELS,
-    evaluate_kit,
-    read_kit,
-    score_labels,
-    to_kit_labels,
-    whole_sentence,
-    write_predictions,
-)
-from clinlake.pipelines.assertion_model import (
-    HEADS,
-    HYBRID_FILE,
-    MODEL_DIR_DEFAULT,
-    N_POSITIONS,
-    POS_TARGET,
-    AssertionModel,
-    HybridAssertion,
-    HybridPolicy,
-    ModelAnswer,
-    combine,
-    encode_target,
-    load_assertion_engine,
-    model_label,
-    pad_batch,
-)
-from clinlake.pipelines.context import DEFAULT_RULES_PATH, ContextAssertion
-from clinlake.pipelines.types import AssertionResult
+from clinlake.pipelines.evaluation.assertion_kit import (UNLOCATED_LABELS, evaluate_kit, read_kit, score_labels, to_kit_labels, whole_sentence, write_predictions)
+from clinlake.pipelines.engine.assertion.model import (HEADS, HYBRID_FILE, MODEL_DIR_DEFAULT, N_POSITIONS, POS_TARGET, AssertionModel, ModelAnswer, encode_target, model_label, pad_batch)
+from clinlake.pipelines.engine.assertion.hybrid import HybridAssertion, HybridPolicy, combine
+from clinlake.pipelines.engine.assertion.engines import load_assertion_engine
+from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
+from clinlake.pipelines.engine.assertion.context import ContextAssertion
+from clinlake.pipelines.engine.types import AssertionResult
 
 KIT_DEVEL = Path(__file__).resolve().parents[2] / "shared" / "data" / "assertion" / "negex_kit_devel.tsv"
 HEADER = "id\tnote\tphrase\tsentence\tnegation\ttemporality\texperiencer\n"
@@ -191,7 +171,7 @@ def test_onnx_export_matches_pytorch(tmp_path):
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
-    from clinlake.pipelines.train_assertion import export_onnx, make_ensemble, make_net
+    from clinlake.pipelines.training.assertion import export_onnx, make_ensemble, make_net
 
     torch.manual_seed(0)
     net = make_ensemble([make_net(50), make_net(50)])

@@ -2,7 +2,7 @@
 import pyarrow as pa
 import pytest
 
-from clinlake.pipelines.batch import Limits, annotate_batch, annotate_note, entity_record
+from clinlake.pipelines.spark.batch import Limits, annotate_batch, annotate_note, entity_record
 
 GOOD = ("HISTORY OF PRESENT ILLNESS: The patient denies chest pain. She has diabetes.\n"
         "FAMILY HISTORY: Mother had breast cancer.\nMEDICATIONS: Metformin 500 mg b.i.d.")

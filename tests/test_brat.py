@@ -7,9 +7,8 @@ from types import SimpleNamespace
 import pytest
 
 from clinlake.jobs.evaluate import main as evaluate_main
-from clinlake.pipelines.brat import (Attribute, BratFormatError, TextBound, check_offsets, entities_to_ann,
-                                     format_ann, parse_ann, read_ann, read_text_exact, write_ann)
-from clinlake.pipelines.eval_brat import GoldEntity, PredEntity, gold_entities, load_label_map, score
+from clinlake.pipelines.corpora.brat import (Attribute, BratFormatError, TextBound, check_offsets, entities_to_ann, format_ann, parse_ann, read_ann, read_text_exact, write_ann)
+from clinlake.pipelines.evaluation.brat import GoldEntity, PredEntity, gold_entities, load_label_map, score
 
 TEXT = "A 75–year–old man with chest pain,\r\nno fever; started\r\naspirin and topical steroids.\r\n"
 
@@ -151,8 +150,8 @@ def test_label_map_must_be_a_mapping(tmp_path):
 
 
 def test_shipped_label_maps_follow_the_lexicon_type_map():
-    from clinlake.pipelines.config import package_resource
-    from clinlake.pipelines.lexicon_builder import TYPE_MAP
+    from clinlake.pipelines.resources import package_resource
+    from clinlake.pipelines.training.lexicons import TYPE_MAP
 
     for corpus, name in (("MACCROBAT", "maccrobat"), ("Chia", "chia")):
         assert load_label_map(package_resource(f"conf/label_maps/{name}_clinical_core.yaml")) == TYPE_MAP[corpus]

@@ -1,12 +1,12 @@
-"""BRAT documents → training examples on clinlake's own tokens (pipelines/clinical_data.py)."""
+"""BRAT documents → training examples on clinlake's own tokens (pipelines/corpora/clinical.py)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from clinlake.pipelines.clinical_data import Stats, document_examples, load_brat_split, mapped_spans, non_overlapping
-from clinlake.pipelines.text import TextSplitter
+from clinlake.pipelines.corpora.clinical import (Stats, document_examples, load_brat_split, mapped_spans, non_overlapping)
+from clinlake.pipelines.engine.text import TextSplitter
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -82,7 +82,7 @@ def test_load_brat_split_reads_every_document_in_name_order(tmp_path, splitter):
 
 
 def test_train_clinical_cli_rejects_an_unknown_corpus(capsys):
-    from clinlake.pipelines.train_clinical import build_parser
+    from clinlake.pipelines.training.clinical import build_parser
 
     args = build_parser("clinlake train clinical").parse_args(
         ["--name", "x", "--brat", "MACCROBAT=a.yaml", "--brat", "PHEE=b.yaml", "--hidden", "200"])

@@ -5,8 +5,9 @@ import json
 
 import pytest
 
-from clinlake.pipelines.config import load_config, package_resource
-from clinlake.pipelines.pipeline import Pipeline
+from clinlake.pipelines.config import load_config
+from clinlake.pipelines.resources import package_resource
+from clinlake.pipelines.engine.pipeline import Pipeline
 
 CASE = ("A 45-year-old man presented with fever and abdominal pain for 3 days. He was treated with oral "
         "amoxicillin 500 mg three times daily. Blood tests showed a white cell count of 15,000/mm3.")

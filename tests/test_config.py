@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from clinlake.pipelines.config import ConfigError, load_config, parse_config, resolve_model_dir, resolve_resource
+from clinlake.pipelines.config import ConfigError, load_config, parse_config
+from clinlake.pipelines.resources import Resolver
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -16,8 +17,8 @@ def test_default_config_loads_and_resolves_packaged_resources(default_config):
     assert default_config.input.text_column == "transcription"
     assert [m.model for m in default_config.pipeline.ner] == ["clinical_core"]
     assert default_config.pipeline.dictionary == []
-    assert resolve_model_dir(default_config, "clinical_core").joinpath("model.onnx").is_file()
-    assert resolve_resource(default_config, default_config.pipeline.assertion.rules).is_file()
+    assert Resolver(default_config.base_dir).model_dir("clinical_core").joinpath("model.onnx").is_file()
+    assert Resolver(default_config.base_dir).resource(default_config.pipeline.assertion.rules).is_file()
 
 
 def test_minimal_config_gets_defaults():
@@ -73,10 +74,10 @@ def test_overrides_and_relative_resources(tmp_path):
                            "    - {name: mine, path: terms.txt, label: DRUG}\n")
     config = load_config(path, {"input.path": "b.parquet", "input.format": "parquet", "spark.master": "local[1]"})
     assert (config.input.path, config.input.format, config.spark.master) == ("b.parquet", "parquet", "local[1]")
-    assert resolve_resource(config, "terms.txt") == tmp_path / "terms.txt"
+    assert Resolver(config.base_dir).resource("terms.txt") == tmp_path / "terms.txt"
     # Shipped resources are reachable from any config via the clinlake: prefix.
-    assert resolve_resource(config, "clinlake:conf/context_rules.yaml").is_file()
-    assert resolve_resource(config, "clinlake:samples/mtsamples_sample.csv").is_file()
+    assert Resolver(config.base_dir).resource("clinlake:conf/context_rules.yaml").is_file()
+    assert Resolver(config.base_dir).resource("clinlake:samples/mtsamples_sample.csv").is_file()
 
 
 def test_spark_options_become_strings(tmp_path):

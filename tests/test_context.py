@@ -1,4 +1,4 @@
-"""Tests for the ConText-style assertion stage (pipelines/context.py)."""
+"""Tests for the ConText-style assertion stage (pipelines/engine/assertion/context.py)."""
 from __future__ import annotations
 
 import re
@@ -6,17 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from clinlake.pipelines.assertion_eval import evaluate_kit, locate_phrase, whole_sentence
-from clinlake.pipelines.context import (
-    DEFAULT_RULES_PATH,
-    PRESENT_PRIOR,
-    SECTION_DEFAULT_CONFIDENCE,
-    ContextAssertion,
-    ContextRule,
-    RuleError,
-    load_rules,
-)
-from clinlake.pipelines.types import ASSERTION_LABELS, AssertionResult, Sentence, Token
+from clinlake.pipelines.evaluation.assertion_kit import evaluate_kit, locate_phrase, whole_sentence
+from clinlake.pipelines.engine.assertion.rules import (DEFAULT_RULES_PATH, PRESENT_PRIOR, SECTION_DEFAULT_CONFIDENCE, ContextRule, RuleError, load_rules)
+from clinlake.pipelines.engine.assertion.context import ContextAssertion
+from clinlake.pipelines.engine.types import ASSERTION_LABELS, AssertionResult, Sentence, Token
 
 KIT_DEVEL = Path("/work/shared/data/assertion/negex_kit_devel.tsv")
 SECTION_DEFAULTS = {

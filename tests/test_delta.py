@@ -10,11 +10,11 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 from pyspark.sql import functions as F
 
-from clinlake.pipelines import delta_io
+from clinlake.pipelines.spark import delta_io
 from clinlake.pipelines.config import parse_config
-from clinlake.pipelines.delta_io import ConcurrentRunError
-from clinlake.pipelines.spark_job import run_annotate
-from clinlake.pipelines.spark_tables import read_delta
+from clinlake.pipelines.spark.delta_io import ConcurrentRunError
+from clinlake.pipelines.spark.job import run_annotate
+from clinlake.pipelines.spark.tables import read_delta
 
 NOTES = {
     f"n{i}": text for i, text in enumerate([

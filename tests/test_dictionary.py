@@ -1,8 +1,8 @@
 import pytest
 
-from clinlake.pipelines.dictionary import DictionaryNer, Lexicon, LexiconError, read_lexicon
-from clinlake.pipelines.merge import merge_chunks
-from clinlake.pipelines.types import Entity
+from clinlake.pipelines.engine.dictionary import DictionaryNer, Lexicon, LexiconError, read_lexicon
+from clinlake.pipelines.engine.merge import merge_chunks
+from clinlake.pipelines.engine.types import Entity
 
 
 def lexicon(name, *terms):

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from clinlake.pipelines.config import package_resource
-from clinlake.pipelines.eval_ner import read_conll, score_spans, score_tags, spans, write_predictions
+from clinlake.pipelines.resources import package_resource
+from clinlake.pipelines.evaluation.ner import read_conll, score_spans, score_tags, spans, write_predictions
 
 
 def needs_model(name: str):

@@ -10,9 +10,9 @@ from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
 from clinlake.jobs.annotate import main as annotate_main
-from clinlake.pipelines import spark_job
+from clinlake.pipelines.spark import job as spark_job
 from clinlake.pipelines.config import parse_config
-from clinlake.pipelines.spark_job import QualityGateError, run_annotate
+from clinlake.pipelines.spark.job import QualityGateError, run_annotate
 
 
 @pytest.fixture(scope="module")

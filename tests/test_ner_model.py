@@ -8,10 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from clinlake.pipelines.config import package_resource, parse_config
-from clinlake.pipelines.ner_model import (CASES, Embeddings, WordFeatures, encode_batch, iob_spans, load_model,
-                                          marginals, model_pieces, viterbi, windows, word_key)
-from clinlake.pipelines.text import TextSplitter
+from clinlake.pipelines.resources import package_resource
+from clinlake.pipelines.config import parse_config
+from clinlake.pipelines.engine.ner.features import (CASES, Embeddings, WordFeatures, encode_batch, model_pieces, word_key)
+from clinlake.pipelines.engine.ner.crf import iob_spans, marginals, viterbi
+from clinlake.pipelines.engine.ner.model import load_model, windows
+from clinlake.pipelines.engine.text import TextSplitter
 
 
 def needs_model(name: str):
@@ -37,7 +39,7 @@ def test_pipeline_tokens_are_split_like_the_corpora(splitter):
 
 
 def test_corpus_tokens_and_pipeline_tokens_give_the_same_pieces(splitter):
-    from clinlake.pipelines.train_ner import to_pieces
+    from clinlake.pipelines.training.ner.loop import to_pieces
 
     corpus_tokens = ["Selegiline", "-", "induced", "postural", "hypotension", "in", "Parkinson", "'", "s", "disease"]
     tags = ["B-Chemical", "O", "O", "B-Disease", "I-Disease", "O", "B-Disease", "I-Disease", "I-Disease", "I-Disease"]
@@ -52,13 +54,13 @@ def test_corpus_tokens_and_pipeline_tokens_give_the_same_pieces(splitter):
 
 def test_word_keys_and_casing():
     assert word_key("IL-12") == "il-00"
-    assert [CASES[i] for i in map(__import__("clinlake.pipelines.ner_model", fromlist=["case_id"]).case_id,
+    assert [CASES[i] for i in map(__import__("clinlake.pipelines.engine.ner.features", fromlist=["case_id"]).case_id,
                                   ["cancer", "Cancer", "BRCA", "mRNA", "12", "p53", ","])] == [
         "lower", "title", "upper", "mixed", "numeric", "has_digit", "punct"]
 
 
 def test_word_features_memo_matches_direct_featurisation():
-    from clinlake.pipelines.ner_model import MAX_CHARS, UNK, case_id, encode_serving_batch
+    from clinlake.pipelines.engine.ner.features import MAX_CHARS, UNK, case_id, encode_serving_batch
 
     vocab = {"<pad>": 0, "<unk>": 1, "il-00": 2, "cancer": 3}
     embeddings = Embeddings(vocab, np.arange(8, dtype=np.float16).reshape(4, 2))
@@ -129,7 +131,7 @@ def test_viterbi_and_marginals_match_brute_force():
 
 @pytest.mark.parametrize("tags", [3, 33])
 def test_batched_decoding_equals_per_sentence_decoding(tags):
-    from clinlake.pipelines.ner_model import marginals_batch, viterbi_batch
+    from clinlake.pipelines.engine.ner.crf import marginals_batch, viterbi_batch
 
     rng = np.random.default_rng(tags)
     emissions, lengths = rng.normal(size=(4, 9, tags)) * 5, [9, 3, 1, 6]
@@ -149,14 +151,14 @@ def test_batched_decoding_equals_per_sentence_decoding(tags):
     ([50, 1], 10, [(0, 1), (1, 2)]),  # one item longer than the budget still gets its own run
 ])
 def test_network_slices_stay_under_the_padded_budget(lengths, pieces, expected):
-    from clinlake.pipelines.ner_model import _slices
+    from clinlake.pipelines.engine.ner.model import _slices
 
     assert _slices(lengths, pieces) == expected
 
 
 def test_crf_decoder_uses_the_iob_pairs_and_decodes_like_the_full_max():
-    from clinlake.pipelines.ner_model import CrfDecoder
-    from clinlake.pipelines.train_ner import iob_mask
+    from clinlake.pipelines.engine.ner.crf import CrfDecoder
+    from clinlake.pipelines.training.ner.loop import iob_mask
 
     tags = ["O", "B-A", "I-A", "B-B", "I-B"]
     rng = np.random.default_rng(1)
@@ -191,8 +193,8 @@ def test_windows_tile_the_sentence_with_context(length):
 def test_onnx_export_matches_pytorch_on_a_batch(tmp_path):
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnx")
-    from clinlake.pipelines import ner_model
-    from clinlake.pipelines.train_ner import build_crf, build_network, check_onnx, export
+    from clinlake.pipelines.engine.ner import model as ner_model
+    from clinlake.pipelines.training.ner.loop import build_crf, build_network, check_onnx, export
 
     torch.manual_seed(0)
     words = ["Aspirin", "induced", "asthma", "in", "a", "patient", "with", "BRCA1", "mutations", "."]
@@ -248,7 +250,7 @@ def _tiny_embeddings(directory, words, dim=100):
 
 def test_refit_runs_the_selected_epochs_on_train_and_devel_and_the_card_reports_the_selection(tmp_path):
     pytest.importorskip("torch")
-    from clinlake.pipelines.train_ner import devel_estimate, fit, model_card, training_flags
+    from clinlake.pipelines.training.ner.loop import devel_estimate, fit, model_card, training_flags
 
     sentence = (["Aspirin", "induced", "asthma", "in", "a", "patient", "."],
                 ["O", "O", "B-Disease", "O", "O", "O", "O"])
@@ -287,7 +289,7 @@ def test_refit_runs_the_selected_epochs_on_train_and_devel_and_the_card_reports_
 
 
 def test_training_artefacts_of_same_named_output_folders_never_collide(tmp_path):
-    from clinlake.pipelines.train_ner import ARTIFACTS, MODELS, artifacts_dir, selection_model_dir
+    from clinlake.pipelines.training.ner.loop import ARTIFACTS, MODELS, artifacts_dir, selection_model_dir
 
     # Shipped models and folders already under build/ner keep their plain names.
     assert artifacts_dir(MODELS / "ncbi_disease") == ARTIFACTS / "ncbi_disease"
@@ -301,7 +303,7 @@ def test_training_artefacts_of_same_named_output_folders_never_collide(tmp_path)
 
 
 def test_rescoring_never_quantises_an_int8_model_twice(tmp_path, monkeypatch):
-    from clinlake.pipelines import train_ner
+    from clinlake.pipelines.training.ner import loop as train_ner
 
     monkeypatch.setattr(train_ner, "ARTIFACTS", tmp_path / "build")
     model_dir = tmp_path / "tiny"
@@ -321,7 +323,7 @@ def test_rescoring_never_quantises_an_int8_model_twice(tmp_path, monkeypatch):
 
 def _tiny_shared(tmp_path, monkeypatch, text: str, *, train: str, devel: str):
     """train_ner reading a made-up shared folder: one text file and one CoNLL corpus "X"."""
-    from clinlake.pipelines import train_ner
+    from clinlake.pipelines.training.ner import loop as train_ner
 
     (tmp_path / "corpus.txt").write_text(text, encoding="utf-8")
     (tmp_path / "ner" / "X").mkdir(parents=True)
@@ -369,7 +371,7 @@ def _find(stage, text, splitter):
 
 @needs_model("ncbi_disease")
 def test_ncbi_disease_tags_diseases(splitter):
-    from clinlake.pipelines.ner_model import load_ner_stage
+    from clinlake.pipelines.engine.ner.stage import load_ner_stage
 
     stage = load_ner_stage(package_resource("models/ncbi_disease"))
     entities = stage.find(SENTENCE, splitter.split(SENTENCE))
@@ -395,7 +397,7 @@ def test_one_session_per_model_per_process():
 
 @needs_model("ncbi_disease")
 def test_a_1000_token_sentence_is_windowed_not_refused(splitter):
-    from clinlake.pipelines.ner_model import load_ner_stage
+    from clinlake.pipelines.engine.ner.stage import load_ner_stage
 
     text = " ".join(["The patient has breast cancer and no fever"] * 125)  # 1,000 tokens, no sentence end
     sentences = splitter.split(text)
@@ -418,7 +420,7 @@ def test_posteriors_are_computed_where_an_entity_was_found():
 
 @needs_model("ncbi_disease")
 def test_pipeline_runs_a_configured_model():
-    from clinlake.pipelines.pipeline import Pipeline
+    from clinlake.pipelines.engine.pipeline import Pipeline
 
     config = parse_config({"input": {"path": "notes.parquet"},
                            "pipeline": {"ner": [{"model": "ncbi_disease", "label_map": {"Disease": "PROBLEM"}}]}})
@@ -438,7 +440,7 @@ def test_shipped_model_metadata(name):
     directory = package_resource(f"models/{name}")
     if not (directory / "model.onnx").exists():
         pytest.skip(f"model {name} not trained")
-    from clinlake.pipelines.ner_model import model_version
+    from clinlake.pipelines.engine.ner.model import model_version
 
     meta = json.loads((directory / "model.json").read_text(encoding="utf-8"))
     assert meta["version"] == model_version(directory)
@@ -459,8 +461,8 @@ def test_spark_job_with_an_ner_model(spark, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from clinlake.pipelines.pipeline import Pipeline
-    from clinlake.pipelines.spark_job import run_annotate
+    from clinlake.pipelines.engine.pipeline import Pipeline
+    from clinlake.pipelines.spark.job import run_annotate
 
     notes = {"a": "HISTORY: The patient has breast cancer.\n\nNo evidence of colorectal cancer.",
              "b": "Mutations in BRCA1 cause hereditary breast and ovarian cancer."}
@@ -486,8 +488,10 @@ def test_spark_job_with_an_ner_model(spark, tmp_path):
 def test_pipeline_version_follows_model_and_shared_vectors_not_cards(tmp_path):
     import shutil
 
-    from clinlake.pipelines.config import load_config, package_resource
-    from clinlake.pipelines.pipeline import model_files, pipeline_version
+    from clinlake.pipelines.config import load_config
+    from clinlake.pipelines.resources import package_resource
+    from clinlake.pipelines.engine.fingerprint import model_files, pipeline_version
+    from clinlake.pipelines.resources import Resolver
 
     models = tmp_path / "models"
     shutil.copytree(package_resource("models/clinical_core"), models / "clinical_core")
@@ -496,9 +500,9 @@ def test_pipeline_version_follows_model_and_shared_vectors_not_cards(tmp_path):
                                     "pipeline.assertion.engine": "rules"})
     assert {p.name for p in model_files(models / "clinical_core")} == {"model.onnx", "model.json", "vectors.npy",
                                                                       "vocab.txt"}
-    before = pipeline_version(config)
+    before = pipeline_version(config.pipeline, Resolver(config.base_dir))
     (models / "clinical_core" / "MODEL_CARD.md").write_text("edited card", encoding="utf-8")
-    assert pipeline_version(config) == before  # documentation does not force re-annotation
+    assert pipeline_version(config.pipeline, Resolver(config.base_dir)) == before  # documentation does not force re-annotation
     with open(models / "embeddings" / "vocab.txt", "a", encoding="utf-8") as vocab:
         vocab.write("newword\n")
-    assert pipeline_version(config) != before  # the shared vectors decide the output too
+    assert pipeline_version(config.pipeline, Resolver(config.base_dir)) != before  # the shared vectors decide the output too

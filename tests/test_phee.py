@@ -1,12 +1,12 @@
-"""PHEE JSON lines → BRAT documents (pipelines/phee.py)."""
+"""PHEE JSON lines → BRAT documents (pipelines/corpora/phee.py)."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from clinlake.pipelines.brat import check_offsets, read_ann, read_text_exact
-from clinlake.pipelines.phee import ensure_brat, sentence_entities, to_ann
+from clinlake.pipelines.corpora.brat import check_offsets, read_ann, read_text_exact
+from clinlake.pipelines.corpora.phee import ensure_brat, sentence_entities, to_ann
 
 TEXT = "Severe hepatitis developed after isoniazid and rifampicin for latent tuberculosis."
 RECORD = {

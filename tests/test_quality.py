@@ -9,9 +9,9 @@ import textwrap
 import pytest
 from pyspark.sql import functions as F
 
-from clinlake.pipelines.batch import entity_record
-from clinlake.pipelines.quality import (CHECKS, Failure, GateResult, SuiteError, configured_labels,
-                                        default_suites, load_suite, parse_suite, validate_tables)
+from clinlake.pipelines.spark.batch import entity_record
+from clinlake.pipelines.resources import Resolver
+from clinlake.pipelines.quality.gate import (CHECKS, Failure, GateResult, SuiteError, configured_labels, default_suites, load_suite, parse_suite, validate_tables)
 from clinlake.schemas.spark import spark_schema
 from clinlake.schemas.tables import entity_table, note_status_table
 
@@ -163,8 +163,8 @@ def test_warning_only_failures_pass_the_gate():
 
 
 def test_configured_labels(default_config):
-    assert configured_labels(default_config) == ["PROBLEM", "TEST", "TREATMENT"]
-    labels = default_suites(sets={"labels": configured_labels(default_config)})[0].sets["labels"]
+    assert configured_labels(default_config.pipeline, Resolver(default_config.base_dir)) == ["PROBLEM", "TEST", "TREATMENT"]
+    labels = default_suites(sets={"labels": configured_labels(default_config.pipeline, Resolver(default_config.base_dir))})[0].sets["labels"]
     assert labels == ["PROBLEM", "TEST", "TREATMENT"]
 
 

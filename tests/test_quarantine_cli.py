@@ -11,7 +11,7 @@ from pyspark.sql import types as T
 
 from clinlake.jobs.quarantine import main, read_table
 from clinlake.pipelines.config import InputConfig
-from clinlake.pipelines.spark_job import read_notes
+from clinlake.pipelines.spark.job import read_notes
 from clinlake.schemas.spark import spark_schema
 from clinlake.schemas.tables import quarantine_table
 

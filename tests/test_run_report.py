@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from clinlake.pipelines.quality import Failure, GateResult
-from clinlake.pipelines.run_report import (HISTOGRAM_BINS, collect_report_data, highlight_note, label_colors,
-                                           write_run_report)
+from clinlake.pipelines.quality.gate import Failure, GateResult
+from clinlake.pipelines.report.html import (HISTOGRAM_BINS, collect_report_data, highlight_note, label_colors, write_run_report)
 
 REPO = Path(__file__).resolve().parents[1]
 TEXT = "HPI: Denies fever. Possible pneumonia <b>& co</b>. Mother had breast cancer. Start metformin."

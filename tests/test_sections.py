@@ -1,12 +1,12 @@
-"""Tests for note section detection (pipelines/sections.py)."""
+"""Tests for note section detection (pipelines/engine/sections.py)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from clinlake.pipelines.sections import SectionDetector, section_at
-from clinlake.pipelines.types import Section
+from clinlake.pipelines.engine.sections import SectionDetector, section_at
+from clinlake.pipelines.engine.types import Section
 
 REPO = Path(__file__).resolve().parents[1]
 SECTIONS = REPO / "conf" / "sections.yaml"

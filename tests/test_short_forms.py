@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from clinlake.pipelines.short_forms import definitions, long_form_length, propagate
+from clinlake.pipelines.engine.short_forms import definitions, long_form_length, propagate
 
 
 def words(text: str) -> list[str]:
@@ -85,13 +85,13 @@ class PhraseTagger:
 
 
 def test_the_ner_stage_propagates_within_a_note():
-    from clinlake.pipelines.ner_model import NerStage
-    from clinlake.pipelines.text import TextSplitter
+    from clinlake.pipelines.engine.ner.stage import ModelNerStage
+    from clinlake.pipelines.engine.text import TextSplitter
 
     text = "MRI showed a tear of the posterior cruciate ligament (PCL).\nThe PCL graft was placed. PCL intact."
     splitter = TextSplitter.from_file()
     model = PhraseTagger({"posterior cruciate ligament": "Anatomy"})
-    found = NerStage(model).find(text, splitter.split(text))
+    found = ModelNerStage(model).find(text, splitter.split(text))
     assert [(e.text, e.label, e.start, e.confidence) for e in found] == [
         ("posterior cruciate ligament", "Anatomy", 25, 0.9),
         ("PCL", "Anatomy", 54, 0.9),
@@ -102,12 +102,12 @@ def test_the_ner_stage_propagates_within_a_note():
     # The tagger's own entity keeps the stage name; propagated ones say where they came from.
     assert [e.source for e in found] == ["phrases"] + ["phrases+abbreviation"] * 3
     assert [e.sentence_index for e in found] == [0, 0, 1, 2]
-    alone = NerStage(model, propagate_abbreviations=False).find(text, splitter.split(text))
+    alone = ModelNerStage(model, propagate_abbreviations=False).find(text, splitter.split(text))
     assert [e.text for e in alone] == ["posterior cruciate ligament"]
 
 
 def test_evaluation_reports_propagation_and_the_model_alone(tmp_path):
-    from clinlake.pipelines.eval_ner import evaluate_model
+    from clinlake.pipelines.evaluation.ner import evaluate_model
 
     rows = [["Posterior", "B-Anatomy"], ["cruciate", "I-Anatomy"], ["ligament", "I-Anatomy"], ["(", "O"],
             ["PCL", "B-Anatomy"], [")", "O"], ["tears", "O"], [], ["The", "O"], ["PCL", "B-Anatomy"], ["held", "O"], []]

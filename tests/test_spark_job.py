@@ -11,10 +11,10 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from clinlake.jobs.annotate import main as annotate_main
-from clinlake.pipelines.batch import entity_record
+from clinlake.pipelines.spark.batch import entity_record
 from clinlake.pipelines.config import parse_config
-from clinlake.pipelines.spark_job import run_annotate
-from clinlake.pipelines.spark_tables import read_delta
+from clinlake.pipelines.spark.job import run_annotate
+from clinlake.pipelines.spark.tables import read_delta
 from clinlake.schemas.spark import spark_schema
 from clinlake.schemas.tables import entity_table, note_status_table, quarantine_table
 

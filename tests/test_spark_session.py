@@ -1,7 +1,7 @@
 import pytest
 
-from clinlake.pipelines import spark_session
-from clinlake.pipelines.spark_session import JavaNotFoundError, check_java
+from clinlake.pipelines.spark import session as spark_session
+from clinlake.pipelines.spark.session import JavaNotFoundError, check_java
 
 
 def test_missing_java_is_a_clear_error(monkeypatch, tmp_path):

@@ -1,4 +1,4 @@
-"""Tests for the clinical sentence splitter and tokenizer (pipelines/text.py)."""
+"""Tests for the clinical sentence splitter and tokenizer (pipelines/engine/text.py)."""
 from __future__ import annotations
 
 import random
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from clinlake.pipelines.text import TextSplitter
-from clinlake.pipelines.types import Sentence, Token
+from clinlake.pipelines.engine.text import TextSplitter
+from clinlake.pipelines.engine.types import Sentence, Token
 
 REPO = Path(__file__).resolve().parents[1]
 ABBREVIATIONS = REPO / "conf" / "abbreviations.yaml"

@@ -1,0 +1,125 @@
+"""The rules+model hybrid assertion engine: ConText rules and the CNN, attribute by attribute.
+
+Which engine answers which attribute is a :class:`HybridPolicy`, stored with the model
+(``hybrid.json``) after being chosen on the NegEx kit's devel split.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+from clinlake.pipelines.engine.assertion.model import HYBRID_FILE, AssertionModel, ModelAnswer, model_label
+from clinlake.pipelines.engine.types import AssertionEngine, AssertionResult, Sentence
+
+
+SOURCES = ("rules", "model", "either")
+
+
+@dataclass(frozen=True)
+class HybridPolicy:
+    """Which engine answers each attribute.
+
+    ``rules`` / ``model``: that engine alone; ``either``: true when either engine says so
+    (a union; for negation, the model is heard only where no rule cue decided the label -
+    pseudo-triggers and terminators leave no cue, so a negation union can override them,
+    which is why the shipped policy takes negation from the rules). The defaults are the
+    shipped ``hybrid.json``.
+    """
+
+    negation: str = "rules"
+    possible: str = "rules"
+    historical: str = "either"
+    not_particular: str = "either"
+    other: str = "rules"
+
+    def __post_init__(self) -> None:
+        for key, value in asdict(self).items():
+            if value not in SOURCES:
+                raise ValueError(f"hybrid policy {key!r} has unknown value {value!r} (allowed: {', '.join(SOURCES)})")
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "HybridPolicy":
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        policy = data.get("policy", data)
+        unknown = sorted(set(policy) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"{Path(path).name}: unknown hybrid policy key {unknown[0]!r}")
+        return cls(**policy)
+
+
+def _rule_flags(result: AssertionResult) -> dict[str, bool]:
+    return {
+        "negation": result.assertion == "absent",
+        "possible": result.assertion == "possible",
+        "historical": result.is_historical,
+        "not_particular": result.assertion in ("hypothetical", "conditional"),
+        "other": result.assertion == "associated_with_someone_else",
+    }
+
+
+def _model_flags(answer: ModelAnswer) -> dict[str, bool]:
+    return {
+        "negation": answer.negated > 0.5,
+        "possible": answer.possible > 0.5,
+        "historical": answer.is_historical,
+        "not_particular": answer.is_not_particular,
+        "other": answer.other > 0.5,
+    }
+
+
+def combine(rule: AssertionResult, answer: ModelAnswer, policy: HybridPolicy) -> AssertionResult:
+    """One hybrid decision from the rules' result and the model's answer."""
+    rules_flags, model_flags = _rule_flags(rule), _model_flags(answer)
+    rule_decided = rule.cue is not None and rule.cue_category != "HISTORICAL"
+    flags = {}
+    for key, source in asdict(policy).items():
+        if source == "rules":
+            flags[key] = rules_flags[key]
+        elif source == "model":
+            flags[key] = model_flags[key]
+        elif key == "negation":
+            flags[key] = rules_flags[key] or (not rule_decided and model_flags[key])
+        else:
+            flags[key] = rules_flags[key] or model_flags[key]
+    if flags["other"]:
+        label = "associated_with_someone_else"
+    elif flags["not_particular"]:
+        label = rule.assertion if rule.assertion in ("hypothetical", "conditional") else "hypothetical"
+    elif flags["negation"]:
+        label = "absent"
+    elif flags["possible"]:
+        label = "possible"
+    else:
+        label = "present"
+    historical = flags["historical"]
+    if label == rule.assertion:
+        # The rules agree: keep their cue and confidence, except the cue of a HISTORICAL
+        # trigger behind a 'present' the model has overruled on the historical flag.
+        if rule.cue_category == "HISTORICAL" and rule.is_historical != historical:
+            return AssertionResult(label, historical, rule.confidence)
+        return AssertionResult(label, historical, rule.confidence, rule.cue, rule.cue_start, rule.cue_end,
+                               rule.cue_category)
+    model_result = model_label(answer)
+    confidence = model_result.confidence if label == model_result.assertion else 0.5
+    return AssertionResult(label, historical, confidence)
+
+
+class HybridAssertion:
+    """Rules and model together, attribute by attribute (see :class:`HybridPolicy`)."""
+
+    def __init__(self, rules: AssertionEngine, model: AssertionModel, policy: HybridPolicy | None = None) -> None:
+        self.rules = rules
+        self.model = model
+        if policy is None:
+            hybrid_file = model.model_dir / HYBRID_FILE
+            policy = HybridPolicy.from_file(hybrid_file) if hybrid_file.is_file() else HybridPolicy()
+        self.policy = policy
+
+    def assess(
+        self, text: str, sentence: Sentence, targets: Sequence[tuple[int, int]], section: str | None = None
+    ) -> list[AssertionResult]:
+        rule_results = self.rules.assess(text, sentence, targets, section)
+        answers = self.model.answers(text, (sentence.start, sentence.end), targets)
+        return [combine(r, a, self.policy) for r, a in zip(rule_results, answers)]

@@ -1,0 +1,268 @@
+"""Trained assertion classifier (ONNX, served with onnxruntime).
+
+It has the :class:`~clinlake.pipelines.engine.types.AssertionEngine` interface of the ConText
+rules (:mod:`.context`) and the hybrid (:mod:`.hybrid`):
+``assess(text, sentence, targets, section) -> list[AssertionResult]``, so the pipeline can
+hold any of the three.
+
+The model (trained by :mod:`clinlake.pipelines.training.assertion`, shipped in
+``models/assertion/``) reads the sentence as word/punctuation pieces (the same
+:data:`~clinlake.pipelines.engine.pieces.WORD_PIECE` split the rules use, so the
+tokenizer that built the Sentence does not matter), lowercased with digits folded to ``0``.
+Each piece gets a *position id* saying where it sits relative to the target (inside it, or
+1, 2, 3, 4, 5-6, 7-9, 10-14, 15+ pieces to its left or right). A masked two-layer CNN
+over word+position embeddings is max-pooled over the whole window and over the target; four
+softmax heads answer four questions:
+
+* ``negation``    affirmed | negated
+* ``certainty``   certain | possible
+* ``temporality`` recent | historical | not_particular  (hypothetical/conditional)
+* ``experiencer`` patient | other
+
+:func:`model_label` turns the four answers into one of the six i2b2 labels plus the
+historical flag (associated_with_someone_else > hypothetical > absent > possible > present,
+as in the rules). Padding is masked after every layer, so a target's result does not
+depend on the other targets batched with it.
+
+Runtime code imports only numpy and onnxruntime (imported when a model is loaded). Note
+text is PHI: errors raised here carry offsets and file names, never text.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from clinlake.pipelines.engine.pieces import WORD_PIECE
+from clinlake.pipelines.engine.types import AssertionResult, Sentence
+from clinlake.pipelines.resources import package_resource
+
+MODEL_DIR_DEFAULT = package_resource("models/assertion")  # the shipped model
+MODEL_FILE = "model.onnx"
+VOCAB_FILE = "vocab.json"
+CONFIG_FILE = "config.json"
+HYBRID_FILE = "hybrid.json"
+
+PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
+HEADS: Mapping[str, tuple[str, ...]] = {
+    "negation": ("affirmed", "negated"),
+    "certainty": ("certain", "possible"),
+    "temporality": ("recent", "historical", "not_particular"),
+    "experiencer": ("patient", "other"),
+}
+# Distance buckets (in pieces from the target) -> position id offsets.
+_BUCKET_EDGES: tuple[int, ...] = (1, 2, 3, 4, 5, 7, 10, 15)
+N_BUCKETS = len(_BUCKET_EDGES)
+POS_PAD, POS_TARGET = 0, 1
+N_POSITIONS = 2 + 2 * N_BUCKETS  # pad, target, left buckets, right buckets
+DEFAULT_WINDOW = 40  # pieces kept on each side of the target
+MAX_TARGET_PIECES = 24
+
+_DIGIT = re.compile(r"\d")
+
+
+# --- features ---------------------------------------------------------------------------
+
+
+def normalize(piece: str) -> str:
+    return _DIGIT.sub("0", piece.lower())
+
+
+def _bucket(distance: int) -> int:
+    """0-based bucket of a distance >= 1."""
+    index = 0
+    for i, edge in enumerate(_BUCKET_EDGES):
+        if distance >= edge:
+            index = i
+    return index
+
+
+def left_position(distance: int) -> int:
+    return 2 + _bucket(distance)
+
+
+def right_position(distance: int) -> int:
+    return 2 + N_BUCKETS + _bucket(distance)
+
+
+def encode_target(
+    text: str,
+    span: tuple[int, int],
+    target: tuple[int, int],
+    vocab: Mapping[str, int],
+    window: int = DEFAULT_WINDOW,
+) -> tuple[list[int], list[int]]:
+    """(token ids, position ids) for one target inside the text span ``span`` (note offsets).
+
+    Pieces overlapping the target are the target; ``window`` pieces are kept each side.
+    A sentence boundary inside the window is marked with ``<s>`` / ``</s>``.
+    """
+    lo, hi = span
+    t_start, t_end = target
+    left: list[str] = []
+    inside: list[str] = []
+    right: list[str] = []
+    for match in WORD_PIECE.finditer(text, lo, hi):
+        if match.end() <= t_start:
+            left.append(match.group())
+        elif match.start() >= t_end:
+            right.append(match.group())
+        else:
+            inside.append(match.group())
+    if not inside:  # a target of spaces only: keep a placeholder so pooling is defined
+        inside = [UNK]
+    inside = inside[:MAX_TARGET_PIECES]
+    left_words = [normalize(p) for p in left[-window:]]
+    right_words = [normalize(p) for p in right[:window]]
+    if len(left) <= window:
+        left_words.insert(0, BOS)
+    if len(right) <= window:
+        right_words.append(EOS)
+    unk = vocab[UNK]
+    ids = [vocab.get(w, unk) for w in left_words]
+    positions = [left_position(len(left_words) - i) for i in range(len(left_words))]
+    ids += [vocab.get(normalize(p) if p != UNK else UNK, unk) for p in inside]
+    positions += [POS_TARGET] * len(inside)
+    ids += [vocab.get(w, unk) for w in right_words]
+    positions += [right_position(i + 1) for i in range(len(right_words))]
+    return ids, positions
+
+
+def pad_batch(rows: Sequence[tuple[list[int], list[int]]]) -> tuple[np.ndarray, np.ndarray]:
+    width = max(len(ids) for ids, _ in rows)
+    tokens = np.zeros((len(rows), width), dtype=np.int64)
+    positions = np.zeros((len(rows), width), dtype=np.int64)
+    for i, (ids, pos) in enumerate(rows):
+        tokens[i, : len(ids)] = ids
+        positions[i, : len(pos)] = pos
+    return tokens, positions
+
+
+# --- label mapping ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelAnswer:
+    """The model's four probabilities for one target (positive class of each question)."""
+
+    negated: float
+    possible: float
+    historical: float
+    not_particular: float
+    other: float
+
+    @classmethod
+    def from_probs(cls, probs: Mapping[str, np.ndarray]) -> "ModelAnswer":
+        temporality = probs["temporality"]
+        return cls(
+            negated=float(probs["negation"][1]),
+            possible=float(probs["certainty"][1]),
+            historical=float(temporality[1]),
+            not_particular=float(temporality[2]),
+            other=float(probs["experiencer"][1]),
+        )
+
+    @property
+    def is_not_particular(self) -> bool:
+        return self.not_particular > max(self.historical, 1.0 - self.historical - self.not_particular)
+
+    @property
+    def is_historical(self) -> bool:
+        return self.historical > max(self.not_particular, 1.0 - self.historical - self.not_particular)
+
+
+def model_label(answer: ModelAnswer) -> AssertionResult:
+    """Six-label decision from the four heads, same precedence as the rules."""
+    if answer.other > 0.5:
+        label, confidence = "associated_with_someone_else", answer.other
+    elif answer.is_not_particular:
+        label, confidence = "hypothetical", answer.not_particular
+    elif answer.negated > 0.5:
+        label, confidence = "absent", answer.negated
+    elif answer.possible > 0.5:
+        label, confidence = "possible", answer.possible
+    else:
+        label = "present"
+        confidence = (1.0 - answer.negated) * (1.0 - answer.possible)
+    return AssertionResult(label, answer.is_historical, round(float(confidence), 6))
+
+
+# --- the model engine -------------------------------------------------------------------
+
+
+class AssertionModel:
+    """The ONNX assertion classifier behind the ``assess`` interface."""
+
+    def __init__(
+        self,
+        model_dir: str | Path = MODEL_DIR_DEFAULT,
+        *,
+        section_defaults: Mapping[str, str] | None = None,
+        threads: int = 1,
+    ) -> None:
+        import onnxruntime as ort  # imported only when a model is used
+
+        model_dir = Path(model_dir)
+        for name in (MODEL_FILE, VOCAB_FILE, CONFIG_FILE):
+            if not (model_dir / name).is_file():
+                raise FileNotFoundError(f"assertion model file {name!r} missing in {model_dir}")
+        self.model_dir = model_dir
+        self.vocab: dict[str, int] = json.loads((model_dir / VOCAB_FILE).read_text(encoding="utf-8"))
+        self.config: dict[str, Any] = json.loads((model_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+        self.window = int(self.config.get("window", DEFAULT_WINDOW))
+        self.name = f"assertion-model@{self.config.get('version', 'unknown')}"
+        self.section_defaults = dict(section_defaults or {})
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(
+            str(model_dir / MODEL_FILE), options, providers=["CPUExecutionProvider"]
+        )
+        self._outputs = [o.name for o in self._session.get_outputs()]
+
+    def answers(self, text: str, span: tuple[int, int], targets: Sequence[tuple[int, int]]) -> list[ModelAnswer]:
+        """Raw model answers for targets inside the text span ``span``."""
+        if not targets:
+            return []
+        rows = [encode_target(text, span, target, self.vocab, self.window) for target in targets]
+        tokens, positions = pad_batch(rows)
+        outputs = self._session.run(self._outputs, {"tokens": tokens, "positions": positions})
+        by_head = dict(zip(self._outputs, outputs))
+        return [
+            ModelAnswer.from_probs({head: by_head[head][i] for head in HEADS}) for i in range(len(targets))
+        ]
+
+    def assess(
+        self, text: str, sentence: Sentence, targets: Sequence[tuple[int, int]], section: str | None = None
+    ) -> list[AssertionResult]:
+        _check_targets(sentence, targets)
+        answers = self.answers(text, (sentence.start, sentence.end), targets)
+        results = [model_label(a) for a in answers]
+        default = self.section_defaults.get(section) if section is not None else None
+        if default is None:
+            return results
+        return [_apply_section_default(r, default) for r in results]
+
+
+def _apply_section_default(result: AssertionResult, default: str) -> AssertionResult:
+    """Section defaults for the model engine: a family-history section makes the relative
+    the experiencer; a history section sets the historical flag; others apply when the
+    model found nothing (``present``)."""
+    if default == "historical":
+        return AssertionResult(result.assertion, True, result.confidence)
+    if default == "associated_with_someone_else" or result.assertion == "present":
+        return AssertionResult(default, result.is_historical, result.confidence)
+    return result
+
+
+def _check_targets(sentence: Sentence, targets: Sequence[tuple[int, int]]) -> None:
+    for start, end in targets:
+        if not sentence.start <= start < end <= sentence.end:
+            raise ValueError(
+                f"target span [{start}, {end}) is empty or outside sentence {sentence.index} "
+                f"[{sentence.start}, {sentence.end})"
+            )

@@ -1,0 +1,65 @@
+"""The pipeline's NER stage over one trained model: sentences in, entities out."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from clinlake.pipelines.engine.ner.crf import iob_spans
+from clinlake.pipelines.engine.ner.features import model_pieces
+from clinlake.pipelines.engine.ner.model import NerModel, load_model
+from clinlake.pipelines.engine.short_forms import propagate
+from clinlake.pipelines.engine.types import Entity, Sentence
+
+PROPAGATED = "+abbreviation"  # appended to the stage name in ``ner_model`` for propagated entities
+
+
+class ModelNerStage:
+    """A pipeline NER stage over one model: sentences in, entities out (labels mapped/filtered).
+
+    With ``propagate_abbreviations`` the note is the document of :mod:`pipelines.engine.short_forms`:
+    an abbreviation defined as "long form (SF)" with the long form tagged makes SF an entity of
+    that label from the definition's sentence to the end of the note; an entity found that way takes the
+    confidence of the entity that defined it, and its source is the stage's name + ``+abbreviation``
+    (so ``ner_model`` tells the tagger's own entities from propagated ones)."""
+
+    def __init__(self, model: NerModel, labels: Sequence[str] = (), label_map: Mapping[str, str] | None = None,
+                 propagate_abbreviations: bool = True):
+        self.model = model
+        self.name = model.name
+        self.label_map = dict(label_map or {})
+        self.labels = frozenset(labels)
+        self.propagate_abbreviations = propagate_abbreviations
+
+    def find(self, text: str, sentences: Sequence[Sentence]) -> list[Entity]:
+        pieces = [model_pieces((t.start, t.end, t.text) for t in s.tokens) for s in sentences]
+        words = [[p[2] for p in sentence] for sentence in pieces]
+        tagged = self.model.tag(words)
+        spans = [iob_spans(tags) for tags, _ in tagged]
+        # span -> None (the tagger's own) or the (sentence, entity) a propagated span took its label from
+        found = propagate(words, spans) if self.propagate_abbreviations else [dict.fromkeys(s) for s in spans]
+
+        def confidence(index: int, span: tuple[int, int, str]) -> float:
+            probs = tagged[index][1]
+            return round(float(np.mean(probs[span[0]:span[1]])), 4)
+
+        entities: list[Entity] = []
+        for index, (sentence, sentence_pieces, sentence_spans) in enumerate(zip(sentences, pieces, found)):
+            for (first, last, kind), origin in sentence_spans.items():
+                label = self.label_map.get(kind, kind)
+                if self.labels and label not in self.labels:
+                    continue
+                start, end = sentence_pieces[first][0], sentence_pieces[last - 1][1]
+                entities.append(Entity(start=start, end=end, text=text[start:end], label=label,
+                                       confidence=confidence(*(origin or (index, (first, last, kind)))),
+                                       source=self.name if origin is None else self.name + PROPAGATED,
+                                       sentence_index=sentence.index))
+        return entities
+
+
+def load_ner_stage(model_dir: Path, *, labels: Sequence[str] = (), label_map: Mapping[str, str] | None = None,
+                   propagate_abbreviations: bool = True) -> ModelNerStage:
+    """The pipeline's entry point (see pipelines/engine/pipeline.py)."""
+    return ModelNerStage(load_model(Path(model_dir)), labels=labels, label_map=label_map,
+                    propagate_abbreviations=propagate_abbreviations)

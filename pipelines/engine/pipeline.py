@@ -1,0 +1,143 @@
+"""The annotation engine: text → sentences, sections, entities, assertions.
+
+Plain Python over plain data; no Spark. Every pipeline is built in one place,
+:meth:`Pipeline.build`, from the job config's ``pipeline`` section and a
+:class:`~clinlake.pipelines.resources.Resolver`; a Python worker builds it once
+(:func:`cached_pipeline`) and then annotates note after note.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from itertools import groupby
+from operator import itemgetter
+from typing import Sequence
+
+from clinlake.pipelines.config import JobConfig, PipelineConfig
+from clinlake.pipelines.engine.assertion.engines import load_assertion_engine
+from clinlake.pipelines.engine.dictionary import DictionaryNer, read_lexicon
+from clinlake.pipelines.engine.fingerprint import pipeline_version
+from clinlake.pipelines.engine.merge import merge_chunks
+from clinlake.pipelines.engine.sections import SectionDetector, section_at
+from clinlake.pipelines.engine.text import TextSplitter
+from clinlake.pipelines.engine.types import AssertionEngine, AssertionResult, Entity, NerStage, Section, Sentence
+from clinlake.pipelines.resources import Resolver
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        splitter: TextSplitter,
+        sections: SectionDetector,
+        ner_stages: Sequence[NerStage],
+        assertion: AssertionEngine | None,
+        version: str,
+    ) -> None:
+        self.splitter = splitter
+        self.sections = sections
+        self.ner_stages = tuple(ner_stages)
+        self.assertion = assertion
+        self.version = version
+
+    @classmethod
+    def build(cls, conf: PipelineConfig, resolver: Resolver) -> "Pipeline":
+        """The pipeline a config section describes; ``resolver`` finds its files and models."""
+        splitter = TextSplitter.from_file(resolver.resource(conf.text.abbreviations))
+        sections = SectionDetector.from_file(
+            resolver.resource(conf.sections.headings),
+            unknown_caps_headings=conf.sections.unknown_caps_headings,
+        )
+        ner_stages: list[NerStage] = []
+        if conf.ner:
+            # Lazy: onnxruntime is imported only when a pipeline has model stages.
+            from clinlake.pipelines.engine.ner.stage import load_ner_stage
+
+            ner_stages += [load_ner_stage(resolver.model_dir(m.model), labels=m.labels,
+                                          label_map=m.label_map, propagate_abbreviations=m.propagate_abbreviations)
+                           for m in conf.ner]
+        if conf.dictionary:
+            lexicons = [
+                read_lexicon(resolver.resource(d.path), name=d.name, default_label=d.label)
+                for d in conf.dictionary
+            ]
+            dictionary = DictionaryNer(lexicons, splitter.tokenize)
+            if conf.dictionary_precedence == "before_models":
+                ner_stages.insert(0, dictionary)
+            else:
+                ner_stages.append(dictionary)
+        a = conf.assertion
+        assertion = load_assertion_engine(
+            a.engine,
+            rules_path=resolver.resource(a.rules),
+            model_dir=resolver.model_dir(a.model) if a.engine in ("model", "hybrid") else None,
+            section_defaults=a.section_defaults,
+            max_scope=a.max_scope,
+        )
+        return cls(splitter=splitter, sections=sections, ner_stages=ner_stages,
+                   assertion=assertion, version=pipeline_version(conf, resolver))
+
+    @classmethod
+    def from_config(cls, config: JobConfig) -> "Pipeline":
+        """The pipeline of a whole job config (notebooks, tests): :meth:`build` of its ``pipeline``
+        section, resolving relative paths against the config file's directory."""
+        return cls.build(config.pipeline, Resolver(config.base_dir))
+
+    def annotate(self, text: str) -> list[Entity]:
+        """All entities of one note, in text order, with sentence, section and assertion."""
+        sentences = self.splitter.split(text)
+        if not sentences:
+            return []
+        sections = self.sections.detect(text)
+        entities = merge_chunks([stage.find(text, sentences) for stage in self.ner_stages])
+        # Words of a heading ("MEDICATIONS:", "HISTORY OF PRESENT ILLNESS:") are not findings.
+        headings = [(s.start, s.heading_end) for s in sections]
+        entities = [e for e in entities if not _inside_any(e.start, e.end, headings)]
+        # Headings the detector cannot see as such (MTSamples' ",MEDICATIONS,1." has lost its colon):
+        # an ALL-CAPS known heading label is still a heading, not a finding.
+        entities = [e for e in entities if not (e.text.isupper() and self.sections.is_heading_label(e.text))]
+        for entity in entities:
+            entity.section = section_at(sections, entity.start)
+        if self.assertion is not None:
+            results = self.assess(text, sentences, sections, [(e.sentence_index, e.start, e.end) for e in entities])
+            for entity, result in zip(entities, results, strict=True):
+                entity.assertion = result
+        return entities
+
+    def assess(self, text: str, sentences: Sequence[Sentence], sections: Sequence[Section],
+               targets: Sequence[tuple[int, int, int]]) -> list[AssertionResult]:
+        """The assertion stage on (sentence index, start, end) targets, one result each.
+
+        The targets of one sentence, when consecutive, are assessed in one call, in the section
+        where the first of them starts (as for the pipeline's own entities, which come in text
+        order); evaluation passes gold spans through the same method."""
+        if self.assertion is None:
+            raise ValueError("this pipeline has no assertion stage (pipeline.assertion.engine: none)")
+        results: list[AssertionResult] = []
+        for sentence_index, group in groupby(targets, key=itemgetter(0)):
+            members = list(group)
+            results += self.assertion.assess(text, sentences[sentence_index], [(s, e) for _, s, e in members],
+                                             section_at(sections, members[0][1]))
+        return results
+
+    @property
+    def ner_stage_names(self) -> list[str]:
+        return [stage.name for stage in self.ner_stages]
+
+
+def _inside_any(start: int, end: int, spans: Sequence[tuple[int, int]]) -> bool:
+    return any(lo <= start and end <= hi for lo, hi in spans)
+
+
+_CACHE: dict[str, Pipeline] = {}
+
+
+def cached_pipeline(conf: PipelineConfig, resolver: Resolver) -> Pipeline:
+    """One pipeline per Python worker process and pipeline config: built on first use, then
+    reused by every task the worker runs (Spark reuses Python workers by default). The key is
+    what the engine is built from, nothing else of the job config."""
+    key = json.dumps([asdict(conf), asdict(resolver)], sort_keys=True)
+    pipeline = _CACHE.get(key)
+    if pipeline is None:
+        pipeline = _CACHE[key] = Pipeline.build(conf, resolver)
+    return pipeline

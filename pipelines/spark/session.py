@@ -1,0 +1,75 @@
+"""Creating the SparkSession, with a clear error when Java is missing."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from clinlake.pipelines.config import SparkConfig
+
+MIN_JAVA = 17
+
+
+class JavaNotFoundError(RuntimeError):
+    """Spark needs a Java runtime; the message says how to get one."""
+
+
+def java_major_version() -> int:
+    """The major version of the Java that Spark will start (JAVA_HOME first, then PATH)."""
+    java_home = os.environ.get("JAVA_HOME")
+    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+    if not java or not Path(java).exists():
+        raise JavaNotFoundError(
+            f"clinlake runs on Apache Spark, which needs Java {MIN_JAVA} or newer, and no 'java' was found "
+            "(JAVA_HOME is unset and 'java' is not on PATH). Install a JDK/JRE, e.g. "
+            "'sudo apt-get install openjdk-17-jre-headless' (Debian/Ubuntu) or 'brew install openjdk@17' (macOS), "
+            "then set JAVA_HOME or put java on PATH."
+        )
+    out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False)
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    if not match:
+        raise JavaNotFoundError(f"could not read the version of {java} (output of 'java -version' not understood)")
+    major = int(match.group(1))
+    return int(match.group(2)) if major == 1 and match.group(2) else major  # "1.8" → 8
+
+
+def check_java() -> None:
+    major = java_major_version()
+    if major < MIN_JAVA:
+        raise JavaNotFoundError(
+            f"clinlake needs Java {MIN_JAVA} or newer for Spark 4.1; found Java {major}. "
+            "Install OpenJDK 17 and point JAVA_HOME at it."
+        )
+
+
+def get_spark(conf: SparkConfig):
+    """The active SparkSession, or a new one built from ``conf`` (local mode by default).
+
+    On a cluster (spark-submit, Databricks) a session already exists and is reused as is:
+    the cluster's own settings win over the config's ``spark`` section, except the Arrow
+    batch size, which the job sets per session because memory per batch depends on it.
+    """
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is None:
+        check_java()
+        # Local mode: Python workers must run this interpreter (the venv with clinlake).
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+        builder = (
+            SparkSession.builder.master(conf.master)
+            .appName(conf.app_name)
+            .config("spark.sql.session.timeZone", "UTC")
+            .config("spark.sql.shuffle.partitions", str(conf.shuffle_partitions))
+            .config("spark.ui.showConsoleProgress", "false")
+        )
+        for key, value in conf.conf.items():
+            builder = builder.config(key, value)
+        active = builder.getOrCreate()
+        active.sparkContext.setLogLevel(conf.log_level)
+    active.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(conf.arrow_batch_rows))
+    return active

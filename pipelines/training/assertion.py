@@ -1,0 +1,425 @@
+"""Train the assertion classifier served by :mod:`.assertion_model` and export it to ONNX.
+
+    python -m clinlake.pipelines.training.assertion --out models/assertion   # 3 members, 12 epochs, ~5 min
+
+Training data (train splits only; devel is used to pick the epoch count and the hybrid
+policy, never to fit weights):
+
+* the NegEx kit's ``negex_kit_train.tsv``: negation, temporality and experiencer for one
+  phrase per sentence (certainty is not annotated there and is masked out of the loss);
+* MACCROBAT ``train/`` (BRAT): every event trigger of a finding-like type
+  (:data:`MACCROBAT_TYPES`) becomes a target in its sentence (our own sentence splitter);
+  the event's ``POLARITY`` gives negation (``NEG``) and certainty (``UNCERTAIN``);
+  ``MAYBE_*`` values are masked. With ``--maccrobat-history`` a trigger inside a
+  ``History`` span is labelled historical (else recent) and one inside a
+  ``Family_history`` span gets the experiencer ``other`` (else patient); otherwise those
+  heads are masked for MACCROBAT rows.
+
+The network (:class:`AssertionNet`) is the one described in :mod:`.assertion_model`.
+Needs the ``train`` extra (torch, onnx). Kept small: a couple of minutes on one CPU core.
+Prints scores and row counts only, never text.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import sys
+import time
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from clinlake.pipelines.evaluation.assertion_kit import locate_phrase, read_kit
+from clinlake.pipelines.engine.assertion.model import (BOS, CONFIG_FILE, DEFAULT_WINDOW, EOS, HEADS, MODEL_FILE, N_POSITIONS, PAD, POS_TARGET, UNK, VOCAB_FILE, encode_target, normalize)
+
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+KIT_TRAIN = SHARED / "assertion" / "negex_kit_train.tsv"
+KIT_DEVEL = SHARED / "assertion" / "negex_kit_devel.tsv"
+MACCROBAT_TRAIN = SHARED / "clinical" / "MACCROBAT" / "train"
+MACCROBAT_TYPES = frozenset({"Sign_symptom", "Disease_disorder", "Diagnostic_procedure",
+                             "Therapeutic_procedure", "Medication", "Clinical_event"})
+IGNORE = -1
+
+KIT_NEGATION = {"Affirmed": 0, "Negated": 1}
+KIT_TEMPORALITY = {"Recent": 0, "Historical": 1, "Not particular": 2}
+
+
+@dataclass
+class Example:
+    text: str
+    span: tuple[int, int]
+    target: tuple[int, int]
+    labels: dict[str, int] = field(default_factory=dict)  # head -> class index or IGNORE
+    source: str = "kit"
+
+
+# --- data -------------------------------------------------------------------------------
+
+
+def kit_examples(path: str | Path) -> list[Example]:
+    examples = []
+    for row in read_kit(path):
+        text = row["sentence"]
+        target = locate_phrase(row["phrase"], text)
+        if target is None:
+            continue
+        examples.append(Example(text, (0, len(text)), target, {
+            "negation": KIT_NEGATION[row["negation"].strip()],
+            "certainty": IGNORE,
+            "temporality": KIT_TEMPORALITY[row["temporality"].strip()],
+            "experiencer": 0 if row["experiencer"].strip() == "Patient" else 1,
+        }))
+    return examples
+
+
+_T_LINE = re.compile(r"^(T\d+)\t(\S+) (\d+) (\d+)\t", re.M)
+_E_LINE = re.compile(r"^(E\d+)\t(\S+):(T\d+)", re.M)
+_A_LINE = re.compile(r"^A\d+\tPOLARITY (E\d+) (\S+)", re.M)
+
+
+def maccrobat_examples(folder: str | Path, with_history: bool = False) -> list[Example]:
+    """Targets and labels from MACCROBAT BRAT files (see module doc)."""
+    from clinlake.pipelines.engine.text import TextSplitter
+
+    splitter = TextSplitter.from_file()
+    examples = []
+    for ann_path in sorted(Path(folder).glob("*.ann")):
+        with open(ann_path.with_suffix(".txt"), encoding="utf-8", newline="") as handle:
+            text = handle.read()
+        ann = ann_path.read_text(encoding="utf-8")
+        spans = {m.group(1): (m.group(2), int(m.group(3)), int(m.group(4))) for m in _T_LINE.finditer(ann)}
+        polarity = {m.group(1): m.group(2) for m in _A_LINE.finditer(ann)}
+        history = [(s, e) for kind, s, e in spans.values() if kind == "History"]
+        family = [(s, e) for kind, s, e in spans.values() if kind == "Family_history"]
+        sentences = splitter.split(text)
+        seen = set()
+        for event in _E_LINE.finditer(ann):
+            event_id, kind, trigger = event.groups()
+            if kind not in MACCROBAT_TYPES or trigger not in spans or trigger in seen:
+                continue
+            seen.add(trigger)
+            _, start, end = spans[trigger]
+            sentence = next((s for s in sentences if s.start <= start and end <= s.end), None)
+            if sentence is None or start >= end:
+                continue
+            value = polarity.get(event_id, "POS")
+            labels = {
+                "negation": 1 if value == "NEG" else IGNORE if value.startswith("MAYBE") else 0,
+                "certainty": 1 if value == "UNCERTAIN" else IGNORE if value.startswith("MAYBE") else 0,
+                "temporality": IGNORE,
+                "experiencer": IGNORE,
+            }
+            if with_history:
+                labels["temporality"] = 1 if _inside(start, end, history) else 0
+                labels["experiencer"] = 1 if _inside(start, end, family) else 0
+            examples.append(Example(text, (sentence.start, sentence.end), (start, end), labels, "maccrobat"))
+    return examples
+
+
+def _inside(start: int, end: int, spans: Iterable[tuple[int, int]]) -> bool:
+    return any(lo <= start and end <= hi for lo, hi in spans)
+
+
+def build_vocab(examples: Sequence[Example], min_count: int = 2) -> dict[str, int]:
+    counts: Counter[str] = Counter()
+    for ex in examples:
+        for match in re.finditer(r"\w+|[^\w\s]", ex.text[ex.span[0]:ex.span[1]]):
+            counts[normalize(match.group())] += 1
+    vocab = {PAD: 0, UNK: 1, BOS: 2, EOS: 3}
+    for word, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        if count >= min_count and word not in vocab:
+            vocab[word] = len(vocab)
+    return vocab
+
+
+# --- model ------------------------------------------------------------------------------
+
+
+def make_net(n_vocab: int, dim: int = 64, pos_dim: int = 16, channels: int = 96, hidden: int = 64,
+             dropout: float = 0.3):
+    import torch
+    from torch import nn
+
+    class AssertionNet(nn.Module):
+        """Masked two-layer CNN over word+position embeddings; max pools; four heads."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.word = nn.Embedding(n_vocab, dim, padding_idx=0)
+            self.pos = nn.Embedding(N_POSITIONS, pos_dim, padding_idx=0)
+            self.conv1 = nn.Conv1d(dim + pos_dim, channels, 3, padding=1)
+            self.conv2 = nn.Conv1d(channels, channels, 3, padding=2, dilation=2)
+            self.drop = nn.Dropout(dropout)
+            self.hidden = nn.Linear(2 * channels, hidden)
+            self.heads = nn.ModuleList([nn.Linear(hidden, len(classes)) for classes in HEADS.values()])
+
+        def logits(self, tokens, positions):
+            mask = (tokens != 0).unsqueeze(1).to(torch.float32)
+            target = (positions == POS_TARGET).unsqueeze(1).to(torch.float32)
+            x = torch.cat([self.word(tokens), self.pos(positions)], dim=-1).transpose(1, 2)
+            x = self.drop(x)
+            h1 = torch.relu(self.conv1(x)) * mask
+            h2 = torch.relu(self.conv2(h1)) * mask
+            h = h1 + h2
+            # h >= 0 and padding is 0, so a plain max ignores padding exactly.
+            pooled = torch.cat([h.amax(dim=-1), (h * target).amax(dim=-1)], dim=-1)
+            z = torch.relu(self.hidden(self.drop(pooled)))
+            return [head(self.drop(z)) for head in self.heads]
+
+        def forward(self, tokens, positions):
+            return tuple(torch.softmax(lg, dim=-1) for lg in self.logits(tokens, positions))
+
+    return AssertionNet()
+
+
+def _tensors(examples: Sequence[Example], vocab, window: int):
+    import torch
+
+    from clinlake.pipelines.engine.assertion.model import pad_batch
+
+    rows = [encode_target(ex.text, ex.span, ex.target, vocab, window) for ex in examples]
+    tokens, positions = pad_batch(rows)
+    labels = torch.tensor([[ex.labels[h] for h in HEADS] for ex in examples], dtype=torch.long)
+    return torch.from_numpy(tokens), torch.from_numpy(positions), labels
+
+
+def train(
+    examples: Sequence[Example],
+    vocab: dict[str, int],
+    *,
+    epochs: int = 12,
+    batch_size: int = 32,
+    lr: float = 2e-3,
+    seed: int = 13,
+    window: int = DEFAULT_WINDOW,
+    word_dropout: float = 0.1,
+    source_weight: dict[str, float] | None = None,
+    on_epoch=None,
+):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    net = make_net(len(vocab))
+    optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    loss_fn = nn.CrossEntropyLoss(ignore_index=IGNORE, reduction="none")
+    weights = source_weight or {}
+    order = list(range(len(examples)))
+    for epoch in range(epochs):
+        net.train()
+        rng.shuffle(order)
+        total = 0.0
+        for first in range(0, len(order), batch_size):
+            batch = [examples[i] for i in order[first:first + batch_size]]
+            tokens, positions, labels = _tensors(batch, vocab, window)
+            if word_dropout:
+                drop = (torch.rand(tokens.shape) < word_dropout) & (tokens > 3)
+                tokens = tokens.masked_fill(drop, 1)
+            w = torch.tensor([weights.get(ex.source, 1.0) for ex in batch])
+            loss = 0.0
+            for k, logits in enumerate(net.logits(tokens, positions)):
+                target = labels[:, k]
+                per_row = loss_fn(logits, target)
+                valid = (target != IGNORE).to(torch.float32) * w
+                loss = loss + (per_row * valid).sum() / max(float(valid.sum()), 1.0)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach())
+        if on_epoch is not None:
+            on_epoch(epoch + 1, net, total)
+    net.eval()
+    return net
+
+
+def make_ensemble(nets):
+    """Average the members' probabilities (one ONNX graph, one session at run time)."""
+    import torch
+    from torch import nn
+
+    class Ensemble(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.members = nn.ModuleList(nets)
+
+        def forward(self, tokens, positions):
+            outs = [member(tokens, positions) for member in self.members]
+            return tuple(torch.stack([o[k] for o in outs]).mean(dim=0) for k in range(len(HEADS)))
+
+    return Ensemble().eval()
+
+
+def export_onnx(net, path: str | Path, vocab_size: int) -> None:
+    import torch
+
+    net.eval()
+    tokens = torch.randint(4, vocab_size, (2, 9), dtype=torch.long)
+    positions = torch.tensor([[2, 3, 4, 1, 1, 10, 11, 12, 13]] * 2, dtype=torch.long)
+    with warnings.catch_warnings():  # the TorchScript exporter is deprecated but exact for this graph
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            net, (tokens, positions), str(path),
+            input_names=["tokens", "positions"], output_names=list(HEADS),
+            dynamic_axes={"tokens": {0: "batch", 1: "length"}, "positions": {0: "batch", 1: "length"},
+                          **{h: {0: "batch"} for h in HEADS}},
+            opset_version=17, dynamo=False,
+        )
+
+
+# --- evaluation helpers -----------------------------------------------------------------
+
+
+def kit_scores(engine, path: str | Path) -> dict[str, float]:
+    from clinlake.pipelines.evaluation.assertion_kit import evaluate_kit
+
+    evaluation = evaluate_kit(path, engine)
+    return headline(evaluation)
+
+
+def headline(evaluation) -> dict[str, float]:
+    pc = evaluation.per_class
+    return {
+        "negation_accuracy": round(evaluation.accuracy["negation"], 4),
+        "temporality_accuracy": round(evaluation.accuracy["temporality"], 4),
+        "experiencer_accuracy": round(evaluation.accuracy["experiencer"], 4),
+        "negated_f1": round(pc["negation"].get("Negated").f1 if "Negated" in pc["negation"] else 0.0, 4),
+        "historical_f1": round(pc["temporality"]["Historical"].f1 if "Historical" in pc["temporality"] else 0.0, 4),
+        "not_particular_f1": round(
+            pc["temporality"]["Not particular"].f1 if "Not particular" in pc["temporality"] else 0.0, 4),
+        "other_f1": round(pc["experiencer"]["Other"].f1 if "Other" in pc["experiencer"] else 0.0, 4),
+    }
+
+
+class _TorchEngine:
+    """The in-memory network behind ``assess`` (for scoring epochs before export)."""
+
+    def __init__(self, net, vocab, window: int) -> None:
+        self.net, self.vocab, self.window = net, vocab, window
+
+    def assess(self, text, sentence, targets, section=None):
+        import torch
+
+        from clinlake.pipelines.engine.assertion.model import ModelAnswer, model_label, pad_batch
+
+        rows = [encode_target(text, (sentence.start, sentence.end), t, self.vocab, self.window) for t in targets]
+        tokens, positions = pad_batch(rows)
+        with torch.no_grad():
+            outs = [o.numpy() for o in self.net(torch.from_numpy(tokens), torch.from_numpy(positions))]
+        return [model_label(ModelAnswer.from_probs({h: outs[k][i] for k, h in enumerate(HEADS)}))
+                for i in range(len(targets))]
+
+
+def select_hybrid(model_dir: str | Path, kit_devel: str | Path, margin: float = 0.01) -> dict:
+    """Choose the hybrid policy on devel: negation, historical and not-particular each from
+    the rules, the model or either (27 combinations); uncertainty and experiencer stay with
+    the rules (the kit has no uncertainty column and 3 devel rows with another experiencer).
+    Objective: Negated F1 + Historical F1 + Not-particular F1. Among the policies within
+    ``margin`` of the best (about one devel row), the one that leaves the most attributes to
+    the rules wins: the rules' terminators and pseudo-triggers are explicit, and a union
+    with the model would override them on a one-row gain. Writes ``hybrid.json``."""
+    import itertools
+
+    from clinlake.pipelines.evaluation.assertion_kit import evaluate_kit
+    from clinlake.pipelines.engine.assertion.model import HYBRID_FILE, AssertionModel
+    from clinlake.pipelines.engine.assertion.hybrid import SOURCES, HybridAssertion, HybridPolicy
+    from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
+    from clinlake.pipelines.engine.assertion.context import ContextAssertion
+
+    rules = ContextAssertion.from_file(DEFAULT_RULES_PATH)
+    model = AssertionModel(model_dir)
+    trials = []
+    for negation, historical, not_particular in itertools.product(SOURCES, repeat=3):
+        policy = HybridPolicy(negation=negation, historical=historical, not_particular=not_particular)
+        scores = headline(evaluate_kit(kit_devel, HybridAssertion(rules, model, policy)))
+        objective = scores["negated_f1"] + scores["historical_f1"] + scores["not_particular_f1"]
+        simplicity = [negation, historical, not_particular].count("rules")
+        trials.append((round(objective, 4), simplicity, policy, scores))
+    best = max(t[0] for t in trials)
+    objective, _, policy, scores = max((t for t in trials if t[0] >= best - margin), key=lambda t: (t[1], t[0]))
+    from dataclasses import asdict
+
+    chosen = {"policy": asdict(policy), "devel": scores, "selected_on": Path(kit_devel).name,
+              "objective": "negated_f1 + historical_f1 + not_particular_f1", "margin": margin,
+              "best_objective": best}
+    (Path(model_dir) / HYBRID_FILE).write_text(json.dumps(chosen, indent=2) + "\n", encoding="utf-8")
+    return chosen
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Train the assertion classifier and export it to ONNX.")
+    parser.add_argument("--out", type=Path, default=Path("models/assertion"))
+    parser.add_argument("--kit-train", type=Path, default=KIT_TRAIN)
+    parser.add_argument("--kit-devel", type=Path, default=KIT_DEVEL)
+    parser.add_argument("--maccrobat", type=Path, default=MACCROBAT_TRAIN)
+    parser.add_argument("--no-maccrobat", action="store_true")
+    parser.add_argument("--maccrobat-history", action="store_true")
+    parser.add_argument("--maccrobat-weight", type=float, default=0.5)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--ensemble", type=int, default=3, help="members trained with seeds seed, seed+1, ...")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--select-epoch", action="store_true",
+                        help="score every epoch on devel and retrain for the best count (selection only)")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    started = time.time()
+    examples = kit_examples(args.kit_train)
+    counts = {"kit_train": len(examples)}
+    if not args.no_maccrobat and args.maccrobat.is_dir():
+        extra = maccrobat_examples(args.maccrobat, with_history=args.maccrobat_history)
+        counts["maccrobat_train"] = len(extra)
+        counts["maccrobat_negated"] = sum(ex.labels["negation"] == 1 for ex in extra)
+        counts["maccrobat_possible"] = sum(ex.labels["certainty"] == 1 for ex in extra)
+        examples += extra
+    vocab = build_vocab(examples)
+    print(f"examples {counts}  vocab {len(vocab)}", file=sys.stderr)
+    weights = {"kit": 1.0, "maccrobat": args.maccrobat_weight}
+    epochs = args.epochs
+    history: list[dict] = []
+    if args.select_epoch:
+        def score(epoch, net, loss):
+            net.eval()
+            scores = kit_scores(_TorchEngine(net, vocab, DEFAULT_WINDOW), args.kit_devel)
+            history.append({"epoch": epoch, "loss": round(loss, 2), **scores})
+            print(json.dumps(history[-1]), file=sys.stderr)
+
+        train(examples, vocab, epochs=epochs, seed=args.seed, source_weight=weights, on_epoch=score)
+        best = max(history, key=lambda h: (h["historical_f1"] + h["negated_f1"] + h["not_particular_f1"],
+                                           -h["epoch"]))
+        epochs = best["epoch"]
+        print(f"selected epochs={epochs} on devel", file=sys.stderr)
+    members = [train(examples, vocab, epochs=epochs, seed=args.seed + k, source_weight=weights)
+               for k in range(args.ensemble)]
+    net = members[0] if len(members) == 1 else make_ensemble(members)
+    train_seconds = time.time() - started
+    args.out.mkdir(parents=True, exist_ok=True)
+    export_onnx(net, args.out / MODEL_FILE, len(vocab))
+    (args.out / VOCAB_FILE).write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    config = {
+        "version": time.strftime("%Y%m%d", time.gmtime()) + f"-s{args.seed}",
+        "window": DEFAULT_WINDOW,
+        "heads": {h: list(c) for h, c in HEADS.items()},
+        "training": {"examples": counts, "epochs": epochs, "seed": args.seed, "ensemble": args.ensemble,
+                     "maccrobat_history": args.maccrobat_history, "maccrobat_weight": args.maccrobat_weight,
+                     "vocab_size": len(vocab), "train_seconds": round(train_seconds, 1)},
+        "epoch_selection": history,
+    }
+    (args.out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    from clinlake.pipelines.engine.assertion.model import AssertionModel
+
+    scores = kit_scores(AssertionModel(args.out), args.kit_devel)
+    hybrid = select_hybrid(args.out, args.kit_devel)
+    print(json.dumps({"devel": scores, "hybrid": hybrid, "train_seconds": round(train_seconds, 1)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
