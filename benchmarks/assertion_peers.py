@@ -111,7 +111,8 @@ def run_medspacy(python: Path, data: Path, repeat: int) -> tuple[dict, float, st
 
 
 def run_ours(name: str, rows, repeat: int):
-    from clinlake.pipelines.evaluation.assertion_kit import build_engine, locate_phrase, to_kit_labels, whole_sentence
+    from clinlake.pipelines.evaluation.assertion_kit import build_engine, to_kit_labels, whole_sentence
+    from clinlake.pipelines.corpora.negex_kit import locate_phrase
 
     engine = build_engine(name)
 
@@ -169,7 +170,8 @@ def peer_parser(description: str, data: Path, out: Path) -> argparse.ArgumentPar
 def main(argv=None) -> int:
     args = peer_parser(__doc__.split("\n\n")[0], DEFAULT_DATA, RESULTS).parse_args(argv)
 
-    from clinlake.pipelines.evaluation.assertion_kit import read_kit, score_labels
+    from clinlake.pipelines.corpora.negex_kit import read_kit
+    from clinlake.pipelines.evaluation.assertion_kit import score_labels
 
     rows = read_kit(args.data)
     results: dict[str, dict] = {}

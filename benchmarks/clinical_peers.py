@@ -187,7 +187,7 @@ def words(docs: list[dict]) -> int:
 
 
 def compare(name: str, python: Path, max_steps: int | None, repeat: int, work: Path, reuse: bool = False) -> dict:
-    from clinlake.pipelines.evaluation.brat import load_label_map
+    from clinlake.pipelines.corpora.label_maps import load_label_map
 
     meta = model_meta(name)
     ours_dir = scored_model_dir(name, meta)

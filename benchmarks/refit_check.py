@@ -70,7 +70,7 @@ class Check:
 
     def _clinical_halves(self) -> None:
         from clinlake.pipelines.corpora.clinical import load_brat_split
-        from clinlake.pipelines.evaluation.brat import load_label_map
+        from clinlake.pipelines.corpora.label_maps import load_label_map
         from clinlake.pipelines.engine.text import TextSplitter
         from clinlake.pipelines.training.clinical import ABBREVIATIONS, corpus_dir
         from clinlake.pipelines.training.ner.loop import REPO as PACKAGE_ROOT
@@ -93,7 +93,7 @@ class Check:
                           for ex in load_brat_split(corpus_dir(c, "train"), m, self.splitter)]
 
     def dev_sets(self, half: str) -> dict[str, list]:
-        from clinlake.pipelines.evaluation.ner import read_conll
+        from clinlake.pipelines.corpora.conll import read_conll
         from clinlake.pipelines.training.ner.loop import to_pieces
 
         if self.clinical:

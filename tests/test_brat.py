@@ -8,7 +8,8 @@ import pytest
 
 from clinlake.jobs.evaluate import main as evaluate_main
 from clinlake.pipelines.corpora.brat import (Attribute, BratFormatError, TextBound, check_offsets, entities_to_ann, format_ann, parse_ann, read_ann, read_text_exact, write_ann)
-from clinlake.pipelines.evaluation.brat import GoldEntity, PredEntity, gold_entities, load_label_map, score
+from clinlake.pipelines.evaluation.brat import GoldEntity, PredEntity, gold_entities, score
+from clinlake.pipelines.corpora.label_maps import load_label_map
 
 TEXT = "A 75–year–old man with chest pain,\r\nno fever; started\r\naspirin and topical steroids.\r\n"
 

@@ -6,7 +6,8 @@ import json
 import pytest
 
 from clinlake.pipelines.resources import package_resource
-from clinlake.pipelines.evaluation.ner import read_conll, score_spans, score_tags, spans, write_predictions
+from clinlake.pipelines.corpora.conll import read_conll
+from clinlake.pipelines.evaluation.ner import score_spans, score_tags, spans, write_predictions
 
 
 def needs_model(name: str):

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from clinlake.pipelines.corpora.brat import read_ann, read_text_exact
-from clinlake.pipelines.evaluation.brat import load_label_map
+from clinlake.pipelines.corpora.label_maps import load_label_map
 from clinlake.pipelines.engine.ner.features import model_pieces
 from clinlake.pipelines.engine.text import TextSplitter
 

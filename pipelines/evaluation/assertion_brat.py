@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from clinlake.pipelines.corpora.brat import Attribute, Extent, read_ann, read_text_exact
+from clinlake.pipelines.corpora.label_maps import MACCROBAT_FINDING_TYPES
 from clinlake.pipelines.evaluation.scoring import precision_recall_f1
 from clinlake.pipelines.engine.types import Sentence
 
@@ -53,8 +54,7 @@ if TYPE_CHECKING:
     from clinlake.pipelines.engine.sections import SectionDetector
     from clinlake.pipelines.engine.text import TextSplitter
 
-DEFAULT_TYPES: frozenset[str] = frozenset({"Sign_symptom", "Disease_disorder", "Diagnostic_procedure",
-                                           "Therapeutic_procedure", "Medication", "Clinical_event"})
+DEFAULT_TYPES: frozenset[str] = MACCROBAT_FINDING_TYPES
 POLARITY_LABELS: Mapping[str, str] = {"NEG": "absent", "UNCERTAIN": "possible", "POS": "present"}
 EXCLUDED_POLARITIES: frozenset[str] = frozenset({"MAYBE_NEG", "MAYBE_POS"})
 LABELS: tuple[str, ...] = ("absent", "possible", "present")

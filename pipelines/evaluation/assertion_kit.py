@@ -25,7 +25,6 @@ real notes); error listings carry row ids only.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import re
 import sys
@@ -37,6 +36,7 @@ from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
 from clinlake.pipelines.engine.assertion.context import ContextAssertion
+from clinlake.pipelines.corpora.negex_kit import locate_phrase, read_kit
 from clinlake.pipelines.evaluation.scoring import precision_recall_f1
 from clinlake.pipelines.engine.types import AssertionResult, Sentence, Token
 
@@ -62,15 +62,6 @@ def regex_tokenize(text: str) -> list[Token]:
 def whole_sentence(text: str, tokenizer: Tokenizer = regex_tokenize) -> Sentence:
     """The whole string as one Sentence (index 0), tokenized by ``tokenizer``."""
     return Sentence(0, 0, len(text), tuple(tokenizer(text)))
-
-
-def locate_phrase(phrase: str, sentence: str) -> tuple[int, int] | None:
-    """Span of ``phrase`` in ``sentence``, ignoring case and runs of whitespace."""
-    words = phrase.split()
-    if not words:
-        return None
-    match = re.search(r"\s+".join(map(re.escape, words)), sentence, flags=re.IGNORECASE)
-    return (match.start(), match.end()) if match else None
 
 
 def to_kit_labels(result: AssertionResult) -> dict[str, str]:
@@ -144,11 +135,6 @@ class KitEvaluation:
                     f"F1 {score.f1:.3f}  (n={score.support})"
                 )
         return "\n".join(lines)
-
-
-def read_kit(path: str | Path) -> list[dict[str, str]]:
-    with open(path, encoding="utf-8", newline="") as handle:
-        return list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
 
 
 def predict_row(

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-import yaml
 
 from clinlake.pipelines.corpora.brat import Extent, entities_to_ann, read_ann, read_text_exact, write_ann
+from clinlake.pipelines.corpora.label_maps import LabelMapError, load_label_map
 from clinlake.pipelines.evaluation.scoring import precision_recall_f1
 
 Fragments = tuple[tuple[int, int], ...]
@@ -49,25 +49,6 @@ class PredEntity:
     label: str
     start: int
     end: int
-
-
-class LabelMapError(ValueError):
-    pass
-
-
-def load_label_map(path: str | Path) -> dict[str, str]:
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LabelMapError(f"label map not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise LabelMapError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
-    if not isinstance(raw, dict) or not raw:
-        raise LabelMapError(f"{path}: expected a non-empty mapping of gold type to label")
-    for key, value in raw.items():
-        if not isinstance(key, str) or not isinstance(value, str) or not value:
-            raise LabelMapError(f"{path}: every entry must map a gold type (string) to a label (string)")
-    return dict(raw)
 
 
 def gold_entities(ann: Path, label_map: Mapping[str, str] | None) -> tuple[list[GoldEntity], int]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from clinlake.pipelines.corpora.conll import Sentence, read_conll
 from clinlake.pipelines.evaluation.scoring import precision_recall_f1
 
 Span = tuple[int, int, str]  # first token, last token + 1, type
@@ -32,30 +33,6 @@ Span = tuple[int, int, str]  # first token, last token + 1, type
 # the devel sets (F1 gain on AnatEM/BC5CDR/NCBI-disease/BioNLP13CG with 10: +0.40/+1.01/+0.40/
 # +0.73; 20: +0.46/+1.08/+0.40/+0.75; 40: the same as 20); an abstract is about ten sentences.
 ABBREVIATION_REACH = 20
-Sentence = tuple[list[str], list[str]]  # tokens, IOB2 tags
-
-
-def read_conll(path: str | Path) -> list[Sentence]:
-    """token<TAB>tag lines, blank line between sentences; extra columns are ignored."""
-    sentences: list[Sentence] = []
-    tokens: list[str] = []
-    tags: list[str] = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                if tokens:
-                    sentences.append((tokens, tags))
-                    tokens, tags = [], []
-                continue
-            fields = line.split("\t")
-            if len(fields) < 2:
-                raise ValueError(f"{path}:{number}: expected token<TAB>tag")
-            tokens.append(fields[0])
-            tags.append(fields[1] if fields[1] else "O")
-    if tokens:
-        sentences.append((tokens, tags))
-    return sentences
 
 
 def spans(tags: Sequence[str]) -> list[Span]:

@@ -33,15 +33,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from clinlake.pipelines.evaluation.assertion_kit import locate_phrase, read_kit
+from clinlake.pipelines.corpora.label_maps import MACCROBAT_FINDING_TYPES
+from clinlake.pipelines.corpora.negex_kit import locate_phrase, read_kit
 from clinlake.pipelines.engine.assertion.model import (BOS, CONFIG_FILE, DEFAULT_WINDOW, EOS, HEADS, MODEL_FILE, N_POSITIONS, PAD, POS_TARGET, UNK, VOCAB_FILE, encode_target, normalize)
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 KIT_TRAIN = SHARED / "assertion" / "negex_kit_train.tsv"
 KIT_DEVEL = SHARED / "assertion" / "negex_kit_devel.tsv"
 MACCROBAT_TRAIN = SHARED / "clinical" / "MACCROBAT" / "train"
-MACCROBAT_TYPES = frozenset({"Sign_symptom", "Disease_disorder", "Diagnostic_procedure",
-                             "Therapeutic_procedure", "Medication", "Clinical_event"})
+MACCROBAT_TYPES = MACCROBAT_FINDING_TYPES
 IGNORE = -1
 
 KIT_NEGATION = {"Affirmed": 0, "Negated": 1}

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Sequence
 
 from clinlake.pipelines.corpora.clinical import BRAT_CORPORA, Stats, load_brat_split
-from clinlake.pipelines.evaluation.brat import evaluate as evaluate_brat, load_label_map
+from clinlake.pipelines.evaluation.brat import evaluate as evaluate_brat
+from clinlake.pipelines.corpora.label_maps import load_label_map
 from clinlake.pipelines.engine.text import TextSplitter
 from clinlake.pipelines.training.ner.loop import (MODELS, REPO, SHARED, _size_mb, add_training_arguments, artifacts_dir, devel_estimate, network_options, quantize_dynamic_copy, restore_full_precision, tokens_per_second, train_and_ship, training_flags, write_meta_and_card)
 

@@ -39,7 +39,8 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from clinlake.pipelines.evaluation.ner import ABBREVIATION_REACH, read_conll, score_spans
+from clinlake.pipelines.evaluation.ner import ABBREVIATION_REACH, score_spans
+from clinlake.pipelines.corpora.conll import read_conll
 from clinlake.pipelines.engine.ner.features import (CASES, MAX_CHARS, PAD, UNK, Embeddings, WordFeatures, encode_batch, encode_serving_batch, model_pieces, word_key)
 from clinlake.pipelines.engine.ner.crf import iob_spans, viterbi_batch
 from clinlake.pipelines.engine.ner.model import model_version
