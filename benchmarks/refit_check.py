@@ -135,10 +135,9 @@ class Check:
 
     def score(self, model_dir: Path, half: str) -> dict[str, float]:
         if self.clinical:
-            from clinlake.pipelines.evaluation.brat import evaluate, pipeline_config
-            from clinlake.pipelines.engine.pipeline import Pipeline
+            from clinlake.pipelines.evaluation.brat import brat_pipeline, evaluate
 
-            pipeline = Pipeline.from_config(pipeline_config(str(model_dir.resolve())))
+            pipeline = brat_pipeline(str(model_dir.resolve()))
             return {c: evaluate(self.halves[c, half], self.work / "predictions" / model_dir.name / c, label_map=m,
                                 pipeline=pipeline)["strict"]["micro"]["f1"] for c, m in self.maps.items()}
         from clinlake.pipelines.evaluation.ner import evaluate_model

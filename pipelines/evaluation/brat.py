@@ -26,13 +26,16 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 
 from clinlake.pipelines.corpora.brat import Extent, entities_to_ann, read_ann, read_text_exact, write_ann
+from clinlake.pipelines.config import NerModelConfig, load_config
 from clinlake.pipelines.corpora.label_maps import LabelMapError, load_label_map
+from clinlake.pipelines.engine.pipeline import Pipeline
+from clinlake.pipelines.resources import Resolver
 from clinlake.pipelines.evaluation.scoring import precision_recall_f1
 
 Fragments = tuple[tuple[int, int], ...]
@@ -121,25 +124,24 @@ def score(docs: Iterable[tuple[Sequence[GoldEntity], Sequence[PredEntity]]]) -> 
     return counts.report()
 
 
-def pipeline_config(model: str | None = None, config: str | Path | None = None, *,
-                    propagate_abbreviations: bool = True):
-    """The job config to evaluate: ``config`` (default: the shipped conf/local.yaml) as is, or,
-    with ``model``, its pipeline with one ``pipeline.ner`` model stage (abbreviation propagation
-    on, as by default, or off) and no dictionary."""
-    from clinlake.pipelines.config import load_config
-
-    stage = {"model": model, "propagate_abbreviations": propagate_abbreviations}
-    overrides = {"pipeline.ner": [stage], "pipeline.dictionary": []} if model else None
-    return load_config(config, overrides=overrides)
+def brat_pipeline(model: str | None = None, config: str | Path | None = None, *,
+                  propagate_abbreviations: bool = True) -> Pipeline:
+    """The pipeline to evaluate: the ``pipeline`` section of ``config`` (default: the shipped
+    conf/local.yaml) as is, or, with ``model``, that section with one NER model stage
+    (abbreviation propagation on, as by default, or off) and no dictionary."""
+    job = load_config(config)
+    conf = job.pipeline
+    if model:
+        stage = NerModelConfig(model=model, propagate_abbreviations=propagate_abbreviations)
+        conf = replace(conf, ner=[stage], dictionary=[])
+    return Pipeline.build(conf, Resolver(job.base_dir))
 
 
 def evaluate(data: Path, predictions: Path, *, model: str | None = None, config: str | Path | None = None,
              label_map: Mapping[str, str] | None = None, pipeline=None) -> dict:
     """Annotate every ``data/*.txt``, write ``predictions/<doc>.ann``, score against gold."""
-    from clinlake.pipelines.engine.pipeline import Pipeline
-
     if pipeline is None:
-        pipeline = Pipeline.from_config(pipeline_config(model, config))
+        pipeline = brat_pipeline(model, config)
     texts = sorted(data.glob("*.txt"))
     predictions.mkdir(parents=True, exist_ok=True)
     targets = None if label_map is None else set(label_map.values())

@@ -96,13 +96,12 @@ def evaluate_documents(model_dir: Path, meta: dict) -> dict:
     """``clinlake evaluate brat`` of this model as the only NER stage (no dictionary) on each
     corpus's devel, with abbreviation propagation (the default) and, under ``model_alone``, without."""
     from clinlake.pipelines.engine.ner.model import evict_model
-    from clinlake.pipelines.evaluation.brat import pipeline_config
-    from clinlake.pipelines.engine.pipeline import Pipeline
+    from clinlake.pipelines.evaluation.brat import brat_pipeline
 
     evict_model(model_dir)  # the file may have changed (int8)
     reports: dict = {}
     for propagate in (False, True):
-        pipeline = Pipeline.from_config(pipeline_config(str(model_dir.resolve()), propagate_abbreviations=propagate))
+        pipeline = brat_pipeline(str(model_dir.resolve()), propagate_abbreviations=propagate)
         for corpus, map_path in meta["label_maps"].items():
             label_map = load_label_map(REPO / map_path)
             out = artifacts_dir(model_dir) / "predictions" / corpus
