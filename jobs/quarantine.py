@@ -9,7 +9,7 @@
 
 Lists note_id, reason, detail and text length; never prints note text (PHI) unless
 ``--show-text`` is given. Reads ``<output>/quarantine`` as Parquet, or as a Delta table when
-``<output>/quarantine/_delta_log`` exists (see :func:`read_table`).
+``<output>/quarantine/_delta_log`` exists (:func:`clinlake.pipelines.spark.tables.read_table`).
 """
 from __future__ import annotations
 
@@ -55,47 +55,6 @@ def _non_negative(value: str) -> int:
     return number
 
 
-def read_table(spark, path: str):
-    """A clinlake table as a DataFrame: Delta if ``<path>/_delta_log`` exists, else Parquet.
-
-    Delta tables are read with the job's reader (``pipelines.spark.tables.read_delta``) when
-    it is there, else through ``deltalake`` (the files of the current version, so no Delta
-    jars are needed); tables whose readers need deletion vectors or column mapping are then
-    materialised through ``deltalake`` instead of read file by file.
-    """
-    if _is_delta(path):
-        try:  # the job's own Delta reader (delta-spark when present, else delta-rs's file list)
-            from clinlake.pipelines.spark.tables import read_delta
-        except ImportError:
-            read_delta = None
-        if read_delta is not None:
-            return read_delta(spark, path)
-        import pyarrow as pa
-        from deltalake import DeltaTable
-        from pyspark.sql.pandas.types import from_arrow_schema
-
-        table = DeltaTable(path)
-        features = set(getattr(table.protocol(), "reader_features", None) or ())
-        if features & {"deletionVectors", "columnMapping"}:
-            return spark.createDataFrame(table.to_pyarrow_table())
-        files = table.file_uris()
-        if not files:
-            return spark.createDataFrame([], from_arrow_schema(pa.schema(table.schema().to_arrow())))
-        return spark.read.parquet(*files)
-    return spark.read.parquet(path)
-
-
-def _is_delta(path: str) -> bool:
-    if "://" not in path or path.startswith("file://"):
-        return (Path(path.removeprefix("file://")) / "_delta_log").is_dir()
-    try:  # object stores: ask deltalake (needs its storage options from the environment)
-        from deltalake import DeltaTable
-
-        return bool(DeltaTable.is_deltatable(path))
-    except Exception:
-        return False
-
-
 def _table_exists(path: str) -> bool:
     if "://" in path and not path.startswith("file://"):
         return True  # let Spark say so
@@ -113,6 +72,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "clinlake quarantine") -
 
     from clinlake.pipelines.config import SparkConfig
     from clinlake.pipelines.spark.session import JavaNotFoundError, get_spark
+    from clinlake.pipelines.spark.tables import is_delta_table, read_table
 
     try:
         spark = get_spark(SparkConfig(master=args.master or "local[*]", app_name="clinlake-quarantine"))
@@ -149,7 +109,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "clinlake quarantine") -
         print(f"exported {written} row(s) to {args.export} ({fmt}: {', '.join(EXPORT_COLUMNS)} and any "
               "pass-through columns)" + (f"; {no_text} row(s) have no text (null or non-string input)"
                                           if no_text else ""))
-        mode = "" if _is_delta(path) else " --mode append"
+        mode = "" if is_delta_table(path) else " --mode append"
         print("fix the text, then re-run them with the original job config:\n"
               f"  clinlake annotate --config <your job config> --input {args.export} --input-format {fmt} "
               f"--id-column note_id --text-column text --output {args.output}{mode}")

@@ -198,6 +198,23 @@ def read_delta(spark: SparkSession, path: str, version: int | None = None) -> Da
     return read_delta_files(spark, path, delta_io.open_table(path, version))
 
 
+def read_table(spark: SparkSession, path: str) -> DataFrame:
+    """A clinlake output table as a DataFrame: Delta (:func:`read_delta`) when ``<path>/_delta_log``
+    exists or, on an object store, when delta-rs says it is a Delta table; else Parquet."""
+    return read_delta(spark, path) if is_delta_table(path) else spark.read.parquet(path)
+
+
+def is_delta_table(path: str) -> bool:
+    if "://" not in path or path.startswith("file://"):
+        return (Path(path.removeprefix("file://")) / "_delta_log").is_dir()
+    try:  # object stores: ask deltalake (it needs its storage options from the environment)
+        from deltalake import DeltaTable
+
+        return bool(DeltaTable.is_deltatable(path))
+    except Exception:
+        return False
+
+
 def has_delta_spark(spark: SparkSession) -> bool:
     try:
         spark._jvm.java.lang.Class.forName("io.delta.sql.DeltaSparkSessionExtension")  # type: ignore[union-attr]

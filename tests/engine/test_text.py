@@ -9,7 +9,7 @@ import pytest
 from clinlake.pipelines.engine.text import TextSplitter
 from clinlake.pipelines.engine.types import Sentence, Token
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ABBREVIATIONS = REPO / "conf" / "abbreviations.yaml"
 
 

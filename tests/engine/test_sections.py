@@ -8,7 +8,7 @@ import pytest
 from clinlake.pipelines.engine.sections import SectionDetector, section_at
 from clinlake.pipelines.engine.types import Section
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SECTIONS = REPO / "conf" / "sections.yaml"
 
 REQUIRED = {

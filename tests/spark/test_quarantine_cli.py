@@ -9,7 +9,8 @@ import pytest
 
 from pyspark.sql import types as T
 
-from clinlake.jobs.quarantine import main, read_table
+from clinlake.jobs.quarantine import main
+from clinlake.pipelines.spark.tables import read_table
 from clinlake.pipelines.config import InputConfig
 from clinlake.pipelines.spark.job import read_notes
 from clinlake.schemas.spark import spark_schema
