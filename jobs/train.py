@@ -1,32 +1,235 @@
 """clinlake train: train models (needs the ``train`` extra: ``pip install 'clinlake[train]'``).
 
-Subcommands, each a thin wrapper over a training module:
+Subcommands, each a command line over a training module (the modules take arguments and
+return values; the parsers and the printed reports are here):
     clinlake train ner --corpus NCBI-disease --name ncbi_disease [--max-minutes 25] [--epochs 80] [--patience 10]
     clinlake train clinical --name clinical_core --brat MACCROBAT=MAP.yaml --brat Chia=MAP.yaml
     clinlake train embeddings [--dim 200] [--epochs 15]   (the shared word vectors under models/embeddings/;
                                                           every model must then be retrained on them)
     clinlake train card ncbi_disease ...     (devel scores, int8 if F1 holds, speed, MODEL_CARD.md)
+    clinlake train assertion [--out models/assertion]   (the assertion classifier and its hybrid policy)
+    clinlake train lexicons [--shared ../shared] [--out conf/lexicons]   (the dictionary stage's lexicons)
 """
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import re
+import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
-#: subcommand → (module with the entry point, its function, one-line help)
-SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
-    "ner": ("clinlake.pipelines.training.ner.loop", "main", "train a BiLSTM-CNN-Char-CRF NER model and export it to ONNX"),
-    "clinical": ("clinlake.pipelines.training.clinical", "main",
+from clinlake.pipelines.corpora.clinical import BRAT_CORPORA
+from clinlake.pipelines.resources import models_dir, package_resource, shared_data
+from clinlake.pipelines.training import assertion, clinical, lexicons, refresh
+from clinlake.pipelines.training.ner import embeddings, loop
+from clinlake.pipelines.training.ner.corpus import CORPORA
+from clinlake.pipelines.training.ner.network import NETWORK_OPTIONS
+
+
+def _log_progress() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+
+# ----------------------------------------------------------------------------- ner, clinical
+
+def add_training_arguments(parser: argparse.ArgumentParser, *, max_minutes: float) -> None:
+    """Options shared by ``clinlake train ner`` and ``clinlake train clinical``."""
+    parser.add_argument("--out", type=Path, help="model directory (default: models/<name>); training artefacts "
+                        "that are not shipped go under build/ner/<its name>/ (<its name>-<hash of its parent folder> "
+                        "outside models/)")
+    parser.add_argument("--max-minutes", type=float, default=max_minutes, help="wall-clock cap on training")
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--patience", type=int, default=5, help="stop after this many epochs without a better devel F1")
+    parser.add_argument("--lr", type=float, default=2e-3)
+    # One thread by default: on a shared CPU, two OpenMP threads that wait on each other at
+    # every barrier ran LSTM training ~15x slower than one (measured on this project's machine).
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--hidden", type=int, default=150, help="LSTM units per direction")
+    parser.add_argument("--char-filters", type=int, default=50, help="character CNN filters")
+    parser.add_argument("--dropout", type=float, default=0.5)
+    parser.add_argument("--refit", action="store_true", help="after selecting the epoch count on devel, train "
+                        "again on train+devel for that many epochs and ship that model (the card reports the "
+                        "train-only model's devel scores; the train-only model stays under build/ner/<name>.selection/)")
+
+
+def network_options(args: argparse.Namespace) -> dict:
+    return {key: getattr(args, key) for key in NETWORK_OPTIONS}
+
+
+def default_name(corpus: str) -> str:
+    """The model name of a corpus (``NCBI-disease`` → ``ncbi_disease``)."""
+    return re.sub(r"[^a-z0-9]+", "_", corpus.lower()).strip("_")
+
+
+def ner_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Train a BiLSTM-CNN-Char-CRF NER model on a "
+                                     "shared corpus (train split; early stopping on devel) and export it to ONNX.")
+    parser.add_argument("--corpus", required=True, choices=CORPORA)
+    parser.add_argument("--name", help="model name (default: from the corpus, e.g. ncbi_disease)")
+    parser.add_argument("--embeddings", type=Path, help="word vectors to train on (default: "
+                        "the shipped models/embeddings; others, e.g. from `clinlake train embeddings --without-devel "
+                        "--out DIR`, are for experiments with --out outside models/)")
+    add_training_arguments(parser, max_minutes=12.0)
+    return parser
+
+
+def run_ner(args: argparse.Namespace) -> int:
+    _log_progress()
+    name = args.name or default_name(args.corpus)
+    info = loop.train(args.corpus, name, max_minutes=args.max_minutes, epochs=args.epochs, patience=args.patience,
+                      out_dir=args.out or models_dir() / name, lr=args.lr, threads=args.threads,
+                      network=network_options(args), refit=args.refit, embeddings_dir=args.embeddings)
+    print(json.dumps({k: v for k, v in info.items() if k != "history"}))
+    return 0
+
+
+def _brat_pair(value: str) -> tuple[str, Path]:
+    corpus, sep, path = value.partition("=")
+    if not sep or corpus not in BRAT_CORPORA or not path:
+        raise argparse.ArgumentTypeError(f"expected CORPUS=LABEL_MAP with CORPUS one of {', '.join(BRAT_CORPORA)}")
+    return corpus, Path(path)
+
+
+def clinical_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Train a clinical BiLSTM-CNN-Char-CRF NER model on "
+                                     "document-level BRAT corpora (raw text through clinlake's tokenizer; early "
+                                     "stopping on devel), export it to ONNX and write its card.")
+    parser.add_argument("--name", required=True, help="model name (directory under models/)")
+    parser.add_argument("--brat", type=_brat_pair, action="append", required=True, metavar="CORPUS=LABEL_MAP",
+                        help="a corpus (MACCROBAT, Chia or PHEE) and the YAML map of its gold types to labels; repeatable")
+    add_training_arguments(parser, max_minutes=30.0)
+    return parser
+
+
+def run_clinical(args: argparse.Namespace) -> int:
+    _log_progress()
+    info = clinical.train(args.name, dict(args.brat), max_minutes=args.max_minutes, epochs=args.epochs,
+                          out_dir=args.out or models_dir() / args.name, lr=args.lr, threads=args.threads,
+                          patience=args.patience, network=network_options(args), refit=args.refit)
+    print(json.dumps({k: v for k, v in info.items() if k not in ("history", "data")}))
+    return 0
+
+
+# ----------------------------------------------------------------------------- embeddings, card
+
+def embeddings_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Train the shared fastText word vectors "
+                                     "(models/embeddings/) on the shared corpora and the NER train text. Every "
+                                     "model reads them: retrain all models afterwards (a model refuses vectors "
+                                     "of another size).")
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--dim", type=int, default=200, help="vector size")
+    parser.add_argument("--max-words", type=int, default=100_000)
+    parser.add_argument("--out", type=Path, help="output directory (default: models/embeddings)")
+    parser.add_argument("--workers", type=int, default=1, help="fastText threads (default 1: the same vectors on "
+                        "every run; more are faster but not reproducible)")
+    parser.add_argument("--without-devel", action="store_true", help="leave the five NER corpora's devel sentences "
+                        "out of the shared text (which holds nearly all of them), to measure what they are worth on "
+                        "devel F1; the vocabulary stays the same")
+    return parser
+
+
+def run_embeddings(args: argparse.Namespace) -> int:
+    _log_progress()
+    embeddings.build_embeddings(args.out, epochs=args.epochs, dim=args.dim, max_words=args.max_words,
+                                workers=args.workers, without_devel=args.without_devel)
+    return 0
+
+
+def card_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Evaluate a trained model on devel, quantise it "
+                                     "when F1 holds, time it and (re)write its MODEL_CARD.md.")
+    parser.add_argument("names", nargs="+", help="model names under models/")
+    parser.add_argument("--no-quantize", action="store_true")
+    parser.add_argument("--card-only", action="store_true", help="only rewrite MODEL_CARD.md, model.json's version "
+                        "and models/README.md from model.json (no evaluation)")
+    parser.add_argument("--reexport", action="store_true", help="export the ONNX model again from the PyTorch "
+                        "weights kept under build/ner/<name>/ first")
+    return parser
+
+
+def run_card(args: argparse.Namespace) -> int:
+    _log_progress()
+    for name in args.names:
+        meta = refresh.refresh_model(name, quantize=not args.no_quantize, card_only=args.card_only,
+                                     reexport=args.reexport)
+        if not args.card_only:
+            print(json.dumps({"name": name, "dev": meta["dev"], "quantization": meta["quantization"]})[:2000])
+    refresh.write_models_readme()
+    return 0
+
+
+# ----------------------------------------------------------------------------- assertion, lexicons
+
+def assertion_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Train the assertion classifier and export it to ONNX.")
+    parser.add_argument("--out", type=Path, help="model directory (default: models/assertion)")
+    parser.add_argument("--kit-train", type=Path, help="default: the shared assertion/negex_kit_train.tsv")
+    parser.add_argument("--kit-devel", type=Path, help="default: the shared assertion/negex_kit_devel.tsv")
+    parser.add_argument("--maccrobat", type=Path, help="default: the shared clinical/MACCROBAT/train")
+    parser.add_argument("--no-maccrobat", action="store_true")
+    parser.add_argument("--maccrobat-history", action="store_true")
+    parser.add_argument("--maccrobat-weight", type=float, default=0.5)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--ensemble", type=int, default=3, help="members trained with seeds seed, seed+1, ...")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--select-epoch", action="store_true",
+                        help="score every epoch on devel and retrain for the best count (selection only)")
+    return parser
+
+
+def run_assertion(args: argparse.Namespace) -> int:
+    result = assertion.train_and_export(
+        args.out or models_dir() / "assertion", kit_train=args.kit_train or assertion.kit_path("train"),
+        kit_devel=args.kit_devel or assertion.kit_path("devel"),
+        maccrobat=None if args.no_maccrobat else args.maccrobat or assertion.maccrobat_train_dir(),
+        maccrobat_history=args.maccrobat_history, maccrobat_weight=args.maccrobat_weight, epochs=args.epochs,
+        seed=args.seed, ensemble=args.ensemble, threads=args.threads, select_epoch=args.select_epoch,
+        progress=lambda line: print(line, file=sys.stderr))
+    print(json.dumps(result))
+    return 0
+
+
+def lexicons_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Build the shipped PROBLEM / TEST / TREATMENT lexicons "
+                                     "from annotated training text.")
+    parser.add_argument("--shared", type=Path, help="the shared folder holding data/clinical/ (default: ../shared "
+                        "beside the checkout, or $CLINLAKE_SHARED_DATA for its data/)")
+    parser.add_argument("--out", type=Path, help="output directory (default: the package's conf/lexicons)")
+    parser.add_argument("--min-count", type=int, default=2)
+    parser.add_argument("--min-precision", type=float, default=0.5)
+    return parser
+
+
+def run_lexicons(args: argparse.Namespace) -> int:
+    data = args.shared / "data" if args.shared else shared_data()
+    built = lexicons.build(data, min_count=args.min_count, min_precision=args.min_precision)
+    written = lexicons.write(built, args.out or package_resource("conf/lexicons"))
+    for label, terms in built.items():
+        print(f"{label:<10} {len(terms):>6} terms → {written[label]}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- dispatch
+
+Parser = Callable[[str], argparse.ArgumentParser]
+Runner = Callable[[argparse.Namespace], int]
+
+#: subcommand → (its parser, what runs it, one-line help)
+SUBCOMMANDS: dict[str, tuple[Parser, Runner, str]] = {
+    "ner": (ner_parser, run_ner, "train a BiLSTM-CNN-Char-CRF NER model and export it to ONNX"),
+    "clinical": (clinical_parser, run_clinical,
                  "train a clinical NER model on documents (MACCROBAT, Chia, PHEE) through clinlake's tokenizer"),
-    "embeddings": ("clinlake.pipelines.training.ner.loop", "embeddings_main", "train the shared fastText word vectors"),
-    "card": ("clinlake.pipelines.training.ner.loop", "card_main", "evaluate, quantise and write the model card of trained models"),
+    "embeddings": (embeddings_parser, run_embeddings, "train the shared fastText word vectors"),
+    "card": (card_parser, run_card, "evaluate, quantise and write the model card of trained models"),
+    "assertion": (assertion_parser, run_assertion,
+                  "train the assertion classifier, export it to ONNX and choose its hybrid policy on devel"),
+    "lexicons": (lexicons_parser, run_lexicons,
+                 "build the dictionary stage's PROBLEM / TEST / TREATMENT lexicons from MACCROBAT and Chia"),
 }
-
-
-def _entry(name: str) -> Callable[..., int]:
-    import importlib
-
-    module, function, _ = SUBCOMMANDS[name]
-    return getattr(importlib.import_module(module), function)
 
 
 def main(argv: Sequence[str], prog: str = "clinlake train") -> int:
@@ -38,11 +241,10 @@ def main(argv: Sequence[str], prog: str = "clinlake train") -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    # The subcommand's own parser (in the training module) handles its options and --help.
-    return _entry(args.command)(rest, prog=f"{prog} {args.command}")
+    # The subcommand's own parser handles its options and --help.
+    build_parser, run, _ = SUBCOMMANDS[args.command]
+    return run(build_parser(f"{prog} {args.command}").parse_args(rest))
 
 
 if __name__ == "__main__":
-    import sys
-
     sys.exit(main(sys.argv[1:]))

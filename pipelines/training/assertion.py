@@ -1,6 +1,7 @@
-"""Train the assertion classifier served by :mod:`.assertion_model` and export it to ONNX.
+"""Train the assertion classifier served by :mod:`clinlake.pipelines.engine.assertion.model`
+and export it to ONNX (:func:`train_and_export`).
 
-    python -m clinlake.pipelines.training.assertion --out models/assertion   # 3 members, 12 epochs, ~5 min
+    clinlake train assertion --out models/assertion   # 3 members, 12 epochs, ~5 min
 
 Training data (train splits only; devel is used to pick the epoch count and the hybrid
 policy, never to fit weights):
@@ -8,44 +9,51 @@ policy, never to fit weights):
 * the NegEx kit's ``negex_kit_train.tsv``: negation, temporality and experiencer for one
   phrase per sentence (certainty is not annotated there and is masked out of the loss);
 * MACCROBAT ``train/`` (BRAT): every event trigger of a finding-like type
-  (:data:`MACCROBAT_TYPES`) becomes a target in its sentence (our own sentence splitter);
+  (:data:`~clinlake.pipelines.corpora.label_maps.MACCROBAT_FINDING_TYPES`) becomes a target in its sentence (our own sentence splitter);
   the event's ``POLARITY`` gives negation (``NEG``) and certainty (``UNCERTAIN``);
   ``MAYBE_*`` values are masked. With ``--maccrobat-history`` a trigger inside a
   ``History`` span is labelled historical (else recent) and one inside a
   ``Family_history`` span gets the experiencer ``other`` (else patient); otherwise those
   heads are masked for MACCROBAT rows.
 
-The network (:class:`AssertionNet`) is the one described in :mod:`.assertion_model`.
-Needs the ``train`` extra (torch, onnx). Kept small: a couple of minutes on one CPU core.
-Prints scores and row counts only, never text.
+The network (``AssertionNet``, :func:`make_net`) is the one described in
+:mod:`clinlake.pipelines.engine.assertion.model`. Needs the ``train`` extra (torch, onnx). Kept
+small: a couple of minutes on one CPU core. Reports scores and row counts only, never text.
+torch is imported inside the functions that need it (only training does).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import re
-import sys
 import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from clinlake.pipelines.corpora.label_maps import MACCROBAT_FINDING_TYPES
 from clinlake.pipelines.corpora.negex_kit import locate_phrase, read_kit
 from clinlake.pipelines.engine.assertion.model import (BOS, CONFIG_FILE, DEFAULT_WINDOW, EOS, HEADS, MODEL_FILE, N_POSITIONS, PAD, POS_TARGET, UNK, VOCAB_FILE, encode_target, normalize)
+from clinlake.pipelines.engine.assertion.model import AssertionModel
+from clinlake.pipelines.resources import shared_data
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-KIT_TRAIN = SHARED / "assertion" / "negex_kit_train.tsv"
-KIT_DEVEL = SHARED / "assertion" / "negex_kit_devel.tsv"
-MACCROBAT_TRAIN = SHARED / "clinical" / "MACCROBAT" / "train"
-MACCROBAT_TYPES = MACCROBAT_FINDING_TYPES
 IGNORE = -1
 
 KIT_NEGATION = {"Affirmed": 0, "Negated": 1}
 KIT_TEMPORALITY = {"Recent": 0, "Historical": 1, "Not particular": 2}
+
+
+def kit_path(split: str, *, shared: Path | None = None) -> Path:
+    """The NegEx kit's ``negex_kit_<split>.tsv`` under the shared data folder (default
+    :func:`~clinlake.pipelines.resources.shared_data`)."""
+    return (shared_data() if shared is None else shared) / "assertion" / f"negex_kit_{split}.tsv"
+
+
+def maccrobat_train_dir(*, shared: Path | None = None) -> Path:
+    """MACCROBAT's BRAT ``train/`` folder under the shared data folder."""
+    return (shared_data() if shared is None else shared) / "clinical" / "MACCROBAT" / "train"
 
 
 @dataclass
@@ -99,7 +107,7 @@ def maccrobat_examples(folder: str | Path, with_history: bool = False) -> list[E
         seen = set()
         for event in _E_LINE.finditer(ann):
             event_id, kind, trigger = event.groups()
-            if kind not in MACCROBAT_TYPES or trigger not in spans or trigger in seen:
+            if kind not in MACCROBAT_FINDING_TYPES or trigger not in spans or trigger in seen:
                 continue
             seen.add(trigger)
             _, start, end = spans[trigger]
@@ -141,6 +149,7 @@ def build_vocab(examples: Sequence[Example], min_count: int = 2) -> dict[str, in
 
 def make_net(n_vocab: int, dim: int = 64, pos_dim: int = 16, channels: int = 96, hidden: int = 64,
              dropout: float = 0.3):
+    # torch is imported here, not at module level: only training needs it, serving never does.
     import torch
     from torch import nn
 
@@ -177,6 +186,7 @@ def make_net(n_vocab: int, dim: int = 64, pos_dim: int = 16, channels: int = 96,
 
 
 def _tensors(examples: Sequence[Example], vocab, window: int):
+    # torch is imported here, not at module level: only training needs it, serving never does.
     import torch
 
     from clinlake.pipelines.engine.assertion.model import pad_batch
@@ -200,6 +210,7 @@ def train(
     source_weight: dict[str, float] | None = None,
     on_epoch=None,
 ):
+    # torch is imported here, not at module level: only training needs it, serving never does.
     import torch
     from torch import nn
 
@@ -239,6 +250,7 @@ def train(
 
 def make_ensemble(nets):
     """Average the members' probabilities (one ONNX graph, one session at run time)."""
+    # torch is imported here, not at module level: only training needs it, serving never does.
     import torch
     from torch import nn
 
@@ -255,6 +267,7 @@ def make_ensemble(nets):
 
 
 def export_onnx(net, path: str | Path, vocab_size: int) -> None:
+    # torch is imported here, not at module level: only training needs it, serving never does.
     import torch
 
     net.eval()
@@ -302,6 +315,7 @@ class _TorchEngine:
         self.net, self.vocab, self.window = net, vocab, window
 
     def assess(self, text, sentence, targets, section=None):
+        # torch is imported here, not at module level: only training needs it, serving never does.
         import torch
 
         from clinlake.pipelines.engine.assertion.model import ModelAnswer, model_label, pad_batch
@@ -325,7 +339,7 @@ def select_hybrid(model_dir: str | Path, kit_devel: str | Path, margin: float = 
     import itertools
 
     from clinlake.pipelines.evaluation.assertion_kit import evaluate_kit
-    from clinlake.pipelines.engine.assertion.model import HYBRID_FILE, AssertionModel
+    from clinlake.pipelines.engine.assertion.model import HYBRID_FILE
     from clinlake.pipelines.engine.assertion.hybrid import SOURCES, HybridAssertion, HybridPolicy
     from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
     from clinlake.pipelines.engine.assertion.context import ContextAssertion
@@ -350,76 +364,63 @@ def select_hybrid(model_dir: str | Path, kit_devel: str | Path, margin: float = 
     return chosen
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Train the assertion classifier and export it to ONNX.")
-    parser.add_argument("--out", type=Path, default=Path("models/assertion"))
-    parser.add_argument("--kit-train", type=Path, default=KIT_TRAIN)
-    parser.add_argument("--kit-devel", type=Path, default=KIT_DEVEL)
-    parser.add_argument("--maccrobat", type=Path, default=MACCROBAT_TRAIN)
-    parser.add_argument("--no-maccrobat", action="store_true")
-    parser.add_argument("--maccrobat-history", action="store_true")
-    parser.add_argument("--maccrobat-weight", type=float, default=0.5)
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--ensemble", type=int, default=3, help="members trained with seeds seed, seed+1, ...")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--select-epoch", action="store_true",
-                        help="score every epoch on devel and retrain for the best count (selection only)")
-    args = parser.parse_args(argv)
-
+def train_and_export(out: Path, *, kit_train: Path, kit_devel: Path, maccrobat: Path | None,
+                     maccrobat_history: bool = False, maccrobat_weight: float = 0.5, epochs: int = 12,
+                     seed: int = 13, ensemble: int = 3, threads: int = 1, select_epoch: bool = False,
+                     progress: Callable[[str], None] | None = None) -> dict:
+    """Train the classifier (``ensemble`` members, seeds ``seed``, ``seed + 1``, ...) on the kit's
+    train split and, when ``maccrobat`` is a folder, MACCROBAT's train documents; export it to
+    ``out`` with its vocabulary and config; score it on ``kit_devel`` and choose the hybrid
+    policy there (:func:`select_hybrid`). ``select_epoch``: score every epoch on devel and
+    retrain for the best count (selection only). ``progress`` receives one line per step (row
+    counts, epoch scores). Returns the devel scores, the hybrid choice and the training time."""
+    # torch is imported here, not at module level: only training needs it.
     import torch
 
-    torch.set_num_threads(args.threads)
+    report = progress or (lambda line: None)
+    torch.set_num_threads(threads)
     started = time.time()
-    examples = kit_examples(args.kit_train)
+    examples = kit_examples(kit_train)
     counts = {"kit_train": len(examples)}
-    if not args.no_maccrobat and args.maccrobat.is_dir():
-        extra = maccrobat_examples(args.maccrobat, with_history=args.maccrobat_history)
+    if maccrobat is not None and maccrobat.is_dir():
+        extra = maccrobat_examples(maccrobat, with_history=maccrobat_history)
         counts["maccrobat_train"] = len(extra)
         counts["maccrobat_negated"] = sum(ex.labels["negation"] == 1 for ex in extra)
         counts["maccrobat_possible"] = sum(ex.labels["certainty"] == 1 for ex in extra)
         examples += extra
     vocab = build_vocab(examples)
-    print(f"examples {counts}  vocab {len(vocab)}", file=sys.stderr)
-    weights = {"kit": 1.0, "maccrobat": args.maccrobat_weight}
-    epochs = args.epochs
+    report(f"examples {counts}  vocab {len(vocab)}")
+    weights = {"kit": 1.0, "maccrobat": maccrobat_weight}
     history: list[dict] = []
-    if args.select_epoch:
+    if select_epoch:
         def score(epoch, net, loss):
             net.eval()
-            scores = kit_scores(_TorchEngine(net, vocab, DEFAULT_WINDOW), args.kit_devel)
+            scores = kit_scores(_TorchEngine(net, vocab, DEFAULT_WINDOW), kit_devel)
             history.append({"epoch": epoch, "loss": round(loss, 2), **scores})
-            print(json.dumps(history[-1]), file=sys.stderr)
+            report(json.dumps(history[-1]))
 
-        train(examples, vocab, epochs=epochs, seed=args.seed, source_weight=weights, on_epoch=score)
+        train(examples, vocab, epochs=epochs, seed=seed, source_weight=weights, on_epoch=score)
         best = max(history, key=lambda h: (h["historical_f1"] + h["negated_f1"] + h["not_particular_f1"],
                                            -h["epoch"]))
         epochs = best["epoch"]
-        print(f"selected epochs={epochs} on devel", file=sys.stderr)
-    members = [train(examples, vocab, epochs=epochs, seed=args.seed + k, source_weight=weights)
-               for k in range(args.ensemble)]
+        report(f"selected epochs={epochs} on devel")
+    members = [train(examples, vocab, epochs=epochs, seed=seed + k, source_weight=weights)
+               for k in range(ensemble)]
     net = members[0] if len(members) == 1 else make_ensemble(members)
     train_seconds = time.time() - started
-    args.out.mkdir(parents=True, exist_ok=True)
-    export_onnx(net, args.out / MODEL_FILE, len(vocab))
-    (args.out / VOCAB_FILE).write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    out.mkdir(parents=True, exist_ok=True)
+    export_onnx(net, out / MODEL_FILE, len(vocab))
+    (out / VOCAB_FILE).write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
     config = {
-        "version": time.strftime("%Y%m%d", time.gmtime()) + f"-s{args.seed}",
+        "version": time.strftime("%Y%m%d", time.gmtime()) + f"-s{seed}",
         "window": DEFAULT_WINDOW,
         "heads": {h: list(c) for h, c in HEADS.items()},
-        "training": {"examples": counts, "epochs": epochs, "seed": args.seed, "ensemble": args.ensemble,
-                     "maccrobat_history": args.maccrobat_history, "maccrobat_weight": args.maccrobat_weight,
+        "training": {"examples": counts, "epochs": epochs, "seed": seed, "ensemble": ensemble,
+                     "maccrobat_history": maccrobat_history, "maccrobat_weight": maccrobat_weight,
                      "vocab_size": len(vocab), "train_seconds": round(train_seconds, 1)},
         "epoch_selection": history,
     }
-    (args.out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    from clinlake.pipelines.engine.assertion.model import AssertionModel
-
-    scores = kit_scores(AssertionModel(args.out), args.kit_devel)
-    hybrid = select_hybrid(args.out, args.kit_devel)
-    print(json.dumps({"devel": scores, "hybrid": hybrid, "train_seconds": round(train_seconds, 1)}))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    scores = kit_scores(AssertionModel(out), kit_devel)
+    hybrid = select_hybrid(out, kit_devel)
+    return {"devel": scores, "hybrid": hybrid, "train_seconds": round(train_seconds, 1)}

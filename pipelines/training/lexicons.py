@@ -6,7 +6,7 @@ criteria), keeping a term only when the annotators labelled it with the same cla
 least ``min_precision`` of the places it occurs in the training text (so words like
 "patient" or "left" never become entities) and at least ``min_count`` times.
 
-    python -m clinlake.pipelines.training.lexicons --shared ../shared --out conf/lexicons
+    clinlake train lexicons --shared ../shared --out conf/lexicons
 
 Type mapping (i2b2-2010 concept classes):
 
@@ -19,7 +19,6 @@ Chia Procedure (mixes diagnostic and therapeutic procedures).
 """
 from __future__ import annotations
 
-import argparse
 import bisect
 import re
 from collections import Counter, defaultdict
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from clinlake.pipelines.corpora.brat import read_ann, read_text_exact
+from clinlake.pipelines.resources import shared_data
 
 TYPE_MAP: dict[str, dict[str, str]] = {
     "MACCROBAT": {"Sign_symptom": "PROBLEM", "Disease_disorder": "PROBLEM", "Diagnostic_procedure": "TEST",
@@ -49,9 +49,10 @@ def brat_entities(ann_path: Path) -> Iterator[tuple[str, int, int]]:
             yield entity.type, entity.start, entity.end
 
 
-def corpus_docs(shared: Path) -> Iterator[tuple[str, str, Path]]:
+def corpus_docs(data: Path) -> Iterator[tuple[str, str, Path]]:
+    """(corpus, text, .ann path) of the train documents under the shared data folder ``data``."""
     for corpus in TYPE_MAP:
-        for txt in sorted((shared / "data" / "clinical" / corpus / "train").glob("*.txt")):
+        for txt in sorted((data / "clinical" / corpus / "train").glob("*.txt")):
             yield corpus, read_text_exact(txt), txt.with_suffix(".ann")
 
 
@@ -77,13 +78,14 @@ def _doc(corpus: str, text: str, ann: Path) -> tuple[_Doc, list[tuple[str, tuple
     return _Doc(tuple(m.group().casefold() for m in matches), labels), terms
 
 
-def build(shared: Path, *, min_count: int = 2, min_precision: float = 0.5) -> dict[str, list[str]]:
+def build(data: Path | None = None, *, min_count: int = 2, min_precision: float = 0.5) -> dict[str, list[str]]:
     """Terms whose occurrences in the training text lie inside a span of their class at least
     ``min_precision`` of the time (and at least ``min_count`` times). Occurrences inside a
-    longer annotated span count as labelled, so "diabetes" inside "type 2 diabetes" does."""
+    longer annotated span count as labelled, so "diabetes" inside "type 2 diabetes" does.
+    ``data``: the shared data folder (default :func:`~clinlake.pipelines.resources.shared_data`)."""
     docs: list[_Doc] = []
     candidates: dict[tuple[str, ...], Counter] = defaultdict(Counter)
-    for corpus, text, ann in corpus_docs(shared):
+    for corpus, text, ann in corpus_docs(shared_data() if data is None else data):
         doc, terms = _doc(corpus, text, ann)
         docs.append(doc)
         for label, key in terms:
@@ -126,28 +128,14 @@ def _surface(key: tuple[str, ...]) -> str:
     return " ".join(key)
 
 
-def write(lexicons: dict[str, list[str]], out: Path) -> None:
+def write(lexicons: dict[str, list[str]], out: Path) -> dict[str, Path]:
+    """One ``<label>.txt`` per label under ``out``; returns the files written, by label."""
     out.mkdir(parents=True, exist_ok=True)
     header = ("# Derived by clinlake.pipelines.training.lexicons from the training splits of MACCROBAT\n"
               "# (Caufield et al. 2019, CC BY 4.0) and Chia (Kury et al. 2020, CC BY 4.0).\n"
               "# One term per line; matched case- and whitespace-insensitively on tokens.\n")
+    written = {}
     for label, terms in lexicons.items():
-        (out / f"{label.lower()}.txt").write_text(header + "\n".join(terms) + "\n", encoding="utf-8")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shared", type=Path, default=Path("../shared"))
-    parser.add_argument("--out", type=Path, default=Path("conf/lexicons"))
-    parser.add_argument("--min-count", type=int, default=2)
-    parser.add_argument("--min-precision", type=float, default=0.5)
-    args = parser.parse_args(argv)
-    lexicons = build(args.shared, min_count=args.min_count, min_precision=args.min_precision)
-    write(lexicons, args.out)
-    for label, terms in lexicons.items():
-        print(f"{label:<10} {len(terms):>6} terms → {args.out / (label.lower() + '.txt')}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        written[label] = out / f"{label.lower()}.txt"
+        written[label].write_text(header + "\n".join(terms) + "\n", encoding="utf-8")
+    return written

@@ -1,0 +1,477 @@
+"""Model cards and ``models/README.md``: the Markdown written from a model's ``model.json``
+(devel scores, quantisation, training record), for the biomedical NER models
+(:func:`ner_model_card`) and the clinical ones (:func:`clinical_model_card`).
+
+Plain text from plain data: nothing here trains or imports torch, so the cards can be rewritten
+(``clinlake train card --card-only``) and checked against the shipped ones cheaply.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from clinlake.pipelines.corpora.clinical import BRAT_CORPORA
+from clinlake.pipelines.corpora.label_maps import load_label_map
+from clinlake.pipelines.engine.ner.metadata import read_meta
+from clinlake.pipelines.evaluation.ner import ABBREVIATION_REACH
+from clinlake.pipelines.resources import models_dir, source_root
+from clinlake.pipelines.training.ner.network import NETWORK_OPTIONS
+
+# ----------------------------------------------------------------------------- biomedical NER models
+
+PUBLISHED_F1 = {"NCBI-disease": 89.13, "BC5CDR": 89.73, "AnatEM": 89.13, "BioNLP13CG": 85.58, "LINNAEUS": 86.26}
+NER_LICENCES = {  # of the training data, as redistributed by MTL-Bioinformatics-2016 (Crichton et al. 2017)
+    "NCBI-disease": "NCBI disease corpus (Doğan et al. 2014), released by NCBI as a public resource, free to use",
+    "BC5CDR": "BioCreative V CDR corpus (Li et al. 2016), freely available for research use",
+    "AnatEM": "AnatEM (Pyysalo & Ananiadou 2014), CC BY-SA 3.0",
+    "BioNLP13CG": "BioNLP Shared Task 2013 Cancer Genetics (Pyysalo et al. 2015), CC BY-SA 3.0",
+    "LINNAEUS": "LINNAEUS (Gerner et al. 2010), CC BY 3.0",
+}
+
+
+def _vector_size(embeddings_dir: Path) -> int:
+    return int(np.load(embeddings_dir / "vectors.npy", mmap_mode="r").shape[1])
+
+
+def _size_mb(path: Path) -> float:
+    return path.stat().st_size / 1e6
+
+
+def _score_rows(result: dict) -> list[str]:
+    rows = [("**overall**", result["overall"]), *result["per_type"].items()]
+    return [f"| {name} | {100 * r['precision']:.2f} | {100 * r['recall']:.2f} | {100 * r['f1']:.2f} | "
+            f"{r['gold']} |" for name, r in rows]
+
+
+TRAINING_FLAGS = (("max_epochs", "--epochs", 40), ("patience", "--patience", 5))  # record key, flag, default
+
+
+def training_flags(training: dict) -> str:
+    """The command-line flags that repeat a training record's options, defaults left out (the
+    word vector size is not one: it comes from the shared embeddings)."""
+    network = training.get("network") or {}
+    flags = "".join(f" --{key.replace('_', '-')} {value}" for key, value in network.items() if key in NETWORK_OPTIONS)
+    flags += "".join(f" {flag} {training[key]}" for key, flag, default in TRAINING_FLAGS
+                     if training.get(key, default) != default)
+    return flags + (" --refit" if training.get("refit_on_devel") else "")
+
+
+def devel_estimate(meta: dict) -> dict:
+    """The held-out devel scores of a model: its own, or, when the shipped model was refit on
+    train+devel (its own devel scores saw the data), those of the train-only selection run."""
+    selection = meta["training"].get("selection")
+    return selection["dev"] if selection else meta["dev"]
+
+
+def ner_model_card(model_dir: Path, meta: dict) -> str:
+    """MODEL_CARD.md of a biomedical NER model (trained on a CoNLL corpus)."""
+    corpus, training, dev = meta["corpus"], meta["training"], devel_estimate(meta)
+    selection = training.get("selection")
+    network = training.get("network") or {}
+    f1 = 100 * dev["tokens"]["overall"]["f1"]
+    target = PUBLISHED_F1[corpus]
+    verdict = ("at or above" if f1 >= target else f"**{target - f1:.2f} points below**")
+    quant = meta["quantization"]
+    precision = "int8 (dynamic quantisation)" if quant.get("kept") else "fp32"
+    embeddings = (model_dir / meta["embeddings"]).resolve()
+    lines = [
+        f"# {meta['name']} — {corpus} NER (BiLSTM-CNN-Char-CRF, ONNX)",
+        "",
+        f"Version `{meta['version']}` · labels: {', '.join(meta['labels'])}",
+        "",
+        "## Data and licence",
+        *(_refit_lines(corpus, training, meta["dev"]) if selection else [
+            f"- Trained on the **train** split of {corpus} (`../shared/data/ner/{corpus}/train.tsv`, "
+            f"{training['train_sentences']} sentences); epochs selected by strict entity F1 on **devel**. "
+            "Not refit on train+devel (whether a refit pays for a corpus was checked on devel halves: the README's "
+            "\"When a refit pays\"). The test split was never used."]),
+        f"- Licence of the training corpus: {NER_LICENCES[corpus]}. Redistributed by the MTL-Bioinformatics-2016 "
+        "collection (Crichton et al. 2017) under the original licence; check it before commercial use.",
+        f"- Word vectors (shared by all models, `models/embeddings/`): fastText skip-gram, {_vector_size(embeddings)}-d, "
+        "15 epochs, trained here (`clinlake train embeddings`) on `../shared/data/corpus/biomedical_sentences.txt`, "
+        "`health_text.txt` (test sentences removed upstream) and the words of the five NER train splits "
+        "(no labels). `biomedical_sentences.txt` also holds nearly all devel sentences of the five corpora, "
+        "unlabelled, so the vectors have seen devel text but no test text, and devel F1 leans optimistic (the "
+        "README's \"Devel text in the word vectors\"). Every devel word is in the shipped vocabulary, with a "
+        "vector composed from its character n-grams where fastText never saw it.",
+        "",
+        "## Architecture",
+        f"Frozen shared fastText vectors (fp16) + character CNN (25-d, {network.get('char_filters', 50)} filters, "
+        f"width 3) + casing embedding (8-d) → dropout {network.get('dropout', 0.5)} → BiLSTM "
+        f"2×{network.get('hidden', 150)} → linear → linear-chain CRF with IOB2 constraints, NumPy Viterbi. "
+        "Tokens are the pipeline tokenizer's tokens split into corpus-style pieces (letter/digit runs, single "
+        "other characters). Entity confidence = mean CRF marginal probability of the chosen tags.",
+        f"Weights: {precision} ({quant.get('tried')} tried: devel F1 fp32 "
+        f"{100 * quant.get('dev_f1_fp32', 0):.2f}, int8 {100 * quant.get('dev_f1_int8', 0):.2f}"
+        + ("; devel is in the refit's training data, so this checks only that int8 keeps its outputs)."
+           if selection else ").")
+        + (" Dynamic quantisation scales activations per onnxruntime batch, so a sentence's scores shift slightly "
+           "with the sentences batched with it (on the five devel sets, network batches of 512 to 4,096 pieces "
+           "moved F1 by at most 0.16)." if quant.get("kept") else ""),
+        "",
+        "## Devel scores (strict, entity level, conlleval semantics)",
+        f"Overall F1 **{f1:.2f}** vs the published Spark NLP *test* F1 {target:.2f}: {verdict}. "
+        f"Best epoch {(selection or training)['best_epoch']} of {len((selection or training)['history'])} "
+        f"(early stopping with patience {training.get('patience', 5)} "
+        f"or the {training['max_minutes']:g}-minute wall-clock cap, one CPU thread on a shared machine)."
+        + (" These are the train-only selection model's scores (held out); the shipped refit has seen devel."
+           if selection else ""),
+        *([] if f1 >= target else [
+            "",
+            f"Why below: the word vectors are frozen {_vector_size(embeddings)}-d fastText vectors trained on ~8M "
+            "tokens of shared text "
+            "(the paper used embeddings trained on far larger biomedical corpora), training had minutes of one "
+            "CPU core. Devel and test F1 also differ.",
+        ]),
+        "",
+        "| type | P | R | F1 | gold entities |",
+        "|---|---|---|---|---|",
+        *_score_rows(dev["tokens"]),
+        "",
+        f"Raw text through clinlake's own sentence splitter and tokenizer (corpus tokens joined by spaces): "
+        f"F1 {100 * dev['raw_text']['overall']['f1']:.2f} "
+        f"(P {100 * dev['raw_text']['overall']['precision']:.2f}, R {100 * dev['raw_text']['overall']['recall']:.2f}).",
+        *_abbreviation_lines(dev),
+        "",
+        "## Size and speed",
+        f"- `model.onnx` {_size_mb(model_dir / 'model.onnx'):.1f} MB, `model.json` "
+        f"{_size_mb(model_dir / 'model.json'):.2f} MB; shared embeddings "
+        f"{sum(_size_mb(p) for p in embeddings.iterdir()):.1f} MB (counted once for all models).",
+        f"- {meta['speed_pieces_per_s_1_thread']:,} tokens/s on one core (onnxruntime, 1 thread, end to end: features, "
+        "network, Viterbi and marginals; measured on a shared machine, so a lower bound). "
+        "`benchmarks/ner_speed.py` compares onnxruntime with PyTorch.",
+        "",
+        "## Retrain",
+        "```bash",
+        f"clinlake train ner --corpus {corpus} --name {meta['name']} --max-minutes {training['max_minutes']:g}"
+        + training_flags(training),
+        "```",
+        f"(`pip install -e '.[train]'`; seed {training['seed']}; writes `models/{meta['name']}/`, evaluates on devel, "
+        "quantises if F1 holds and rewrites this card.) Score any token<TAB>tag file with "
+        f"`clinlake evaluate ner --model {meta['name']} --conll FILE --predictions OUT.tsv`.",
+        "",
+        *(["Selection run history (epoch, mean loss, devel F1): "
+           + ", ".join(f"{h['epoch']}: {h['loss']:.2f} / {100 * h['dev_f1']:.2f}" for h in selection["history"]),
+           "",
+           "Refit history (epoch, mean loss on train+devel): "
+           + ", ".join(f"{h['epoch']}: {h['loss']:.2f}" for h in training["history"])] if selection else [
+            "Training history (epoch, mean loss, devel F1): "
+            + ", ".join(f"{h['epoch']}: {h['loss']:.2f} / {100 * h['dev_f1']:.2f}" for h in training["history"])]),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _abbreviation_lines(dev: dict) -> list[str]:
+    """Model-card lines on the abbreviation propagation the scores above include."""
+    alone = dev.get("model_alone")
+    if not alone:
+        return []
+    return [
+        "",
+        "These scores include document-level abbreviation propagation, as the pipeline's NER stage applies it "
+        "within a note (`pipelines/engine/short_forms.py`): \"long form (SF)\" with the long form tagged makes SF "
+        "an entity of its label from the definition on. The devel file marks no document boundaries, so a definition "
+        f"reaches the {dev['abbreviation_reach']} sentences after it (`clinlake evaluate ner --abbreviation-reach`). "
+        f"The model alone, sentence by sentence: F1 **{100 * alone['tokens']['overall']['f1']:.2f}** "
+        f"(P {100 * alone['tokens']['overall']['precision']:.2f}, R {100 * alone['tokens']['overall']['recall']:.2f}); "
+        f"raw text {100 * alone['raw_text']['overall']['f1']:.2f}.",
+    ]
+
+
+def _refit_lines(corpus: str, training: dict, own_dev: dict) -> list[str]:
+    """Model-card lines on the data of a model refit on train+devel."""
+    selection = training["selection"]
+    return [
+        f"- Trained on the **train and devel** splits of {corpus} (`../shared/data/ner/{corpus}/`, "
+        f"{training['train_sentences']} sentences) for {training['best_epoch']} epochs: the epoch count that a "
+        f"train-only run (same seed and settings, {selection['train_sentences']} sentences) selected by strict "
+        "entity F1 on devel. The devel scores below are that train-only model's, the held-out estimate; the "
+        f"shipped model saw devel in training (its own devel F1, {100 * own_dev['tokens']['overall']['f1']:.2f}, "
+        "estimates nothing). The test split was never used.",
+    ]
+
+
+def models_readme(models: Path | None = None) -> str:
+    """models/README.md: every trained model with its devel F1 next to the published target
+    (``models``: the models' folder, default the shipped ``models/``)."""
+    models = models_dir() if models is None else models
+    rows, train_only = [], []
+    for name in ("ncbi_disease", "bc5cdr", "anatem", "bionlp13cg", "linnaeus"):
+        path = models / name / "model.json"
+        if not path.exists():
+            rows.append(f"| `{name}` | – | not trained | | | | | |")
+            continue
+        meta = read_meta(path.parent)
+        if "dev" not in meta:  # exported, not yet evaluated (a training run in progress)
+            rows.append(f"| `{name}` | {meta['corpus']} | – | being trained | | | | |")
+            continue
+        dev, target = devel_estimate(meta), PUBLISHED_F1[meta["corpus"]]
+        is_refit = bool(meta["training"].get("selection"))
+        refit = " (refit on train+devel)" if is_refit else ""
+        if not is_refit:
+            train_only.append(name)
+        f1 = 100 * dev["tokens"]["overall"]["f1"]
+        alone = dev.get("model_alone", dev)
+        rows.append(f"| [`{name}`]({name}/MODEL_CARD.md){refit} | {meta['corpus']} | **{f1:.2f}** | "
+                    f"{100 * alone['tokens']['overall']['f1']:.2f} | "
+                    f"{100 * dev['raw_text']['overall']['f1']:.2f} | {target:.2f} | {f1 - target:+.2f} | "
+                    f"{_size_mb(models / name / 'model.onnx'):.1f} MB "
+                    f"{'int8' if meta['quantization'].get('kept') else 'fp32'} |")
+    embeddings = sum(_size_mb(p) for p in (models / "embeddings").iterdir())
+    train_only_note = "" if not train_only else (
+        f"; {', '.join(f'`{n}`' for n in train_only)} ship{'s' if len(train_only) == 1 else ''} the train-only run")
+    return "\n".join([
+        "# Shipped NER models",
+        "",
+        "BiLSTM-CNN-Char-CRF taggers (Kocaman & Talby 2020 style) trained with `clinlake train ner` on the train "
+        "splits under `../shared/data/ner/` (and devel, for a model refit on train+devel), exported to ONNX and "
+        "served with onnxruntime "
+        "(`pipelines/engine/ner/model.py`). Use them in a job config as `pipeline.ner: [{model: ncbi_disease}]`.",
+        "",
+        "Scores are **devel** strict entity-level F1 (conlleval semantics; `clinlake evaluate ner`). The target is the "
+        "published Spark NLP **test** F1, so the comparison is indicative only: dev and test differ, and we never "
+        "looked at test. *Raw text* = the devel tokens joined by spaces and re-tokenised by clinlake's own "
+        "tokenizer, scored on the corpus tokens. A model *refit on train+devel* ships a network trained on both "
+        "splits for the epoch count selected on devel; its row gives the devel scores of the train-only run that "
+        "made that selection (the shipped model has seen devel). Whether a refit pays was checked on devel halves "
+        f"(the README's \"When a refit pays\"){train_only_note}. *Devel F1* and *raw-text F1* include "
+        "document-level abbreviation propagation (`pipelines/engine/short_forms.py`, on in every NER stage by default: "
+        "\"long form (SF)\" with the long form tagged makes SF an entity of its label from the definition on; a devel "
+        f"file has no document boundaries, so a definition reaches the next {ABBREVIATION_REACH} sentences); "
+        "*model alone* is the tagger sentence by sentence.",
+        "",
+        "| model | corpus | devel F1 | model alone | raw-text F1 | published test F1 | gap | model.onnx |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        f"All models share `embeddings/` (fastText {_vector_size(models / 'embeddings')}-d word vectors, fp16, "
+        f"{embeddings:.1f} MB). "
+        "Each directory holds `model.onnx`, `model.json` (tags, character map, CRF transitions, devel scores, "
+        "version) and `MODEL_CARD.md`.",
+        "",
+        "Retrain one model (each card gives its own command), e.g. `clinlake train ner --corpus BC5CDR "
+        "--name bc5cdr --max-minutes 25 --epochs 80 --patience 10 --refit` "
+        "(needs `pip install -e '.[train]'`); rewrite cards and this table: `clinlake train card NAME ...`.",
+        "",
+        *clinical_models_section(models),
+    ])
+
+
+CLINICAL_MODELS = ("clinical_core", "maccrobat", "ade")
+
+
+def clinical_models_section(models: Path) -> list[str]:
+    """The clinical (BRAT-trained) models of models/README.md: document-level devel scores."""
+    rows = []
+    for name in CLINICAL_MODELS:
+        path = models / name / "model.json"
+        if not path.exists():
+            continue
+        meta = read_meta(path.parent)
+        if "dev" not in meta:  # exported, not yet evaluated (a training run in progress)
+            continue
+        refit = " (refit on train+devel)" if meta["training"].get("selection") else ""
+        for corpus, report in devel_estimate(meta).items():
+            labels = ", ".join(meta["labels"]) if len(meta["labels"]) <= 4 else f"{len(meta['labels'])} types (see card)"
+            rows.append(f"| [`{name}`]({name}/MODEL_CARD.md){refit} | {labels} | {corpus} | "
+                        f"**{100 * report['strict']['micro']['f1']:.2f}** | {100 * report['lenient']['micro']['f1']:.2f} | "
+                        f"{_size_mb(models / name / 'model.onnx'):.1f} MB "
+                        f"{'int8' if meta['quantization'].get('kept') else 'fp32'} |")
+    if not rows:
+        return []
+    return [
+        "## Clinical models (raw documents in, character offsets out)",
+        "",
+        "Trained with `clinlake train clinical` on the train documents of MACCROBAT, Chia or PHEE "
+        "(`../shared/data/clinical/`) through clinlake's own sentence splitter and tokenizer; gold types mapped by "
+        "the label maps in `conf/label_maps/`. Scores: `clinlake evaluate brat` on the **devel** documents, micro "
+        "F1 over the mapped types, strict (exact offsets and type) and lenient (overlap and type). A model refit on "
+        "train+devel ships a network trained on both splits for the epoch count selected on devel; its rows give "
+        "the devel scores of the train-only run that made that selection.",
+        "",
+        "| model | labels | devel corpus | strict F1 | lenient F1 | model.onnx |",
+        "|---|---|---|---|---|---|",
+        *rows,
+        "",
+        "`clinical_core` is the default NER stage of `conf/local.yaml`. Side by side with a spaCy NER pipeline trained "
+        "on the same documents: `benchmarks/clinical_peers.py`.",
+        "",
+    ]
+
+
+# ----------------------------------------------------------------------------- clinical models
+
+CLINICAL_LICENCES = {
+    "MACCROBAT": "CC BY 4.0 (Caufield et al. 2019, MACCROBAT2018, figshare 10.6084/m9.figshare.9764942)",
+    "Chia": "CC BY 4.0 (Kury et al. 2020, Chia: a large annotated corpus of clinical trial eligibility criteria)",
+    "PHEE": "MIT (Sun et al. 2022, PHEE: a dataset for pharmacovigilance event extraction from text; "
+            "sentences of drug-safety case reports, one document each)",
+}
+
+
+def _micro_rows(result: dict) -> list[str]:
+    rows = [("**micro**", result["micro"]), *sorted(result["per_type"].items())]
+    return [f"| {name} | {100 * r['precision']:.2f} | {100 * r['recall']:.2f} | {100 * r['f1']:.2f} | {r['gold']} |"
+            for name, r in rows]
+
+
+def _type_map_rows(meta: dict, root: Path) -> list[str]:
+    rows = []
+    for corpus, path in meta["label_maps"].items():
+        mapping = load_label_map(root / path)
+        for label in sorted(set(mapping.values())):
+            sources = sorted(k for k, v in mapping.items() if v == label)
+            rows.append(f"| {label} | {corpus} | {', '.join(sources)} |")
+    return rows
+
+
+def _devel_location(corpus: str) -> str:
+    return "build/brat/PHEE/devel" if corpus == "PHEE" else f"../shared/data/{BRAT_CORPORA[corpus]}/devel"
+
+
+def _leading_comments(path: Path) -> list[str]:
+    """The comment block at the top of a label map, as a Markdown code block."""
+    lines = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line)
+    return ["```text", *lines, "```", ""] if lines else []
+
+
+def _own_strict(dev: dict) -> str:
+    return ", ".join(f"{corpus} {100 * report['strict']['micro']['f1']:.2f}" for corpus, report in dev.items())
+
+
+def _data_lines(name: str, corpora: Sequence[str], training: dict, own_dev: dict) -> list[str]:
+    """Model-card lines on the training documents (and, for a refit, the devel ones)."""
+    selection = training.get("selection")
+    lines = []
+    for c in corpora:
+        train, devel = training["data"][c + "/train"], training["data"][c + "/devel"]
+        lines.append(f"- {c}: **train** split (`../shared/data/{BRAT_CORPORA[c]}/{'train.json' if c == 'PHEE' else 'train/'}`), "
+                     f"{train['documents']} documents, {train['sentences']} sentences of clinlake's splitter"
+                     + (f"; refit: also the **devel** split, {devel['documents']} documents, {devel['sentences']} "
+                        "sentences" if selection else "")
+                     + f". Licence: {CLINICAL_LICENCES[c]}.")
+    if selection:
+        lines.append(
+            f"- Refit on train+devel: the shipped network trained on both splits ({training['train_sentences']} "
+            f"sentences) for {training['best_epoch']} epochs, the epoch count that a train-only run (same seed and "
+            f"settings, {selection['train_sentences']} sentences) selected on **devel** (mean over the corpora of strict "
+            "entity F1 on devel sentences). The devel scores below are that train-only model's, the held-out "
+            f"estimate (training keeps it under `build/ner/{name}.selection/`); the shipped model has seen devel (its own "
+            f"devel strict F1, {_own_strict(own_dev)}, estimates nothing). The test splits were never used.")
+    else:
+        lines.append("- Epochs selected on **devel** (mean over the corpora of strict entity F1 on devel sentences). "
+                     "Not refit on train+devel. The test splits were never used.")
+    return lines
+
+
+def clinical_model_card(model_dir: Path, meta: dict, *, root: Path | None = None) -> str:
+    """MODEL_CARD.md of a clinical model (trained on BRAT documents). ``root``: what the label-map
+    paths of model.json are relative to (default the checkout, :func:`~clinlake.pipelines.resources.source_root`)."""
+    root = source_root() if root is None else root
+    training, quant = meta["training"], meta["quantization"]
+    selection = training.get("selection")
+    network = training.get("network") or {}
+    corpora = list(meta["label_maps"])
+    precision = "int8 (dynamic quantisation)" if quant.get("kept") else "fp32"
+    brat_flags = " ".join(f"--brat {c}={p}" for c, p in meta["label_maps"].items())
+    lines = [
+        f"# {meta['name']} — clinical NER on raw text (BiLSTM-CNN-Char-CRF, ONNX)",
+        "",
+        f"Version `{meta['version']}` · labels: {', '.join(meta['labels'])}",
+        "",
+        "## Data and licence",
+        *_data_lines(meta["name"], corpora, training, meta["dev"]),
+        "- Word vectors: the shared fastText vectors of `models/embeddings/` (see the biomedical model cards).",
+        "",
+        "## Type map",
+        "Gold types → labels (label-map files named below; types not listed are not trained on and not scored):",
+        "",
+        "| label | corpus | gold types |",
+        "|---|---|---|",
+        *_type_map_rows(meta, root),
+        "",
+        "Label maps: " + ", ".join(f"`{p}`" for p in meta["label_maps"].values()) + ". What they leave out and why "
+        "(from the files):",
+        "",
+        *[line for path in meta["label_maps"].values() for line in _leading_comments(root / path)],
+        "",
+        "## How documents become training data",
+        "Each `.txt` is split by clinlake's own sentence splitter and tokenizer, exactly as at run time, and tokens "
+        "are cut into model pieces; mapped gold entities become IOB2 tags. Left out of training (not of scoring): "
+        "discontinuous entities, entities overlapping a longer kept one (outer mention wins), and entities our "
+        "splitter cuts across two sentences:",
+        "",
+        "| split | documents | sentences | entities kept | discontinuous | overlapping | cross-sentence | widened to pieces |",
+        "|---|---|---|---|---|---|---|---|",
+        *[f"| {k} | {v['documents']} | {v['sentences']} | {sum(v['entities'].values())} | "
+          f"{v['left_out'].get('discontinuous', 0)} | {v['left_out'].get('overlapping', 0)} | "
+          f"{v['left_out'].get('cross_sentence', 0)} | {v['widened']} |" for k, v in training["data"].items()],
+        "",
+        "## Architecture",
+        "As the biomedical models: frozen shared fastText vectors + character CNN "
+        f"({network.get('char_filters', 50)} filters) + casing → dropout {network.get('dropout', 0.5)} → BiLSTM "
+        f"2×{network.get('hidden', 150)} → CRF with IOB2 constraints. Weights: {precision} ({quant.get('tried')} tried: mean devel strict F1 fp32 "
+        f"{100 * quant.get('dev_f1_fp32', 0):.2f}, int8 {100 * quant.get('dev_f1_int8', 0):.2f}"
+        + ("; devel is in the refit's training data, so this checks only that int8 keeps its outputs)." if selection
+           else ")."),
+        "",
+        "## Devel scores on raw documents (`clinlake evaluate brat`, character offsets)",
+        "Strict = exact start, end and type; lenient = overlap and type (see `pipelines/evaluation/brat.py`). "
+        "The model runs alone (no dictionary stage) through the full engine, with document-level abbreviation "
+        "propagation as by default (`pipelines/engine/short_forms.py`: \"long form (SF)\" with the long form tagged makes "
+        "SF an entity of its label from the definition to the end of the document)."
+        + (" Scores of the train-only selection model (the shipped refit has seen devel)." if selection else ""),
+    ]
+    for corpus, report in devel_estimate(meta).items():
+        lines += [
+            "",
+            f"### {corpus} devel ({report['documents']} documents)",
+            "",
+            f"Strict micro F1 **{100 * report['strict']['micro']['f1']:.2f}**, lenient micro F1 "
+            f"**{100 * report['lenient']['micro']['f1']:.2f}**"
+            + (f" (without abbreviation propagation: strict {100 * report['model_alone']['strict']['micro']['f1']:.2f}, "
+               f"lenient {100 * report['model_alone']['lenient']['micro']['f1']:.2f})." if "model_alone" in report
+               else "."),
+            "",
+            "| strict | P | R | F1 | gold |",
+            "|---|---|---|---|---|",
+            *_micro_rows(report["strict"]),
+            "",
+            "| lenient | P | R | F1 | gold |",
+            "|---|---|---|---|---|",
+            *_micro_rows(report["lenient"]),
+        ]
+    lines += [
+        "",
+        f"Best epoch {(selection or training)['best_epoch']} of {len((selection or training)['history'])} (patience "
+        f"{training.get('patience', 5)} or the {training['max_minutes']:g}-minute cap, one CPU thread on a shared 2-core "
+        "machine). " + ("Selection run history" if selection else "History") + " (epoch: loss / mean devel F1): "
+        + ", ".join(f"{h['epoch']}: {h['loss']:.2f} / {100 * h['dev_f1']:.2f}" for h in (selection or training)["history"])
+        + ("" if not selection else ". Refit history (epoch: loss on train+devel): "
+           + ", ".join(f"{h['epoch']}: {h['loss']:.2f}" for h in training["history"])),
+        "",
+        "## Size and speed",
+        f"- `model.onnx` {_size_mb(model_dir / 'model.onnx'):.1f} MB; shared embeddings counted once for all models.",
+        f"- {meta['speed_pieces_per_s_1_thread']:,} tokens/s on one core (onnxruntime, 1 thread, end to end; "
+        "shared machine, so a lower bound). Side by side with spaCy: `benchmarks/clinical_peers.py`.",
+        "",
+        "## Retrain",
+        "```bash",
+        f"clinlake train clinical --name {meta['name']} {brat_flags} --max-minutes {training['max_minutes']:g}"
+        f"{training_flags(training)}",
+        "```",
+        f"(`pip install -e '.[train]'`; seed {training['seed']}.) Score: "
+        + " and ".join(f"`clinlake evaluate brat --model {meta['name']} --data {_devel_location(c)} "
+                       f"--predictions OUT --label-map {p}`" for c, p in meta["label_maps"].items())
+        + (" (PHEE as BRAT: `python -m clinlake.pipelines.corpora.phee --out build/brat/PHEE`)." if "PHEE" in meta["label_maps"]
+           else "."),
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,39 @@
+"""``clinlake train card``: score, quantise and re-card trained models again, either kind
+(biomedical CoNLL models and clinical BRAT models), and rewrite ``models/README.md``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from clinlake.pipelines.engine.ner.metadata import read_meta
+from clinlake.pipelines.resources import models_dir
+from clinlake.pipelines.training import clinical
+from clinlake.pipelines.training.cards import clinical_model_card, models_readme, ner_model_card
+from clinlake.pipelines.training.ner import export
+
+
+def refresh_model(name: str, *, quantize: bool = True, card_only: bool = False, reexport: bool = False,
+                  models: Path | None = None) -> dict:
+    """One model under ``models`` (default the shipped ``models/``): with ``card_only`` only
+    MODEL_CARD.md and model.json's version from model.json (no evaluation); else, after an
+    optional re-export from the PyTorch weights kept under build/ner/<name>/, its devel scores
+    (and, for a refit, its train-only selection model's), int8 when F1 holds (``quantize``),
+    speed and card. Returns the model's final model.json."""
+    model_dir = (models_dir() if models is None else models) / name
+    meta = read_meta(model_dir)
+    is_clinical = meta.get("kind") == "brat"  # a clinical model: document-level evaluation and card
+    finish = clinical.finish if is_clinical else export.finish
+    if card_only:  # model.json is rewritten too: its version follows any edit of its record
+        return export.write_meta_and_card(model_dir, meta, clinical_model_card if is_clinical else ner_model_card)
+    if reexport:
+        export.reexport(model_dir, clinical.reexport_sample(meta) if is_clinical else None)
+    if meta["training"].get("selection"):
+        export.rescore_selection(model_dir, quantize=quantize, finish=finish)
+    return finish(model_dir, quantize=quantize)
+
+
+def write_models_readme(models: Path | None = None) -> Path:
+    """(Re)write ``models/README.md`` from the models' model.json files; returns its path."""
+    models = models_dir() if models is None else models
+    path = models / "README.md"
+    path.write_text(models_readme(models), encoding="utf-8")
+    return path
