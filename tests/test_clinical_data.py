@@ -79,15 +79,3 @@ def test_load_brat_split_reads_every_document_in_name_order(tmp_path, splitter):
         [("Aspirin", "B-TREATMENT"), ("given", "O"), (".", "O")],
     ]
     assert stats.documents == 2 and stats.entities == {"PROBLEM": 1, "TREATMENT": 1}
-
-
-def test_train_clinical_cli_rejects_an_unknown_corpus(capsys):
-    from clinlake.pipelines.training.clinical import build_parser
-
-    args = build_parser("clinlake train clinical").parse_args(
-        ["--name", "x", "--brat", "MACCROBAT=a.yaml", "--brat", "PHEE=b.yaml", "--hidden", "200"])
-    assert [(c, str(p)) for c, p in args.brat] == [("MACCROBAT", "a.yaml"), ("PHEE", "b.yaml")]
-    assert args.hidden == 200 and args.char_filters == 50
-    with pytest.raises(SystemExit):
-        build_parser("clinlake train clinical").parse_args(["--name", "x", "--brat", "i2b2=a.yaml"])
-    assert "expected CORPUS=LABEL_MAP with CORPUS one of MACCROBAT, Chia, PHEE" in capsys.readouterr().err
