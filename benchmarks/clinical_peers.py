@@ -96,7 +96,7 @@ def model_meta(name: str) -> dict:
 def scored_model_dir(name: str, meta: dict) -> Path:
     """The model whose devel scores are held out: the shipped one, or, when it was refit on
     train+devel (it has seen devel), its train-only selection model kept by training."""
-    from clinlake.pipelines.training.ner.loop import selection_model_dir
+    from clinlake.pipelines.training.ner.artifacts import selection_model_dir
 
     shipped = REPO / "models" / name
     if not meta["training"].get("selection"):

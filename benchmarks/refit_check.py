@@ -23,7 +23,6 @@ for the refit; seed noise alone moves devel F1 by a few tenths. Only scores are 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -43,10 +42,11 @@ class Check:
     """One shipped model's data, cut into devel halves under ``work``."""
 
     def __init__(self, name: str, work: Path) -> None:
-        from clinlake.pipelines.training.ner import loop as train_ner
+        from clinlake.pipelines.engine.ner.metadata import read_meta
+        from clinlake.pipelines.resources import models_dir
 
         self.name, self.work = name, work / name
-        self.meta = json.loads((train_ner.MODELS / name / "model.json").read_text(encoding="utf-8"))
+        self.meta = read_meta(models_dir() / name)
         self.clinical = self.meta.get("kind") == "brat"
         self.work.mkdir(parents=True, exist_ok=True)
         if self.clinical:
@@ -55,10 +55,10 @@ class Check:
             self._conll_halves()
 
     def _conll_halves(self) -> None:
-        from clinlake.pipelines.training.ner.loop import SHARED, load_split
+        from clinlake.pipelines.training.ner.corpus import load_split, split_path
 
         corpus = self.meta["corpus"]
-        text = (SHARED / "ner" / corpus / "devel.tsv").read_text(encoding="utf-8")
+        text = split_path(corpus, "devel").read_text(encoding="utf-8")
         blocks = [b for b in text.split("\n\n") if b.strip()]
         middle = len(blocks) // 2
         self.halves = {}
@@ -72,11 +72,11 @@ class Check:
         from clinlake.pipelines.corpora.clinical import load_brat_split
         from clinlake.pipelines.corpora.label_maps import load_label_map
         from clinlake.pipelines.engine.text import TextSplitter
-        from clinlake.pipelines.training.clinical import ABBREVIATIONS, corpus_dir
-        from clinlake.pipelines.training.ner.loop import REPO as PACKAGE_ROOT
+        from clinlake.pipelines.resources import source_root
+        from clinlake.pipelines.training.clinical import corpus_dir, default_abbreviations
 
-        self.splitter = TextSplitter.from_file(ABBREVIATIONS)
-        self.maps = {c: load_label_map(PACKAGE_ROOT / p) for c, p in self.meta["label_maps"].items()}
+        self.splitter = TextSplitter.from_file(default_abbreviations())
+        self.maps = {c: load_label_map(source_root() / p) for c, p in self.meta["label_maps"].items()}
         self.halves = {}
         for corpus in self.maps:
             devel = corpus_dir(corpus, "devel")
@@ -94,7 +94,7 @@ class Check:
 
     def dev_sets(self, half: str) -> dict[str, list]:
         from clinlake.pipelines.corpora.conll import read_conll
-        from clinlake.pipelines.training.ner.loop import to_pieces
+        from clinlake.pipelines.training.ner.corpus import to_pieces
 
         if self.clinical:
             from clinlake.pipelines.corpora.clinical import load_brat_split
@@ -121,7 +121,7 @@ class Check:
 
     def export(self, trained: Sequence, record: dict, label: str) -> Path:
         """An int8 ONNX model of the network (as shipped), under the work folder."""
-        from clinlake.pipelines.training.ner.loop import export, quantize_dynamic_copy
+        from clinlake.pipelines.training.ner.export import export, quantize_dynamic_copy
 
         net, crf, tags, chars, embeddings = trained
         out = self.work / label
