@@ -16,7 +16,7 @@ import typing
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Callable, Iterable, Literal, Mapping
 
 import yaml
 
@@ -200,17 +200,30 @@ def _set_dotted(raw: dict, dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
+def reject_unknown_keys(raw: Mapping, known: Iterable[str], *, error: Callable[[str], Exception],
+                        where: str = "", prefix: str = "") -> None:
+    """Raise ``error(message)`` for the first key of ``raw`` not in ``known``.
+
+    The message names the closest known key (difflib), else lists the known keys in the order
+    given: ``{where}unknown key '{prefix}{key}' (did you mean '{prefix}{close}'?)``. ``prefix``
+    is the key path (``input.``); ``where`` locates the mapping (``checks[2]: ``). Shared by the
+    job configuration and the quality suites.
+    """
+    known = list(known)
+    for key in raw:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f" (valid keys: {', '.join(known)})"
+            raise error(f"{where}unknown key '{prefix}{key}'{hint}")
+
+
 def _build(cls: type, raw: Any, prefix: str) -> Any:
     where = prefix.rstrip(".") or "top level"
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in fields(cls) if f.name != "base_dir"}
-    for key in raw:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), sorted(known), n=1)
-            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f" (valid keys: {', '.join(sorted(known))})"
-            raise ConfigError(f"unknown key '{prefix}{key}'{hint}")
+    reject_unknown_keys(raw, sorted(f.name for f in fields(cls) if f.name != "base_dir"), error=ConfigError,
+                        prefix=prefix)
     values: dict[str, Any] = {}
     for f in fields(cls):
         if f.name == "base_dir":
