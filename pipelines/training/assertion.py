@@ -23,20 +23,25 @@ torch is imported inside the functions that need it (only training does).
 """
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import re
 import time
 import warnings
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from clinlake.pipelines.corpora.label_maps import MACCROBAT_FINDING_TYPES
 from clinlake.pipelines.corpora.negex_kit import locate_phrase, read_kit
-from clinlake.pipelines.engine.assertion.model import (BOS, CONFIG_FILE, DEFAULT_WINDOW, EOS, HEADS, MODEL_FILE, N_POSITIONS, PAD, POS_TARGET, UNK, VOCAB_FILE, encode_target, normalize)
-from clinlake.pipelines.engine.assertion.model import AssertionModel
+from clinlake.pipelines.engine.assertion.context import ContextAssertion
+from clinlake.pipelines.engine.assertion.hybrid import SOURCES, HybridAssertion, HybridPolicy
+from clinlake.pipelines.engine.assertion.model import (BOS, CONFIG_FILE, DEFAULT_WINDOW, EOS, HEADS, HYBRID_FILE, MODEL_FILE, N_POSITIONS, PAD, POS_TARGET, UNK, VOCAB_FILE, AssertionModel, ModelAnswer, encode_target, model_label, normalize, pad_batch)
+from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
+from clinlake.pipelines.engine.text import TextSplitter
+from clinlake.pipelines.evaluation.assertion_kit import evaluate_kit
 from clinlake.pipelines.resources import shared_data
 
 IGNORE = -1
@@ -91,8 +96,6 @@ _A_LINE = re.compile(r"^A\d+\tPOLARITY (E\d+) (\S+)", re.M)
 
 def maccrobat_examples(folder: str | Path, with_history: bool = False) -> list[Example]:
     """Targets and labels from MACCROBAT BRAT files (see module doc)."""
-    from clinlake.pipelines.engine.text import TextSplitter
-
     splitter = TextSplitter.from_file()
     examples = []
     for ann_path in sorted(Path(folder).glob("*.ann")):
@@ -188,8 +191,6 @@ def make_net(n_vocab: int, dim: int = 64, pos_dim: int = 16, channels: int = 96,
 def _tensors(examples: Sequence[Example], vocab, window: int):
     # torch is imported here, not at module level: only training needs it, serving never does.
     import torch
-
-    from clinlake.pipelines.engine.assertion.model import pad_batch
 
     rows = [encode_target(ex.text, ex.span, ex.target, vocab, window) for ex in examples]
     tokens, positions = pad_batch(rows)
@@ -288,8 +289,6 @@ def export_onnx(net, path: str | Path, vocab_size: int) -> None:
 
 
 def kit_scores(engine, path: str | Path) -> dict[str, float]:
-    from clinlake.pipelines.evaluation.assertion_kit import evaluate_kit
-
     evaluation = evaluate_kit(path, engine)
     return headline(evaluation)
 
@@ -318,8 +317,6 @@ class _TorchEngine:
         # torch is imported here, not at module level: only training needs it, serving never does.
         import torch
 
-        from clinlake.pipelines.engine.assertion.model import ModelAnswer, model_label, pad_batch
-
         rows = [encode_target(text, (sentence.start, sentence.end), t, self.vocab, self.window) for t in targets]
         tokens, positions = pad_batch(rows)
         with torch.no_grad():
@@ -336,14 +333,6 @@ def select_hybrid(model_dir: str | Path, kit_devel: str | Path, margin: float = 
     ``margin`` of the best (about one devel row), the one that leaves the most attributes to
     the rules wins: the rules' terminators and pseudo-triggers are explicit, and a union
     with the model would override them on a one-row gain. Writes ``hybrid.json``."""
-    import itertools
-
-    from clinlake.pipelines.evaluation.assertion_kit import evaluate_kit
-    from clinlake.pipelines.engine.assertion.model import HYBRID_FILE
-    from clinlake.pipelines.engine.assertion.hybrid import SOURCES, HybridAssertion, HybridPolicy
-    from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
-    from clinlake.pipelines.engine.assertion.context import ContextAssertion
-
     rules = ContextAssertion.from_file(DEFAULT_RULES_PATH)
     model = AssertionModel(model_dir)
     trials = []
@@ -355,8 +344,6 @@ def select_hybrid(model_dir: str | Path, kit_devel: str | Path, margin: float = 
         trials.append((round(objective, 4), simplicity, policy, scores))
     best = max(t[0] for t in trials)
     objective, _, policy, scores = max((t for t in trials if t[0] >= best - margin), key=lambda t: (t[1], t[0]))
-    from dataclasses import asdict
-
     chosen = {"policy": asdict(policy), "devel": scores, "selected_on": Path(kit_devel).name,
               "objective": "negated_f1 + historical_f1 + not_particular_f1", "margin": margin,
               "best_objective": best}

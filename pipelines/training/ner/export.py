@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+import onnxruntime as ort
 
 from clinlake.pipelines.engine.ner.features import MAX_CHARS, Embeddings, WordFeatures, encode_batch, encode_serving_batch
 from clinlake.pipelines.engine.ner.metadata import read_meta, write_meta
@@ -67,8 +68,6 @@ def check_onnx(net, onnx_path: Path, sentences: Sequence[Sequence[str]], embeddi
                chars: dict[str, int], atol: float = 1e-3) -> float:
     """Largest |ONNX - PyTorch| emission difference on a batch of sentences (ONNX fed the
     serving inputs, PyTorch the training-graph inputs); raises when above atol."""
-    import onnxruntime as ort
-
     torch = torch_module()
     features = WordFeatures(embeddings, chars)
     inputs = {k: torch.from_numpy(v) for k, v in encode_batch(sentences, features).items()}
@@ -102,6 +101,7 @@ def quantize_dynamic_copy(full: Path, small: Path) -> None:
     """Write the int8 dynamic quantisation of ``full`` to ``small``. LSTM and the output
     projection only: int8 Conv (ConvInteger) is slower than fp32 Conv in onnxruntime on CPU
     for these small char convolutions."""
+    # onnxruntime.quantization imports onnx: imported here, as onnx is only needed when finishing a trained model.
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(str(full), str(small), weight_type=QuantType.QInt8, op_types_to_quantize=["LSTM", "MatMul", "Gemm"])
