@@ -1,7 +1,10 @@
 """clinlake evaluate: score models on annotated data.
 
-Each subcommand is one small function that parses its options and delegates to a module:
+Each subcommand is an ``add_<name>`` function that declares its options and a ``run_<name>``
+that checks them, calls :mod:`clinlake.pipelines.evaluation` (which returns reports and formats
+them, and never prints) and prints the report, as text or ``--json``; it returns the exit code:
     clinlake evaluate ner --model ncbi_disease --conll devel.tsv --predictions out.tsv [--json]
+    clinlake evaluate assertion --data KIT.tsv [--engine rules|model|hybrid] [--predictions OUT.tsv] [--json]
     clinlake evaluate brat [--model NAME] --data DIR --predictions OUTDIR [--label-map FILE] [--json]
     clinlake evaluate assertion-brat --data DIR [--engine rules|model|hybrid] [--types T,T|all] [--json]
 """
@@ -9,10 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+from clinlake.pipelines.config import ConfigError
+from clinlake.pipelines.corpora.label_maps import LabelMapError
+from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
+from clinlake.pipelines.evaluation import assertion_brat, assertion_kit, brat, ner
 from clinlake.pipelines.evaluation.ner import ABBREVIATION_REACH
+from clinlake.pipelines.resources import Resolver
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -42,10 +51,6 @@ def add_ner(commands: argparse._SubParsersAction) -> None:
 
 
 def run_ner(args: argparse.Namespace) -> int:
-    from clinlake.pipelines.config import ConfigError
-    from clinlake.pipelines.resources import Resolver
-    from clinlake.pipelines.evaluation.ner import evaluate, format_report
-
     if not args.conll.is_file():
         print(f"clinlake evaluate ner: no such file: {args.conll}")
         return EXIT_USAGE
@@ -58,17 +63,17 @@ def run_ner(args: argparse.Namespace) -> int:
         print("clinlake evaluate ner: --abbreviation-reach must be 0 or more")
         return EXIT_USAGE
     reach = None if args.no_abbreviations else args.abbreviation_reach
-    report = evaluate(model_dir, args.conll, args.predictions, raw_text=not args.no_raw_text,
-                      abbreviation_reach=reach)
+    report = ner.evaluate(model_dir, args.conll, args.predictions, raw_text=not args.no_raw_text,
+                          abbreviation_reach=reach)
     if args.json:
         print(json.dumps(report, indent=2))
         return EXIT_OK
     how = "model alone" if reach is None else f"with abbreviation propagation, reach {reach} sentences"
     print(f"{report['model']} on {report['file']} ({report['sentences']} sentences)")
-    print(format_report(report["tokens"], f"corpus tokens (strict, entity level; {how}):"))
+    print(ner.format_report(report["tokens"], f"corpus tokens (strict, entity level; {how}):"))
     if "raw_text" in report:
-        print(format_report(report["raw_text"], f"raw text through clinlake's tokenizer (strict, entity level; "
-                                                f"{how}):"))
+        print(ner.format_report(report["raw_text"], f"raw text through clinlake's tokenizer (strict, entity level; "
+                                                    f"{how}):"))
     if "model_alone" in report:
         alone = report["model_alone"]
         print("model alone, sentence by sentence: corpus tokens F1 "
@@ -83,15 +88,30 @@ def add_assertion(commands: argparse._SubParsersAction) -> None:
                                              "temporality and experiencer (see pipelines/evaluation/assertion_kit.py).")
     parser.add_argument("--data", required=True, type=Path, help="kit TSV (id, note, phrase, sentence, ...)")
     parser.add_argument("--predictions", type=Path, help="write id<TAB>negation<TAB>temporality<TAB>experiencer")
-    parser.add_argument("--engine", choices=("rules", "model", "hybrid"), default="rules")
+    parser.add_argument("--engine", choices=assertion_kit.ENGINES, default="rules")
+    parser.add_argument("--rules", type=Path, help="ConText rules file of the rules and hybrid engines "
+                                                   f"(default: {DEFAULT_RULES_PATH.name}, shipped)")
+    parser.add_argument("--max-scope", type=int, default=12, metavar="N",
+                        help="tokens a rules trigger reaches (default 12)")
+    parser.add_argument("--show-errors", action="store_true",
+                        help="list each mistake as id<TAB>attribute<TAB>gold<TAB>predicted (row ids, no text)")
     parser.add_argument("--json", action="store_true", help="print the scores as JSON")
     parser.set_defaults(run=run_assertion)
 
 
 def run_assertion(args: argparse.Namespace) -> int:
-    from clinlake.pipelines.evaluation.assertion_kit import run_assertion as run
-
-    return run(args.data, args.predictions, args.engine, as_json=args.json, prog="clinlake evaluate assertion")
+    prog = "clinlake evaluate assertion"
+    if not args.data.is_file():
+        print(f"{prog}: no such file: {args.data}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        run = assertion_kit.run_kit(args.data, args.engine, args.predictions, rules_path=args.rules,
+                                    max_scope=args.max_scope)
+    except assertion_kit.KitError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(json.dumps(run.to_dict(), indent=2) if args.json else assertion_kit.format_run(run, args.show_errors))
+    return EXIT_OK
 
 
 def add_brat(commands: argparse._SubParsersAction) -> None:
@@ -109,10 +129,21 @@ def add_brat(commands: argparse._SubParsersAction) -> None:
 
 
 def run_brat(args: argparse.Namespace) -> int:
-    from clinlake.pipelines.evaluation.brat import run
-
-    return run(args.data, args.predictions, model=args.model, config=args.config, label_map=args.label_map,
-               as_json=args.json, prog="clinlake evaluate brat")
+    prog = "clinlake evaluate brat"
+    if not args.data.is_dir():
+        print(f"{prog}: no such directory: {args.data}")
+        return EXIT_USAGE
+    if not any(args.data.glob("*.txt")):
+        print(f"{prog}: no .txt files in {args.data}")
+        return EXIT_USAGE
+    try:
+        report = brat.evaluate_files(args.data, args.predictions, model=args.model, config=args.config,
+                                     label_map=args.label_map)
+    except (LabelMapError, ConfigError) as exc:
+        print(f"{prog}: {exc}")
+        return EXIT_USAGE
+    print(json.dumps(report, indent=2) if args.json else brat.format_report(report))
+    return EXIT_OK
 
 
 def add_assertion_brat(commands: argparse._SubParsersAction) -> None:
@@ -123,7 +154,7 @@ def add_assertion_brat(commands: argparse._SubParsersAction) -> None:
                                              "out) in its sentence, as the pipeline does, and score absent and "
                                              "possible (see pipelines/evaluation/assertion_brat.py).")
     parser.add_argument("--data", required=True, type=Path, help="directory of <doc>.txt and gold <doc>.ann")
-    parser.add_argument("--engine", choices=("rules", "model", "hybrid"), default="hybrid")
+    parser.add_argument("--engine", choices=assertion_brat.ENGINES, default="hybrid")
     parser.add_argument("--config", type=Path, help="job config whose text, sections and assertion settings to use "
                                                     "(default: conf/local.yaml)")
     parser.add_argument("--types", help="event types to score, comma-separated, or 'all' (default: Sign_symptom, "
@@ -134,10 +165,21 @@ def add_assertion_brat(commands: argparse._SubParsersAction) -> None:
 
 
 def run_assertion_brat(args: argparse.Namespace) -> int:
-    from clinlake.pipelines.evaluation.assertion_brat import run
-
-    return run(args.data, args.engine, as_json=args.json, config=args.config, types=args.types,
-               prog="clinlake evaluate assertion-brat")
+    prog = "clinlake evaluate assertion-brat"
+    if not args.data.is_dir():
+        print(f"{prog}: no such directory: {args.data}")
+        return EXIT_USAGE
+    if not any(args.data.glob("*.ann")):
+        print(f"{prog}: no .ann files in {args.data}")
+        return EXIT_USAGE
+    try:
+        report = assertion_brat.evaluate(args.data, args.engine, config=args.config,
+                                         types=assertion_brat.parse_types(args.types))
+    except (ConfigError, OSError, ValueError) as exc:  # messages name files, lines and keys, never note text
+        print(f"{prog}: {exc}")
+        return EXIT_USAGE
+    print(json.dumps(report, indent=2) if args.json else assertion_brat.format_report(report))
+    return EXIT_OK
 
 
 #: subcommand registrars; another evaluation = one add_<name> function appended here.
@@ -163,6 +205,4 @@ def main(argv: Sequence[str], prog: str = "clinlake evaluate") -> int:
 
 
 if __name__ == "__main__":
-    import sys
-
     sys.exit(main(sys.argv[1:]))

@@ -2,7 +2,7 @@
 
 The clinical models are trained on what the pipeline will see at run time: each ``.txt`` is
 split into sentences and tokens by clinlake's own :class:`~pipelines.engine.text.TextSplitter`,
-tokens are cut into model pieces (:func:`pipelines.engine.ner.model.model_pieces`, as at serving
+tokens are cut into model pieces (:func:`pipelines.engine.ner.features.model_pieces`, as at serving
 time), and the gold entities (after a label map) become IOB2 tags on those pieces.
 
 Gold entities that cannot be one IOB2 span are left out of *training* (never of scoring:

@@ -14,14 +14,13 @@ Text-bound types (a mention in several events is written once per type):
     Indication      Treatment.Disorder        what the drug was given for
     Dosage, Route, Duration, Frequency        Treatment.Dosage / .Route / .Duration / .Freq
 
-    python -m clinlake.pipelines.corpora.phee --shared ../shared --out build/brat/PHEE
+    clinlake corpora phee-to-brat [--shared ../shared] [--out build/brat/PHEE]   (:func:`convert`)
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, NamedTuple
 
 from clinlake.pipelines.corpora.brat import AnnDocument, TextBound, format_ann
 
@@ -100,16 +99,16 @@ def ensure_brat(shared_phee: Path, out: Path, split: str) -> Path:
     return target
 
 
-def main(argv: Iterable[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write PHEE's JSON lines as BRAT .txt/.ann pairs.")
-    parser.add_argument("--shared", type=Path, default=Path("../shared"))
-    parser.add_argument("--out", type=Path, default=Path("build/brat/PHEE"))
-    args = parser.parse_args(list(argv) if argv is not None else None)
+class ConvertedSplit(NamedTuple):
+    split: str
+    path: Path
+    documents: int
+
+
+def convert(shared_phee: Path, out: Path) -> list[ConvertedSplit]:
+    """Every PHEE split as BRAT under ``out/<split>`` (:func:`ensure_brat`), with its document count."""
+    converted = []
     for split in SPLITS:
-        path = ensure_brat(args.shared / "data" / "clinical" / "PHEE", args.out, split)
-        print(f"{split}: {sum(1 for _ in path.glob('*.txt'))} documents in {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        path = ensure_brat(shared_phee, out, split)
+        converted.append(ConvertedSplit(split, path, sum(1 for _ in path.glob("*.txt"))))
+    return converted

@@ -2,7 +2,7 @@
 
 The kit (columns ``id, note, phrase, sentence, negation, temporality, experiencer``)
 labels one phrase per sentence with three attributes. Each row becomes one
-``ContextAssertion.assess`` call over the whole sentence, and the engine's output is
+engine ``assess`` call over the whole sentence, and the engine's output is
 mapped onto the kit's vocabulary:
 
 * negation:    absent -> ``Negated``, anything else -> ``Affirmed``
@@ -11,52 +11,42 @@ mapped onto the kit's vocabulary:
 * temporality: hypothetical / conditional -> ``Not particular``, else
   ``is_historical`` -> ``Historical``, else ``Recent``
 
-Any engine with the ``assess`` interface can be scored (rules, the trained model, the
-hybrid: see :mod:`.assertion_model`). ``clinlake evaluate assertion --data KIT.tsv
---predictions OUT.tsv [--engine rules|model|hybrid] [--json]`` (:func:`run_assertion`)
-writes ``id<TAB>negation<TAB>temporality<TAB>experiencer`` in the kit's vocabulary (with a
-header line; a row whose phrase cannot be found in its sentence is written as the engine's
-default ``Affirmed / Recent / Patient`` and left out of the scores) and prints per-attribute
-accuracy and per-class precision/recall/F1. ``python -m clinlake.pipelines.evaluation.assertion_kit
-KIT.tsv [--rules conf/context_rules.yaml]`` is the older rules-only report. Nothing here
-prints or raises with sentence text (the kit is de-identified, but the habit matters for
-real notes); error listings carry row ids only.
+Any engine with the ``assess`` interface (:class:`~clinlake.pipelines.engine.types.AssertionEngine`:
+the rules, the trained model, the hybrid) can be scored. :func:`run_kit` is ``clinlake evaluate
+assertion --data KIT.tsv [--predictions OUT.tsv] [--engine rules|model|hybrid] [--json]``: it
+writes ``id<TAB>negation<TAB>temporality<TAB>experiencer`` in the kit's vocabulary (with a header
+line; a row whose phrase cannot be found in its sentence is written as the engine's default
+``Affirmed / Recent / Patient`` and left out of the scores) and returns the per-attribute
+accuracy and per-class precision/recall/F1 (:class:`KitRun`; :func:`format_run` is its text).
+Nothing here prints or raises with sentence text (the kit is de-identified, but the habit matters
+for real notes); error listings carry row ids only.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import re
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
-from clinlake.pipelines.engine.assertion.context import ContextAssertion
 from clinlake.pipelines.corpora.negex_kit import locate_phrase, read_kit
+from clinlake.pipelines.engine.assertion.engines import load_assertion_engine
+from clinlake.pipelines.engine.pieces import WORD_PIECE
+from clinlake.pipelines.engine.types import AssertionEngine, AssertionResult, Sentence, Token
 from clinlake.pipelines.evaluation.scoring import precision_recall_f1
-from clinlake.pipelines.engine.types import AssertionResult, Sentence, Token
 
 ATTRIBUTES: tuple[str, ...] = ("negation", "temporality", "experiencer")
 PREDICTION_COLUMNS: tuple[str, ...] = ("id", *ATTRIBUTES)
 ENGINES: tuple[str, ...] = ("rules", "model", "hybrid")
+KIT_COLUMNS: tuple[str, ...] = ("id", "phrase", "sentence", *ATTRIBUTES)  # the columns scoring reads
 Tokenizer = Callable[[str], Sequence[Token]]
 UNLOCATED_LABELS: Mapping[str, str] = {"negation": "Affirmed", "temporality": "Recent", "experiencer": "Patient"}
 
 
-class Engine(Protocol):
-    def assess(self, text: str, sentence: Sentence, targets: Sequence[tuple[int, int]],
-               section: str | None = None) -> list[AssertionResult]: ...
-
-_TOKEN = re.compile(r"\w+|[^\w\s]")
-
-
 def regex_tokenize(text: str) -> list[Token]:
-    """Word / single-punctuation tokens with offsets relative to ``text``."""
-    return [Token(m.start(), m.end(), m.group()) for m in _TOKEN.finditer(text)]
+    """Word / single-punctuation tokens (:data:`~clinlake.pipelines.engine.pieces.WORD_PIECE`)
+    with offsets relative to ``text``."""
+    return [Token(m.start(), m.end(), m.group()) for m in WORD_PIECE.finditer(text)]
 
 
 def whole_sentence(text: str, tokenizer: Tokenizer = regex_tokenize) -> Sentence:
@@ -138,9 +128,9 @@ class KitEvaluation:
 
 
 def predict_row(
-    engine: Engine, row: Mapping[str, str], tokenizer: Tokenizer = regex_tokenize
+    engine: AssertionEngine, row: Mapping[str, str], tokenizer: Tokenizer = regex_tokenize
 ) -> AssertionResult | None:
-    """Engine result for one kit row, or None when the phrase is not in the sentence."""
+    """The engine's result for one kit row, or None when the phrase is not in the sentence."""
     text = row["sentence"]
     span = locate_phrase(row["phrase"], text)
     if span is None:
@@ -149,9 +139,9 @@ def predict_row(
 
 
 def predict_kit(
-    rows: Sequence[Mapping[str, str]], engine: Engine, tokenizer: Tokenizer = regex_tokenize
+    rows: Sequence[Mapping[str, str]], engine: AssertionEngine, tokenizer: Tokenizer = regex_tokenize
 ) -> tuple[list[AssertionResult | None], float]:
-    """Engine results for kit rows (None where the phrase is not found) and engine seconds."""
+    """The engine's results for kit rows (None where the phrase is not found) and engine seconds."""
     results: list[AssertionResult | None] = []
     seconds = 0.0
     for row in rows:
@@ -199,7 +189,7 @@ def score_labels(
 
 def evaluate_kit(
     path: str | Path,
-    engine: Engine,
+    engine: AssertionEngine,
     tokenizer: Tokenizer = regex_tokenize,
 ) -> KitEvaluation:
     """Run ``engine`` over every kit row and score the three attributes."""
@@ -224,51 +214,65 @@ def build_engine(
     rules_path: str | Path | None = None,
     model_dir: str | Path | None = None,
     max_scope: int = 12,
-) -> Engine:
+) -> AssertionEngine:
     """``rules`` | ``model`` | ``hybrid`` with no section defaults (the kit has no sections)."""
-    from clinlake.pipelines.engine.assertion.engines import load_assertion_engine
-
     engine = load_assertion_engine(name, rules_path=rules_path, model_dir=model_dir, max_scope=max_scope)
     assert engine is not None
     return engine
 
 
-def run_assertion(
-    data: Path,
-    predictions: Path | None,
+class KitError(ValueError):
+    """A kit file or an engine that cannot be used; the message names files and columns, never text."""
+
+
+@dataclass
+class KitRun:
+    """One engine scored on one kit file (``clinlake evaluate assertion``)."""
+
+    engine: str
+    data: Path
+    evaluation: KitEvaluation
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"engine": self.engine, "data": str(self.data), **self.evaluation.to_dict()}
+
+
+def run_kit(
+    data: str | Path,
     engine_name: str = "rules",
+    predictions: str | Path | None = None,
     *,
-    as_json: bool = False,
-    rules_path: Path | None = None,
-    model_dir: Path | None = None,
-    prog: str = "clinlake evaluate assertion",
-) -> int:
-    """The ``clinlake evaluate assertion`` command: predict, write, score, print. Exit code."""
-    if not Path(data).is_file():
-        print(f"{prog}: no such file: {data}", file=sys.stderr)
-        return 2
+    rules_path: str | Path | None = None,
+    model_dir: str | Path | None = None,
+    max_scope: int = 12,
+) -> KitRun:
+    """Build the engine, predict every kit row, write ``predictions`` (if given) and score.
+
+    Raises :class:`KitError` when the engine cannot be loaded or the file lacks kit columns."""
     try:
-        engine = build_engine(engine_name, rules_path, model_dir)
+        engine = build_engine(engine_name, rules_path, model_dir, max_scope)
     except (OSError, ValueError) as exc:  # messages name files and keys, never note text
-        print(f"{prog}: cannot load the {engine_name} engine: {exc}", file=sys.stderr)
-        return 2
+        raise KitError(f"cannot load the {engine_name} engine: {exc}") from exc
     rows = read_kit(data)
-    missing = [c for c in ("id", "phrase", "sentence", *ATTRIBUTES) if rows and c not in rows[0]]
+    missing = [c for c in KIT_COLUMNS if rows and c not in rows[0]]
     if missing:
-        print(f"{prog}: {data} lacks kit column(s) {', '.join(missing)}", file=sys.stderr)
-        return 2
+        raise KitError(f"{data} lacks kit column(s) {', '.join(missing)}")
     results, seconds = predict_kit(rows, engine)
     if predictions is not None:
         write_predictions(predictions, rows, results)
-    evaluation = score_kit(rows, results, seconds)
-    if as_json:
-        print(json.dumps({"engine": engine_name, "data": str(data), **evaluation.to_dict()}, indent=2))
-    else:
-        print(f"engine {engine_name} on {Path(data).name}")
-        print(evaluation.report())
-        if evaluation.seconds:
-            print(f"speed: {evaluation.rows / evaluation.seconds:.0f} sentences/s (engine time only)")
-    return 0
+    return KitRun(engine_name, Path(data), score_kit(rows, results, seconds))
+
+
+def format_run(run: KitRun, show_errors: bool = False) -> str:
+    """The text report of a run; with ``show_errors``, one line per mistake (row id, no text)."""
+    evaluation = run.evaluation
+    lines = [f"engine {run.engine} on {run.data.name}", evaluation.report()]
+    if evaluation.seconds:
+        lines.append(f"speed: {evaluation.rows / evaluation.seconds:.0f} sentences/s (engine time only)")
+    if show_errors:
+        lines += [f"{row_id}\t{attribute}\tgold={gold}\tpredicted={predicted}"
+                  for row_id, attribute, gold, predicted in evaluation.errors]
+    return "\n".join(lines)
 
 
 def _accuracy(pairs: Sequence[tuple[str, str]]) -> float:
@@ -286,22 +290,3 @@ def _class_scores(pairs: Iterable[tuple[str, str]]) -> dict[str, ClassScore]:
                                                     gold_counts[label])
         scores[label] = ClassScore(precision, recall, f1, gold_counts[label])
     return scores
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Score the ConText assertion rules on a NegEx kit TSV.")
-    parser.add_argument("kit", type=Path)
-    parser.add_argument("--rules", type=Path, default=DEFAULT_RULES_PATH)
-    parser.add_argument("--max-scope", type=int, default=12)
-    parser.add_argument("--show-errors", action="store_true", help="list row ids of mistakes (no text)")
-    args = parser.parse_args(argv)
-    engine = ContextAssertion.from_file(args.rules, max_scope=args.max_scope)
-    evaluation = evaluate_kit(args.kit, engine)
-    print(evaluation.report())
-    if args.show_errors:
-        for row_id, attribute, gold, predicted in evaluation.errors:
-            print(f"{row_id}\t{attribute}\tgold={gold}\tpredicted={predicted}")
-
-
-if __name__ == "__main__":
-    main()

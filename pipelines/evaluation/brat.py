@@ -24,19 +24,17 @@ Scoring, per type (our labels) and micro over all types:
 """
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-
-from clinlake.pipelines.corpora.brat import Extent, entities_to_ann, read_ann, read_text_exact, write_ann
 from clinlake.pipelines.config import NerModelConfig, load_config
-from clinlake.pipelines.corpora.label_maps import LabelMapError, load_label_map
+from clinlake.pipelines.corpora.brat import Extent, entities_to_ann, read_ann, read_text_exact, write_ann
+from clinlake.pipelines.corpora.label_maps import load_label_map
 from clinlake.pipelines.engine.pipeline import Pipeline
-from clinlake.pipelines.resources import Resolver
 from clinlake.pipelines.evaluation.scoring import precision_recall_f1
+from clinlake.pipelines.resources import Resolver
 
 Fragments = tuple[tuple[int, int], ...]
 
@@ -171,6 +169,17 @@ def evaluate(data: Path, predictions: Path, *, model: str | None = None, config:
             **counts.report()}
 
 
+def evaluate_files(data: Path, predictions: Path, *, model: str | None = None, config: str | Path | None = None,
+                   label_map: str | Path | None = None) -> dict:
+    """:func:`evaluate` with the label map read from a YAML file (``clinlake evaluate brat``); the
+    report then names the file (``label_map``). Raises LabelMapError / ConfigError."""
+    mapping = load_label_map(label_map) if label_map is not None else None
+    report = evaluate(data, predictions, model=model, config=config, label_map=mapping)
+    if label_map is not None:
+        report["label_map"] = str(label_map)
+    return report
+
+
 def format_report(report: dict) -> str:
     lines = [f"{report['documents']} documents in {report['data']}; pipeline {report['pipeline_version']} "
              f"(NER stages: {', '.join(report['ner_stages']) or 'none'}); predictions in {report['predictions']}",
@@ -187,26 +196,3 @@ def format_report(report: dict) -> str:
             lines.append(f"  {name:<24} {100 * r['precision']:7.2f} {100 * r['recall']:7.2f} {100 * r['f1']:7.2f} "
                          f"{r['gold']:6d} {r['predicted']:6d}")
     return "\n".join(lines)
-
-
-def run(data: Path, predictions: Path, *, model: str | None, config: Path | None, label_map: Path | None,
-        as_json: bool, prog: str = "clinlake evaluate brat") -> int:
-    """The CLI: 0 done, 2 usage error (missing directory, bad label map or config)."""
-    from clinlake.pipelines.config import ConfigError
-
-    if not data.is_dir():
-        print(f"{prog}: no such directory: {data}")
-        return 2
-    if not any(data.glob("*.txt")):
-        print(f"{prog}: no .txt files in {data}")
-        return 2
-    try:
-        mapping = load_label_map(label_map) if label_map is not None else None
-        report = evaluate(data, predictions, model=model, config=config, label_map=mapping)
-    except (LabelMapError, ConfigError) as exc:
-        print(f"{prog}: {exc}")
-        return 2
-    if label_map is not None:
-        report["label_map"] = str(label_map)
-    print(json.dumps(report, indent=2) if as_json else format_report(report))
-    return 0

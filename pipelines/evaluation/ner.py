@@ -26,6 +26,12 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from clinlake.pipelines.corpora.conll import Sentence, read_conll
+from clinlake.pipelines.engine.ner.crf import iob_spans
+from clinlake.pipelines.engine.ner.features import model_pieces
+from clinlake.pipelines.engine.ner.model import load_model
+from clinlake.pipelines.engine.ner.stage import ModelNerStage
+from clinlake.pipelines.engine.short_forms import propagate
+from clinlake.pipelines.engine.text import TextSplitter
 from clinlake.pipelines.evaluation.scoring import precision_recall_f1
 
 Span = tuple[int, int, str]  # first token, last token + 1, type
@@ -36,8 +42,8 @@ ABBREVIATION_REACH = 20
 
 
 def spans(tags: Sequence[str]) -> list[Span]:
-    from clinlake.pipelines.engine.ner.crf import iob_spans  # one implementation of IOB repair for decoding and scoring
-
+    """Entity spans of IOB2 tags: the decoder's own :func:`~clinlake.pipelines.engine.ner.crf.iob_spans`
+    (one implementation of IOB repair for decoding and scoring)."""
     return iob_spans(tags)
 
 
@@ -80,8 +86,6 @@ def write_predictions(path: str | Path, sentences: Sequence[Sentence], predicted
 def tag_tokens(model, sentences: Sequence[Sentence]) -> list[list[str]]:
     """Token mode: tags of the corpus tokens (each token takes its first piece's tag, the
     way an entity starting inside a token would be reported at runtime)."""
-    from clinlake.pipelines.engine.ner.features import model_pieces
-
     piece_lists, owners = [], []
     for tokens, _ in sentences:
         pieces, owner = [], []
@@ -107,9 +111,6 @@ def tag_tokens(model, sentences: Sequence[Sentence]) -> list[list[str]]:
 def tag_raw_text(model, sentences: Sequence[Sentence], splitter=None) -> list[list[str]]:
     """Raw-text mode: join all sentences with spaces (one text per sentence, as a note
     would be a paragraph), run TextSplitter + the model, map entity spans back to tokens."""
-    from clinlake.pipelines.engine.ner.stage import ModelNerStage
-    from clinlake.pipelines.engine.text import TextSplitter
-
     splitter = splitter or TextSplitter.from_file()
     stage = ModelNerStage(model, propagate_abbreviations=False)  # the model alone; see evaluate_model
     result = []
@@ -139,8 +140,6 @@ def iob_tags(length: int, spans: Iterable[Span]) -> list[str]:
 def with_abbreviations(tokens: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]],
                        reach: int | None) -> list[list[str]]:
     """Predicted tags after abbreviation propagation over consecutive sentences."""
-    from clinlake.pipelines.engine.short_forms import propagate
-
     propagated = propagate(tokens, [spans(tags) for tags in predicted], reach=reach)
     return [iob_tags(len(t), found) for t, found in zip(tokens, propagated)]
 
@@ -156,8 +155,6 @@ def format_report(result: dict, title: str) -> str:
 
 def evaluate(model_dir: Path, conll: Path, predictions: Path | None, *, raw_text: bool = True,
              abbreviation_reach: int | None = ABBREVIATION_REACH) -> dict:
-    from clinlake.pipelines.engine.ner.model import load_model
-
     return evaluate_model(load_model(model_dir), conll, predictions, raw_text=raw_text,
                           abbreviation_reach=abbreviation_reach)
 

@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "annotate": ("clinlake.jobs.annotate", "annotate notes and write the entity tables"),
     "train": ("clinlake.jobs.train", "train NER models (needs the train extra)"),
     "evaluate": ("clinlake.jobs.evaluate", "evaluate models on annotated data"),
+    "corpora": ("clinlake.jobs.corpora", "prepare the shared corpora (PHEE JSON lines as BRAT documents)"),
     "quarantine": ("clinlake.jobs.quarantine", "list quarantined notes and export them for fixing and re-running"),
 }
 

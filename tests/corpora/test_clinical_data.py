@@ -8,7 +8,7 @@ import pytest
 from clinlake.pipelines.corpora.clinical import (Stats, document_examples, load_brat_split, mapped_spans, non_overlapping)
 from clinlake.pipelines.engine.text import TextSplitter
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -56,3 +56,18 @@ def test_ensure_brat_writes_pairs_once(tmp_path):
     (out / "123_4.txt").write_text("changed", encoding="utf-8")
     ensure_brat(source, tmp_path / "brat", "train")  # up to date: not rewritten
     assert read_text_exact(out / "123_4.txt") == "changed"
+
+
+def test_phee_to_brat_command_converts_both_splits(tmp_path, capsys):
+    from clinlake.jobs.corpora import main
+
+    source = tmp_path / "shared" / "data" / "clinical" / "PHEE"
+    source.mkdir(parents=True)
+    (source / "train.json").write_text(json.dumps(RECORD) + "\n", encoding="utf-8")
+    assert main(["phee-to-brat", "--shared", str(tmp_path / "shared"), "--out", str(tmp_path / "brat")]) == 2
+    assert "devel.json" in capsys.readouterr().err  # a split is missing: nothing converted
+    (source / "devel.json").write_text(json.dumps({**RECORD, "id": "9_1"}) + "\n", encoding="utf-8")
+    assert main(["phee-to-brat", "--shared", str(tmp_path / "shared"), "--out", str(tmp_path / "brat")]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"train: 1 documents in {tmp_path / 'brat' / 'train'}",
+                                                    f"devel: 1 documents in {tmp_path / 'brat' / 'devel'}"]
+    assert (tmp_path / "brat" / "devel" / "9_1.ann").is_file()
