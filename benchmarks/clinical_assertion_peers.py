@@ -164,22 +164,21 @@ def format_table(results: dict[str, dict]) -> str:
 def error_counts(split, labels: dict, assessor) -> dict:
     """Our rules' mistakes by (gold, predicted) and by deciding cue word: counts only, no text."""
     from clinlake.pipelines.evaluation.assertion_brat import sentence_of, three_way
-    from clinlake.pipelines.engine.sections import section_at
 
+    pipeline = assessor.pipeline
     by_pair: Counter = Counter()
     fp_cues: Counter = Counter()
     fn_types: Counter = Counter()
     for doc in split.docs:
-        sentences = assessor.splitter.split(doc.text)
-        sections = assessor.sections.detect(doc.text)
+        sentences = pipeline.splitter.split(doc.text)
+        sections = pipeline.sections.detect(doc.text)
         for item in doc.items:
             label = labels.get(item.key)
             if label is None or three_way(label) == item.label:
                 continue
             by_pair[f"{item.label}->{three_way(label)}"] += 1
             index = sentence_of(sentences, item.start, item.end)
-            result = assessor.engine.assess(doc.text, sentences[index], [(item.start, item.end)],
-                                            section_at(sections, item.start))[0]
+            result = pipeline.assess(doc.text, sentences, sections, [(index, item.start, item.end)])[0]
             if three_way(label) != "present":
                 fp_cues[f"{three_way(label)}: {(result.cue or '-').lower()}"] += 1
             else:

@@ -15,14 +15,16 @@ One gold item per trigger entity (a trigger shared by two events counts once, fi
 a discontinuous trigger (``start end;start end``) is assessed with its full extent, from its first
 fragment's start to its last fragment's end.
 
-Prediction runs the engine the way :class:`~.pipeline.Pipeline` does: the document is read
-exactly (:func:`~.brat.read_text_exact`), split by clinlake's own :class:`~.text.TextSplitter`
-(the config's abbreviations), sections come from :class:`~.sections.SectionDetector`, and the
-engine's ``assess(text, sentence, spans, section)`` is called once per sentence with every gold
-trigger of that sentence, the section being that of the sentence's first trigger. The engine
-(``rules`` | ``model`` | ``hybrid``) is built from the job config like the pipeline's (rules file,
-model, ``max_scope``, section defaults). A trigger that crosses one of our sentence boundaries
-cannot be assessed; it is counted as ``unplaced`` and left out of the scores.
+Prediction is the pipeline's own assertion stage with gold triggers in place of entities: a
+:class:`~clinlake.pipelines.engine.pipeline.Pipeline` built from the job config's ``pipeline``
+section (its text stage and abbreviations, sections, rules file, model, ``max_scope`` and section
+defaults) with no NER or dictionary stage and the chosen engine (``rules`` | ``model`` |
+``hybrid``). The document is read exactly (:func:`~clinlake.pipelines.corpora.brat.read_text_exact`),
+split into sentences and sections by the pipeline, and the triggers go through
+:meth:`~clinlake.pipelines.engine.pipeline.Pipeline.assess` as (sentence, start, end) targets:
+one ``assess`` call per sentence with every gold trigger of that sentence, in the section of its
+first trigger, exactly as for the pipeline's own entities. A trigger that crosses one of our
+sentence boundaries cannot be assessed; it is counted as ``unplaced`` and left out of the scores.
 
 Our six labels are mapped to three: ``absent`` → absent, ``possible`` → possible, everything
 else (present, hypothetical, conditional, associated_with_someone_else) → present. Scores:
@@ -30,29 +32,24 @@ precision / recall / F1 of ``absent`` and of ``possible`` (a predicted absent on
 possible entity is a false positive of absent, and so on), accuracy over the three labels, counts.
 
 ``clinlake evaluate assertion-brat --data DIR [--engine rules|model|hybrid] [--config FILE]
-[--json]`` (:func:`run`) prints the scores. Note text is PHI: nothing here prints, logs or
+[--json]`` prints :func:`evaluate`'s report (:func:`format_report` is its text). Note text is PHI: nothing here prints, logs or
 raises with text; reports carry file names, ids, counts and scores only.
 """
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
-from dataclasses import dataclass, field
-from itertools import groupby
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
+from clinlake.pipelines.config import JobConfig, load_config
 from clinlake.pipelines.corpora.brat import Attribute, Extent, read_ann, read_text_exact
 from clinlake.pipelines.corpora.label_maps import MACCROBAT_FINDING_TYPES
-from clinlake.pipelines.evaluation.scoring import precision_recall_f1
+from clinlake.pipelines.engine.pipeline import Pipeline
 from clinlake.pipelines.engine.types import Sentence
-
-if TYPE_CHECKING:
-    from clinlake.pipelines.engine.types import AssertionEngine
-    from clinlake.pipelines.config import JobConfig
-    from clinlake.pipelines.engine.sections import SectionDetector
-    from clinlake.pipelines.engine.text import TextSplitter
+from clinlake.pipelines.evaluation.scoring import precision_recall_f1
+from clinlake.pipelines.resources import Resolver
 
 DEFAULT_TYPES: frozenset[str] = MACCROBAT_FINDING_TYPES
 POLARITY_LABELS: Mapping[str, str] = {"NEG": "absent", "UNCERTAIN": "possible", "POS": "present"}
@@ -196,53 +193,39 @@ def sentence_of(sentences: Sequence[Sentence], start: int, end: int) -> int | No
 
 
 class DocumentAssessor:
-    """Our text stage, section detector and one assertion engine, applied as the pipeline does."""
+    """A pipeline without NER stages whose assertion stage assesses gold triggers instead."""
 
-    def __init__(self, splitter: "TextSplitter", sections: "SectionDetector", engine: "AssertionEngine",
-                 name: str = "") -> None:
-        self.splitter = splitter
-        self.sections = sections
-        self.engine = engine
+    def __init__(self, pipeline: Pipeline, name: str = "") -> None:
+        if pipeline.assertion is None:
+            raise ValueError("the pipeline to assess with has no assertion stage")
+        self.pipeline = pipeline
         self.name = name
 
     @classmethod
-    def from_config(cls, engine: str = "hybrid",
-                    config: "JobConfig | str | Path | None" = None) -> "DocumentAssessor":
-        """The text, section and assertion stages of the config's pipeline (default:
-        conf/local.yaml), built by :meth:`~.pipeline.Pipeline.from_config` with ``engine`` as
-        the assertion engine and no NER stage (gold entities take their place)."""
-        from dataclasses import replace
-
-        from clinlake.pipelines.config import load_config
-        from clinlake.pipelines.engine.pipeline import Pipeline
-
+    def from_config(cls, engine: str = "hybrid", config: JobConfig | str | Path | None = None) -> "DocumentAssessor":
+        """The config's ``pipeline`` section (default: conf/local.yaml) with ``engine`` as the
+        assertion engine and no NER or dictionary stage (gold triggers take their place), built
+        by :meth:`~clinlake.pipelines.engine.pipeline.Pipeline.build`."""
         if engine not in ENGINES:
             raise ValueError(f"unknown assertion engine {engine!r} (allowed: {', '.join(ENGINES)})")
-        if config is None or isinstance(config, (str, Path)):
-            config = load_config(config)
-        conf = config.pipeline
-        conf = replace(conf, ner=[], dictionary=[], assertion=replace(conf.assertion, engine=engine))
-        pipeline = Pipeline.from_config(replace(config, pipeline=conf))
-        return cls(pipeline.splitter, pipeline.sections, pipeline.assertion, engine)
+        job = config if isinstance(config, JobConfig) else load_config(config)
+        conf = replace(job.pipeline, ner=[], dictionary=[], assertion=replace(job.pipeline.assertion, engine=engine))
+        return cls(Pipeline.build(conf, Resolver(job.base_dir)), engine)
 
     def predict(self, doc: GoldDoc) -> list[str | None]:
         """Our six-way label per gold item of ``doc`` (None: the trigger crosses a sentence end)."""
-        from clinlake.pipelines.engine.sections import section_at
-
         if not doc.items:
             return []
-        sentences = self.splitter.split(doc.text)
-        sections = self.sections.detect(doc.text)
-        placed = [(sentence_of(sentences, item.start, item.end), i) for i, item in enumerate(doc.items)]
+        sentences = self.pipeline.splitter.split(doc.text)
+        sections = self.pipeline.sections.detect(doc.text)
+        # (sentence, item position), by sentence: Pipeline.assess takes one sentence's targets together
+        located = sorted((index, i) for i, item in enumerate(doc.items)
+                         if (index := sentence_of(sentences, item.start, item.end)) is not None)
+        targets = [(index, doc.items[i].start, doc.items[i].end) for index, i in located]
         labels: list[str | None] = [None] * len(doc.items)
-        located = sorted(p for p in placed if p[0] is not None)
-        for index, group in groupby(located, key=lambda p: p[0]):
-            positions = [i for _, i in group]
-            members = [doc.items[i] for i in positions]
-            results = self.engine.assess(doc.text, sentences[index], [(m.start, m.end) for m in members],
-                                         section_at(sections, members[0].start))
-            for position, result in zip(positions, results, strict=True):
-                labels[position] = result.assertion
+        for (_, position), result in zip(located, self.pipeline.assess(doc.text, sentences, sections, targets),
+                                         strict=True):
+            labels[position] = result.assertion
         return labels
 
 
@@ -320,10 +303,10 @@ def gold_pairs(items: Iterable[GoldItem], predicted: Mapping[str, str | None]) -
     return pairs
 
 
-# --- evaluation and CLI -------------------------------------------------------------------
+# --- evaluation and report ----------------------------------------------------------------
 
 
-def evaluate(data: str | Path, engine: str = "hybrid", *, config: "JobConfig | str | Path | None" = None,
+def evaluate(data: str | Path, engine: str = "hybrid", *, config: JobConfig | str | Path | None = None,
              types: frozenset[str] | None = DEFAULT_TYPES) -> dict[str, Any]:
     """Read the split, run one engine, score; a JSON-ready report (no text)."""
     split = read_split(data, types)
@@ -371,23 +354,3 @@ def parse_types(value: str | None) -> frozenset[str] | None:
     if value.strip().lower() == "all":
         return None
     return frozenset(t.strip() for t in value.split(",") if t.strip())
-
-
-def run(data: Path, engine: str = "hybrid", *, as_json: bool = False, config: Path | None = None,
-        types: str | None = None, prog: str = "clinlake evaluate assertion-brat") -> int:
-    """The CLI: 0 done, 2 usage error (missing directory, no documents, bad config or engine)."""
-    from clinlake.pipelines.config import ConfigError
-
-    if not Path(data).is_dir():
-        print(f"{prog}: no such directory: {data}")
-        return 2
-    if not any(Path(data).glob("*.ann")):
-        print(f"{prog}: no .ann files in {data}")
-        return 2
-    try:
-        report = evaluate(data, engine, config=config, types=parse_types(types))
-    except (ConfigError, OSError, ValueError) as exc:  # messages name files, lines and keys, never note text
-        print(f"{prog}: {exc}")
-        return 2
-    print(json.dumps(report, indent=2) if as_json else format_report(report))
-    return 0

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from clinlake.pipelines.evaluation.assertion_brat import (DEFAULT_TYPES, DocumentAssessor, Event, GoldDoc, GoldItem, evaluate, gold_label, label_score, parse_event, parse_types, predict_split, read_gold_doc, read_split, run, score_pairs, three_way)
+from clinlake.jobs.evaluate import main as evaluate_main
+from clinlake.pipelines.engine.pipeline import Pipeline
+from clinlake.pipelines.evaluation.assertion_brat import (DEFAULT_TYPES, DocumentAssessor, Event, GoldDoc, GoldItem, evaluate, format_report, gold_label, label_score, parse_event, parse_types, predict_split, read_gold_doc, read_split, score_pairs, three_way)
 from clinlake.pipelines.engine.types import AssertionResult
 
 
@@ -149,16 +151,40 @@ class RecordingEngine:
         return [AssertionResult("absent", False, 0.9) for _ in targets]
 
 
+def recording_assessor() -> tuple[DocumentAssessor, RecordingEngine]:
+    """The default pipeline's text and section stages around a RecordingEngine."""
+    rules = DocumentAssessor.from_config("rules").pipeline
+    engine = RecordingEngine()
+    pipeline = Pipeline(splitter=rules.splitter, sections=rules.sections, ner_stages=[], assertion=engine,
+                        version=rules.version)
+    return DocumentAssessor(pipeline), engine
+
+
 def test_assess_is_called_once_per_sentence_with_all_its_triggers() -> None:
     text = "Fever and cough. Rash."
     items = [GoldItem("d", f"E{n}", f"T{n}", "Sign_symptom", ((text.index(w), text.index(w) + len(w)),), None,
                       "present") for n, w in enumerate(("Fever", "cough", "Rash"), start=1)]
-    rules = DocumentAssessor.from_config("rules")
-    engine = RecordingEngine()
-    assessor = DocumentAssessor(rules.splitter, rules.sections, engine)
+    assessor, engine = recording_assessor()
     labels = assessor.predict(GoldDoc("d", text, items))
     assert labels == ["absent", "absent", "absent"]
     assert [(index, targets) for index, targets, _ in engine.calls] == [(0, [(0, 5), (10, 15)]), (1, [(17, 21)])]
+
+
+def test_triggers_out_of_order_are_assessed_by_sentence_and_answered_in_place() -> None:
+    text = "Fever and cough. Rash."
+    words = ("Rash", "cough", "Fever")  # not in text order
+    items = [GoldItem("d", f"E{n}", f"T{n}", "Sign_symptom", ((text.index(w), text.index(w) + len(w)),), None,
+                      "present") for n, w in enumerate(words, start=1)]
+    assessor, engine = recording_assessor()
+    assert assessor.predict(GoldDoc("d", text, items)) == ["absent", "absent", "absent"]
+    assert [(index, targets) for index, targets, _ in engine.calls] == [(0, [(10, 15), (0, 5)]), (1, [(17, 21)])]
+
+
+def test_the_assessor_is_a_pipeline_without_ner_stages() -> None:
+    assessor = DocumentAssessor.from_config("rules")
+    assert assessor.pipeline.ner_stages == () and assessor.name == "rules"
+    with pytest.raises(ValueError, match="unknown assertion engine"):
+        DocumentAssessor.from_config("none")
 
 
 def test_trigger_crossing_a_sentence_end_is_unplaced() -> None:
@@ -166,6 +192,7 @@ def test_trigger_crossing_a_sentence_end_is_unplaced() -> None:
     item = GoldItem("d", "E1", "T1", "Sign_symptom", ((0, 5), (7, 12)), None, "present")
     rules = DocumentAssessor.from_config("rules")
     assert rules.predict(GoldDoc("d", text, [item])) == [None]
+    assert rules.predict(GoldDoc("d", text, [])) == []
 
 
 def test_rules_end_to_end(tmp_path: Path) -> None:
@@ -190,14 +217,17 @@ def test_cli_reports_json_and_rejects_missing_directory(tmp_path: Path, capsys) 
     text = "No fever."
     write_doc(tmp_path, "note", text, t_line("T1", "Sign_symptom", text, "fever") +
               "\nE1\tSign_symptom:T1 \nA1\tPOLARITY E1 NEG\n")
-    assert run(tmp_path, "rules", as_json=True) == 0
+    assert evaluate_main(["assertion-brat", "--data", str(tmp_path), "--engine", "rules", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["per_label"]["absent"]["tp"] == 1 and out["unplaced"] == 0
     assert "fever" not in json.dumps(out)  # no note text in reports
-    assert run(tmp_path / "missing", "rules") == 2
+    assert evaluate_main(["assertion-brat", "--data", str(tmp_path / "missing"), "--engine", "rules"]) == 2
     assert "no such directory" in capsys.readouterr().out
-    assert run(tmp_path, "rules", types="all", as_json=False) == 0
-    assert "absent" in capsys.readouterr().out
+    assert evaluate_main(["assertion-brat", "--data", str(tmp_path), "--engine", "rules", "--types", "all"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("engine rules on 1 documents") and "absent" in printed
+    report = evaluate(tmp_path, "rules", types=None)
+    assert format_report(report).splitlines()[0] == printed.splitlines()[0]
 
 
 def test_evaluate_subcommand_wires_the_options(tmp_path: Path, capsys) -> None:
