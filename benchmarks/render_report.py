@@ -52,7 +52,8 @@ def render_png(html_path: Path, png_path: Path, *, width: int = 1280, height: in
 
 def demo_report(directory: Path) -> Path:
     """A synthetic report (made-up note, no PHI) exercising every part of the page."""
-    from clinlake.pipelines.quality.gate import Failure, GateResult
+    from clinlake.pipelines.quality.gate import GateResult
+    from clinlake.pipelines.quality.types import Failure
     from clinlake.pipelines.report.html import write_run_report
 
     text = ("CHIEF COMPLAINT: Chest pain.\nHISTORY OF PRESENT ILLNESS: The patient denies fever. She may have "

@@ -34,6 +34,9 @@ from clinlake.pipelines.spark.batch import (ID_COLUMN, PRE_REASON_COLUMN, TEXT_C
 from clinlake.pipelines.config import InputConfig, JobConfig
 from clinlake.pipelines.resources import Resolver, resolve_data_path
 from clinlake.pipelines.engine.pipeline import cached_pipeline
+from clinlake.pipelines.quality.gate import validate_tables
+from clinlake.pipelines.quality.suites import configured_labels, load_suite
+from clinlake.pipelines.report.html import collect_report_data, write_run_report
 from clinlake.pipelines.spark.tables import DeltaTables, ParquetTables, read_delta
 
 COPIES_COLUMN = "_copies"  # rows sharing the note id (incremental mode skips only unique, clean ids)
@@ -284,8 +287,6 @@ def audit(spark: SparkSession, config: JobConfig, derived: dict[str, DataFrame],
     if config.quality.mode == "off":
         summary.gate_status = "off"
         return None
-    from clinlake.pipelines.quality.gate import configured_labels, load_suite, validate_tables
-
     resolver = Resolver(config.base_dir)
     labels = configured_labels(config.pipeline, resolver)
     suites = [load_suite(resolver.resource(path), sets={"labels": labels} if labels else None)
@@ -303,8 +304,6 @@ def audit(spark: SparkSession, config: JobConfig, derived: dict[str, DataFrame],
 def write_report(spark: SparkSession, config: JobConfig, derived: dict[str, DataFrame], notes: DataFrame,
                  summary: RunSummary, gate) -> Path:
     from dataclasses import asdict
-
-    from clinlake.pipelines.report.html import collect_report_data, write_run_report
 
     data = collect_report_data(spark, derived, notes, n_samples=config.quality.report_samples)
     path = _local_dir(config, "_reports", summary.run_id) / "run_report.html"

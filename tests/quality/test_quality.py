@@ -11,7 +11,10 @@ from pyspark.sql import functions as F
 
 from clinlake.pipelines.spark.batch import entity_record
 from clinlake.pipelines.resources import Resolver
-from clinlake.pipelines.quality.gate import (CHECKS, Failure, GateResult, SuiteError, configured_labels, default_suites, load_suite, parse_suite, validate_tables)
+from clinlake.pipelines.quality.checks import CHECKS
+from clinlake.pipelines.quality.gate import GateResult, validate_tables
+from clinlake.pipelines.quality.suites import SuiteError, configured_labels, default_suites, load_suite, parse_suite
+from clinlake.pipelines.quality.types import Failure, GateInputError
 from clinlake.schemas.spark import spark_schema
 from clinlake.schemas.tables import entity_table, note_status_table
 
@@ -217,5 +220,5 @@ def test_missing_suite_file_and_missing_table(spark, tmp_path):
     with pytest.raises(SuiteError, match="suite file not found"):
         load_suite(tmp_path / "nope.yaml")
     suite = parse_suite({"table": "entities", "checks": [{"check": "declared_schema"}]})
-    with pytest.raises(ValueError, match="validates table 'entities', which was not passed"):
+    with pytest.raises(GateInputError, match="validates table 'entities', which was not passed"):
         validate_tables(spark, {}, None, [suite])

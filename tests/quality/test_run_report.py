@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from clinlake.pipelines.quality.gate import Failure, GateResult
+from clinlake.pipelines.quality.gate import GateResult
+from clinlake.pipelines.quality.types import Failure
 from clinlake.pipelines.report.html import (HISTOGRAM_BINS, collect_report_data, highlight_note, label_colors, write_run_report)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TEXT = "HPI: Denies fever. Possible pneumonia <b>& co</b>. Mother had breast cancer. Start metformin."
 EVIL_ID = 'n1"><script>alert(1)</script>'
 
