@@ -137,7 +137,7 @@ def write_run_report(path: Path, summary: Mapping[str, Any] | Any, *, label_coun
     ``summary``: the run summary (a mapping or the job's ``RunSummary`` dataclass): run_id,
     status, pipeline_version, notes_read, notes_annotated, notes_quarantined, entities,
     duration_s, quarantine_reasons, tables and optionally ``timings`` (phase → seconds).
-    ``gate``: a :class:`clinlake.pipelines.quality.GateResult`, or None when the gate did not run.
+    ``gate``: a :class:`clinlake.pipelines.quality.gate.GateResult`, or None when the gate did not run.
     ``samples``: ``[{"note_id", "text", "entities": [{begin, end, label, assertion, is_historical}]}]``.
     ``source_counts``: entities per NER stage (model name@version or lexicon), charted when given.
     """
