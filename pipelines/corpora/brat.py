@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Union
 
+Fragments = tuple[tuple[int, int], ...]  # (start, end) of each fragment of an entity, end exclusive
+
 _TERMINATOR = re.compile(r"\r\n|\n|\r")
 _ONE_LINE = str.maketrans("\r\n\t", "   ")
 
@@ -28,7 +30,7 @@ class Extent:
     first fragment's start to the last fragment's end (the gap between fragments included)."""
 
     __slots__ = ()
-    spans: tuple[tuple[int, int], ...]
+    spans: Fragments
 
     @property
     def start(self) -> int:
@@ -45,7 +47,7 @@ class TextBound(Extent):
 
     id: str
     type: str
-    spans: tuple[tuple[int, int], ...]
+    spans: Fragments
     text: str
 
     @property

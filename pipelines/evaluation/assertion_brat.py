@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from clinlake.pipelines.config import JobConfig, load_config
-from clinlake.pipelines.corpora.brat import Attribute, Extent, read_ann, read_text_exact
+from clinlake.pipelines.corpora.brat import Attribute, Extent, Fragments, read_ann, read_text_exact
 from clinlake.pipelines.corpora.label_maps import MACCROBAT_FINDING_TYPES
 from clinlake.pipelines.engine.pipeline import Pipeline
 from clinlake.pipelines.engine.types import Sentence
@@ -57,8 +57,6 @@ EXCLUDED_POLARITIES: frozenset[str] = frozenset({"MAYBE_NEG", "MAYBE_POS"})
 LABELS: tuple[str, ...] = ("absent", "possible", "present")
 SCORED_LABELS: tuple[str, ...] = ("absent", "possible")
 ENGINES: tuple[str, ...] = ("rules", "model", "hybrid")
-
-Fragments = tuple[tuple[int, int], ...]
 
 
 # --- gold ---------------------------------------------------------------------------------

@@ -127,17 +127,6 @@ class KitEvaluation:
         return "\n".join(lines)
 
 
-def predict_row(
-    engine: AssertionEngine, row: Mapping[str, str], tokenizer: Tokenizer = regex_tokenize
-) -> AssertionResult | None:
-    """The engine's result for one kit row, or None when the phrase is not in the sentence."""
-    text = row["sentence"]
-    span = locate_phrase(row["phrase"], text)
-    if span is None:
-        return None
-    return engine.assess(text, whole_sentence(text, tokenizer), [span])[0]
-
-
 def predict_kit(
     rows: Sequence[Mapping[str, str]], engine: AssertionEngine, tokenizer: Tokenizer = regex_tokenize
 ) -> tuple[list[AssertionResult | None], float]:

@@ -30,13 +30,11 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from clinlake.pipelines.config import NerModelConfig, load_config
-from clinlake.pipelines.corpora.brat import Extent, entities_to_ann, read_ann, read_text_exact, write_ann
+from clinlake.pipelines.corpora.brat import Extent, Fragments, entities_to_ann, read_ann, read_text_exact, write_ann
 from clinlake.pipelines.corpora.label_maps import load_label_map
 from clinlake.pipelines.engine.pipeline import Pipeline
 from clinlake.pipelines.evaluation.scoring import precision_recall_f1
 from clinlake.pipelines.resources import Resolver
-
-Fragments = tuple[tuple[int, int], ...]
 
 
 @dataclass(frozen=True, slots=True)
