@@ -15,7 +15,7 @@ import shutil
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
@@ -303,8 +303,6 @@ def audit(spark: SparkSession, config: JobConfig, derived: dict[str, DataFrame],
 
 def write_report(spark: SparkSession, config: JobConfig, derived: dict[str, DataFrame], notes: DataFrame,
                  summary: RunSummary, gate) -> Path:
-    from dataclasses import asdict
-
     data = collect_report_data(spark, derived, notes, n_samples=config.quality.report_samples)
     path = _local_dir(config, "_reports", summary.run_id) / "run_report.html"
     return write_run_report(path, asdict(summary), gate=gate, **data)
