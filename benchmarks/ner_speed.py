@@ -35,14 +35,14 @@ os.environ["OMP_NUM_THREADS"] = "1"  # before numpy/onnxruntime/torch start thei
 from clinlake.pipelines.resources import package_resource  # noqa: E402
 from clinlake.pipelines.engine.ner.model import BATCH_PIECES, NETWORK_PIECES, NerModel, _slices
 from clinlake.pipelines.engine.ner.features import encode_batch, encode_serving_batch
-from clinlake.pipelines.training.ner.loop import artifacts_dir  # noqa: E402
+from clinlake.pipelines.training.ner.artifacts import artifacts_dir  # noqa: E402
 
 MODELS = ("ncbi_disease", "bc5cdr", "anatem", "bionlp13cg", "linnaeus")
 REPO = Path(__file__).resolve().parents[1]
 
 
 def devel_sentences(model: NerModel, limit: int) -> list[list[str]]:
-    from clinlake.pipelines.training.ner.loop import load_split
+    from clinlake.pipelines.training.ner.corpus import load_split
 
     return [words for words, _ in load_split(model.meta["corpus"], "devel")[:limit]]
 
@@ -109,7 +109,7 @@ def bench_torch(directory: Path, sentences, tokens: int, seconds: float) -> dict
     of the two batch sizes (network batches or whole decoding batches)."""
     import torch
 
-    from clinlake.pipelines.training.ner.loop import load_torch
+    from clinlake.pipelines.training.ner.export import load_torch
 
     net, _ = load_torch(directory)
     model = NerModel(directory)

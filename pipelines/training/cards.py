@@ -470,7 +470,7 @@ def clinical_model_card(model_dir: Path, meta: dict, *, root: Path | None = None
         f"(`pip install -e '.[train]'`; seed {training['seed']}.) Score: "
         + " and ".join(f"`clinlake evaluate brat --model {meta['name']} --data {_devel_location(c)} "
                        f"--predictions OUT --label-map {p}`" for c, p in meta["label_maps"].items())
-        + (" (PHEE as BRAT: `python -m clinlake.pipelines.corpora.phee --out build/brat/PHEE`)." if "PHEE" in meta["label_maps"]
+        + (" (PHEE as BRAT: `clinlake corpora phee-to-brat --out build/brat/PHEE`)." if "PHEE" in meta["label_maps"]
            else "."),
         "",
     ]

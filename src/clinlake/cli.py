@@ -12,7 +12,7 @@ from typing import Sequence
 #: command → (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "annotate": ("clinlake.jobs.annotate", "annotate notes and write the entity tables"),
-    "train": ("clinlake.jobs.train", "train NER models (needs the train extra)"),
+    "train": ("clinlake.jobs.train", "train models: NER, word vectors, assertion, lexicons (needs the train extra)"),
     "evaluate": ("clinlake.jobs.evaluate", "evaluate models on annotated data"),
     "corpora": ("clinlake.jobs.corpora", "prepare the shared corpora (PHEE JSON lines as BRAT documents)"),
     "quarantine": ("clinlake.jobs.quarantine", "list quarantined notes and export them for fixing and re-running"),

@@ -16,7 +16,7 @@ from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
 from clinlake.pipelines.engine.assertion.context import ContextAssertion
 from clinlake.pipelines.engine.types import AssertionResult
 
-KIT_DEVEL = Path(__file__).resolve().parents[2] / "shared" / "data" / "assertion" / "negex_kit_devel.tsv"
+KIT_DEVEL = Path(__file__).resolve().parents[3] / "shared" / "data" / "assertion" / "negex_kit_devel.tsv"
 HEADER = "id\tnote\tphrase\tsentence\tnegation\ttemporality\texperiencer\n"
 
 

@@ -12,7 +12,7 @@ from clinlake.pipelines.engine.assertion.rules import (DEFAULT_RULES_PATH, PRESE
 from clinlake.pipelines.engine.assertion.context import ContextAssertion
 from clinlake.pipelines.engine.types import ASSERTION_LABELS, AssertionResult, Sentence, Token
 
-KIT_DEVEL = Path("/work/shared/data/assertion/negex_kit_devel.tsv")
+KIT_DEVEL = Path(__file__).resolve().parents[3] / "shared" / "data" / "assertion" / "negex_kit_devel.tsv"
 SECTION_DEFAULTS = {
     "family_history": "associated_with_someone_else",
     "past_medical_history": "historical",
