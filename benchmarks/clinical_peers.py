@@ -46,6 +46,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 from assertion_peers import DEFAULT_VENV, ensure_peers_venv  # noqa: E402
 from bench_common import write_results  # noqa: E402
+from clinlake.pipelines.engine.ner.metadata import read_meta  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "clinical_peers.json"
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -87,7 +88,7 @@ else:
 
 
 def model_meta(name: str) -> dict:
-    meta = json.loads((REPO / "models" / name / "model.json").read_text(encoding="utf-8"))
+    meta = read_meta(REPO / "models" / name)
     if meta.get("kind") != "brat":
         raise SystemExit(f"{name} is not a clinical (BRAT-trained) model")
     return meta
@@ -191,7 +192,7 @@ def compare(name: str, python: Path, max_steps: int | None, repeat: int, work: P
 
     meta = model_meta(name)
     ours_dir = scored_model_dir(name, meta)
-    ours_meta = json.loads((ours_dir / "model.json").read_text(encoding="utf-8"))
+    ours_meta = read_meta(ours_dir)
     maps = {corpus: load_label_map(REPO / path) for corpus, path in meta["label_maps"].items()}
     train_docs = [d for corpus, m in maps.items() for d in documents(corpus, "train", m)]
     dev = {corpus: documents(corpus, "devel", m) for corpus, m in maps.items()}

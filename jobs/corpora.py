@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from clinlake.pipelines.corpora import phee
+from clinlake.jobs.subcommands import group_parser, run_group
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -45,21 +46,11 @@ SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (add_phe
 
 
 def build_parser(prog: str = "clinlake corpora") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="Prepare the shared corpora for training and "
-                                                            "evaluation.")
-    commands = parser.add_subparsers(dest="command")
-    for register in SUBCOMMANDS:
-        register(commands)
-    return parser
+    return group_parser(prog, "Prepare the shared corpora for training and evaluation.", SUBCOMMANDS)
 
 
 def main(argv: Sequence[str], prog: str = "clinlake corpora") -> int:
-    parser = build_parser(prog)
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return EXIT_USAGE
-    return args.run(args)
+    return run_group(build_parser(prog), argv)
 
 
 if __name__ == "__main__":

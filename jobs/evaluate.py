@@ -22,6 +22,7 @@ from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
 from clinlake.pipelines.evaluation import assertion_brat, assertion_kit, brat, ner
 from clinlake.pipelines.evaluation.ner import ABBREVIATION_REACH
 from clinlake.pipelines.resources import Resolver
+from clinlake.jobs.subcommands import group_parser, run_group
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -188,20 +189,11 @@ SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (add_ner
 
 
 def build_parser(prog: str = "clinlake evaluate") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="Evaluate clinlake models on annotated data.")
-    commands = parser.add_subparsers(dest="command")
-    for register in SUBCOMMANDS:
-        register(commands)
-    return parser
+    return group_parser(prog, "Evaluate clinlake models on annotated data.", SUBCOMMANDS)
 
 
 def main(argv: Sequence[str], prog: str = "clinlake evaluate") -> int:
-    parser = build_parser(prog)
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return EXIT_USAGE
-    return args.run(args)
+    return run_group(build_parser(prog), argv)
 
 
 if __name__ == "__main__":

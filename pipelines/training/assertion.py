@@ -43,6 +43,7 @@ from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
 from clinlake.pipelines.engine.text import TextSplitter
 from clinlake.pipelines.evaluation.assertion_kit import evaluate_kit
 from clinlake.pipelines.resources import shared_data
+from clinlake.pipelines.engine.pieces import WORD_PIECE
 
 IGNORE = -1
 
@@ -138,7 +139,7 @@ def _inside(start: int, end: int, spans: Iterable[tuple[int, int]]) -> bool:
 def build_vocab(examples: Sequence[Example], min_count: int = 2) -> dict[str, int]:
     counts: Counter[str] = Counter()
     for ex in examples:
-        for match in re.finditer(r"\w+|[^\w\s]", ex.text[ex.span[0]:ex.span[1]]):
+        for match in WORD_PIECE.finditer(ex.text[ex.span[0]:ex.span[1]]):
             counts[normalize(match.group())] += 1
     vocab = {PAD: 0, UNK: 1, BOS: 2, EOS: 3}
     for word, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):

@@ -20,7 +20,6 @@ Chia Procedure (mixes diagnostic and therapeutic procedures).
 from __future__ import annotations
 
 import bisect
-import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,18 +27,18 @@ from typing import Iterable, Iterator
 
 from clinlake.pipelines.corpora.brat import read_ann, read_text_exact
 from clinlake.pipelines.resources import shared_data
+from clinlake.pipelines.engine.pieces import WORD_PIECE
 
 TYPE_MAP: dict[str, dict[str, str]] = {
     "MACCROBAT": {"Sign_symptom": "PROBLEM", "Disease_disorder": "PROBLEM", "Diagnostic_procedure": "TEST",
                   "Medication": "TREATMENT", "Therapeutic_procedure": "TREATMENT"},
     "Chia": {"Condition": "PROBLEM", "Measurement": "TEST", "Drug": "TREATMENT"},
 }
-_TOKEN = re.compile(r"\w+|[^\w\s]")
 MAX_TERM_TOKENS = 6
 
 
 def tokens(text: str) -> tuple[str, ...]:
-    return tuple(t.casefold() for t in _TOKEN.findall(text))
+    return tuple(t.casefold() for t in WORD_PIECE.findall(text))
 
 
 def brat_entities(ann_path: Path) -> Iterator[tuple[str, int, int]]:
@@ -63,7 +62,7 @@ class _Doc:
 
 
 def _doc(corpus: str, text: str, ann: Path) -> tuple[_Doc, list[tuple[str, tuple[str, ...]]]]:
-    matches = list(_TOKEN.finditer(text))
+    matches = list(WORD_PIECE.finditer(text))
     starts = [m.start() for m in matches]
     labels: list[set[str]] = [set() for _ in matches]
     terms = []
