@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "clinlake quarantine") -
 
     from clinlake.pipelines.config import SparkConfig
     from clinlake.pipelines.spark.session import JavaNotFoundError, get_spark
-    from clinlake.pipelines.spark.tables import is_delta_table, read_table
+    from clinlake.pipelines.spark.tables import is_delta_path, read_table
 
     try:
         spark = get_spark(SparkConfig(master=args.master or "local[*]", app_name="clinlake-quarantine"))
@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "clinlake quarantine") -
         print(f"exported {written} row(s) to {args.export} ({fmt}: {', '.join(EXPORT_COLUMNS)} and any "
               "pass-through columns)" + (f"; {no_text} row(s) have no text (null or non-string input)"
                                           if no_text else ""))
-        mode = "" if is_delta_table(path) else " --mode append"
+        mode = "" if is_delta_path(path) else " --mode append"
         print("fix the text, then re-run them with the original job config:\n"
               f"  clinlake annotate --config <your job config> --input {args.export} --input-format {fmt} "
               f"--id-column note_id --text-column text --output {args.output}{mode}")

@@ -201,16 +201,16 @@ def read_delta(spark: SparkSession, path: str, version: int | None = None) -> Da
 def read_table(spark: SparkSession, path: str) -> DataFrame:
     """A clinlake output table as a DataFrame: Delta (:func:`read_delta`) when ``<path>/_delta_log``
     exists or, on an object store, when delta-rs says it is a Delta table; else Parquet."""
-    return read_delta(spark, path) if is_delta_table(path) else spark.read.parquet(path)
+    return read_delta(spark, path) if is_delta_path(path) else spark.read.parquet(path)
 
 
-def is_delta_table(path: str) -> bool:
+def is_delta_path(path: str) -> bool:
+    """A local folder with a ``_delta_log``; on an object store, what delta-rs says (False when it
+    cannot tell, e.g. without storage credentials: the Parquet reader then names the problem)."""
     if "://" not in path or path.startswith("file://"):
         return (Path(path.removeprefix("file://")) / "_delta_log").is_dir()
-    try:  # object stores: ask deltalake (it needs its storage options from the environment)
-        from deltalake import DeltaTable
-
-        return bool(DeltaTable.is_deltatable(path))
+    try:
+        return bool(delta_io.is_delta_table(path))
     except Exception:
         return False
 
