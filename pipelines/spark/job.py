@@ -30,7 +30,9 @@ from clinlake.schemas.spark import spark_schema
 from clinlake.schemas.tables import (NOTE_RESULT_COLUMNS, RUN_COLUMNS, SPARKNLP_COLUMNS, STATUS_ANNOTATED,
                                      STATUS_QUARANTINED, TABLE_NAMES, entity_table, note_status_table, quarantine_table)
 
-from clinlake.pipelines.spark.batch import (ID_COLUMN, PRE_REASON_COLUMN, TEXT_COLUMN, TEXT_NOT_STRING, Limits, annotate_batches)
+from clinlake.pipelines.spark.batch import (
+    ID_COLUMN, PRE_REASON_COLUMN, TEXT_COLUMN, TEXT_NOT_STRING, Limits, annotate_batches,
+)
 from clinlake.pipelines.config import InputConfig, JobConfig
 from clinlake.pipelines.resources import Resolver, resolve_data_path
 from clinlake.pipelines.engine.pipeline import cached_pipeline
@@ -219,7 +221,8 @@ def run_annotate(spark: SparkSession, config: JobConfig, *, run_id: str | None =
     run_id = run_id or new_run_id()
     started = datetime.now(timezone.utc)
     clock = time.monotonic()
-    pipeline = cached_pipeline(config.pipeline, Resolver(config.base_dir))  # also validates lexicons/rules on the driver, before Spark work
+    # Built on the driver too: validates lexicons, rules and models before any Spark work.
+    pipeline = cached_pipeline(config.pipeline, Resolver(config.base_dir))
     tables = output_tables(spark, config, full_refresh=full_refresh)
     paths = {name: tables.path(name) for name in TABLE_NAMES}
     summary = RunSummary(run_id=run_id, pipeline_version=pipeline.version, status="failed", notes_read=0,

@@ -38,7 +38,10 @@ from clinlake.pipelines.corpora.label_maps import MACCROBAT_FINDING_TYPES
 from clinlake.pipelines.corpora.negex_kit import locate_phrase, read_kit
 from clinlake.pipelines.engine.assertion.context import ContextAssertion
 from clinlake.pipelines.engine.assertion.hybrid import SOURCES, HybridAssertion, HybridPolicy
-from clinlake.pipelines.engine.assertion.model import (BOS, CONFIG_FILE, DEFAULT_WINDOW, EOS, HEADS, HYBRID_FILE, MODEL_FILE, N_POSITIONS, PAD, POS_TARGET, UNK, VOCAB_FILE, AssertionModel, ModelAnswer, encode_target, model_label, normalize, pad_batch)
+from clinlake.pipelines.engine.assertion.model import (
+    BOS, CONFIG_FILE, DEFAULT_WINDOW, EOS, HEADS, HYBRID_FILE, MODEL_FILE, N_POSITIONS, PAD, POS_TARGET, UNK,
+    VOCAB_FILE, AssertionModel, ModelAnswer, encode_target, model_label, normalize, pad_batch,
+)
 from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
 from clinlake.pipelines.engine.text import TextSplitter
 from clinlake.pipelines.evaluation.assertion_kit import evaluate_kit

@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from clinlake.pipelines.corpora.clinical import (Stats, document_examples, load_brat_split, mapped_spans, non_overlapping)
+from clinlake.pipelines.corpora.clinical import (
+    Stats, document_examples, load_brat_split, mapped_spans, non_overlapping,
+)
 from clinlake.pipelines.engine.text import TextSplitter
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,9 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clinlake.pipelines.evaluation.assertion_kit import (UNLOCATED_LABELS, evaluate_kit, score_labels, to_kit_labels, whole_sentence, write_predictions)
+from clinlake.pipelines.evaluation.assertion_kit import (
+    UNLOCATED_LABELS, evaluate_kit, score_labels, to_kit_labels, whole_sentence, write_predictions,
+)
 from clinlake.pipelines.corpora.negex_kit import read_kit
-from clinlake.pipelines.engine.assertion.model import (HEADS, HYBRID_FILE, MODEL_DIR_DEFAULT, N_POSITIONS, POS_TARGET, AssertionModel, ModelAnswer, encode_target, model_label, pad_batch)
+from clinlake.pipelines.engine.assertion.model import (
+    HEADS, HYBRID_FILE, MODEL_DIR_DEFAULT, N_POSITIONS, POS_TARGET, AssertionModel, ModelAnswer, encode_target,
+    model_label, pad_batch,
+)
 from clinlake.pipelines.engine.assertion.hybrid import HybridAssertion, HybridPolicy, combine
 from clinlake.pipelines.engine.assertion.engines import load_assertion_engine
 from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH

@@ -8,7 +8,9 @@ import pytest
 
 from clinlake.pipelines.evaluation.assertion_kit import evaluate_kit, whole_sentence
 from clinlake.pipelines.corpora.negex_kit import locate_phrase
-from clinlake.pipelines.engine.assertion.rules import (DEFAULT_RULES_PATH, PRESENT_PRIOR, SECTION_DEFAULT_CONFIDENCE, ContextRule, RuleError, load_rules)
+from clinlake.pipelines.engine.assertion.rules import (
+    DEFAULT_RULES_PATH, PRESENT_PRIOR, SECTION_DEFAULT_CONFIDENCE, ContextRule, RuleError, load_rules,
+)
 from clinlake.pipelines.engine.assertion.context import ContextAssertion
 from clinlake.pipelines.engine.types import ASSERTION_LABELS, AssertionResult, Sentence, Token
 

@@ -8,7 +8,10 @@ import pytest
 
 from clinlake.jobs.evaluate import main as evaluate_main
 from clinlake.pipelines.engine.pipeline import Pipeline
-from clinlake.pipelines.evaluation.assertion_brat import (DEFAULT_TYPES, DocumentAssessor, Event, GoldDoc, GoldItem, evaluate, format_report, gold_label, label_score, parse_event, parse_types, predict_split, read_gold_doc, read_split, score_pairs, three_way)
+from clinlake.pipelines.evaluation.assertion_brat import (
+    DEFAULT_TYPES, DocumentAssessor, Event, GoldDoc, GoldItem, evaluate, format_report, gold_label, label_score,
+    parse_event, parse_types, predict_split, read_gold_doc, read_split, score_pairs, three_way,
+)
 from clinlake.pipelines.engine.types import AssertionResult
 
 

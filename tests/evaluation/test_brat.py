@@ -7,7 +7,10 @@ from types import SimpleNamespace
 import pytest
 
 from clinlake.jobs.evaluate import main as evaluate_main
-from clinlake.pipelines.corpora.brat import (Attribute, BratFormatError, TextBound, check_offsets, entities_to_ann, format_ann, parse_ann, read_ann, read_text_exact, write_ann)
+from clinlake.pipelines.corpora.brat import (
+    Attribute, BratFormatError, TextBound, check_offsets, entities_to_ann, format_ann, parse_ann, read_ann,
+    read_text_exact, write_ann,
+)
 from clinlake.pipelines.evaluation.brat import GoldEntity, PredEntity, gold_entities, score
 from clinlake.pipelines.corpora.label_maps import load_label_map
 

@@ -10,7 +10,9 @@ import pytest
 
 from clinlake.pipelines.quality.gate import GateResult
 from clinlake.pipelines.quality.types import Failure
-from clinlake.pipelines.report.html import (HISTOGRAM_BINS, collect_report_data, highlight_note, label_colors, write_run_report)
+from clinlake.pipelines.report.html import (
+    HISTOGRAM_BINS, collect_report_data, highlight_note, label_colors, write_run_report,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 TEXT = "HPI: Denies fever. Possible pneumonia <b>& co</b>. Mother had breast cancer. Start metformin."

@@ -16,7 +16,9 @@ from typing import Callable, Sequence
 import numpy as np
 import onnxruntime as ort
 
-from clinlake.pipelines.engine.ner.features import MAX_CHARS, Embeddings, WordFeatures, encode_batch, encode_serving_batch
+from clinlake.pipelines.engine.ner.features import (
+    MAX_CHARS, Embeddings, WordFeatures, encode_batch, encode_serving_batch,
+)
 from clinlake.pipelines.engine.ner.metadata import read_meta, write_meta
 from clinlake.pipelines.engine.ner.model import NerModel, model_version
 from clinlake.pipelines.evaluation.ner import evaluate_model
