@@ -29,6 +29,8 @@ RUNTIME = [
     "onnxruntime>=1.20,<2",
     # The quality gate; 1.24 supports pyspark<4.2 (tested with 4.1.1 and pandas 2.3).
     "great_expectations==1.24.1",
+    # clinlake sql: DuckDB over the Delta tables' current files (listed by delta-rs), offline.
+    "duckdb>=2.0,<3",
     # Pure-Python half of Spark NLP: only used for Annotation.dataType() interop.
     "spark-nlp==7.0.0",
 ]
@@ -69,7 +71,8 @@ setup(
         # torch/onnx in dev: tests check that exported ONNX models match their PyTorch originals;
         # gensim: a test checks that the word vectors come out the same on every run.
         # torch is pinned to the release our build machines carry as a local CPU wheel.
-        "dev": ["pytest>=8", "chispa==0.12.0", "torch==2.13.0", "onnx>=1.16", "gensim>=4.3"],
+        # polars: a test runs the README's Polars query on a job's output.
+        "dev": ["pytest>=8", "chispa==0.12.0", "torch==2.13.0", "onnx>=1.16", "gensim>=4.3", "polars>=1.0"],
         "train": ["torch==2.13.0", "onnx>=1.16", "gensim>=4.3"],
     },
     entry_points={"console_scripts": ["clinlake=clinlake.cli:main"]},

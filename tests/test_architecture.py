@@ -65,7 +65,7 @@ def imports_of(module: str) -> set[str]:
 
 def test_the_module_map_sees_the_rooms():
     for room in ("engine", "engine.ner", "engine.assertion", "spark", "quality", "report", "corpora", "evaluation",
-                 "training"):
+                 "training", "query"):
         assert f"clinlake.pipelines.{room}" in MODULES, room
     assert imports_of("clinlake.pipelines.engine.pipeline") >= {"clinlake.pipelines.config",
                                                                 "clinlake.pipelines.resources",
@@ -96,7 +96,7 @@ def test_no_import_cycle_among_project_modules():
 
 def test_the_engine_imports_no_other_room():
     forbidden = tuple(f"clinlake.pipelines.{room}" for room in ("spark", "quality", "report", "corpora", "evaluation",
-                                                                "training"))
+                                                                "training", "query"))
     for module in MODULES:
         if module.startswith("clinlake.pipelines.engine"):
             bad = sorted(t for t in imports_of(module) if t.startswith(forbidden) or t.startswith("clinlake.jobs"))
@@ -114,12 +114,13 @@ def _third_party_imports(path: Path) -> set[str]:
 
 
 def test_heavy_libraries_stay_in_their_rooms():
-    """delta-rs only in spark/; torch, onnx and gensim only in training/; nothing heavy in the engine."""
+    """delta-rs only in spark/ (the job's tables) and query/ (clinlake sql); torch, onnx and gensim
+    only in training/; nothing heavy in the engine."""
     for module, path in MODULES.items():
         used = _third_party_imports(path)
         if module.startswith("clinlake.pipelines.engine"):
             assert not used & set(HEAVY), (module, used & set(HEAVY))
-        if not module.startswith("clinlake.pipelines.spark"):
+        if not module.startswith(("clinlake.pipelines.spark", "clinlake.pipelines.query")):
             assert "deltalake" not in used, module
         if not module.startswith("clinlake.pipelines.training"):
             assert not used & {"torch", "onnx", "gensim"}, module

@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("clinlake.jobs.evaluate", "evaluate models on annotated data"),
     "corpora": ("clinlake.jobs.corpora", "prepare the shared corpora (PHEE JSON lines as BRAT documents)"),
     "quarantine": ("clinlake.jobs.quarantine", "list quarantined notes and export them for fixing and re-running"),
+    "sql": ("clinlake.jobs.sql", "read-only SQL over the lake's tables, offline (DuckDB)"),
 }
 
 
