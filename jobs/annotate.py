@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from dataclasses import asdict
 from typing import Sequence
@@ -45,6 +46,11 @@ def build_parser(prog: str = "clinlake annotate") -> argparse.ArgumentParser:
                         help="override quality.mode: enforce (a failed gate stops the publish), warn, off")
     parser.add_argument("--run-id", metavar="ID", help="run id to record (default: UTC timestamp + random suffix)")
     parser.add_argument("--json", action="store_true", help="print the run summary as JSON instead of a table")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress lines on stderr while the engine runs (notes done / total, notes/s, "
+                             "quarantined so far, ETA; never note text); the summary is still printed")
+    parser.add_argument("--log-level", choices=("ERROR", "WARN", "INFO", "DEBUG"),
+                        help="override spark.log_level: Spark's own log output (conf/local.yaml sets ERROR)")
     return parser
 
 
@@ -53,9 +59,19 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, object]:
         "input.path": args.input, "input.format": args.input_format, "input.version": args.input_version,
         "input.id_column": args.id_column, "input.text_column": args.text_column, "output.path": args.output,
         "output.format": args.output_format, "output.mode": args.mode,
-        "spark.master": args.master, "quality.mode": args.gate,
+        "spark.master": args.master, "quality.mode": args.gate, "spark.log_level": args.log_level,
     }
     return {key: value for key, value in mapping.items() if value is not None}
+
+
+def _log_progress(*, quiet: bool) -> None:
+    """Progress lines (logger ``clinlake.progress``) to stderr, one per finished batch of work."""
+    logger = logging.getLogger("clinlake.progress")
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)  # today's stderr: one handler per run, not one per call
+    handler.setFormatter(logging.Formatter("%(asctime)s clinlake annotate %(message)s", datefmt="%H:%M:%S"))
+    logger.handlers = [handler]
+    logger.propagate = False
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "clinlake annotate") -> int:
@@ -66,6 +82,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "clinlake annotate") -> 
     from clinlake.pipelines.spark.job import InputError, QualityGateError, run_annotate
     from clinlake.pipelines.spark.session import JavaNotFoundError, get_spark
 
+    _log_progress(quiet=args.quiet)
     try:
         config = load_config(args.config, overrides_from_args(args))
     except (ConfigError, ValueError) as exc:

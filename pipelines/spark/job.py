@@ -39,6 +39,8 @@ from clinlake.pipelines.engine.pipeline import cached_pipeline
 from clinlake.pipelines.quality.gate import validate_tables
 from clinlake.pipelines.quality.suites import configured_labels, load_suite
 from clinlake.pipelines.report.html import collect_report_data, write_run_report
+from clinlake.pipelines.spark.progress import BatchCounter, clear_description, describe
+from clinlake.pipelines.spark.progress import reporting as progress_lines
 from clinlake.pipelines.spark.tables import DeltaTables, ParquetTables, read_delta
 
 COPIES_COLUMN = "_copies"  # rows sharing the note id (incremental mode skips only unique, clean ids)
@@ -143,8 +145,9 @@ def _duplicate_reason(conf: InputConfig):
             .when(duplicated & (rank > 1), F.lit(f"{DUPLICATE_ID}:identical copy of a note annotated in this run")))
 
 
-def annotate_notes(notes: DataFrame, config: JobConfig) -> DataFrame:
-    """Run the whole engine on every partition with ``mapInArrow``; one row out per row in."""
+def annotate_notes(notes: DataFrame, config: JobConfig, counter: BatchCounter | None = None) -> DataFrame:
+    """Run the whole engine on every partition with ``mapInArrow``; one row out per row in.
+    ``counter`` counts the finished result batches for the driver's progress lines."""
     passthrough = tuple(config.input.passthrough)
     sparknlp = config.output.sparknlp_annotations
     limits = Limits(max_text_chars=config.input.max_text_chars,
@@ -157,7 +160,8 @@ def annotate_notes(notes: DataFrame, config: JobConfig) -> DataFrame:
 
     def run_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         pipeline = cached_pipeline(pipeline_conf, resolver)  # built once per Python worker
-        yield from annotate_batches(pipeline, batches, passthrough=passthrough, limits=limits, sparknlp=sparknlp)
+        results = annotate_batches(pipeline, batches, passthrough=passthrough, limits=limits, sparknlp=sparknlp)
+        yield from (map(counter.count, results) if counter is not None else results)
 
     engine_input = notes.select(ID_COLUMN, TEXT_COLUMN, PRE_REASON_COLUMN, *passthrough)
     return engine_input.mapInArrow(run_partition, schema)
@@ -211,12 +215,14 @@ def unchanged_notes(notes: DataFrame, stored_status: DataFrame, version: str) ->
 
 
 def run_annotate(spark: SparkSession, config: JobConfig, *, run_id: str | None = None,
-                 full_refresh: bool = False) -> RunSummary:
+                 full_refresh: bool = False, progress_interval: float = 2.0) -> RunSummary:
     """The annotate job: read, annotate (only what changed, for incremental Delta output),
     publish one commit per table, check that no note was lost, record the run.
 
     A run id that already committed successfully makes the run a no-op
-    (status ``already_committed``), so a scheduler may retry a run safely.
+    (status ``already_committed``), so a scheduler may retry a run safely. While the engine runs,
+    a progress line is logged (logger ``clinlake.progress``, INFO) at most every
+    ``progress_interval`` seconds when batches have finished.
     """
     run_id = run_id or new_run_id()
     started = datetime.now(timezone.utc)
@@ -236,15 +242,21 @@ def run_annotate(spark: SparkSession, config: JobConfig, *, run_id: str | None =
     error: str | None = None
     unchanged: DataFrame | None = None
     try:
+        describe(spark, "read notes", run_id)
         notes = read_notes(spark, config.input)
         summary.notes_read = notes.count()
         prepared = prepare_notes(notes, config.input)
         stored_status = tables.read("note_status") if tables.incremental else None
         if stored_status is not None:
+            describe(spark, "find unchanged notes (incremental)", run_id)
             unchanged = unchanged_notes(prepared, stored_status, pipeline.version).cache()
             summary.notes_unchanged = unchanged.count()
             prepared = prepared.join(unchanged, ID_COLUMN, "left_anti")
-        annotate_notes(prepared, config).write.mode("overwrite").parquet(staging)
+        describe(spark, "annotate: text, sections, NER, assertion (engine)", run_id)
+        counter = BatchCounter(spark)
+        with progress_lines(counter, summary.notes_read - summary.notes_unchanged, interval=progress_interval):
+            annotate_notes(prepared, config, counter).write.mode("overwrite").parquet(staging)
+        describe(spark, "count results", run_id)
         results = spark.read.parquet(staging)
         _summarise_results(results, summary)
         accounted = summary.notes_annotated + summary.notes_quarantined + summary.notes_unchanged
@@ -254,6 +266,7 @@ def run_annotate(spark: SparkSession, config: JobConfig, *, run_id: str | None =
                 f"{summary.notes_quarantined} quarantined + {summary.notes_unchanged} unchanged")
         derived = derive_tables(results, config, run_id, pipeline.version)
         processed = results.select(ID_COLUMN).distinct()
+        describe(spark, "quality gate", run_id)
         gate = audit(spark, config, derived, prepared, run_id, summary)
         if gate is not None and gate.blocks(config.quality.mode):
             if config.quality.report:  # the report shows why nothing was published
@@ -261,10 +274,12 @@ def run_annotate(spark: SparkSession, config: JobConfig, *, run_id: str | None =
             report = f"\nrun report: {summary.report_path}" if summary.report_path else ""
             raise QualityGateError(gate.summary() + report)
         for name in ("entities", "note_status", "quarantine"):
+            describe(spark, f"publish {name}", run_id)
             keys = processed.where(F.col(ID_COLUMN).isNotNull()) if name == "entities" else processed
             tables.publish(name, derived[name], keys, run_id=run_id, pipeline_version=pipeline.version)
         summary.status = "succeeded"
         if config.quality.report:
+            describe(spark, "run report", run_id)
             summary.duration_s = round(time.monotonic() - clock, 3)
             summary.report_path = str(write_report(spark, config, derived, prepared, summary, gate))
     except Exception as exc:
@@ -273,6 +288,7 @@ def run_annotate(spark: SparkSession, config: JobConfig, *, run_id: str | None =
     finally:
         summary.duration_s = round(time.monotonic() - clock, 3)
         summary.table_versions = dict(tables.versions)
+        describe(spark, "record the run", run_id)
         row = _run_row(spark, config, summary, pipeline.ner_stage_names, started, error, write_mode)
         tables.append_run(row, run_id=run_id, pipeline_version=pipeline.version,
                           succeeded=summary.status == "succeeded")
@@ -281,6 +297,7 @@ def run_annotate(spark: SparkSession, config: JobConfig, *, run_id: str | None =
         if unchanged is not None:
             unchanged.unpersist()
         _remove_staging(staging)
+        clear_description(spark)
     return summary
 
 

@@ -188,8 +188,10 @@ def test_json_input_with_object_text_and_invalid_utf8_parquet(spark, tmp_path):
 
 def test_cli_runs_bundled_sample_and_prints_summary(spark, tmp_path, capsys, sample_notes):
     code = annotate_main(["--output", str(tmp_path / "lake"), "--run-id", "sample-run"])
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert code == 0
+    n = len(sample_notes)
+    assert f"clinlake annotate progress: {n}/{n} notes (100 %), " in err  # the last progress line
     assert f"notes read        {len(sample_notes):>8}" in out
     assert "annotated" in out and "quarantined" in out and str(tmp_path / "lake" / "entities") in out
     status = read_delta(spark, str(tmp_path / "lake" / "note_status"))  # the default output is Delta
