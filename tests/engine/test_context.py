@@ -13,6 +13,7 @@ from clinlake.pipelines.engine.assertion.rules import (
 )
 from clinlake.pipelines.engine.assertion.context import ContextAssertion
 from clinlake.pipelines.engine.types import ASSERTION_LABELS, AssertionResult, Sentence, Token
+from clinlake.pipelines.engine.pieces import WORD_PIECE
 
 KIT_DEVEL = Path(__file__).resolve().parents[3] / "shared" / "data" / "assertion" / "negex_kit_devel.tsv"
 SECTION_DEFAULTS = {
@@ -23,7 +24,7 @@ SECTION_DEFAULTS = {
 PREFIX = "Clinic note.\n"  # puts the sentence at a non-zero offset, as in a real note
 
 
-def make_sentence(note: str, start: int, end: int, pattern: str = r"\w+|[^\w\s]") -> Sentence:
+def make_sentence(note: str, start: int, end: int, pattern: str = WORD_PIECE.pattern) -> Sentence:
     tokens = tuple(
         Token(start + m.start(), start + m.end(), m.group()) for m in re.finditer(pattern, note[start:end])
     )
@@ -31,7 +32,7 @@ def make_sentence(note: str, start: int, end: int, pattern: str = r"\w+|[^\w\s]"
 
 
 def assess(engine: ContextAssertion, sentence_text: str, *phrases: str, section: str | None = None,
-           pattern: str = r"\w+|[^\w\s]") -> list[AssertionResult]:
+           pattern: str = WORD_PIECE.pattern) -> list[AssertionResult]:
     """Assess each phrase (its first case-insensitive occurrence) inside one sentence."""
     note = PREFIX + sentence_text
     start = len(PREFIX)

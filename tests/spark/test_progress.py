@@ -43,11 +43,15 @@ def notes(sample_notes, tmp_path_factory):
     return folder, texts
 
 
+def _job_config(folder, tmp_path):
+    return parse_config({"input": {"path": str(folder), "format": "parquet"},
+                         "output": {"path": str(tmp_path / "lake"), "format": "parquet"},
+                         "quality": {"mode": "off", "report": False}})
+
+
 def test_run_logs_progress_without_note_text(spark, notes, tmp_path, caplog):
     folder, texts = notes
-    config = parse_config({"input": {"path": str(folder), "format": "parquet"},
-                           "output": {"path": str(tmp_path / "lake"), "format": "parquet"},
-                           "quality": {"mode": "off", "report": False}})
+    config = _job_config(folder, tmp_path)
     with caplog.at_level(logging.INFO, logger="clinlake.progress"):
         summary = run_annotate(spark, config, run_id="progress-test", progress_interval=0.05)
     assert (summary.notes_annotated, summary.notes_quarantined) == (28, 2)
@@ -73,10 +77,7 @@ def test_run_logs_progress_without_note_text(spark, notes, tmp_path, caplog):
 
 
 def test_no_progress_lines_when_logging_is_off(spark, notes, tmp_path, caplog):
-    folder, _ = notes
-    config = parse_config({"input": {"path": str(folder), "format": "parquet"},
-                           "output": {"path": str(tmp_path / "lake"), "format": "parquet"},
-                           "quality": {"mode": "off", "report": False}})
+    config = _job_config(notes[0], tmp_path)
     with caplog.at_level(logging.WARNING, logger="clinlake.progress"):
         run_annotate(spark, config, run_id="quiet-test", progress_interval=0.05)
     assert not [r for r in caplog.records if r.name == "clinlake.progress"]
