@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import re
 import socket
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -17,7 +19,8 @@ from clinlake.pipelines.config import parse_config
 from clinlake.pipelines.query.sql import LakeError, open_lake, query
 from clinlake.pipelines.spark.job import run_annotate
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+REPO = Path(__file__).resolve().parents[2]
+README = (REPO / "README.md").read_text(encoding="utf-8")
 README_QUERY = ("SELECT section, chunk, count(*) AS n FROM entities WHERE label = 'PROBLEM' AND assertion = 'absent' "
                 "GROUP BY ALL ORDER BY n DESC, section, chunk LIMIT 20")
 
@@ -153,3 +156,30 @@ def test_the_readme_queries_run_on_a_job_output_offline(lake, offline):
     assert per_note and all(present[note_id] == problems for note_id, _specialty, problems in per_note)
     runs = query(lake, queries[2]).fetchall()
     assert [(r[0], r[1], r[3]) for r in runs] == [("sql-test", "succeeded", 12)]
+
+
+DELTA_SPARK_QUERY = """
+import json, sys
+from pyspark.sql import SparkSession
+jars, sql = sys.argv[1], sys.argv[2]
+spark = (SparkSession.builder.master("local[1]").config("spark.jars", jars).config("spark.ui.enabled", "false")
+         .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+         .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog").getOrCreate())
+print(json.dumps([list(row) for row in spark.sql(sql).collect()]))
+"""
+
+
+def test_the_readme_spark_sql_query_runs_through_delta_spark(lake):
+    """The README's Spark SQL line, through the real delta-spark jar (Spark's own Delta reader, as on
+    Databricks), on the table delta-rs committed: same counts as delta-rs reads."""
+    statement = re.search(r"-- Spark SQL on a cluster with delta-spark.*?\n(SELECT .*?);", README, flags=re.S).group(1)
+    statement = statement.replace("delta.`/lake/entities`", f"delta.`{lake / 'entities'}`")
+    jars = subprocess.run(["bash", str(REPO / "infra" / "jars" / "resolve.sh")], check=True, capture_output=True,
+                          text=True).stdout.strip()
+    run = subprocess.run([sys.executable, "-c", DELTA_SPARK_QUERY, ",".join(str(p) for p in Path(jars).glob("*.jar")),
+                          statement], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = json.loads(run.stdout.strip().splitlines()[-1])
+    expected = Counter((r["label"], r["assertion"]) for r in _delta_rows(lake, "entities"))
+    assert sorted(map(tuple, rows)) == sorted((label, assertion, n) for (label, assertion), n in expected.items())
+    assert [n for *_, n in rows] == sorted(expected.values(), reverse=True)
