@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "clinlake annotate") -> 
     from clinlake.pipelines.report.summary import format_summary
     from clinlake.pipelines.spark.delta_io import ConcurrentRunError
     from clinlake.pipelines.spark.job import InputError, QualityGateError, run_annotate
-    from clinlake.pipelines.spark.session import JavaNotFoundError, get_spark
+    from clinlake.pipelines.spark.session import JavaNotFoundError, ShadowedPackageError, get_spark
 
     _log_progress(quiet=args.quiet)
     try:
@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "clinlake annotate") -> 
         return EXIT_USAGE
     try:
         summary = run_annotate(spark, config, run_id=args.run_id, full_refresh=args.full_refresh)
-    except (InputError, ConfigError, ValueError) as exc:
+    except (InputError, ConfigError, ValueError, ShadowedPackageError) as exc:
         print(f"clinlake: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except QualityGateError as exc:

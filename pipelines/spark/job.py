@@ -41,6 +41,7 @@ from clinlake.pipelines.quality.suites import configured_labels, load_suite
 from clinlake.pipelines.report.html import collect_report_data, write_run_report
 from clinlake.pipelines.spark.progress import BatchCounter, clear_description, describe
 from clinlake.pipelines.spark.progress import reporting as progress_lines
+from clinlake.pipelines.spark.session import isolate_worker_imports
 from clinlake.pipelines.spark.tables import DeltaTables, ParquetTables, read_delta
 
 COPIES_COLUMN = "_copies"  # rows sharing the note id (incremental mode skips only unique, clean ids)
@@ -227,6 +228,7 @@ def run_annotate(spark: SparkSession, config: JobConfig, *, run_id: str | None =
     run_id = run_id or new_run_id()
     started = datetime.now(timezone.utc)
     clock = time.monotonic()
+    isolate_worker_imports(spark)
     # Built on the driver too: validates lexicons, rules and models before any Spark work.
     pipeline = cached_pipeline(config.pipeline, Resolver(config.base_dir))
     tables = output_tables(spark, config, full_refresh=full_refresh)

@@ -17,6 +17,11 @@ class JavaNotFoundError(RuntimeError):
     """Spark needs a Java runtime; the message says how to get one."""
 
 
+class ShadowedPackageError(RuntimeError):
+    """A ``clinlake/`` folder in the working directory would shadow the installed package in the
+    Python workers (Python 3.10, which has no PYTHONSAFEPATH)."""
+
+
 def java_major_version() -> int:
     """The major version of the Java that Spark will start (JAVA_HOME first, then PATH)."""
     java_home = os.environ.get("JAVA_HOME")
@@ -73,3 +78,25 @@ def get_spark(conf: SparkConfig):
         active.sparkContext.setLogLevel(conf.log_level)
     active.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(conf.arrow_batch_rows))
     return active
+
+
+def isolate_worker_imports(spark) -> None:
+    """Python workers import the installed clinlake, wherever the job was started from.
+
+    Spark starts its Python workers with ``python -m``, which puts the working directory first on
+    ``sys.path``: a ``clinlake/`` folder there (the parent of a clone named ``clinlake``, say) would
+    shadow the installed package (an editable install loses even to a folder without ``__init__.py``)
+    and every task would die with "cannot import name '__version__' from 'clinlake'". PYTHONSAFEPATH
+    (Python 3.11+) keeps the working directory off the workers' ``sys.path``; they need nothing from it
+    (Spark puts --py-files and archives on PYTHONPATH). It travels with each Python function, so it
+    also holds in a session that spark-submit or Databricks created.
+    """
+    if sys.version_info >= (3, 11):
+        spark.sparkContext.environment["PYTHONSAFEPATH"] = "1"
+        return
+    folder = Path.cwd() / "clinlake"
+    if folder.is_dir():
+        raise ShadowedPackageError(
+            f"the working directory holds a folder named 'clinlake' ({folder}), which Spark's Python workers "
+            "would import instead of the installed package (Python 3.10 cannot keep it off their path): "
+            "start the job from another directory, or use Python 3.11+")

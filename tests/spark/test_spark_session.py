@@ -24,3 +24,28 @@ def test_old_java_is_refused(monkeypatch, tmp_path):
 
 def test_installed_java_is_accepted():
     assert spark_session.java_major_version() >= 17
+
+
+def test_job_started_beside_a_clinlake_folder_imports_the_installed_package(tmp_path):
+    """Spark's Python workers run ``python -m`` in the working directory: a ``clinlake/`` folder there
+    (the parent of a clone named clinlake) must not shadow the installed package."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "clinlake").mkdir()
+    (tmp_path / "clinlake" / "README.md").write_text("a clone of the project would be here\n")
+    pq.write_table(pa.table({"note_id": ["a", "b", "c"],
+                             "text": ["Denies chest pain.", "History of diabetes mellitus.", "Start aspirin."]}),
+                   tmp_path / "notes.parquet")
+    (tmp_path / "job.yaml").write_text("input: {path: notes.parquet, format: parquet, id_column: note_id, "
+                                       "text_column: text}\noutput: {path: lake, format: parquet}\n"
+                                       "quality: {mode: 'off', report: false}\n")
+    cli = Path(sys.executable).parent / "clinlake"
+    run = subprocess.run([str(cli), "annotate", "--config", "job.yaml", "--quiet"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "annotated                3" in run.stdout
