@@ -1,26 +1,31 @@
 #!/usr/bin/env bash
-# Run the annotate job on a Spark cluster (standalone, YARN or Kubernetes) with spark-submit.
+# Run the annotate job on a Spark cluster (standalone, YARN or Kubernetes) with spark-submit, client
+# mode: the driver runs here, in the packed environment; executors unpack the same environment from
+# --archives, so nothing is installed on the nodes and nothing is downloaded at run time.
 #
-# The Python environment (clinlake + its dependencies) travels to the executors as a packed
-# virtualenv, so nothing is installed on the nodes and nothing is downloaded at run time.
-# Build the archive on the same OS/architecture and Python version as the cluster nodes.
+#   MASTER=spark://host:7077 infra/spark-submit/submit.sh --config my_job.yaml [clinlake annotate options]
 #
-#   MASTER=spark://host:7077 infra/spark-submit/submit.sh --config my_job.yaml
+# Env: MASTER (default local[*]); ENV_ARCHIVE / ENV_DIR (default dist/clinlake-env.tar.gz and
+# dist/clinlake-env, built by pack_env.sh when missing); SPARK_SUBMIT_OPTS_EXTRA: more spark-submit
+# options (e.g. "--conf spark.executor.memory=4g"). The job's entry point is the installed
+# package's jobs/annotate.py, so a checkout is not needed on the submitting machine either.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+here="$(cd "$(dirname "$0")" && pwd)"
 MASTER=${MASTER:-local[*]}
-ENV_ARCHIVE=${ENV_ARCHIVE:-dist/clinlake-env.tar.gz}
-
-if [ ! -f "$ENV_ARCHIVE" ]; then
-  python3 -m venv dist/pack-venv
-  dist/pack-venv/bin/pip install -q . venv-pack
-  dist/pack-venv/bin/venv-pack -p dist/pack-venv -o "$ENV_ARCHIVE"
+ENV_ARCHIVE=${ENV_ARCHIVE:-$here/../../dist/clinlake-env.tar.gz}
+ENV_DIR=${ENV_DIR:-$here/../../dist/clinlake-env}
+if [ ! -f "$ENV_ARCHIVE" ] || [ ! -x "$ENV_DIR/bin/python" ]; then
+  "$here/pack_env.sh" "" "$(dirname "$ENV_ARCHIVE")" >/dev/null
 fi
+entry="$("$ENV_DIR/bin/python" -c 'import clinlake.jobs.annotate as job; print(job.__file__)')"
 
-export PYSPARK_DRIVER_PYTHON=${PYSPARK_DRIVER_PYTHON:-dist/pack-venv/bin/python}
+export PYSPARK_DRIVER_PYTHON="$ENV_DIR/bin/python"
 export PYSPARK_PYTHON=./environment/bin/python
-exec spark-submit \
+# shellcheck disable=SC2086
+exec "$ENV_DIR/bin/spark-submit" \
   --master "$MASTER" \
+  --deploy-mode client \
   --archives "$ENV_ARCHIVE#environment" \
   --conf spark.sql.execution.arrow.maxRecordsPerBatch=64 \
-  jobs/annotate.py "$@"
+  ${SPARK_SUBMIT_OPTS_EXTRA:-} \
+  "$entry" "$@"

@@ -53,10 +53,12 @@ def check_java() -> None:
 def get_spark(conf: SparkConfig):
     """The active SparkSession, or a new one built from ``conf`` (local mode by default).
 
-    On a cluster (spark-submit, Databricks) a session already exists and is reused as is:
-    the cluster's own settings win over the config's ``spark`` section, except the Arrow
-    batch size, which the job sets per session because memory per batch depends on it.
+    On Databricks a session already exists and is reused as is. Under spark-submit the session is
+    built here, but every option spark-submit was given (``--master``, ``--conf``) wins over the
+    config's ``spark`` section. The session time zone (UTC), the shuffle partitions and the Arrow
+    batch size are always the job's: its output and its memory per batch depend on them.
     """
+    from pyspark import SparkConf, SparkContext
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
@@ -65,15 +67,21 @@ def get_spark(conf: SparkConfig):
         # Local mode: Python workers must run this interpreter (the venv with clinlake).
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+        # Under spark-submit no session exists yet, but its options (--master, --conf, ...) are in the
+        # JVM's system properties, which SparkConf() reads: they win over the config's spark section
+        # (a builder's .master() would otherwise put a cluster job back into local mode).
+        SparkContext._ensure_initialized()  # the JVM (spark-submit's own, if it launched us) before reading it
+        submitted = SparkConf()
+        settings = {"spark.master": conf.master, "spark.app.name": conf.app_name,
+                    "spark.ui.showConsoleProgress": "false", **conf.conf}
         builder = (
-            SparkSession.builder.master(conf.master)
-            .appName(conf.app_name)
+            SparkSession.builder
             .config("spark.sql.session.timeZone", "UTC")
             .config("spark.sql.shuffle.partitions", str(conf.shuffle_partitions))
-            .config("spark.ui.showConsoleProgress", "false")
         )
-        for key, value in conf.conf.items():
-            builder = builder.config(key, value)
+        for key, value in settings.items():
+            if not submitted.contains(key):
+                builder = builder.config(key, value)
         active = builder.getOrCreate()
         active.sparkContext.setLogLevel(conf.log_level)
     active.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(conf.arrow_batch_rows))
