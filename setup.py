@@ -65,6 +65,9 @@ setup(
         "clinlake": ["VERSION", "samples/*.csv"],
         "clinlake.conf": ["*.yaml", "lexicons/*", "expectations/*.yaml", "label_maps/*.yaml"],
         "clinlake.models": ["*.md", "*/*"],
+        # npm builds of the CSS/JS/fonts GX's Data Docs pages would load from CDNs, with their
+        # licences (see its README); recursive glob needs setuptools >= 62.3.
+        "clinlake.pipelines.quality": ["data_docs_assets/*", "data_docs_assets/**/*"],
     },
     install_requires=RUNTIME,
     extras_require={
