@@ -76,7 +76,10 @@ setup(
         # torch comes from PyPI: a CUDA build (about 2.5 GB with its NVIDIA libraries) that runs on the CPU;
         # a fresh virtualenv takes about 2 min 20 s for the whole dev install from an empty pip cache.
         # polars: a test runs the README's Polars query on a job's output.
-        "dev": ["pytest>=8", "chispa==0.12.0", "torch==2.13.0", "onnx>=1.16", "gensim>=4.3", "polars>=1.0"],
+        # playwright: tests open Data Docs and the run report offline in the system Chromium
+        # (executable_path=/usr/bin/chromium; `playwright install` is never needed nor run).
+        "dev": ["pytest>=8", "chispa==0.12.0", "torch==2.13.0", "onnx>=1.16", "gensim>=4.3", "polars>=1.0",
+                "playwright>=1.40,<2"],
         "train": ["torch==2.13.0", "onnx>=1.16", "gensim>=4.3"],
     },
     entry_points={"console_scripts": ["clinlake=clinlake.cli:main"]},
