@@ -65,6 +65,9 @@ setup(
         "clinlake": ["VERSION", "samples/*.csv"],
         "clinlake.conf": ["*.yaml", "lexicons/*", "expectations/*.yaml", "label_maps/*.yaml"],
         "clinlake.models": ["*.md", "*/*"],
+        # npm builds of the CSS/JS/fonts GX's Data Docs pages would load from CDNs, with their
+        # licences (see its README); recursive glob needs setuptools >= 62.3.
+        "clinlake.pipelines.quality": ["data_docs_assets/*", "data_docs_assets/**/*"],
     },
     install_requires=RUNTIME,
     extras_require={
@@ -73,7 +76,10 @@ setup(
         # torch comes from PyPI: a CUDA build (about 2.5 GB with its NVIDIA libraries) that runs on the CPU;
         # a fresh virtualenv takes about 2 min 20 s for the whole dev install from an empty pip cache.
         # polars: a test runs the README's Polars query on a job's output.
-        "dev": ["pytest>=8", "chispa==0.12.0", "torch==2.13.0", "onnx>=1.16", "gensim>=4.3", "polars>=1.0"],
+        # playwright: tests open Data Docs and the run report offline in the system Chromium
+        # (executable_path=/usr/bin/chromium; `playwright install` is never needed nor run).
+        "dev": ["pytest>=8", "chispa==0.12.0", "torch==2.13.0", "onnx>=1.16", "gensim>=4.3", "polars>=1.0",
+                "playwright>=1.40,<2"],
         "train": ["torch==2.13.0", "onnx>=1.16", "gensim>=4.3"],
     },
     entry_points={"console_scripts": ["clinlake=clinlake.cli:main"]},

@@ -27,10 +27,10 @@ SHARED_DATA_ENV = "CLINLAKE_SHARED_DATA"
 
 def package_resource(relative: str) -> Path:
     """A file or directory shipped in the package, by its repository-style path (``conf/...``,
-    ``models/...``, ``samples/...``)."""
+    ``models/...``, ``samples/...``, ``pipelines/...``)."""
     first, _, rest = relative.partition("/")
-    # conf/ and models/ are installed as clinlake.conf / clinlake.models (see setup.py).
-    if first in ("conf", "models"):
+    # conf/, models/ and pipelines/ are installed as clinlake.conf / .models / .pipelines (see setup.py).
+    if first in ("conf", "models", "pipelines"):
         return Path(str(resources.files(f"clinlake.{first}"))) / rest
     return Path(str(resources.files("clinlake"))) / relative
 

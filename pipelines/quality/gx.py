@@ -7,17 +7,23 @@ and turns every unmet expectation into a :class:`~clinlake.pipelines.quality.typ
 PHI: GX runs with ``partial_unexpected_count: 0``, so neither the results nor the Data Docs
 list offending values, and observed values of text columns (:data:`PHI_COLUMNS`) are withheld.
 
+Data Docs are rewritten after each build to load vendored CSS/JS instead of CDN files
+(:mod:`~clinlake.pipelines.quality.offline_docs`), so they render air-gapped.
+
 great_expectations is imported on first use only (:func:`_gx`), never at module level: the
 engine and ``clinlake annotate --gate off`` must not load it.
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from clinlake.pipelines.quality.types import Failure, Suite
+
+LOG = logging.getLogger("clinlake.quality")
 
 #: Columns whose values are (or quote) note text: their values never appear in failures.
 PHI_COLUMNS = frozenset({"chunk", "text", "quarantined_text", "assertion_cue", "note_text", "body"})
@@ -110,8 +116,26 @@ def run_expectations(suites: Sequence[Suite], frames: Mapping[str, Any], *, cont
             for url in context.build_data_docs().values():
                 if url.startswith("file://"):
                     docs = Path(url[len("file://"):])
+        if docs is not None and docs.exists():
+            _make_docs_offline(docs.parent)
         timings["great_expectations:data_docs"] = round(time.monotonic() - started, 3)
     return failures, evaluated, docs
+
+
+def _make_docs_offline(site: Path) -> None:
+    """Point the Data Docs pages at vendored copies of the CDN files GX links (air-gapped use)."""
+    from clinlake.pipelines.quality.offline_docs import OfflineDocsError, make_site_offline
+
+    try:
+        report = make_site_offline(site)
+    except OfflineDocsError as err:  # a broken install must not turn a gate verdict into a crash
+        LOG.warning("Data Docs left as GX wrote them (they need a network to render): %s", err)
+        return
+    if report.unresolved:
+        # Not fatal: the gate's verdict stands; the pages only render unstyled without a network.
+        # (URLs of GX's templates only, never data.)
+        LOG.warning("Data Docs still load %d off-site file(s) with no vendored copy: %s",
+                    len(report.unresolved), ", ".join(sorted(report.unresolved)))
 
 
 def _quiet_progress_bars(context) -> None:
