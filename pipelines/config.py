@@ -136,6 +136,10 @@ class SparkConfig:
     # Rows per Arrow batch sent to Python workers. Notes average a few KB but reach MBs,
     # so Spark's default of 10,000 rows would make memory unbounded per batch.
     arrow_batch_rows: int = 64
+    # Notes per engine task. The engine costs CPU per note, not per byte, so the notes are spread over
+    # max(2 x the session's cores, notes / notes_per_partition) tasks: sized by bytes (as Spark and its
+    # adaptive execution would), a table of short notes ran in one task on one core.
+    notes_per_partition: int = 500
     shuffle_partitions: int = 8
     # Spark's own log level for sessions clinlake creates (the run summary is printed regardless).
     log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "WARN"

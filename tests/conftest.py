@@ -13,6 +13,11 @@ SHARED = REPO.parent / "shared"
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cluster: runs on the standalone cluster (slow; .ci/run runs it; "
+                                       "-m 'not cluster' to leave it out while iterating)")
+
+
 @pytest.fixture(scope="session")
 def spark():
     from clinlake.pipelines.config import SparkConfig

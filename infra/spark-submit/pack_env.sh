@@ -21,5 +21,9 @@ rm -rf "$out/clinlake-env" "$out/clinlake-env.tar.gz"
 "$python" -m venv "$out/clinlake-env"
 "$out/clinlake-env/bin/pip" install -q "$wheel"
 [ -x "$out/pack-tools/bin/venv-pack" ] || { "$python" -m venv "$out/pack-tools" && "$out/pack-tools/bin/pip" install -q venv-pack; }
-"$out/pack-tools/bin/venv-pack" -q -p "$out/clinlake-env" -o "$out/clinlake-env.tar.gz"
+# pyspark's jars/ (about 400 MB) stay out: executors run the cluster's own Spark JVM, and their Python
+# workers import only pyspark's Python code.
+"$out/pack-tools/bin/venv-pack" -q -p "$out/clinlake-env" -o "$out/clinlake-env.tar.gz" \
+  --exclude 'lib/python*/site-packages/pyspark/jars/*'
+
 echo "$out/clinlake-env.tar.gz"

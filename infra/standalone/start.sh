@@ -16,7 +16,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 state="$(mkdir -p "${1:-$here/../../build/standalone}" && cd "${1:-$here/../../build/standalone}" && pwd)"
 python="${PYTHON:-python3}"
 workers="${WORKERS:-2}"
-spark_home="$("$python" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')"
+spark_home="$("$python" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))' 2>/dev/null)" || {
+  echo "no pyspark in $python: set PYTHON to the interpreter of an environment with pyspark" >&2; exit 2; }
 export SPARK_HOME="$spark_home" SPARK_LOCAL_IP=127.0.0.1 SPARK_NO_DAEMONIZE=1
 free_port() { "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 

@@ -146,6 +146,15 @@ def _duplicate_reason(conf: InputConfig):
             .when(duplicated & (rank > 1), F.lit(f"{DUPLICATE_ID}:identical copy of a note annotated in this run")))
 
 
+def engine_partitions(spark: SparkSession, notes: int, notes_per_partition: int) -> int:
+    """Engine tasks for ``notes`` notes: at least two per core of the session (so a slow task does not
+    leave cores idle), more when that would put over ``notes_per_partition`` notes in one task. The
+    round-robin repartition that uses it is retry-safe: Spark sorts before it, so a task re-run after
+    a lost executor gets the same notes."""
+    cores = spark.sparkContext.defaultParallelism
+    return max(1, 2 * cores, -(-notes // max(1, notes_per_partition)))
+
+
 def annotate_notes(notes: DataFrame, config: JobConfig, counter: BatchCounter | None = None) -> DataFrame:
     """Run the whole engine on every partition with ``mapInArrow``; one row out per row in.
     ``counter`` counts the finished result batches for the driver's progress lines."""
@@ -256,7 +265,9 @@ def run_annotate(spark: SparkSession, config: JobConfig, *, run_id: str | None =
             prepared = prepared.join(unchanged, ID_COLUMN, "left_anti")
         describe(spark, "annotate: text, sections, NER, assertion (engine)", run_id)
         counter = BatchCounter(spark)
-        with progress_lines(counter, summary.notes_read - summary.notes_unchanged, interval=progress_interval):
+        to_annotate = summary.notes_read - summary.notes_unchanged
+        prepared = prepared.repartition(engine_partitions(spark, to_annotate, config.spark.notes_per_partition))
+        with progress_lines(counter, to_annotate, interval=progress_interval):
             annotate_notes(prepared, config, counter).write.mode("overwrite").parquet(staging)
         describe(spark, "count results", run_id)
         results = spark.read.parquet(staging)
