@@ -18,13 +18,13 @@ class SparkNlpEnv:
     python: Path
     jars: Path
 
-    def run(self, command: str, work: Path, timeout: int = 300) -> None:
-        """Run sparknlp_side.py COMMAND in the Spark NLP environment's own Python and Spark."""
+    def run(self, work: Path, *commands: str, timeout: int = 400) -> None:
+        """Run sparknlp_side.py's commands in the Spark NLP environment's own Python and Spark."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPARK", "SPARK_"))}
-        done = subprocess.run([str(self.python), str(SIDE), command, str(self.jars), str(work)], env=env,
+        done = subprocess.run([str(self.python), str(SIDE), str(self.jars), str(work), *commands], env=env,
                               capture_output=True, text=True, timeout=timeout)
         if done.returncode != 0:
-            raise AssertionError(f"sparknlp_side.py {command} failed:\n{done.stderr[-4000:]}")
+            raise AssertionError(f"sparknlp_side.py {' '.join(commands)} failed:\n{done.stderr[-4000:]}")
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,9 @@
 (pyspark 3.5 + spark-nlp 5.5.3, the real JVM jar; see .ci/sparknlp-env.sh), never imported by
 clinlake or its own test process.
 
-  sparknlp_side.py read-ours  JARS_DIR WORK   Spark NLP annotators take clinlake's chunk column
-  sparknlp_side.py write-ner  JARS_DIR WORK   train a tiny NerCrf model, write its chunks as input
+  sparknlp_side.py JARS_DIR WORK COMMAND...   one Spark session runs the commands in order:
+    read-ours   Spark NLP annotators take clinlake's chunk column (WORK/ours.parquet)
+    write-ner   train a tiny NerCrf model, write its chunks as clinlake input (WORK/theirs.parquet)
 
 WORK holds the inputs (notes.parquet, vectors.txt, pos.txt, ner.conll) and gets the outputs.
 Everything is trained here from those files: nothing is downloaded.
@@ -102,10 +103,11 @@ def _plain(annotation) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    command, jars_dir, work = argv[0], Path(argv[1]), Path(argv[2])
+    jars_dir, work, commands = Path(argv[0]), Path(argv[1]), argv[2:]
     spark = session(jars_dir)
     try:
-        {"read-ours": read_ours, "write-ner": write_ner}[command](spark, work)
+        for command in commands:
+            {"read-ours": read_ours, "write-ner": write_ner}[command](spark, work)
         (work / "versions.json").write_text(json.dumps({"spark": spark.version, "sparknlp": _sparknlp_version()}))
     finally:
         spark.stop()

@@ -26,11 +26,22 @@ from interop_data import NOTES, vector, write_training_files
 CHUNK_KEYS = {"entity", "sentence", "chunk", "confidence", "entity_id", "ner_source"}
 
 
-@pytest.fixture
-def work(tmp_path):
-    write_training_files(tmp_path)
-    pq.write_table(pa.table({"note_id": list(NOTES), "text": list(NOTES.values())}), tmp_path / "notes.parquet")
-    return tmp_path
+@pytest.fixture(scope="module")
+def work(spark, sparknlp_env, tmp_path_factory):
+    """clinlake's job on NOTES (ours.parquet: its chunk column with the text), then one Spark NLP
+    session: its annotators read ours, and a NerCrf model trained there writes theirs."""
+    work = tmp_path_factory.mktemp("sparknlp")
+    write_training_files(work)
+    pq.write_table(pa.table({"note_id": list(NOTES), "text": list(NOTES.values())}), work / "notes.parquet")
+    config = parse_config({"input": {"path": str(work / "notes.parquet")},
+                           "output": {"path": str(work / "ours"), "format": "parquet"},
+                           "quality": {"mode": "off", "report": False}})
+    assert run_annotate(spark, config, run_id="interop-ours").status == "succeeded"
+    status = spark.read.parquet(str(work / "ours" / "note_status"))
+    notes = spark.read.parquet(str(work / "notes.parquet"))
+    status.select("note_id", "ner_chunk").join(notes, "note_id").write.parquet(str(work / "ours.parquet"))
+    sparknlp_env.run(work, "read-ours", "write-ner")
+    return work
 
 
 def pooled(chunk: str) -> list[float]:
@@ -38,18 +49,9 @@ def pooled(chunk: str) -> list[float]:
     return [round(sum(v[d] for v in vectors) / len(vectors), 4) for d in range(2)]
 
 
-def test_sparknlp_annotators_read_our_chunk_column(spark, sparknlp_env, work):
-    config = parse_config({"input": {"path": str(work / "notes.parquet")},
-                           "output": {"path": str(work / "lake"), "format": "parquet"},
-                           "quality": {"mode": "off", "report": False}})
-    assert run_annotate(spark, config, run_id="interop-ours").status == "succeeded"
-    status = spark.read.parquet(str(work / "lake" / "note_status"))
-    notes = spark.read.parquet(str(work / "notes.parquet"))
-    status.select("note_id", "ner_chunk").join(notes, "note_id").write.parquet(str(work / "ours.parquet"))
-    entities = spark.read.parquet(str(work / "lake" / "entities")).orderBy("note_id", "begin").collect()
+def test_sparknlp_annotators_read_our_chunk_column(spark, work):
+    entities = spark.read.parquet(str(work / "ours" / "entities")).orderBy("note_id", "begin").collect()
     assert len(entities) >= 5
-
-    sparknlp_env.run("read-ours", work)
     got = {r["note_id"]: r for r in json.loads((work / "read_ours.json").read_text())}
     assert json.loads((work / "versions.json").read_text())["sparknlp"] == "5.5.3"
     assert set(got) == set(NOTES)
@@ -79,8 +81,7 @@ EXPECTED = {  # (note, chunk, section, assertion) from the user's chunks through
 }
 
 
-def test_clinlake_reads_a_sparknlp_ner_column(spark, sparknlp_env, work):
-    sparknlp_env.run("write-ner", work)
+def test_clinlake_reads_a_sparknlp_ner_column(spark, work):
     theirs = pq.read_table(work / "theirs.parquet").to_pylist()
     found = {(r["note_id"], a["result"], dict(a["metadata"])["entity"]) for r in theirs for a in r["ner_chunk"]}
     assert found == {(n, c, "DISEASE") for n, c, _, _ in EXPECTED}  # the user's model learnt its chunks
