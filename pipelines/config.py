@@ -82,6 +82,19 @@ class NerModelConfig:
 
 
 @dataclass(frozen=True)
+class NerColumnConfig:
+    """NER chunks a user's own Spark NLP model already wrote into the input table: an Annotation
+    array column (annotatorType ``chunk``, label in metadata ``entity``), e.g. NerConverter's output.
+    The Spark edge hands its spans to the engine (pipelines/engine/columns.py), which validates them
+    against the note text and runs sections, assertion, the quality gate and publishing on them."""
+
+    column: str  # the input column holding the chunks
+    # The labels to keep (after label_map); required: the quality gate checks every label against them.
+    labels: list[str] = field(default_factory=list)
+    label_map: dict[str, str] = field(default_factory=dict)  # rename labels, e.g. {DISEASE: PROBLEM}
+
+
+@dataclass(frozen=True)
 class AssertionConfig:
     # hybrid: ConText rules + the shipped CNN (models/assertion), the best on the NegEx kit devel split.
     engine: Literal["hybrid", "rules", "model", "none"] = "hybrid"
@@ -108,7 +121,7 @@ def default_ner() -> list[NerModelConfig]:
 class PipelineConfig:
     text: TextConfig = field(default_factory=TextConfig)
     sections: SectionsConfig = field(default_factory=SectionsConfig)
-    ner: list[NerModelConfig] = field(default_factory=default_ner)
+    ner: list[NerModelConfig | NerColumnConfig] = field(default_factory=default_ner)
     dictionary: list[DictionaryConfig] = field(default_factory=list)
     # Chunk merge: stages earlier in the order win overlaps (see pipelines/engine/merge.py).
     dictionary_precedence: Literal["after_models", "before_models"] = "after_models"
@@ -253,6 +266,8 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
+        if len(inner) > 1 and all(is_dataclass(a) for a in inner):
+            return _build_variant(inner, value, key)
         return _coerce(inner[0], value, key)
     if origin is list:
         if not isinstance(value, list):
@@ -279,6 +294,25 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
             raise ConfigError(f"{key!r} must be a non-empty string; got {value!r}")
         return value
     raise ConfigError(f"{key!r}: unsupported type {hint!r}")  # pragma: no cover - programming error
+
+
+def _build_variant(variants: list[type], value: Any, key: str) -> Any:
+    """One of several entry kinds (``{model: ...}`` or ``{column: ...}``), told apart by the one
+    required key each has; exactly one of those keys must be present."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
+    required = {f.name: cls for cls in variants for f in fields(cls)
+                if f.default is MISSING and f.default_factory is MISSING}  # type: ignore[misc]
+    present = [name for name in required if name in value]
+    if len(present) != 1:
+        names = " or ".join(repr(name) for name in required)
+        found = f"; got both {' and '.join(map(repr, present))}" if present else ""
+        raise ConfigError(f"{key!r} needs exactly one of {names}{found}")
+    built = _build(required[present[0]], value, prefix=f"{key}.")
+    if isinstance(built, NerColumnConfig) and not built.labels:
+        raise ConfigError(f"'{key}.labels' is required for a column entry: the labels its chunks may carry "
+                          "(others are dropped; the quality gate checks every label against them)")
+    return built
 
 
 def _scalar_to_str(value: Any, key: str) -> str:

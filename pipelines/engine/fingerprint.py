@@ -7,7 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from clinlake import __version__
-from clinlake.pipelines.config import PipelineConfig
+from clinlake.pipelines.config import NerModelConfig, PipelineConfig
 from clinlake.pipelines.engine.ner.metadata import META_FILE, ModelMeta
 from clinlake.pipelines.resources import Resolver
 
@@ -47,7 +47,7 @@ def model_files(model_dir: Path) -> list[Path]:
 
 def conf_models(conf: PipelineConfig, resolver: Resolver) -> list[Path]:
     """Every model directory the pipeline loads (their files are part of the version)."""
-    models = [resolver.model_dir(m.model) for m in conf.ner]
+    models = [resolver.model_dir(m.model) for m in conf.ner if isinstance(m, NerModelConfig)]
     if conf.assertion.engine in ("model", "hybrid"):
         models.append(resolver.model_dir(conf.assertion.model))
     return models

@@ -11,10 +11,11 @@ import json
 from dataclasses import asdict
 from itertools import groupby
 from operator import itemgetter
-from typing import Sequence
+from typing import Mapping, Sequence
 
-from clinlake.pipelines.config import JobConfig, PipelineConfig
+from clinlake.pipelines.config import JobConfig, NerColumnConfig, PipelineConfig
 from clinlake.pipelines.engine.assertion.engines import load_assertion_engine
+from clinlake.pipelines.engine.columns import ColumnNerStage, ExternalChunk, column_stages
 from clinlake.pipelines.engine.dictionary import DictionaryNer, read_lexicon
 from clinlake.pipelines.engine.fingerprint import pipeline_version
 from clinlake.pipelines.engine.merge import merge_chunks
@@ -48,14 +49,7 @@ class Pipeline:
             resolver.resource(conf.sections.headings),
             unknown_caps_headings=conf.sections.unknown_caps_headings,
         )
-        ner_stages: list[NerStage] = []
-        if conf.ner:
-            # Lazy: onnxruntime is imported only when a pipeline has model stages.
-            from clinlake.pipelines.engine.ner.stage import load_ner_stage
-
-            ner_stages += [load_ner_stage(resolver.model_dir(m.model), labels=m.labels,
-                                          label_map=m.label_map, propagate_abbreviations=m.propagate_abbreviations)
-                           for m in conf.ner]
+        ner_stages = [_ner_stage(entry, resolver) for entry in conf.ner]
         if conf.dictionary:
             lexicons = [
                 read_lexicon(resolver.resource(d.path), name=d.name, default_label=d.label)
@@ -83,13 +77,14 @@ class Pipeline:
         section, resolving relative paths against the config file's directory."""
         return cls.build(config.pipeline, Resolver(config.base_dir))
 
-    def annotate(self, text: str) -> list[Entity]:
-        """All entities of one note, in text order, with sentence, section and assertion."""
+    def annotate(self, text: str, chunks: Mapping[str, Sequence[ExternalChunk] | None] | None = None) -> list[Entity]:
+        """All entities of one note, in text order, with sentence, section and assertion.
+        ``chunks``: the note's NER input columns, by column name, for ``{column: ...}`` stages."""
         sentences = self.splitter.split(text)
         if not sentences:
             return []
         sections = self.sections.detect(text)
-        entities = merge_chunks([stage.find(text, sentences) for stage in self.ner_stages])
+        entities = merge_chunks([_find(stage, text, sentences, chunks) for stage in self.ner_stages])
         # Words of a heading ("MEDICATIONS:", "HISTORY OF PRESENT ILLNESS:") are not findings.
         headings = [(s.start, s.heading_end) for s in sections]
         entities = [e for e in entities if not _inside_any(e.start, e.end, headings)]
@@ -123,6 +118,28 @@ class Pipeline:
     @property
     def ner_stage_names(self) -> list[str]:
         return [stage.name for stage in self.ner_stages]
+
+    @property
+    def chunk_columns(self) -> list[str]:
+        """The input columns the ``{column: ...}`` stages read, in stage order."""
+        return [stage.column for stage in column_stages(self.ner_stages)]
+
+
+def _ner_stage(entry: object, resolver: Resolver) -> NerStage:
+    if isinstance(entry, NerColumnConfig):
+        return ColumnNerStage(entry.column, labels=entry.labels, label_map=entry.label_map)
+    # Lazy: onnxruntime is imported only when a pipeline has model stages.
+    from clinlake.pipelines.engine.ner.stage import load_ner_stage
+
+    return load_ner_stage(resolver.model_dir(entry.model), labels=entry.labels, label_map=entry.label_map,
+                          propagate_abbreviations=entry.propagate_abbreviations)
+
+
+def _find(stage: NerStage, text: str, sentences: Sequence[Sentence],
+          chunks: Mapping[str, Sequence[ExternalChunk] | None] | None) -> list[Entity]:
+    if isinstance(stage, ColumnNerStage):
+        return stage.find(text, sentences, (chunks or {}).get(stage.column))
+    return stage.find(text, sentences)
 
 
 def _inside_any(start: int, end: int, spans: Sequence[tuple[int, int]]) -> bool:

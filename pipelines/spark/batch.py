@@ -7,7 +7,9 @@ batch goes on. Reason details never contain note text (clinical notes are PHI).
 
 Input batch columns: ``note_id`` (string), ``text`` (binary: raw UTF-8 bytes, decoded here
 so invalid UTF-8 is caught per note, or string), ``pre_reason`` (a reason already decided
-by the Spark side, e.g. duplicate ids, or null) and the pass-through columns, copied as is.
+by the Spark side, e.g. duplicate ids, or null), for each ``pipeline.ner`` column entry its chunks
+as plain structs (``_ner_column_<name>``, see :mod:`clinlake.pipelines.spark.chunks`) and the
+pass-through columns, copied as is.
 """
 from __future__ import annotations
 
@@ -21,10 +23,12 @@ import pyarrow as pa
 from clinlake.schemas.arrow import arrow_schema, arrow_type
 from clinlake.schemas.tables import NOTE_RESULT_COLUMNS, SPARKNLP_COLUMNS, STATUS_ANNOTATED, STATUS_QUARANTINED
 
+from clinlake.pipelines.engine.columns import ExternalChunk, ExternalChunkError
 from clinlake.pipelines.engine.pipeline import Pipeline
 from clinlake.pipelines.engine.types import Entity
 
 ID_COLUMN = "note_id"
+CHUNKS_PREFIX = "_ner_column_"  # + a pipeline.ner column entry's name (pipelines/spark/chunks.py)
 TEXT_COLUMN = "text"
 PRE_REASON_COLUMN = "pre_reason"
 
@@ -38,6 +42,7 @@ CONTROL_CHARACTERS = "control_characters"
 TEXT_TOO_LONG = "text_too_long"
 ENGINE_ERROR = "engine_error"
 TEXT_NOT_STRING = "text_not_string"
+INVALID_NER_CHUNK = "invalid_ner_chunk"
 
 # C0/C1 control characters other than the whitespace ones notes legitimately contain.
 _ALLOWED_CONTROLS = frozenset("\t\n\r\f\v")
@@ -150,7 +155,8 @@ def result_schema(passthrough: pa.Schema | None = None, *, sparknlp: bool = Fals
 
 
 def annotate_note(pipeline: Pipeline, note_id: str | None, raw_text: Any, pre_reason: str | None,
-                  limits: Limits, *, sparknlp: bool = False) -> dict[str, Any]:
+                  limits: Limits, *, sparknlp: bool = False,
+                  chunks: dict[str, list[ExternalChunk] | None] | None = None) -> dict[str, Any]:
     """The result row for one note (without pass-through columns)."""
     row: dict[str, Any] = {"note_id": note_id, "status": STATUS_QUARANTINED, "reason": None, "detail": None,
                            "text_sha256": None, "text_length": None, "entity_count": 0, "entities": [],
@@ -170,8 +176,10 @@ def annotate_note(pipeline: Pipeline, note_id: str | None, raw_text: Any, pre_re
         problem = Quarantine(reason, detail or reason)
     if problem is None:
         try:
-            entities = pipeline.annotate(text)  # type: ignore[arg-type]
+            entities = pipeline.annotate(text, chunks)  # type: ignore[arg-type]
             records = [entity_record(e, pipeline.version, row["text_sha256"]) for e in entities]
+        except ExternalChunkError as exc:  # the message has positions and labels, no note text
+            problem = Quarantine(INVALID_NER_CHUNK, str(exc))
         except Exception as exc:  # one bad note must never fail the partition
             problem = Quarantine(ENGINE_ERROR, f"{type(exc).__name__} in the annotation engine")
         else:
@@ -192,7 +200,9 @@ def annotate_batch(pipeline: Pipeline, batch: pa.RecordBatch, *, passthrough: Se
     texts = _raw_values(batch.column(TEXT_COLUMN))
     pre = (batch.column(PRE_REASON_COLUMN).to_pylist() if PRE_REASON_COLUMN in batch.schema.names
            else [None] * batch.num_rows)
-    rows = [annotate_note(pipeline, i, t, r, limits, sparknlp=sparknlp) for i, t, r in zip(ids, texts, pre)]
+    chunks = _note_chunks(batch, pipeline.chunk_columns)
+    rows = [annotate_note(pipeline, i, t, r, limits, sparknlp=sparknlp, chunks=c)
+            for i, t, r, c in zip(ids, texts, pre, chunks)]
     core = result_schema(sparknlp=sparknlp)
     arrays = [pa.array([row[f.name] for row in rows], type=f.type) for f in core]
     fields = list(core)
@@ -205,6 +215,13 @@ def annotate_batch(pipeline: Pipeline, batch: pa.RecordBatch, *, passthrough: Se
 def annotate_batches(pipeline: Pipeline, batches: Iterable[pa.RecordBatch], **options: Any) -> Iterator[pa.RecordBatch]:
     for batch in batches:
         yield annotate_batch(pipeline, batch, **options)
+
+
+def _note_chunks(batch: pa.RecordBatch, columns: Sequence[str]) -> list[dict[str, list[ExternalChunk] | None]]:
+    """Per row, each NER input column's chunks (None where the column is null for the note)."""
+    per_column = {name: batch.column(CHUNKS_PREFIX + name).to_pylist() for name in columns}
+    return [{name: None if values[row] is None else [ExternalChunk.from_dict(c) for c in values[row]]
+             for name, values in per_column.items()} for row in range(batch.num_rows)]
 
 
 def _raw_values(column: pa.Array | pa.ChunkedArray) -> list[Any]:

@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -33,12 +33,13 @@ from clinlake.schemas.tables import (NOTE_RESULT_COLUMNS, RUN_COLUMNS, SPARKNLP_
 from clinlake.pipelines.spark.batch import (
     ID_COLUMN, PRE_REASON_COLUMN, TEXT_COLUMN, TEXT_NOT_STRING, Limits, annotate_batches,
 )
-from clinlake.pipelines.config import InputConfig, JobConfig
+from clinlake.pipelines.config import InputConfig, JobConfig, NerColumnConfig
 from clinlake.pipelines.resources import Resolver, resolve_data_path
 from clinlake.pipelines.engine.pipeline import cached_pipeline
 from clinlake.pipelines.quality.gate import validate_tables
 from clinlake.pipelines.quality.suites import configured_labels, load_suite
 from clinlake.pipelines.report.html import collect_report_data, write_run_report
+from clinlake.pipelines.spark.chunks import ChunkColumnError, engine_column, plain_chunk_columns
 from clinlake.pipelines.spark.progress import BatchCounter, clear_description, describe
 from clinlake.pipelines.spark.progress import reporting as progress_lines
 from clinlake.pipelines.spark.session import isolate_worker_imports
@@ -104,8 +105,9 @@ def read_notes(spark: SparkSession, conf: InputConfig) -> DataFrame:
     return df
 
 
-def prepare_notes(df: DataFrame, conf: InputConfig) -> DataFrame:
-    """Columns the engine needs, under the engine's names, plus the pre-decided reasons."""
+def prepare_notes(df: DataFrame, conf: InputConfig, chunk_columns: Sequence[str] = ()) -> DataFrame:
+    """Columns the engine needs, under the engine's names, plus the pre-decided reasons.
+    ``chunk_columns``: the input's NER chunk columns (``pipeline.ner`` column entries)."""
     reserved = {c.name for c in NOTE_RESULT_COLUMNS + SPARKNLP_COLUMNS} | {"pipeline_version", "run_id"}
     clash = sorted(set(conf.passthrough) & reserved)
     if clash:
@@ -123,11 +125,24 @@ def prepare_notes(df: DataFrame, conf: InputConfig) -> DataFrame:
         F.col(conf.id_column).cast("string").alias(ID_COLUMN),
         text.alias(TEXT_COLUMN),
         type_reason.alias("_type_reason"),
+        *_chunk_columns(df, chunk_columns),
         *[F.col(c) for c in conf.passthrough],
     )
     return (notes.withColumn(PRE_REASON_COLUMN, F.coalesce("_type_reason", _duplicate_reason(conf)))
             .withColumn(COPIES_COLUMN, F.count(F.lit(1)).over(Window.partitionBy(ID_COLUMN)))
             .drop("_type_reason"))
+
+
+def ner_columns(config: JobConfig) -> list[str]:
+    """The input columns ``pipeline.ner`` column entries read (a user's Spark NLP chunks)."""
+    return [entry.column for entry in config.pipeline.ner if isinstance(entry, NerColumnConfig)]
+
+
+def _chunk_columns(df: DataFrame, names: Sequence[str]) -> list:
+    try:
+        return plain_chunk_columns(df, names)
+    except ChunkColumnError as exc:
+        raise InputError(str(exc)) from None
 
 
 def _duplicate_reason(conf: InputConfig):
@@ -173,7 +188,8 @@ def annotate_notes(notes: DataFrame, config: JobConfig, counter: BatchCounter | 
         results = annotate_batches(pipeline, batches, passthrough=passthrough, limits=limits, sparknlp=sparknlp)
         yield from (map(counter.count, results) if counter is not None else results)
 
-    engine_input = notes.select(ID_COLUMN, TEXT_COLUMN, PRE_REASON_COLUMN, *passthrough)
+    chunks = [engine_column(name) for name in ner_columns(config)]
+    engine_input = notes.select(ID_COLUMN, TEXT_COLUMN, PRE_REASON_COLUMN, *chunks, *passthrough)
     return engine_input.mapInArrow(run_partition, schema)
 
 
@@ -256,8 +272,9 @@ def run_annotate(spark: SparkSession, config: JobConfig, *, run_id: str | None =
         describe(spark, "read notes", run_id)
         notes = read_notes(spark, config.input)
         summary.notes_read = notes.count()
-        prepared = prepare_notes(notes, config.input)
-        stored_status = tables.read("note_status") if tables.incremental else None
+        prepared = prepare_notes(notes, config.input, ner_columns(config))
+        # With NER input columns, a note's entities may change while its text does not: no skipping.
+        stored_status = tables.read("note_status") if tables.incremental and not ner_columns(config) else None
         if stored_status is not None:
             describe(spark, "find unchanged notes (incremental)", run_id)
             unchanged = unchanged_notes(prepared, stored_status, pipeline.version).cache()
