@@ -63,6 +63,14 @@ class DeltaTables(_TableRoot):
     versions: dict[str, int] = field(default_factory=dict)
     _tables: dict[str, object] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Every table's version is read now, when the run starts, and each commit is made against it:
+        # a run that another run overtook fails on its first commit (ConcurrentRunError) and commits
+        # nothing. Opened lazily at publish, a table would be committed against whatever version it had
+        # then, so the overtaken run could commit entities and only then fail on note_status.
+        for name in ("entities", "note_status", "quarantine"):
+            self._table(name)
+
     def _table(self, name: str):
         if name not in self._tables:
             path = self.path(name)

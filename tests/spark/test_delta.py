@@ -178,6 +178,32 @@ def test_concurrent_runs_one_wins_the_other_fails_cleanly(spark, tmp_path, lake,
     assert_unique_entity_ids(spark, lake)
 
 
+def test_a_run_overtaken_before_its_commits_commits_nothing(spark, tmp_path, lake, monkeypatch):
+    """The race as it happens on a cluster: the rival run commits everything while this run is still
+    annotating, before this run has opened any table for its commit. This run must fail on its first
+    commit (tables pinned at the versions read when it started), not commit entities and then fail."""
+    from clinlake.pipelines.spark import job
+
+    run_annotate(spark, config(write_notes(tmp_path / "n.parquet", NOTES), lake), run_id="base")
+    rival = config(write_notes(tmp_path / "o.parquet", dict(NOTES, n2="No cough.")), lake)
+    real_derive = job.derive_tables
+
+    def rival_commits_first(*args, **kwargs):
+        monkeypatch.setattr(job, "derive_tables", real_derive)
+        assert run_annotate(spark, rival, run_id="rival").status == "succeeded"
+        return real_derive(*args, **kwargs)
+
+    monkeypatch.setattr(job, "derive_tables", rival_commits_first)
+    with pytest.raises(ConcurrentRunError, match="committed nothing"):
+        run_annotate(spark, config(write_notes(tmp_path / "m.parquet", dict(NOTES, n2="Severe cough.")), lake),
+                     run_id="loser")
+    for table in ("entities", "note_status", "quarantine"):
+        assert DeltaTable(str(lake / table)).version() == 1, table  # base, rival: nothing of the loser
+        assert "loser" not in {r["run_id"] for r in delta_rows(lake / table)}, table
+    assert {r["run_id"] for r in delta_rows(lake / "entities") if r["note_id"] == "n2"} == {"rival"}
+    assert_unique_entity_ids(spark, lake)
+
+
 def test_delta_input_with_version_and_quarantine_replacement(spark, tmp_path, lake):
     source = str(tmp_path / "notes_delta")
     write_deltalake(source, pa.table({"id": ["a", "b"], "body": ["No fever.", ""]}))
