@@ -216,8 +216,13 @@ def is_delta_path(path: str) -> bool:
 
 
 def has_delta_spark(spark: SparkSession) -> bool:
+    """delta-spark's classes are on the session's class path. Looked up through the thread's context
+    class loader: jars added with ``spark.jars`` / ``--jars`` / ``--packages`` are only there, not in
+    the system class loader that a plain ``Class.forName`` uses."""
     try:
-        spark._jvm.java.lang.Class.forName("io.delta.sql.DeltaSparkSessionExtension")  # type: ignore[union-attr]
+        jvm = spark._jvm  # type: ignore[union-attr]
+        loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
+        jvm.java.lang.Class.forName("io.delta.sql.DeltaSparkSessionExtension", False, loader)
         return True
     except Exception:
         return False
