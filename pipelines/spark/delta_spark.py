@@ -33,6 +33,11 @@ by the other:
   over, per note, never duplicated.)
 - **Names.** Tables are folders (``delta.`<path>```) or catalog tables (``output.catalog`` /
   ``output.schema`` / ``output.tables``), created with ``saveAsTable``.
+
+SQL (``MERGE INTO``, ``DESCRIBE HISTORY``) rather than the ``delta.tables`` Python API: it needs no
+extra Python package and reads the same on Databricks and open-source delta-spark. The ``MERGE``'s
+idempotence and ``userMetadata`` are session settings, set for the one statement and restored after
+it; another thread running Delta writes in the same SparkSession at that moment would pick them up.
 """
 from __future__ import annotations
 

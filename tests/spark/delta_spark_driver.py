@@ -345,8 +345,10 @@ def session(jars: str, work: Path):
              .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
              .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
              .config("spark.sql.warehouse.dir", str(work / "warehouse"))
-             .config("spark.sql.session.timeZone", "UTC").config("spark.sql.shuffle.partitions", "2")
-             .config("spark.databricks.delta.snapshotPartitions", "2")
+             .config("spark.sql.session.timeZone", "UTC").config("spark.sql.shuffle.partitions", "1")
+             # Test speed on 2 cores: tiny tables need no parallel log replay or MERGE source copy.
+             .config("spark.databricks.delta.snapshotPartitions", "1")
+             .config("spark.databricks.delta.merge.materializeSource", "none")
              .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
              .getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
