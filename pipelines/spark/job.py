@@ -372,7 +372,8 @@ def _run_row(spark: SparkSession, config: JobConfig, summary: RunSummary, stages
     row = {
         "run_id": summary.run_id, "pipeline_version": summary.pipeline_version, "clinlake_version": __version__,
         "status": summary.status, "started_at": started, "finished_at": datetime.now(timezone.utc),
-        "duration_s": summary.duration_s, "input_path": config.input.path or config.input.table, "input_format": config.input.format,
+        "duration_s": summary.duration_s, "input_path": config.input.path or config.input.table,
+        "input_format": "table" if config.input.table else config.input.format,
         "output_path": config.output.path, "output_format": config.output.format, "write_mode": write_mode,
         "notes_read": summary.notes_read, "notes_unchanged": summary.notes_unchanged,
         "notes_annotated": summary.notes_annotated, "notes_quarantined": summary.notes_quarantined,

@@ -103,8 +103,8 @@ def history(spark, lake: Path, table: str) -> list[dict]:
 
 
 def summary(s) -> dict:
-    return {k: getattr(s, k) for k in ("status", "pipeline_version", "notes_read", "notes_annotated", "notes_quarantined",
-                                       "notes_unchanged", "entities", "table_versions")}
+    return {k: getattr(s, k) for k in ("status", "pipeline_version", "notes_read", "notes_annotated",
+                                       "notes_quarantined", "notes_unchanged", "entities", "table_versions")}
 
 
 # --- scenarios ---------------------------------------------------------------------------------
@@ -116,8 +116,9 @@ def scenario_both_paths(spark, work: Path) -> dict:
 
     v1, v2 = write_notes(work / "v1.parquet", NOTES), write_notes(work / "v2.parquet", EDITED)
     rs_lake, sp_lake = work / "made_by_delta_rs", work / "made_by_delta_spark"
-    result: dict = {"writers": {w: type(output_tables(spark, config(v1, rs_lake, writer=w), full_refresh=False)).__name__
-                                for w in ("auto", "delta-spark", "delta-rs")}}
+    result: dict = {"writers": {
+        w: type(output_tables(spark, config(v1, rs_lake, writer=w), full_refresh=False)).__name__
+        for w in ("auto", "delta-spark", "delta-rs")}}
     result["first"] = {"delta-rs": summary(run_annotate(spark, config(v1, rs_lake, writer="delta-rs"), run_id="r1")),
                        "delta-spark": summary(run_annotate(spark, config(v1, sp_lake, writer="delta-spark"),
                                                            run_id="r1"))}
@@ -278,7 +279,7 @@ def scenario_names(spark, work: Path) -> dict:
     out["second"] = summary(run_annotate(spark, conf(), run_id="t2"))
     out["rerun"] = run_annotate(spark, conf(), run_id="t2").status
     out["status_runs"] = {r["note_id"]: r["run_id"] for r in spark.table("spark_catalog.clin.note_status").collect()}
-    out["runs"] = sorted([r["run_id"], r["status"], r["input_path"]]
+    out["runs"] = sorted([r["run_id"], r["status"], r["input_path"], r["input_format"]]
                          for r in spark.table("clin.clinlake_runs").collect())
     out["versions"] = {t: spark.sql(f"DESCRIBE HISTORY spark_catalog.clin.{t}").count()
                        for t in ("entities", "note_status", "quarantine", "clinlake_runs")}

@@ -65,7 +65,8 @@ def test_without_delta_in_the_session_delta_rs_writes_and_names_are_refused(spar
 
 def test_the_cli_refuses_table_names_without_delta_with_exit_2(spark, tmp_path, capsys):
     config = tmp_path / "job.yaml"
-    config.write_text("input: {path: notes.parquet}\noutput: {schema: clinical}\nquality: {mode: 'off', report: false}\n")
+    config.write_text("input: {path: notes.parquet}\noutput: {schema: clinical}\n"
+                      "quality: {mode: 'off', report: false}\n")
     assert annotate_main(["--config", str(config), "--quiet"]) == EXIT_USAGE
     assert "need a Spark session with Delta" in capsys.readouterr().err
 
@@ -119,7 +120,8 @@ def test_each_writer_continues_the_others_table_and_every_reader_agrees(results)
     spark_on_rs, rs_on_spark = second["delta-spark on made_by_delta_rs"], second["delta-rs on made_by_delta_spark"]
     assert spark_on_rs == rs_on_spark
     # n0, n3 edited, n6 no longer empty, n9 new; the null-id row is quarantined again; n1 n2 n4 n5 unchanged.
-    assert (spark_on_rs["notes_unchanged"], spark_on_rs["notes_annotated"], spark_on_rs["notes_quarantined"]) == (4, 4, 1)
+    counts = (spark_on_rs["notes_unchanged"], spark_on_rs["notes_annotated"], spark_on_rs["notes_quarantined"])
+    assert counts == (4, 4, 1)
     assert spark_on_rs["table_versions"] == {"entities": 1, "note_status": 1, "quarantine": 1, "runs": 1}
     readers = both["readers"]
     for lake in ("made_by_delta_rs", "made_by_delta_spark"):
@@ -226,8 +228,8 @@ def test_input_and_output_by_catalog_table_name(results):
     assert out["rerun"] == "already_committed"
     assert out["status_runs"] == {"n0": "t2", "n1": "t1", "n2": "t1", "n3": "t2", "n4": "t1", "n5": "t1", "n6": "t2",
                                   "n9": "t2"}
-    assert out["runs"] == [["t1", "succeeded", "spark_catalog.clin.notes"], ["t2", "succeeded",
-                                                                            "spark_catalog.clin.notes"]]
+    assert out["runs"] == [["t1", "succeeded", "spark_catalog.clin.notes", "table"],
+                           ["t2", "succeeded", "spark_catalog.clin.notes", "table"]]
     assert out["versions"] == {"entities": 2, "note_status": 2, "quarantine": 2, "clinlake_runs": 2}
     assert out["protocol"] == [1, 2]  # readable by delta-rs, DuckDB and Polars too
     assert out["properties"].get("delta.enableDeletionVectors") == "false"
