@@ -12,6 +12,7 @@ paths stay as given (relative to the working directory), like any Spark job.
 from __future__ import annotations
 
 import difflib
+import re
 import typing
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from importlib import resources
@@ -24,10 +25,17 @@ class ConfigError(ValueError):
     """The job configuration is invalid; the message names the offending key."""
 
 
+#: The tables the job writes (``clinlake.schemas.tables.TABLE_NAMES``; repeated so config stays light).
+OUTPUT_TABLES: tuple[str, ...] = ("entities", "note_status", "quarantine", "runs")
+#: One part of a catalog table name (catalog, schema or table): letters, digits, ``_`` and ``-``.
+NAME_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
+
+
 @dataclass(frozen=True)
 class InputConfig:
-    path: str
-    format: Literal["delta", "parquet", "csv", "json"] = "parquet"
+    path: str | None = None  # files or a table folder; or:
+    table: str | None = None  # a catalog table name ([catalog.]schema.table), read with spark.table
+    format: Literal["delta", "parquet", "csv", "json"] = "parquet"  # for path (ignored with table)
     version: int | None = None  # Delta input only: read this table version (time travel)
     id_column: str = "note_id"
     text_column: str = "text"
@@ -36,6 +44,13 @@ class InputConfig:
     max_text_chars: int = 1_000_000
     control_characters: Literal["quarantine", "allow"] = "quarantine"
     duplicate_ids: Literal["keep_one_if_identical", "quarantine_all"] = "keep_one_if_identical"
+
+    def __post_init__(self) -> None:
+        if (self.path is None) == (self.table is None):
+            raise ConfigError("missing required key 'input.path' (or 'input.table', a catalog table name)"
+                              if self.path is None else "set one of 'input.path' and 'input.table', not both")
+        if self.table is not None:
+            check_table_name(self.table, key="input.table", parts=(1, 3))
 
 
 @dataclass(frozen=True)
@@ -49,6 +64,50 @@ class OutputConfig:
     # Partition columns of the entities table (e.g. a pass-through note_date), fixed when it is created.
     partition_by: list[str] = field(default_factory=list)
     sparknlp_annotations: bool = True
+    # Delta output as catalog tables instead of folders under path (needs a Spark session with Delta):
+    # <catalog>.<schema>.<table>, table = entities/note_status/quarantine/runs unless renamed in tables.
+    catalog: str | None = None
+    schema: str | None = None
+    tables: dict[str, str] = field(default_factory=dict)  # per-table name: bare (in catalog.schema) or qualified
+    # Who commits Delta output: delta-spark when the session has Delta (auto), else delta-rs.
+    delta_writer: Literal["auto", "delta-spark", "delta-rs"] = "auto"
+
+    def __post_init__(self) -> None:
+        if self.catalog is not None:
+            check_table_name(self.catalog, key="output.catalog", parts=(1, 1))
+            if self.schema is None:
+                raise ConfigError("'output.catalog' needs 'output.schema' (tables are <catalog>.<schema>.<table>)")
+        if self.schema is not None:
+            check_table_name(self.schema, key="output.schema", parts=(1, 1))
+        reject_unknown_keys(self.tables, OUTPUT_TABLES, error=ConfigError, prefix="output.tables.")
+        for table, name in self.tables.items():
+            check_table_name(name, key=f"output.tables.{table}", parts=(1, 3))
+        missing = [t for t in OUTPUT_TABLES if "." not in self.tables.get(t, "") and self.schema is None]
+        if self.tables and missing:
+            raise ConfigError(f"output.tables names {sorted(self.tables)} but no 'output.schema' to put "
+                              f"{', '.join(missing)} in: set output.schema, or give every table a qualified name")
+        if self.table_names() and self.format != "delta":
+            raise ConfigError("output table names (output.catalog / output.schema / output.tables) need "
+                              "'output.format: delta'")
+        if self.table_names() and self.delta_writer == "delta-rs":
+            raise ConfigError("output table names (output.catalog / output.schema / output.tables) need the "
+                              "delta-spark writer; 'output.delta_writer: delta-rs' writes folders under output.path")
+
+    def table_names(self) -> dict[str, str]:
+        """Catalog name of each table (``{}`` when the tables are folders under ``path``)."""
+        if self.schema is None and not self.tables:
+            return {}
+        prefix = ".".join(p for p in (self.catalog, self.schema) if p)
+        return {t: (name if "." in (name := self.tables.get(t, t)) else f"{prefix}.{name}") for t in OUTPUT_TABLES}
+
+
+def check_table_name(name: str, *, key: str, parts: tuple[int, int]) -> None:
+    """``name`` is 1-3 dot-separated parts (``parts``: fewest, most) of letters, digits, ``_``, ``-``."""
+    split = name.split(".")
+    low, high = parts
+    if not (low <= len(split) <= high) or not all(NAME_PART.fullmatch(p) for p in split):
+        shape = "a name" if high == 1 else "a table name ([catalog.]schema.table or table)"
+        raise ConfigError(f"{key!r} must be {shape} of letters, digits, '_' and '-'; got {name!r}")
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,20 @@ def test_minimal_config_gets_defaults():
         ({"input": {"path": "x", "version": -1}}, "'input.version' must be a non-negative integer; got -1"),
         ({"input": {"path": "x"}, "output": {"format": "csv"}}, "'output.format' must be one of 'delta', 'parquet'"),
         ({"input": {"path": "x"}, "spark": {"conf": {"a": [1]}}}, "'spark.conf.a' must be a string, number or boolean"),
+        ({"input": {"path": "x", "table": "main.clin.notes"}}, "set one of 'input.path' and 'input.table', not both"),
+        ({"input": {"table": "a.b.c.d"}}, "'input.table' must be a table name ([catalog.]schema.table or table)"),
+        ({"input": {"table": "main.clin.notes; DROP"}}, "'input.table' must be a table name"),
+        ({"input": {"path": "x"}, "output": {"catalog": "main"}}, "'output.catalog' needs 'output.schema'"),
+        ({"input": {"path": "x"}, "output": {"schema": "a.b"}}, "'output.schema' must be a name of letters"),
+        ({"input": {"path": "x"}, "output": {"schema": "s", "tables": {"entitis": "e"}}},
+         "unknown key 'output.tables.entitis' (did you mean 'output.tables.entities'?)"),
+        ({"input": {"path": "x"}, "output": {"tables": {"entities": "ents"}}},
+         "output.tables names ['entities'] but no 'output.schema' to put entities, note_status, quarantine, runs in"),
+        ({"input": {"path": "x"}, "output": {"schema": "s", "format": "parquet"}},
+         "output table names (output.catalog / output.schema / output.tables) need 'output.format: delta'"),
+        ({"input": {"path": "x"}, "output": {"schema": "s", "delta_writer": "delta-rs"}}, "need the delta-spark writer"),
+        ({"input": {"path": "x"}, "output": {"delta_writer": "spark"}},
+         "'output.delta_writer' must be one of 'auto', 'delta-spark', 'delta-rs'"),
     ],
 )
 def test_invalid_configs_name_the_bad_key(raw, message):
@@ -83,3 +97,20 @@ def test_overrides_and_relative_resources(tmp_path):
 def test_spark_options_become_strings(tmp_path):
     config = load_config(write(tmp_path, "input: {path: a.csv, options: {header: true, samplingRatio: 0.5}}\n"))
     assert config.input.options == {"header": "true", "samplingRatio": "0.5"}
+
+
+def test_catalog_table_names():
+    config = parse_config({"input": {"table": "main.clinical.notes"},
+                           "output": {"catalog": "main", "schema": "clinical", "tables": {"runs": "ops.clinlake_runs",
+                                                                                           "quarantine": "held"}}})
+    assert (config.input.path, config.input.table) == (None, "main.clinical.notes")
+    assert config.output.table_names() == {"entities": "main.clinical.entities",
+                                           "note_status": "main.clinical.note_status",
+                                           "quarantine": "main.clinical.held", "runs": "ops.clinlake_runs"}
+    in_current_catalog = parse_config({"input": {"path": "x"}, "output": {"schema": "clinical"}})
+    assert in_current_catalog.output.table_names()["entities"] == "clinical.entities"
+    assert parse_config({"input": {"path": "x"}}).output.table_names() == {}  # folders under output.path
+    qualified = parse_config({"input": {"path": "x"}, "output": {"tables": {t: f"c.s.{t}_v2" for t in
+                                                                           ("entities", "note_status", "quarantine",
+                                                                            "runs")}}})
+    assert qualified.output.table_names()["runs"] == "c.s.runs_v2"

@@ -9,7 +9,10 @@ Concurrency is optimistic: the commit is made against the table version the run 
 (``max_commit_retries=0``), so when another writer committed in between, the commit fails
 with :class:`ConcurrentRunError` and the table keeps the other writer's version intact.
 Every commit records ``clinlake.run_id`` and ``clinlake.pipeline_version`` in its commit
-info and an app transaction ``clinlake:<run_id>``, so a retried run is recognised.
+info and an app transaction ``clinlake:<run_id>``, so a retried run is recognised. The same
+fields go into the commit info's ``userMetadata`` (JSON, :func:`commit_metadata`), which is what
+delta-spark writes and ``DESCRIBE HISTORY`` shows: both writers (this one and
+:mod:`pipelines.spark.delta_spark`) record the same things, so either continues the other's tables.
 
 The tables keep protocol (reader 1, writer 2): readable by Spark/delta-spark, delta-rs,
 DuckDB, Polars and Databricks.
@@ -28,6 +31,32 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 APP_ID_PREFIX = "clinlake:"
+TXN_VERSION = 1  # the app transaction of a run: appId clinlake:<run_id>, version 1
+
+
+def app_id(run_id: str) -> str:
+    return APP_ID_PREFIX + run_id
+
+
+def commit_metadata(*, run_id: str, pipeline_version: str, operation: str,
+                    run_status: str | None = None) -> dict[str, str]:
+    """The clinlake fields of a commit's info (``operation``: incremental, full_refresh or
+    record_run; ``run_status`` on the runs table's commits: succeeded or failed)."""
+    fields = {"clinlake.run_id": run_id, "clinlake.pipeline_version": pipeline_version,
+              "clinlake.operation": operation}
+    if run_status is not None:
+        fields["clinlake.run_status"] = run_status
+    return fields
+
+
+def user_metadata(fields: dict[str, str]) -> str:
+    """``commitInfo.userMetadata``: the fields as JSON, as both writers record them."""
+    return json.dumps(fields, sort_keys=True)
+
+
+def custom_metadata(fields: dict[str, str]) -> dict[str, str]:
+    """delta-rs commit info: the fields at the top level (as before) and as ``userMetadata``."""
+    return {**fields, "userMetadata": user_metadata(fields)}
 
 
 class ConcurrentRunError(RuntimeError):
@@ -97,7 +126,7 @@ def absolute_uri(table_path: str, relative: str) -> str:
 
 
 def already_committed(table, run_id: str) -> bool:
-    return table.transaction_version(APP_ID_PREFIX + run_id) is not None
+    return table.transaction_version(app_id(run_id)) is not None
 
 
 def list_written_files(table_path: str, folder: str) -> list[DataFile]:
@@ -129,9 +158,9 @@ def commit(table_path: str, *, table, schema: pa.Schema, added: list[DataFile], 
                       data_change=True,
                       stats=json.dumps({"numRecords": f.num_records})) for f in added]
     properties = CommitProperties(
-        custom_metadata={"clinlake.run_id": run_id, "clinlake.pipeline_version": pipeline_version,
-                         "clinlake.operation": operation},
-        app_transactions=[Transaction(APP_ID_PREFIX + run_id, 1, now_ms)],
+        custom_metadata=custom_metadata(commit_metadata(run_id=run_id, pipeline_version=pipeline_version,
+                                                        operation=operation)),
+        app_transactions=[Transaction(app_id(run_id), TXN_VERSION, now_ms)],
         max_commit_retries=0,
     )
     try:

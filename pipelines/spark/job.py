@@ -43,6 +43,7 @@ from clinlake.pipelines.spark.chunks import ChunkColumnError, engine_column, pla
 from clinlake.pipelines.spark.progress import BatchCounter, clear_description, describe
 from clinlake.pipelines.spark.progress import reporting as progress_lines
 from clinlake.pipelines.spark.session import isolate_worker_imports
+from clinlake.pipelines.spark.delta_spark import DeltaSparkTables, quote_name, use_delta_spark
 from clinlake.pipelines.spark.tables import DeltaTables, ParquetTables, read_delta
 
 COPIES_COLUMN = "_copies"  # rows sharing the note id (incremental mode skips only unique, clean ids)
@@ -88,21 +89,31 @@ class RunSummary:
 
 
 def read_notes(spark: SparkSession, conf: InputConfig) -> DataFrame:
-    path = resolve_data_path(conf.path)
+    path = resolve_data_path(conf.path) if conf.path is not None else f"table {conf.table}"
     options = {**CSV_DEFAULTS, **conf.options} if conf.format == "csv" else dict(conf.options)
     try:
-        if conf.format == "delta":
+        if conf.table is not None:
+            df = read_catalog_table(spark, conf.table, conf.version)
+        elif conf.format == "delta":
             df = read_delta(spark, path, conf.version)
         else:
             df = spark.read.format(conf.format).options(**options).load(path)
     except Exception as exc:  # AnalysisException etc.: the message names the path, never data
-        raise InputError(f"cannot read {conf.format} input at {path}: {type(exc).__name__}: "
+        what = "input" if conf.table is not None else f"{conf.format} input"
+        raise InputError(f"cannot read {what} at {path}: {type(exc).__name__}: "
                          f"{str(exc).splitlines()[0][:300]}") from None
     missing = [c for c in (conf.id_column, conf.text_column, *conf.passthrough) if c not in df.columns]
     if missing:
         raise InputError(f"input at {path} has no column(s) {missing}; it has {df.columns}. "
                          "Set input.id_column / input.text_column / input.passthrough accordingly.")
     return df
+
+
+def read_catalog_table(spark: SparkSession, name: str, version: int | None = None) -> DataFrame:
+    """A catalog table (``input.table``); ``version``: Delta time travel."""
+    if version is None:
+        return spark.table(name)
+    return spark.sql(f"SELECT * FROM {quote_name(name)} VERSION AS OF {int(version)}")
 
 
 def prepare_notes(df: DataFrame, conf: InputConfig, chunk_columns: Sequence[str] = ()) -> DataFrame:
@@ -213,7 +224,8 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
 
 
-def output_tables(spark: SparkSession, config: JobConfig, *, full_refresh: bool) -> ParquetTables | DeltaTables:
+def output_tables(spark: SparkSession, config: JobConfig, *,
+                  full_refresh: bool) -> ParquetTables | DeltaTables | DeltaSparkTables:
     partition_by = {"entities": list(config.output.partition_by)}
     allowed = {c.name for c in entity_table()} | set(config.input.passthrough)
     unknown = [c for c in config.output.partition_by if c not in allowed]
@@ -221,8 +233,12 @@ def output_tables(spark: SparkSession, config: JobConfig, *, full_refresh: bool)
         raise InputError(f"output.partition_by column(s) {unknown} are not columns of the entities table "
                          "(entity columns or input.passthrough columns)")
     if config.output.format == "delta":
-        return DeltaTables(spark, config.output.path, incremental=config.output.incremental and not full_refresh,
-                           partition_by=partition_by)
+        incremental = config.output.incremental and not full_refresh
+        names = config.output.table_names()
+        if use_delta_spark(spark, writer=config.output.delta_writer, named=bool(names)):
+            return DeltaSparkTables(spark, config.output.path, names=names, incremental=incremental,
+                                    partition_by=partition_by)
+        return DeltaTables(spark, config.output.path, incremental=incremental, partition_by=partition_by)
     return ParquetTables(spark, config.output.path, mode=config.output.mode, partition_by=partition_by)
 
 
@@ -264,7 +280,7 @@ def run_annotate(spark: SparkSession, config: JobConfig, *, run_id: str | None =
         summary.status = "already_committed"
         return summary
     staging = f"{config.output.path.rstrip('/')}/_staging/{run_id}"
-    write_mode = (("incremental" if tables.incremental else "full_refresh") if isinstance(tables, DeltaTables)
+    write_mode = (("incremental" if tables.incremental else "full_refresh") if config.output.format == "delta"
                   else config.output.mode)
     error: str | None = None
     unchanged: DataFrame | None = None
@@ -384,7 +400,8 @@ def _run_row(spark: SparkSession, config: JobConfig, summary: RunSummary, stages
     row = {
         "run_id": summary.run_id, "pipeline_version": summary.pipeline_version, "clinlake_version": __version__,
         "status": summary.status, "started_at": started, "finished_at": datetime.now(timezone.utc),
-        "duration_s": summary.duration_s, "input_path": config.input.path, "input_format": config.input.format,
+        "duration_s": summary.duration_s, "input_path": config.input.path or config.input.table,
+        "input_format": "table" if config.input.table else config.input.format,
         "output_path": config.output.path, "output_format": config.output.format, "write_mode": write_mode,
         "notes_read": summary.notes_read, "notes_unchanged": summary.notes_unchanged,
         "notes_annotated": summary.notes_annotated, "notes_quarantined": summary.notes_quarantined,

@@ -136,13 +136,14 @@ class DeltaTables(_TableRoot):
         from deltalake.transaction import CommitProperties, Transaction
 
         # Only a succeeded run is recorded as an app transaction: a failed run may be retried.
-        txns = [Transaction(delta_io.APP_ID_PREFIX + run_id, 1)] if succeeded else None
+        txns = [Transaction(delta_io.app_id(run_id), delta_io.TXN_VERSION)] if succeeded else None
+        fields = delta_io.commit_metadata(run_id=run_id, pipeline_version=pipeline_version, operation="record_run",
+                                          run_status="succeeded" if succeeded else "failed")
         write_deltalake(self.path("runs"), pa.Table.from_pandas(row.toPandas(), schema=to_arrow_schema(row.schema),
                                                                  preserve_index=False),
                         mode="append",
-                        commit_properties=CommitProperties(
-                            custom_metadata={"clinlake.run_id": run_id, "clinlake.pipeline_version": pipeline_version},
-                            app_transactions=txns))
+                        commit_properties=CommitProperties(custom_metadata=delta_io.custom_metadata(fields),
+                                                           app_transactions=txns))
         self._tables.pop("runs", None)
         self.versions["runs"] = delta_io.open_table(self.path("runs")).version()
 
@@ -224,8 +225,13 @@ def is_delta_path(path: str) -> bool:
 
 
 def has_delta_spark(spark: SparkSession) -> bool:
+    """delta-spark's classes are on the session's class path. Looked up through the thread's context
+    class loader: jars added with ``spark.jars`` / ``--jars`` / ``--packages`` are only there, not in
+    the system class loader that a plain ``Class.forName`` uses."""
     try:
-        spark._jvm.java.lang.Class.forName("io.delta.sql.DeltaSparkSessionExtension")  # type: ignore[union-attr]
+        jvm = spark._jvm  # type: ignore[union-attr]
+        loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
+        jvm.java.lang.Class.forName("io.delta.sql.DeltaSparkSessionExtension", False, loader)
         return True
     except Exception:
         return False
