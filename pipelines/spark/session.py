@@ -67,25 +67,37 @@ def get_spark(conf: SparkConfig):
         # Local mode: Python workers must run this interpreter (the venv with clinlake).
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-        # Under spark-submit no session exists yet, but its options (--master, --conf, ...) are in the
-        # JVM's system properties, which SparkConf() reads: they win over the config's spark section
-        # (a builder's .master() would otherwise put a cluster job back into local mode).
-        SparkContext._ensure_initialized()  # the JVM (spark-submit's own, if it launched us) before reading it
-        submitted = SparkConf()
         settings = {"spark.master": conf.master, "spark.app.name": conf.app_name,
                     "spark.ui.showConsoleProgress": "false", **conf.conf}
+        submitted = _spark_submit_conf(SparkConf, SparkContext)
         builder = (
             SparkSession.builder
             .config("spark.sql.session.timeZone", "UTC")
             .config("spark.sql.shuffle.partitions", str(conf.shuffle_partitions))
         )
         for key, value in settings.items():
-            if not submitted.contains(key):
+            if submitted is None or not submitted.contains(key):
                 builder = builder.config(key, value)
         active = builder.getOrCreate()
         active.sparkContext.setLogLevel(conf.log_level)
     active.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(conf.arrow_batch_rows))
     return active
+
+
+def _spark_submit_conf(spark_conf, spark_context):
+    """spark-submit's options when spark-submit started this Python process, else None.
+
+    Under spark-submit no session exists yet, but its options (``--master``, ``--conf``) are in the
+    JVM's system properties, which ``SparkConf()`` reads once the gateway is up: they must win over
+    the config's spark section (a builder's ``.master()`` would put a cluster job back into local
+    mode). spark-submit hands its gateway to Python in PYSPARK_GATEWAY_PORT; without it, PySpark
+    launches a gateway of its own, whose system properties hold only defaults (spark.master is
+    local[*] there), so the config decides.
+    """
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
+        return None
+    spark_context._ensure_initialized()
+    return spark_conf()
 
 
 def isolate_worker_imports(spark) -> None:

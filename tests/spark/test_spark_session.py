@@ -49,3 +49,22 @@ def test_job_started_beside_a_clinlake_folder_imports_the_installed_package(tmp_
                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "annotated                3" in run.stdout
+
+
+def test_the_config_master_holds_outside_spark_submit(tmp_path):
+    """Outside spark-submit the config's master is the session's (PySpark's own gateway carries
+    spark.master=local[*] as a default, which must not win); under spark-submit its --master wins
+    (the cluster tests submit to spark://...)."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("from clinlake.pipelines.config import SparkConfig\n"
+              "from clinlake.pipelines.spark.session import get_spark\n"
+              "spark = get_spark(SparkConfig(master='local[1]', conf={'spark.ui.enabled': 'false'}))\n"
+              "print(spark.sparkContext.master, spark.sparkContext.defaultParallelism)\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYSPARK_GATEWAY_PORT"}
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                         env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split()[-2:] == ["local[1]", "1"]
