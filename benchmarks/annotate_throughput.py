@@ -48,7 +48,7 @@ def time_stages(pipeline: Pipeline, texts: list[str]) -> dict[str, float]:
             e.section = section_at(sections, e.start)
         t3 = time.perf_counter()
         if pipeline.assertion is not None:
-            pipeline._assert(text, sentences, entities)
+            pipeline.assess(text, sentences, sections, [(e.sentence_index, e.start, e.end) for e in entities])
         t4 = time.perf_counter()
         totals["split"] += t1 - t0
         totals["sections"] += t2 - t1
