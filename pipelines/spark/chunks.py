@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from clinlake.pipelines.spark.batch import CHUNKS_PREFIX  # the engine input's column: _ner_column_NAME
+
 REQUIRED_FIELDS = ("begin", "end", "result", "metadata")
 
 

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from pyspark.ml import Pipeline
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 DIM = 2  # the word vectors' dimension in WORK/vectors.txt
