@@ -183,3 +183,15 @@ def test_the_readme_spark_sql_query_runs_through_delta_spark(lake):
     expected = Counter((r["label"], r["assertion"]) for r in _delta_rows(lake, "entities"))
     assert sorted(map(tuple, rows)) == sorted((label, assertion, n) for (label, assertion), n in expected.items())
     assert [n for *_, n in rows] == sorted(expected.values(), reverse=True)
+
+
+def test_the_readme_pyspark_example_runs_on_a_job_output(lake, spark, capsys):
+    """The README's "PySpark without delta-spark" block, run as written on a job's output."""
+    block = re.search(r"```python\n(# PySpark without delta-spark.*?)```", README, flags=re.S).group(1)
+    exec(block.replace('"lake/', f'"{lake}/'), {"spark": spark})
+    shown = capsys.readouterr().out
+    assert re.search(r"\|\s*section\s*\|\s*chunk\s*\|\s*n\s*\|", shown)
+    absent = Counter((r["section"], r["chunk"]) for r in _delta_rows(lake, "entities") if r["assertion"] == "absent")
+    first = [line for line in shown.splitlines() if line.startswith("|")][1]  # the row under the header
+    assert first.rstrip("|").split("|")[-1].strip() == str(max(absent.values()))  # ordered by n, largest first
+    assert spark.table("entities").count() == len(_delta_rows(lake, "entities"))
