@@ -288,9 +288,10 @@ def run_annotate(spark: SparkSession, config: JobConfig, *, run_id: str | None =
         describe(spark, "read notes", run_id)
         notes = read_notes(spark, config.input)
         summary.notes_read = notes.count()
-        prepared = prepare_notes(notes, config.input, ner_columns(config))
+        chunk_columns = ner_columns(config)
+        prepared = prepare_notes(notes, config.input, chunk_columns)
         # With NER input columns, a note's entities may change while its text does not: no skipping.
-        stored_status = tables.read("note_status") if tables.incremental and not ner_columns(config) else None
+        stored_status = tables.read("note_status") if tables.incremental and not chunk_columns else None
         if stored_status is not None:
             describe(spark, "find unchanged notes (incremental)", run_id)
             unchanged = unchanged_notes(prepared, stored_status, pipeline.version).cache()

@@ -58,7 +58,6 @@ def get_spark(conf: SparkConfig):
     config's ``spark`` section. The session time zone (UTC), the shuffle partitions and the Arrow
     batch size are always the job's: its output and its memory per batch depend on them.
     """
-    from pyspark import SparkConf, SparkContext
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
@@ -69,7 +68,7 @@ def get_spark(conf: SparkConfig):
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
         settings = {"spark.master": conf.master, "spark.app.name": conf.app_name,
                     "spark.ui.showConsoleProgress": "false", **conf.conf}
-        submitted = _spark_submit_conf(SparkConf, SparkContext)
+        submitted = _spark_submit_conf()
         builder = (
             SparkSession.builder
             .config("spark.sql.session.timeZone", "UTC")
@@ -84,7 +83,7 @@ def get_spark(conf: SparkConfig):
     return active
 
 
-def _spark_submit_conf(spark_conf, spark_context):
+def _spark_submit_conf():
     """spark-submit's options when spark-submit started this Python process, else None.
 
     Under spark-submit no session exists yet, but its options (``--master``, ``--conf``) are in the
@@ -96,8 +95,10 @@ def _spark_submit_conf(spark_conf, spark_context):
     """
     if "PYSPARK_GATEWAY_PORT" not in os.environ:
         return None
-    spark_context._ensure_initialized()
-    return spark_conf()
+    from pyspark import SparkConf, SparkContext  # lazy, like get_spark's: importing this module needs no pyspark
+
+    SparkContext._ensure_initialized()
+    return SparkConf()
 
 
 def isolate_worker_imports(spark) -> None:
