@@ -1,0 +1,1 @@
+"""clinlake's benchmarks: ``python -m benchmarks.run [--quick]`` (see benchmarks/run.py)."""
