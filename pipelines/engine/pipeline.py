@@ -108,12 +108,15 @@ class Pipeline:
         order); evaluation passes gold spans through the same method."""
         if self.assertion is None:
             raise ValueError("this pipeline has no assertion stage (pipeline.assertion.engine: none)")
-        results: list[AssertionResult] = []
+        groups = []
         for sentence_index, group in groupby(targets, key=itemgetter(0)):
             members = list(group)
-            results += self.assertion.assess(text, sentences[sentence_index], [(s, e) for _, s, e in members],
-                                             section_at(sections, members[0][1]))
-        return results
+            groups.append((sentences[sentence_index], [(s, e) for _, s, e in members],
+                           section_at(sections, members[0][1])))
+        assess_many = getattr(self.assertion, "assess_many", None)  # optional: see AssertionEngine
+        if assess_many is None:
+            return [result for group in groups for result in self.assertion.assess(text, *group)]
+        return [result for results in assess_many(text, groups) for result in results]
 
     @property
     def ner_stage_names(self) -> list[str]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,8 @@ from clinlake.pipelines.evaluation.assertion_kit import (
 )
 from clinlake.pipelines.corpora.negex_kit import read_kit
 from clinlake.pipelines.engine.assertion.model import (
-    HEADS, HYBRID_FILE, MODEL_DIR_DEFAULT, N_POSITIONS, POS_TARGET, AssertionModel, ModelAnswer, encode_target,
-    model_label, pad_batch,
+    HEADS, HYBRID_FILE, MAX_ROWS, MODEL_DIR_DEFAULT, N_POSITIONS, POS_TARGET, AssertionModel, ModelAnswer,
+    encode_target, encode_targets, model_label, pad_batch,
 )
 from clinlake.pipelines.engine.assertion.hybrid import HybridAssertion, HybridPolicy, combine
 from clinlake.pipelines.engine.assertion.engines import load_assertion_engine
@@ -146,6 +147,39 @@ def test_model_result_does_not_depend_on_batch_neighbours(model):
     alone = [model.answers(text, (0, len(text)), [t])[0] for t in targets]
     for a, b in zip(together, alone):
         assert np.allclose([a.negated, a.historical], [b.negated, b.historical], atol=1e-6)
+
+
+def test_encode_targets_equals_one_target_at_a_time(model):
+    text = "Pt has hx of HTN , DM2 and no chest pain ; mother with breast ca . " * 30  # > window pieces
+    words = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+    targets = [words[i] for i in (0, 3, 5, 30, 200, len(words) - 1)] + [(words[8][0], words[10][1])]
+    together = encode_targets(text, (0, len(text)), targets, model.vocab, window=40)
+    assert together == [encode_target(text, (0, len(text)), t, model.vocab, window=40) for t in targets]
+    first, last = together[0], together[-2]
+    assert first[0][0] == model.vocab["<s>"] and first[0][-1] != model.vocab["</s>"]  # 40 pieces kept right
+    assert last[0][-1] == model.vocab["</s>"] and last[0][0] != model.vocab["<s>"]
+    assert len(together[4][0]) == 40 + 1 + 40  # far from both ends: no boundary marks
+
+
+def test_model_batches_a_notes_groups_without_changing_answers(model, rules):
+    """assess_many (one network call per MAX_ROWS targets of a note) answers what assess does
+    sentence by sentence, for the model and the hybrid, also past MAX_ROWS targets."""
+    text = "No fever or chills. Mother had breast cancer. " * (MAX_ROWS // 3 * 2 + 10)
+    sentences, groups = [], []
+    for index, start in enumerate(range(0, len(text), 46)):
+        sentence = whole_sentence(text[start:start + 45])
+        sentence = type(sentence)(index=index, start=start, end=start + 45,
+                                  tokens=tuple(type(t)(t.start + start, t.end + start, t.text) for t in sentence.tokens))
+        words = ("fever", "chills") if index % 2 == 0 else ("breast cancer",)
+        spans = [(start + text[start:start + 45].index(w), start + text[start:start + 45].index(w) + len(w))
+                 for w in words]
+        groups.append((sentence, spans, "past_medical_history" if index % 5 == 0 else None))
+    assert sum(len(g[1]) for g in groups) > MAX_ROWS
+    for engine in (model, HybridAssertion(rules, model)):
+        one_by_one = [engine.assess(text, *group) for group in groups]
+        assert engine.assess_many(text, groups) == one_by_one
+    labels = {r.assertion for results in one_by_one for r in results}  # the hybrid's
+    assert labels == {"absent", "associated_with_someone_else"}
 
 
 def test_model_checks_targets_without_text(model):

@@ -227,6 +227,11 @@ class ContextAssertion:
             results.append(self._decide(text, target, analyses[ignored], default))
         return results
 
+    def assess_many(self, text: str, groups: Sequence[tuple[Sentence, Sequence[tuple[int, int]], str | None]]
+                    ) -> list[list[AssertionResult]]:
+        """:meth:`assess` of each (sentence, targets, section) group of one note."""
+        return [self.assess(text, sentence, targets, section) for sentence, targets, section in groups]
+
     # -- matching ---------------------------------------------------------------------
 
     def _candidates(self, text: str, sentence: Sentence, pieces: _Pieces) -> list[_Match]:

@@ -120,6 +120,13 @@ class HybridAssertion:
     def assess(
         self, text: str, sentence: Sentence, targets: Sequence[tuple[int, int]], section: str | None = None
     ) -> list[AssertionResult]:
-        rule_results = self.rules.assess(text, sentence, targets, section)
-        answers = self.model.answers(text, (sentence.start, sentence.end), targets)
-        return [combine(r, a, self.policy) for r, a in zip(rule_results, answers)]
+        return self.assess_many(text, [(sentence, targets, section)])[0]
+
+    def assess_many(self, text: str, groups: Sequence[tuple[Sentence, Sequence[tuple[int, int]], str | None]]
+                    ) -> list[list[AssertionResult]]:
+        """:meth:`assess` of each (sentence, targets, section) group of one note: the rules
+        group by group, the model on all targets at once."""
+        rule_results = self.rules.assess_many(text, groups)
+        answers = self.model.answers_many(text, [((s.start, s.end), targets) for s, targets, _ in groups])
+        return [[combine(r, a, self.policy) for r, a in zip(rules, model)]
+                for rules, model in zip(rule_results, answers, strict=True)]

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import re
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -61,6 +62,7 @@ POS_PAD, POS_TARGET = 0, 1
 N_POSITIONS = 2 + 2 * N_BUCKETS  # pad, target, left buckets, right buckets
 DEFAULT_WINDOW = 40  # pieces kept on each side of the target
 MAX_TARGET_PIECES = 24
+MAX_ROWS = 512  # targets per network call (bounded memory on notes with thousands of entities)
 
 _DIGIT = re.compile(r"\d")
 
@@ -89,6 +91,13 @@ def right_position(distance: int) -> int:
     return 2 + N_BUCKETS + _bucket(distance)
 
 
+# position ids by distance, looked up instead of bucketed per piece (index 0 unused; every
+# distance from the last bucket edge on shares that bucket)
+_FAR = _BUCKET_EDGES[-1]
+_LEFT_POSITIONS = [POS_PAD] + [left_position(d) for d in range(1, _FAR + 1)]
+_RIGHT_POSITIONS = [POS_PAD] + [right_position(d) for d in range(1, _FAR + 1)]
+
+
 def encode_target(
     text: str,
     span: tuple[int, int],
@@ -101,35 +110,43 @@ def encode_target(
     Pieces overlapping the target are the target; ``window`` pieces are kept each side.
     A sentence boundary inside the window is marked with ``<s>`` / ``</s>``.
     """
+    return encode_targets(text, span, [target], vocab, window)[0]
+
+
+def encode_targets(
+    text: str,
+    span: tuple[int, int],
+    targets: Sequence[tuple[int, int]],
+    vocab: Mapping[str, int],
+    window: int = DEFAULT_WINDOW,
+) -> list[tuple[list[int], list[int]]]:
+    """:func:`encode_target` of each target of one span, the span's pieces read and looked up
+    once (a sentence with several entities was tokenised once per entity before)."""
     lo, hi = span
-    t_start, t_end = target
-    left: list[str] = []
-    inside: list[str] = []
-    right: list[str] = []
-    for match in WORD_PIECE.finditer(text, lo, hi):
-        if match.end() <= t_start:
-            left.append(match.group())
-        elif match.start() >= t_end:
-            right.append(match.group())
-        else:
-            inside.append(match.group())
-    if not inside:  # a target of spaces only: keep a placeholder so pooling is defined
-        inside = [UNK]
-    inside = inside[:MAX_TARGET_PIECES]
-    left_words = [normalize(p) for p in left[-window:]]
-    right_words = [normalize(p) for p in right[:window]]
-    if len(left) <= window:
-        left_words.insert(0, BOS)
-    if len(right) <= window:
-        right_words.append(EOS)
+    matches = list(WORD_PIECE.finditer(text, lo, hi))
+    starts = [m.start() for m in matches]
+    ends = [m.end() for m in matches]
     unk = vocab[UNK]
-    ids = [vocab.get(w, unk) for w in left_words]
-    positions = [left_position(len(left_words) - i) for i in range(len(left_words))]
-    ids += [vocab.get(normalize(p) if p != UNK else UNK, unk) for p in inside]
-    positions += [POS_TARGET] * len(inside)
-    ids += [vocab.get(w, unk) for w in right_words]
-    positions += [right_position(i + 1) for i in range(len(right_words))]
-    return ids, positions
+    ids = [vocab.get(normalize(m.group()), unk) for m in matches]
+    bos, eos = vocab.get(BOS, unk), vocab.get(EOS, unk)
+    rows = []
+    for t_start, t_end in targets:
+        # pieces are ordered and disjoint: those ending by the target's start are a prefix,
+        # those starting at or after its end a suffix, the rest overlap the target
+        first_inside = bisect_right(ends, t_start)
+        first_right = max(first_inside, bisect_left(starts, t_end))
+        inside = ids[first_inside:first_right][:MAX_TARGET_PIECES] or [unk]  # spaces only: a placeholder
+        left = ids[max(0, first_inside - window):first_inside]
+        right = ids[first_right:first_right + window]
+        if first_inside <= window:
+            left = [bos, *left]
+        if len(ids) - first_right <= window:
+            right = [*right, eos]
+        positions = [_LEFT_POSITIONS[min(len(left) - i, _FAR)] for i in range(len(left))]
+        positions += [POS_TARGET] * len(inside)
+        positions += [_RIGHT_POSITIONS[min(i, _FAR)] for i in range(1, len(right) + 1)]
+        rows.append((left + inside + right, positions))
+    return rows
 
 
 def pad_batch(rows: Sequence[tuple[list[int], list[int]]]) -> tuple[np.ndarray, np.ndarray]:
@@ -165,6 +182,14 @@ class ModelAnswer:
             not_particular=float(temporality[2]),
             other=float(probs["experiencer"][1]),
         )
+
+    @classmethod
+    def from_batch(cls, outputs: Mapping[str, np.ndarray]) -> list["ModelAnswer"]:
+        """One answer per row of the heads' [rows, classes] probabilities."""
+        temporality = outputs["temporality"]
+        columns = (outputs["negation"][:, 1], outputs["certainty"][:, 1], temporality[:, 1], temporality[:, 2],
+                   outputs["experiencer"][:, 1])
+        return [cls(*values) for values in zip(*(c.astype(np.float64).tolist() for c in columns))]
 
     @property
     def is_not_particular(self) -> bool:
@@ -226,26 +251,42 @@ class AssertionModel:
 
     def answers(self, text: str, span: tuple[int, int], targets: Sequence[tuple[int, int]]) -> list[ModelAnswer]:
         """Raw model answers for targets inside the text span ``span``."""
-        if not targets:
-            return []
-        rows = [encode_target(text, span, target, self.vocab, self.window) for target in targets]
-        tokens, positions = pad_batch(rows)
-        outputs = self._session.run(self._outputs, {"tokens": tokens, "positions": positions})
-        by_head = dict(zip(self._outputs, outputs))
-        return [
-            ModelAnswer.from_probs({head: by_head[head][i] for head in HEADS}) for i in range(len(targets))
-        ]
+        return self.answers_many(text, [(span, targets)])[0]
+
+    def answers_many(self, text: str, groups: Sequence[tuple[tuple[int, int], Sequence[tuple[int, int]]]]
+                     ) -> list[list[ModelAnswer]]:
+        """:meth:`answers` of each (span, targets) group of one note, in as few network calls as
+        :data:`MAX_ROWS` allows (one per sentence cost more in call overhead than in the CNN)."""
+        rows = [row for span, targets in groups for row in encode_targets(text, span, targets, self.vocab, self.window)]
+        answers: list[ModelAnswer] = []
+        for lo in range(0, len(rows), MAX_ROWS):
+            tokens, positions = pad_batch(rows[lo:lo + MAX_ROWS])
+            outputs = dict(zip(self._outputs, self._session.run(self._outputs, {"tokens": tokens,
+                                                                                  "positions": positions})))
+            answers += ModelAnswer.from_batch(outputs)
+        grouped, at = [], 0
+        for _, targets in groups:
+            grouped.append(answers[at:at + len(targets)])
+            at += len(targets)
+        return grouped
 
     def assess(
         self, text: str, sentence: Sentence, targets: Sequence[tuple[int, int]], section: str | None = None
     ) -> list[AssertionResult]:
-        _check_targets(sentence, targets)
-        answers = self.answers(text, (sentence.start, sentence.end), targets)
-        results = [model_label(a) for a in answers]
-        default = self.section_defaults.get(section) if section is not None else None
-        if default is None:
-            return results
-        return [_apply_section_default(r, default) for r in results]
+        return self.assess_many(text, [(sentence, targets, section)])[0]
+
+    def assess_many(self, text: str, groups: Sequence[tuple[Sentence, Sequence[tuple[int, int]], str | None]]
+                    ) -> list[list[AssertionResult]]:
+        """:meth:`assess` of each (sentence, targets, section) group of one note, batched."""
+        for sentence, targets, _ in groups:
+            _check_targets(sentence, targets)
+        answers = self.answers_many(text, [((s.start, s.end), targets) for s, targets, _ in groups])
+        results = []
+        for (_, _, section), group_answers in zip(groups, answers):
+            labels = [model_label(a) for a in group_answers]
+            default = self.section_defaults.get(section) if section is not None else None
+            results.append(labels if default is None else [_apply_section_default(r, default) for r in labels])
+        return results
 
 
 def _apply_section_default(result: AssertionResult, default: str) -> AssertionResult:
