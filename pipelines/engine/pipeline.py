@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict
 from itertools import groupby
 from operator import itemgetter
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from clinlake.pipelines.config import JobConfig, NerColumnConfig, PipelineConfig
 from clinlake.pipelines.engine.assertion.engines import load_assertion_engine
@@ -23,6 +23,9 @@ from clinlake.pipelines.engine.sections import SectionDetector, section_at
 from clinlake.pipelines.engine.text import TextSplitter
 from clinlake.pipelines.engine.types import AssertionEngine, AssertionResult, Entity, NerStage, Section, Sentence
 from clinlake.pipelines.resources import Resolver
+
+
+NER_BATCH_CHARS = 1_000_000  # characters of notes whose sentences a batch-invariant NER stage tags together
 
 
 class Pipeline:
@@ -80,11 +83,47 @@ class Pipeline:
     def annotate(self, text: str, chunks: Mapping[str, Sequence[ExternalChunk] | None] | None = None) -> list[Entity]:
         """All entities of one note, in text order, with sentence, section and assertion.
         ``chunks``: the note's NER input columns, by column name, for ``{column: ...}`` stages."""
-        sentences = self.splitter.split(text)
-        if not sentences:
-            return []
-        sections = self.sections.detect(text)
-        entities = merge_chunks([_find(stage, text, sentences, chunks) for stage in self.ner_stages])
+        (result,) = self.annotate_many([text], [chunks])
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def annotate_many(self, texts: Sequence[str],
+                      chunks: Sequence[Mapping[str, Sequence[ExternalChunk] | None] | None] | None = None
+                      ) -> list[list[Entity] | Exception]:
+        """:meth:`annotate` of each note, with the NER stages that can (``find_many``) run over
+        notes of up to :data:`NER_BATCH_CHARS` characters together. A note that fails gets its
+        exception in its place instead of entities: it never fails the notes beside it."""
+        note_chunks = list(chunks) if chunks is not None else [None] * len(texts)
+        results: list[list[Entity] | Exception] = [[] for _ in texts]
+        prepared: dict[int, tuple[list[Sentence], list[Section]]] = {}
+        for i, text in enumerate(texts):
+            try:
+                sentences = self.splitter.split(text)
+                if sentences:  # a note without a sentence has no entities
+                    prepared[i] = (sentences, self.sections.detect(text))
+            except Exception as exc:
+                results[i] = exc
+        for group in _groups(list(prepared), [len(texts[i]) for i in prepared], NER_BATCH_CHARS):
+            found: dict[int, list[list[Entity]]] = {i: [] for i in group}
+            for stage in self.ner_stages:
+                items = [(i, texts[i], prepared[i][0], note_chunks[i]) for i in group if i in found]
+                for i, entities in _find_notes(stage, items).items():
+                    if isinstance(entities, Exception):
+                        results[i] = entities
+                        del found[i]
+                    else:
+                        found[i].append(entities)
+            for i, per_stage in found.items():
+                try:
+                    results[i] = self._finish(texts[i], *prepared[i], merge_chunks(per_stage))
+                except Exception as exc:
+                    results[i] = exc
+        return results
+
+    def _finish(self, text: str, sentences: Sequence[Sentence], sections: Sequence[Section],
+                entities: list[Entity]) -> list[Entity]:
+        """A note's merged NER entities without headings, with sections and assertions."""
         # Words of a heading ("MEDICATIONS:", "HISTORY OF PRESENT ILLNESS:") are not findings.
         headings = [(s.start, s.heading_end) for s in sections]
         entities = [e for e in entities if not _inside_any(e.start, e.end, headings)]
@@ -136,6 +175,38 @@ def _ner_stage(entry: object, resolver: Resolver) -> NerStage:
 
     return load_ner_stage(resolver.model_dir(entry.model), labels=entry.labels, label_map=entry.label_map,
                           propagate_abbreviations=entry.propagate_abbreviations)
+
+
+def _groups(items: list[int], sizes: list[int], budget: int) -> list[list[int]]:
+    """Consecutive runs of ``items`` whose ``sizes`` add up to at most ``budget`` (or one item)."""
+    groups: list[list[int]] = []
+    total = budget + 1
+    for item, size in zip(items, sizes):
+        if total + size > budget:
+            groups.append([])
+            total = 0
+        groups[-1].append(item)
+        total += size
+    return groups
+
+
+def _find_notes(stage: NerStage, items: Sequence[tuple[int, str, Sequence[Sentence], Any]]
+                ) -> dict[int, list[Entity] | Exception]:
+    """One stage's entities for each (index, text, sentences, chunks) note, or the note's exception."""
+    find_many = getattr(stage, "find_many", None)
+    if find_many is not None and len(items) > 1:
+        try:
+            return dict(zip((i for i, *_ in items), find_many([(text, sentences) for _, text, sentences, _ in items]),
+                            strict=True))
+        except Exception:  # one note broke the shared call: find note by note to tell which
+            pass
+    found: dict[int, list[Entity] | Exception] = {}
+    for i, text, sentences, chunks in items:
+        try:
+            found[i] = _find(stage, text, sentences, chunks)
+        except Exception as exc:
+            found[i] = exc
+    return found
 
 
 def _find(stage: NerStage, text: str, sentences: Sequence[Sentence],

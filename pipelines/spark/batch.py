@@ -158,6 +158,19 @@ def annotate_note(pipeline: Pipeline, note_id: str | None, raw_text: Any, pre_re
                   limits: Limits, *, sparknlp: bool = False,
                   chunks: dict[str, list[ExternalChunk] | None] | None = None) -> dict[str, Any]:
     """The result row for one note (without pass-through columns)."""
+    row, text, problem = _checked_row(note_id, raw_text, pre_reason, limits, sparknlp=sparknlp)
+    outcome: Any = problem
+    if problem is None:
+        try:
+            outcome = pipeline.annotate_many([text], [chunks])[0]
+        except Exception as exc:  # annotate_many returns a note's failure; this is anything else
+            outcome = exc
+    return _finished_row(row, text, outcome, pipeline.version, sparknlp=sparknlp)
+
+
+def _checked_row(note_id: str | None, raw_text: Any, pre_reason: str | None, limits: Limits, *,
+                 sparknlp: bool) -> tuple[dict[str, Any], str | None, Quarantine | None]:
+    """A note's result row before annotation, its text, and why it cannot be annotated (or None)."""
     row: dict[str, Any] = {"note_id": note_id, "status": STATUS_QUARANTINED, "reason": None, "detail": None,
                            "text_sha256": None, "text_length": None, "entity_count": 0, "entities": [],
                            "quarantined_text": None}
@@ -174,19 +187,29 @@ def annotate_note(pipeline: Pipeline, note_id: str | None, raw_text: Any, pre_re
     if problem is None and pre_reason is not None:
         reason, _, detail = pre_reason.partition(":")
         problem = Quarantine(reason, detail or reason)
-    if problem is None:
+    return row, text, problem
+
+
+def _finished_row(row: dict[str, Any], text: str | None, outcome: list[Entity] | Exception | Quarantine,
+                  version: str, *, sparknlp: bool) -> dict[str, Any]:
+    """The row of an annotated note (``outcome``: its entities) or a quarantined one (a
+    Quarantine, or the engine's exception: messages carry positions and labels, no note text)."""
+    if isinstance(outcome, list):
         try:
-            entities = pipeline.annotate(text, chunks)  # type: ignore[arg-type]
-            records = [entity_record(e, pipeline.version, row["text_sha256"]) for e in entities]
-        except ExternalChunkError as exc:  # the message has positions and labels, no note text
-            problem = Quarantine(INVALID_NER_CHUNK, str(exc))
+            records = [entity_record(e, version, row["text_sha256"]) for e in outcome]
         except Exception as exc:  # one bad note must never fail the partition
-            problem = Quarantine(ENGINE_ERROR, f"{type(exc).__name__} in the annotation engine")
+            outcome = exc
         else:
             row.update(status=STATUS_ANNOTATED, entity_count=len(records), entities=records)
             if sparknlp:
                 row["ner_chunk"], row["assertion_annotations"] = sparknlp_annotations(records)
             return row
+    if isinstance(outcome, ExternalChunkError):
+        problem = Quarantine(INVALID_NER_CHUNK, str(outcome))
+    elif isinstance(outcome, Exception):
+        problem = Quarantine(ENGINE_ERROR, f"{type(outcome).__name__} in the annotation engine")
+    else:
+        problem = outcome
     row.update(reason=problem.reason, detail=problem.detail)
     if problem.reason != INVALID_SURROGATES:
         row["quarantined_text"] = text
@@ -195,14 +218,22 @@ def annotate_note(pipeline: Pipeline, note_id: str | None, raw_text: Any, pre_re
 
 def annotate_batch(pipeline: Pipeline, batch: pa.RecordBatch, *, passthrough: Sequence[str] = (),
                    limits: Limits = Limits(), sparknlp: bool = False) -> pa.RecordBatch:
-    """Annotate every note of an Arrow batch; one result row per input row, same order."""
+    """Annotate every note of an Arrow batch; one result row per input row, same order. The
+    notes that pass the checks go through the engine together (:meth:`Pipeline.annotate_many`)."""
     ids = batch.column(ID_COLUMN).to_pylist()
     texts = _raw_values(batch.column(TEXT_COLUMN))
     pre = (batch.column(PRE_REASON_COLUMN).to_pylist() if PRE_REASON_COLUMN in batch.schema.names
            else [None] * batch.num_rows)
     chunks = _note_chunks(batch, pipeline.chunk_columns)
-    rows = [annotate_note(pipeline, i, t, r, limits, sparknlp=sparknlp, chunks=c)
-            for i, t, r, c in zip(ids, texts, pre, chunks)]
+    checked = [_checked_row(i, t, r, limits, sparknlp=sparknlp) for i, t, r in zip(ids, texts, pre)]
+    ready = [n for n, (_, _, problem) in enumerate(checked) if problem is None]
+    try:
+        outcomes: dict[int, Any] = dict(zip(ready, pipeline.annotate_many([checked[n][1] for n in ready],
+                                                                          [chunks[n] for n in ready]), strict=True))
+    except Exception as exc:  # annotate_many returns failures per note; anything else fails each note alone
+        outcomes = dict.fromkeys(ready, exc)
+    rows = [_finished_row(row, text, outcomes.get(n, problem), pipeline.version, sparknlp=sparknlp)
+            for n, (row, text, problem) in enumerate(checked)]
     core = result_schema(sparknlp=sparknlp)
     arrays = [pa.array([row[f.name] for row in rows], type=f.type) for f in core]
     fields = list(core)

@@ -75,15 +75,39 @@ def test_pre_reason_from_spark_side_wins(pipeline):
 
 class ExplodingPipeline:
     version = "test"
+    chunk_columns: list[str] = []
 
-    def annotate(self, text):
-        raise RuntimeError(f"boom on {text}")
+    def annotate_many(self, texts, chunks=None):
+        raise RuntimeError(f"boom on {texts}")
+
+
+class OneBadNotePipeline:
+    """Delegates to a real pipeline but hands back a failure for notes that mention 'boom'."""
+
+    def __init__(self, pipeline):
+        self.inner, self.version, self.chunk_columns = pipeline, pipeline.version, []
+
+    def annotate_many(self, texts, chunks=None):
+        return [KeyError("note 7") if "boom" in t else r for t, r in zip(texts, self.inner.annotate_many(texts))]
 
 
 def test_engine_error_quarantines_without_text():
     row = annotate_note(ExplodingPipeline(), "n", "secret diagnosis", None, Limits())
     assert (row["status"], row["reason"]) == ("quarantined", "engine_error")
     assert "secret" not in row["detail"]
+
+
+def test_engine_errors_quarantine_notes_one_by_one_in_a_batch(pipeline):
+    texts = [GOOD, "secret boom words", "No fever.", "secret boom again"]
+    out = annotate_batch(ExplodingPipeline(), batch(["a", "b", "c", "d"], [t.encode() for t in texts]))
+    assert out.column("reason").to_pylist() == ["engine_error"] * 4
+    assert not any("secret" in d for d in out.column("detail").to_pylist())
+    out = annotate_batch(OneBadNotePipeline(pipeline), batch(["a", "b", "c", "d"], [t.encode() for t in texts]))
+    assert out.column("status").to_pylist() == ["annotated", "quarantined", "annotated", "quarantined"]
+    assert out.column("detail").to_pylist() == [None, "KeyError in the annotation engine", None,
+                                                "KeyError in the annotation engine"]
+    alone = annotate_note(pipeline, "a", GOOD, None, Limits())
+    assert out.column("entities").to_pylist()[0] == alone["entities"] and alone["entity_count"] > 0
 
 
 def test_batch_keeps_row_count_order_and_passthrough(pipeline):

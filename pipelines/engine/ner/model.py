@@ -85,6 +85,9 @@ class NerModel:
         self.trans = np.asarray(crf["transitions"], dtype=np.float64)
         self.decoder = CrfDecoder(self.start, self.end, self.trans, dtype=np.float32)
         self.outside = self.tags.index("O") if "O" in self.tags else -1
+        # int8 dynamic quantisation scales activations per call, so only an fp32 graph tags a
+        # sentence the same whatever it is batched with (pipelines/training/ner/dequantize.py)
+        self.batch_invariant = not meta.raw.get("quantization", {}).get("kept", False)
         self.embeddings = _embeddings(meta.embeddings_dir)
         self.features = WordFeatures(self.embeddings, self.char_map)
         options = ort.SessionOptions()

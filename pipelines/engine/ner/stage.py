@@ -33,9 +33,29 @@ class ModelNerStage:
         self.propagate_abbreviations = propagate_abbreviations
 
     def find(self, text: str, sentences: Sequence[Sentence]) -> list[Entity]:
-        pieces = [model_pieces((t.start, t.end, t.text) for t in s.tokens) for s in sentences]
-        words = [[p[2] for p in sentence] for sentence in pieces]
-        tagged = self.model.tag(words)
+        return self.find_many([(text, sentences)])[0]
+
+    def find_many(self, notes: Sequence[tuple[str, Sequence[Sentence]]]) -> list[list[Entity]]:
+        """:meth:`find` of each (text, sentences) note. A batch-invariant model
+        (:attr:`NerModel.batch_invariant`) tags the sentences of all the notes together, in
+        length-sorted network batches shared across notes; any other model note by note, so a
+        note's entities never depend on the notes beside it."""
+        pieces = [[model_pieces((t.start, t.end, t.text) for t in s.tokens) for s in sentences]
+                  for _, sentences in notes]
+        words = [[[p[2] for p in sentence] for sentence in note] for note in pieces]
+        if getattr(self.model, "batch_invariant", False):  # taggers that do not say are tagged note by note
+            flat = self.model.tag([sentence for note in words for sentence in note])
+            tagged, at = [], 0
+            for note in words:
+                tagged.append(flat[at:at + len(note)])
+                at += len(note)
+        else:
+            tagged = [self.model.tag(note) for note in words]
+        return [self._entities(text, sentences, *parts)
+                for (text, sentences), *parts in zip(notes, pieces, words, tagged, strict=True)]
+
+    def _entities(self, text: str, sentences: Sequence[Sentence], pieces: Sequence[Sequence[tuple[int, int, str]]],
+                  words: Sequence[Sequence[str]], tagged: Sequence[tuple[list[str], list[float]]]) -> list[Entity]:
         spans = [iob_spans(tags) for tags, _ in tagged]
         # span -> None (the tagger's own) or the (sentence, entity) a propagated span took its label from
         found = propagate(words, spans) if self.propagate_abbreviations else [dict.fromkeys(s) for s in spans]
