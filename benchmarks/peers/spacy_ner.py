@@ -95,20 +95,22 @@ def _repaired(path: Path) -> list[list[list[str]]]:
 
 
 def training_log_steps(log: Path) -> dict:
-    """Steps and best devel score from spaCy's training table (rows ``E  #  LOSS ... SCORE``,
-    one per evaluation): the last row's step count is how far training ran."""
+    """Steps and best devel score from spaCy's training table (rows ``E  #  LOSS TOK2VEC  LOSS NER
+    ENTS_F  ENTS_P  ENTS_R  SCORE``, one per evaluation): the last row's step count is how far
+    training ran; the best row is the highest SCORE (printed to 2 decimals), ties broken by ENTS_F."""
     rows = []
     for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
         fields = line.split()
         if len(fields) >= 4 and fields[0].isdigit() and fields[1].isdigit():
             try:
-                rows.append((int(fields[0]), int(fields[1]), float(fields[-1])))
+                rows.append((int(fields[0]), int(fields[1]), float(fields[-1]), float(fields[-4])))
             except ValueError:
                 continue
     if not rows:
-        return {"steps": None, "epochs": None, "best_step": None, "best_dev_score": None}
-    best = max(rows, key=lambda r: r[2])
-    return {"steps": rows[-1][1], "epochs": rows[-1][0], "best_step": best[1], "best_dev_score": best[2]}
+        return {"steps": None, "epochs": None, "best_step": None, "best_dev_score": None, "best_dev_ents_f": None}
+    best = max(rows, key=lambda r: (r[2], r[3]))
+    return {"steps": rows[-1][1], "epochs": rows[-1][0], "best_step": best[1], "best_dev_score": best[2],
+            "best_dev_ents_f": best[3]}
 
 
 def train(python: Path, max_steps: int | None, *, root: Path = TRAINED, corpus: Path = NCBI) -> dict:
@@ -116,8 +118,9 @@ def train(python: Path, max_steps: int | None, *, root: Path = TRAINED, corpus: 
     ``max_steps`` under ``root``. Returns the training record (model path, steps, seconds)."""
     work = root / (f"max_steps_{max_steps}" if max_steps else "default")
     record_path = work / "trained.json"
-    if record_path.exists() and (work / "out" / "model-best").is_dir():
-        return json.loads(record_path.read_text(encoding="utf-8"))
+    if record_path.exists() and (work / "out" / "model-best").is_dir():  # trained before: steps re-read from its log
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        return {**record, **training_log_steps(Path(record["log"]))}
     work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **ONE_THREAD}
     data = work / "data.json"
@@ -199,7 +202,7 @@ def measure(notes_jsonl: Path, *, work: Path, quick: bool = False, repeat: int =
         "versions": {**install["versions"], "python": install["python"]},
         "install_seconds": install["install_seconds"],
         "training": {k: trained[k] for k in ("max_steps", "steps", "epochs", "best_step", "best_dev_score",
-                                             "seconds", "config", "log", "threads")},
+                                             "best_dev_ents_f", "seconds", "config", "log", "threads")},
         "devel_f1": {"spacy": spacy_scores["f1"], "clinlake_ncbi_disease": ours["tokens"]["f1"],
                      "clinlake_ncbi_disease_model_alone": ours["model_alone"]["f1"] if ours["model_alone"] else None},
         "devel": {"spacy": spacy_scores, "clinlake_ncbi_disease": ours,
