@@ -147,12 +147,19 @@ def card_parser(prog: str) -> argparse.ArgumentParser:
                         "and models/README.md from model.json (no evaluation)")
     parser.add_argument("--reexport", action="store_true", help="export the ONNX model again from the PyTorch "
                         "weights kept under build/ner/<name>/ first")
+    parser.add_argument("--dequantize", action="store_true", help="rewrite an int8 model as the fp32 graph of its "
+                        "int8 weights (batch-invariant: the pipeline then tags many notes' sentences together), "
+                        "then score, time and re-card it")
     return parser
 
 
 def run_card(args: argparse.Namespace) -> int:
     _log_progress()
     for name in args.names:
+        if args.dequantize:
+            meta = refresh.dequantize_model(name)
+            print(json.dumps({"name": name, "dev": meta["dev"], "quantization": meta["quantization"]})[:2000])
+            continue
         meta = refresh.refresh_model(name, quantize=not args.no_quantize, card_only=args.card_only,
                                      reexport=args.reexport)
         if not args.card_only:

@@ -8,6 +8,7 @@ Plain Python over plain data; no Spark. Every pipeline is built in one place,
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict
 from itertools import groupby
 from operator import itemgetter
@@ -89,11 +90,14 @@ class Pipeline:
         return result
 
     def annotate_many(self, texts: Sequence[str],
-                      chunks: Sequence[Mapping[str, Sequence[ExternalChunk] | None] | None] | None = None
-                      ) -> list[list[Entity] | Exception]:
+                      chunks: Sequence[Mapping[str, Sequence[ExternalChunk] | None] | None] | None = None, *,
+                      stage_seconds: dict[str, float] | None = None) -> list[list[Entity] | Exception]:
         """:meth:`annotate` of each note, with the NER stages that can (``find_many``) run over
         notes of up to :data:`NER_BATCH_CHARS` characters together. A note that fails gets its
-        exception in its place instead of entities: it never fails the notes beside it."""
+        exception in its place instead of entities: it never fails the notes beside it.
+        ``stage_seconds``: if given, seconds spent in ``text`` (sentences, sections), ``ner`` and
+        ``assertion`` (with merging and heading filters) are added to it (benchmarks)."""
+        clock = _StageClock(stage_seconds)
         note_chunks = list(chunks) if chunks is not None else [None] * len(texts)
         results: list[list[Entity] | Exception] = [[] for _ in texts]
         prepared: dict[int, tuple[list[Sentence], list[Section]]] = {}
@@ -104,6 +108,7 @@ class Pipeline:
                     prepared[i] = (sentences, self.sections.detect(text))
             except Exception as exc:
                 results[i] = exc
+        clock.lap("text")
         for group in _groups(list(prepared), [len(texts[i]) for i in prepared], NER_BATCH_CHARS):
             found: dict[int, list[list[Entity]]] = {i: [] for i in group}
             for stage in self.ner_stages:
@@ -114,11 +119,13 @@ class Pipeline:
                         del found[i]
                     else:
                         found[i].append(entities)
+            clock.lap("ner")
             for i, per_stage in found.items():
                 try:
                     results[i] = self._finish(texts[i], *prepared[i], merge_chunks(per_stage))
                 except Exception as exc:
                     results[i] = exc
+            clock.lap("assertion")
         return results
 
     def _finish(self, text: str, sentences: Sequence[Sentence], sections: Sequence[Section],
@@ -175,6 +182,19 @@ def _ner_stage(entry: object, resolver: Resolver) -> NerStage:
 
     return load_ner_stage(resolver.model_dir(entry.model), labels=entry.labels, label_map=entry.label_map,
                           propagate_abbreviations=entry.propagate_abbreviations)
+
+
+class _StageClock:
+    """Adds the seconds since its last lap to a named total, when it has totals to add to."""
+
+    def __init__(self, totals: dict[str, float] | None) -> None:
+        self.totals, self.last = totals, time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        if self.totals is not None:
+            now = time.perf_counter()
+            self.totals[stage] = self.totals.get(stage, 0.0) + now - self.last
+            self.last = now
 
 
 def _groups(items: list[int], sizes: list[int], budget: int) -> list[list[int]]:

@@ -74,7 +74,7 @@ def ner_model_card(model_dir: Path, meta: dict) -> str:
     target = PUBLISHED_F1[corpus]
     verdict = ("at or above" if f1 >= target else f"**{target - f1:.2f} points below**")
     quant = meta["quantization"]
-    precision = "int8 (dynamic quantisation)" if quant.get("kept") else "fp32"
+    precision = _precision(quant)
     embeddings = (model_dir / meta["embeddings"]).resolve()
     lines = [
         f"# {meta['name']} — {corpus} NER (BiLSTM-CNN-Char-CRF, ONNX)",
@@ -109,7 +109,7 @@ def ner_model_card(model_dir: Path, meta: dict) -> str:
            if selection else ").")
         + (" Dynamic quantisation scales activations per onnxruntime batch, so a sentence's scores shift slightly "
            "with the sentences batched with it (on the five devel sets, network batches of 512 to 4,096 pieces "
-           "moved F1 by at most 0.16)." if quant.get("kept") else ""),
+           "moved F1 by at most 0.16)." if quant.get("kept") else "") + _served_note(quant),
         "",
         "## Devel scores (strict, entity level, conlleval semantics)",
         f"Overall F1 **{f1:.2f}** vs the published Spark NLP *test* F1 {target:.2f}: {verdict}. "
@@ -219,7 +219,7 @@ def models_readme(models: Path | None = None) -> str:
                     f"{100 * alone['tokens']['overall']['f1']:.2f} | "
                     f"{100 * dev['raw_text']['overall']['f1']:.2f} | {target:.2f} | {f1 - target:+.2f} | "
                     f"{_size_mb(models / name / 'model.onnx'):.1f} MB "
-                    f"{'int8' if meta['quantization'].get('kept') else 'fp32'} |")
+                    f"{_short_precision(meta['quantization'])} |")
     embeddings = sum(_size_mb(p) for p in (models / "embeddings").iterdir())
     train_only_note = "" if not train_only else (
         f"; {', '.join(f'`{n}`' for n in train_only)} ship{'s' if len(train_only) == 1 else ''} the train-only run")
@@ -279,7 +279,7 @@ def clinical_models_section(models: Path) -> list[str]:
             rows.append(f"| [`{name}`]({name}/MODEL_CARD.md){refit} | {labels} | {corpus} | "
                         f"**{100 * report['strict']['micro']['f1']:.2f}** | {100 * report['lenient']['micro']['f1']:.2f} | "
                         f"{_size_mb(models / name / 'model.onnx'):.1f} MB "
-                        f"{'int8' if meta['quantization'].get('kept') else 'fp32'} |")
+                        f"{_short_precision(meta['quantization'])} |")
     if not rows:
         return []
     return [
@@ -371,6 +371,26 @@ def _data_lines(name: str, corpora: Sequence[str], training: dict, own_dev: dict
     return lines
 
 
+def _precision(quant: dict) -> str:
+    if quant.get("served"):
+        return f"{quant['served']} (int8 dynamic quantisation kept at training, since rewritten)"
+    return "int8 (dynamic quantisation)" if quant.get("kept") else "fp32"
+
+
+def _short_precision(quant: dict) -> str:
+    return "fp32 (int8 weights)" if quant.get("served") else "int8" if quant.get("kept") else "fp32"
+
+
+def _served_note(quant: dict) -> str:
+    if not quant.get("served"):
+        return ""
+    return (" The int8 graph's dynamic quantisation scaled activations per onnxruntime call, so a sentence's tags "
+            "depended on the sentences batched with it and the pipeline tagged each note alone; the served graph "
+            "computes the same int8-rounded weights in fp32 (`clinlake train card --dequantize`), which is "
+            "batch-invariant, so the pipeline tags the sentences of many notes together. model.json's `dev` holds "
+            "the served graph's devel scores (a refit's train-only selection scores stay those of its int8 graph).")
+
+
 def clinical_model_card(model_dir: Path, meta: dict, *, root: Path | None = None) -> str:
     """MODEL_CARD.md of a clinical model (trained on BRAT documents). ``root``: what the label-map
     paths of model.json are relative to (default the checkout, :func:`~clinlake.pipelines.resources.source_root`)."""
@@ -379,7 +399,7 @@ def clinical_model_card(model_dir: Path, meta: dict, *, root: Path | None = None
     selection = training.get("selection")
     network = training.get("network") or {}
     corpora = list(meta["label_maps"])
-    precision = "int8 (dynamic quantisation)" if quant.get("kept") else "fp32"
+    precision = _precision(quant)
     brat_flags = " ".join(f"--brat {c}={p}" for c, p in meta["label_maps"].items())
     lines = [
         f"# {meta['name']} — clinical NER on raw text (BiLSTM-CNN-Char-CRF, ONNX)",
@@ -420,7 +440,7 @@ def clinical_model_card(model_dir: Path, meta: dict, *, root: Path | None = None
         f"2×{network.get('hidden', 150)} → CRF with IOB2 constraints. Weights: {precision} ({quant.get('tried')} tried: mean devel strict F1 fp32 "
         f"{100 * quant.get('dev_f1_fp32', 0):.2f}, int8 {100 * quant.get('dev_f1_int8', 0):.2f}"
         + ("; devel is in the refit's training data, so this checks only that int8 keeps its outputs)." if selection
-           else ")."),
+           else ").") + _served_note(quant),
         "",
         "## Devel scores on raw documents (`clinlake evaluate brat`, character offsets)",
         "Strict = exact start, end and type; lenient = overlap and type (see `pipelines/evaluation/brat.py`). "

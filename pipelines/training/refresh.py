@@ -2,13 +2,16 @@
 (biomedical CoNLL models and clinical BRAT models), and rewrite ``models/README.md``."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
-from clinlake.pipelines.engine.ner.metadata import read_meta
+from clinlake.pipelines.engine.ner.metadata import read_meta, write_meta
 from clinlake.pipelines.resources import models_dir
 from clinlake.pipelines.training import clinical
 from clinlake.pipelines.training.cards import clinical_model_card, models_readme, ner_model_card
 from clinlake.pipelines.training.ner import export
+from clinlake.pipelines.training.ner.artifacts import artifacts_dir
+from clinlake.pipelines.training.ner.dequantize import dequantize_graph
 
 
 def refresh_model(name: str, *, quantize: bool = True, card_only: bool = False, reexport: bool = False,
@@ -29,6 +32,29 @@ def refresh_model(name: str, *, quantize: bool = True, card_only: bool = False, 
     if meta["training"].get("selection"):
         export.rescore_selection(model_dir, quantize=quantize, finish=finish)
     return finish(model_dir, quantize=quantize)
+
+
+def dequantize_model(name: str, *, models: Path | None = None) -> dict:
+    """Rewrite an int8 dynamic-quantised model as the fp32 graph of its int8-rounded weights
+    (:mod:`clinlake.pipelines.training.ner.dequantize`: batch-invariant, so the pipeline tags
+    many notes' sentences together), then score it on devel, time it and re-card it. The int8
+    graph is kept under build/ner/<name>/model.int8.onnx. Returns the final model.json."""
+    model_dir = (models_dir() if models is None else models) / name
+    meta = read_meta(model_dir)
+    quant = dict(meta.get("quantization") or {})
+    if not quant.get("kept"):
+        raise ValueError(f"{name}: model.onnx is not int8 (quantization.kept is false): nothing to dequantise")
+    kept_int8 = artifacts_dir(model_dir) / "model.int8.onnx"
+    kept_int8.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(model_dir / "model.onnx", kept_int8)
+    rewritten = dequantize_graph(kept_int8, model_dir / "model.onnx")
+    meta["quantization"] = {"tried": "none", "kept": False}
+    write_meta(model_dir, meta)
+    is_clinical = meta.get("kind") == "brat"
+    final = (clinical.finish if is_clinical else export.finish)(model_dir, quantize=False)
+    final["quantization"] = {**quant, "kept": False, "served": "fp32 graph of the int8 weights",
+                             "rewritten": rewritten}
+    return export.write_meta_and_card(model_dir, final, clinical_model_card if is_clinical else ner_model_card)
 
 
 def write_models_readme(models: Path | None = None) -> Path:

@@ -1,0 +1,144 @@
+"""Markdown tables of one ``python -m benchmarks.run`` result (the README's benchmark section is
+pasted from them). Missing figures print as ``-``; a failed section prints its error."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}" if abs(value) < 1 else f"{value:,.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _failed(section: Any) -> str | None:
+    if isinstance(section, dict) and ("error" in section or "skipped" in section):
+        return section.get("error") or f"skipped ({section['skipped']})"
+    return None
+
+
+def _engine(results: dict) -> list[str]:
+    engine, ner = results.get("engine"), results.get("ner")
+    out = ["### Engine, one process, one thread"]
+    if _failed(engine):
+        return out + [_failed(engine)]
+    shares = ", ".join(f"{k} {v:.0%}" for k, v in engine["stage_share"].items())
+    out.append(table(["notes", "words", "seconds", "notes/s", "words/s", "entities", "stage share"],
+                     [[engine["notes"], engine["words"], engine["seconds"], engine["notes_per_s"],
+                       engine["words_per_s"], engine["entities"], shares]]))
+    if isinstance(ner, dict) and not _failed(ner):
+        out += ["", "NER stages alone (sentences given):", "",
+                table(["model", "batch-invariant", "words/s", "entities"],
+                      [[v["model"], v["batch_invariant"], v["words_per_s"], v["entities"]] for v in ner.values()])]
+    return out
+
+
+def _spark(results: dict) -> list[str]:
+    out = ["### Spark: the annotate job (gate off), fixed cost apart"]
+    rows = []
+    for group in ("spark", "cluster"):
+        section = results.get(group)
+        if _failed(section) or not isinstance(section, dict):
+            out.append(f"{group}: {_failed(section) or 'not run'}")
+            continue
+        for mode, run in section.items():
+            if "error" in run:
+                rows.append([mode, run["error"], None, None, None, None, None])
+            else:
+                rows.append([mode, run["notes"], run["start_s"], run["fixed_s"], run["seconds"], run["notes_per_s"],
+                             run["notes_per_s_per_core"]])
+    if rows:
+        out.append(table(["mode", "notes", "session start s", "fixed cost s (2-note job)", "job s", "notes/s",
+                          "notes/s per core"], rows))
+    return out
+
+
+def _long_and_memory(results: dict) -> list[str]:
+    out = ["### Long notes and memory"]
+    rows = results.get("long")
+    if _failed(rows) or not isinstance(rows, list):
+        out.append(f"long notes: {_failed(rows) or 'not run'}")
+    else:
+        out.append(table(["characters", "words", "entities", "seconds", "seconds per 1k chars"],
+                         [[r["chars"], r["words"], r["entities"], r["seconds_per_note"], r["seconds_per_1k_chars"]]
+                          for r in rows]))
+    memory = results.get("memory")
+    if _failed(memory) or not isinstance(memory, dict):
+        out.append(f"memory: {_failed(memory) or 'not run'}")
+    else:
+        out += ["", table(["worker process", "notes", "characters", "RSS after build MB", "peak RSS MB"],
+                          [[k.replace("_", " "), v["notes"], v["chars"], v["rss_mb_after_build"], v["peak_rss_mb"]]
+                           for k, v in memory.items()])]
+    return out
+
+
+def _peers(results: dict) -> list[str]:
+    out = ["### Peers, same notes, one thread each"]
+    spacy, ner = results.get("spacy"), results.get("ner") or {}
+    if _failed(spacy) or not isinstance(spacy, dict):
+        out.append(f"spaCy: {_failed(spacy) or 'not run'}")
+    else:
+        ours = ner.get("ncbi_disease", {}) if isinstance(ner, dict) else {}
+        f1 = spacy.get("devel_f1", {})
+        out.append(table(["NCBI-disease NER", "devel strict F1", "words/s on the notes", "training"],
+                         [[spacy.get("peer", "spaCy"), f1.get("spacy"), _get(spacy, "speed", "words_per_s"),
+                           _training(spacy.get("training"))],
+                          ["clinlake ncbi_disease", f1.get("clinlake_ncbi_disease"), ours.get("words_per_s"),
+                           "shipped model"]]))
+    medspacy = results.get("medspacy")
+    if _failed(medspacy) or not isinstance(medspacy, dict):
+        out.append(f"medspaCy: {_failed(medspacy) or 'not run'}")
+    else:
+        rates, kit = medspacy.get("entities_per_s", {}), medspacy.get("kit_devel", {})
+        out += ["", table(["assertion on the same entities", "entities/s", "kit Negated F1", "kit Historical F1",
+                           "kit Not-particular F1"],
+                          [[name, rate, _get(kit, name, "negated_f1"), _get(kit, name, "historical_f1"),
+                            _get(kit, name, "not_particular_f1")] for name, rate in rates.items()])]
+    nerdl = results.get("nerdl")
+    if _failed(nerdl) or not isinstance(nerdl, dict):
+        out.append(f"Spark NLP NerDL: {_failed(nerdl) or 'not run'}")
+    else:
+        f1, speed = nerdl.get("devel_f1", {}), nerdl.get("speed", {})
+        out += ["", table(["NCBI-disease NER in one Spark session", "devel strict F1", "words/s per core"],
+                          [[nerdl.get("peer", "Spark NLP NerDL"), f1.get("nerdl"), speed.get("nerdl_words_per_s")],
+                           ["clinlake ncbi_disease (mapInArrow)", f1.get("clinlake_ncbi_disease"),
+                            speed.get("clinlake_ner_words_per_s")]])]
+    return out
+
+
+def _training(training: Any) -> str:
+    if not isinstance(training, dict):
+        return "-"
+    return f"{training.get('steps')} steps, {training.get('seconds')} s"
+
+
+def _get(value: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def markdown(results: dict) -> str:
+    parts = [f"## clinlake benchmarks ({results.get('profile')} run, {results.get('when')})",
+             f"Machine: {results.get('machine')}. Command: `{results.get('command')}`.", ""]
+    for block in (_engine, _spark, _long_and_memory, _peers):
+        parts += block(results) + [""]
+    parts += ["### Ratios (figures of this run only)",
+              table(["ratio", "value"], [[k, v] for k, v in (results.get("ratios") or {}).items()]), "",
+              "### Cost (extrapolated from the per-core rates above, notes of the sample's mean size)",
+              table(["path", "notes/s per core", "core-hours, 1M notes", "core-hours, 100M notes"],
+                    [[r["path"], r["notes_per_s_per_core"], r["core_hours_1,000,000_notes"],
+                      r["core_hours_100,000,000_notes"]] for r in results.get("cost") or []])]
+    return "\n".join(parts) + "\n"
