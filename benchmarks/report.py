@@ -8,6 +8,8 @@ from typing import Any, Sequence
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}" if abs(value) < 1 else f"{value:,.2f}"
     if isinstance(value, int):
@@ -44,23 +46,22 @@ def _engine(results: dict) -> list[str]:
 
 
 def _spark(results: dict) -> list[str]:
-    out = ["### Spark: the annotate job (gate off), fixed cost apart"]
-    rows = []
+    out, rows, missing = ["### Spark: the annotate job (gate off), fixed costs apart"], [], []
     for group in ("spark", "cluster"):
         section = results.get(group)
         if _failed(section) or not isinstance(section, dict):
-            out.append(f"{group}: {_failed(section) or 'not run'}")
+            missing.append(f"{group}: {_failed(section) or 'not run'}")
             continue
         for mode, run in section.items():
             if "error" in run:
-                rows.append([mode, run["error"], None, None, None, None, None])
+                rows.append([mode, run["error"], None, None, None, None, None, None])
             else:
-                rows.append([mode, run["notes"], run["start_s"], run["fixed_s"], run["seconds"], run["notes_per_s"],
-                             run["notes_per_s_per_core"]])
+                rows.append([mode, run["notes"], run["start_s"], run["first_job_s"], run["fixed_s"], run["seconds"],
+                             run["notes_per_s"], run["notes_per_s_per_core"]])
     if rows:
-        out.append(table(["mode", "notes", "session start s", "fixed cost s (2-note job)", "job s", "notes/s",
-                          "notes/s per core"], rows))
-    return out
+        out.append(table(["mode", "notes", "session start s", "first 2-note job s (workers start)",
+                          "2-note job s (fixed per run)", "job s", "notes/s", "notes/s per core"], rows))
+    return out + missing
 
 
 def _long_and_memory(results: dict) -> list[str]:

@@ -150,14 +150,18 @@ def ratios(results: dict) -> dict:
     spark = results.get("spark", {}) if isinstance(results.get("spark"), dict) else {}
     cluster = results.get("cluster", {}) if isinstance(results.get("cluster"), dict) else {}
 
-    def per_note(mode: dict | None) -> float | None:
-        return mode["seconds"] / mode["notes"] if mode and "seconds" in mode and mode.get("notes") else None
+    def per_note(mode: dict | None, *, marginal: bool = False) -> float | None:
+        if not mode or "seconds" not in mode or not mode.get("notes"):
+            return None
+        return (mode["seconds"] - (mode["fixed_s"] if marginal else 0)) / mode["notes"]
 
     engine_per_note = engine_s / engine_notes if engine_s and engine_notes else None
     spacy_wps = _get(results, "spacy", "speed", "words_per_s")
     medspacy = _get(results, "medspacy", "entities_per_s") or {}
     return {
         "spark_overhead_local1_over_engine": _ratio(per_note(spark.get("local[1]")), engine_per_note),
+        "spark_overhead_local1_over_engine_fixed_cost_apart": _ratio(
+            per_note(spark.get("local[1]"), marginal=True), engine_per_note),
         "scaling_local2_over_local1": _ratio(per_note(spark.get("local[1]")), per_note(spark.get("local[2]"))),
         "scaling_cluster2_over_cluster1": _ratio(per_note(cluster.get("standalone-1")),
                                                  per_note(cluster.get("standalone-2"))),
@@ -166,7 +170,7 @@ def ratios(results: dict) -> dict:
         "hybrid_assertion_over_medspacy": _ratio(medspacy.get("clinlake_hybrid"), medspacy.get("medspacy")),
         "rules_assertion_over_medspacy": _ratio(medspacy.get("clinlake_rules"), medspacy.get("medspacy")),
         "ncbi_ner_stage_over_nerdl_same_spark": _get(results, "nerdl", "speed", "ratio"),
-        "long_note_cost_1M_over_1k": _long_growth(results.get("long")),
+        "long_note_cost_per_char_largest_over_1k": _long_growth(results.get("long")),
     }
 
 

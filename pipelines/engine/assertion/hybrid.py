@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -69,12 +70,18 @@ def _model_flags(answer: ModelAnswer) -> dict[str, bool]:
     }
 
 
+@lru_cache(maxsize=16)
+def _sources(policy: HybridPolicy) -> tuple[tuple[str, str], ...]:
+    """(attribute, source) pairs of a policy, made once per policy (asdict per entity was slow)."""
+    return tuple(asdict(policy).items())
+
+
 def combine(rule: AssertionResult, answer: ModelAnswer, policy: HybridPolicy) -> AssertionResult:
     """One hybrid decision from the rules' result and the model's answer."""
     rules_flags, model_flags = _rule_flags(rule), _model_flags(answer)
     rule_decided = rule.cue is not None and rule.cue_category != "HISTORICAL"
     flags = {}
-    for key, source in asdict(policy).items():
+    for key, source in _sources(policy):
         if source == "rules":
             flags[key] = rules_flags[key]
         elif source == "model":

@@ -34,7 +34,10 @@ def model_pieces(tokens: Iterable[tuple[int, int, str]]) -> list[tuple[int, int,
     """Corpus-style pieces (start, end, text) of (start, end, text) tokens, in order."""
     pieces: list[tuple[int, int, str]] = []
     for start, _end, text in tokens:
-        pieces += [(start + m.start(), start + m.end(), m.group()) for m in CORPUS_PIECE.finditer(text)]
+        if text.isalnum():  # one [^\W_]+ run (most tokens): no regex needed
+            pieces.append((start, start + len(text), text))
+        else:
+            pieces += [(start + m.start(), start + m.end(), m.group()) for m in CORPUS_PIECE.finditer(text)]
     return pieces
 
 def word_key(word: str) -> str:
