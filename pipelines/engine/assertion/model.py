@@ -38,6 +38,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from clinlake.pipelines.engine.onnx_session import open_session
 from clinlake.pipelines.engine.pieces import WORD_PIECE
 from clinlake.pipelines.engine.types import AssertionResult, Sentence
 from clinlake.pipelines.resources import package_resource
@@ -227,10 +228,8 @@ class AssertionModel:
         model_dir: str | Path = MODEL_DIR_DEFAULT,
         *,
         section_defaults: Mapping[str, str] | None = None,
-        threads: int = 1,
+        threads: int | None = None,
     ) -> None:
-        import onnxruntime as ort  # imported only when a model is used
-
         model_dir = Path(model_dir)
         for name in (MODEL_FILE, VOCAB_FILE, CONFIG_FILE):
             if not (model_dir / name).is_file():
@@ -241,12 +240,7 @@ class AssertionModel:
         self.window = int(self.config.get("window", DEFAULT_WINDOW))
         self.name = f"assertion-model@{self.config.get('version', 'unknown')}"
         self.section_defaults = dict(section_defaults or {})
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(
-            str(model_dir / MODEL_FILE), options, providers=["CPUExecutionProvider"]
-        )
+        self._session = open_session(model_dir / MODEL_FILE, threads=threads)
         self._outputs = [o.name for o in self._session.get_outputs()]
 
     def answers(self, text: str, span: tuple[int, int], targets: Sequence[tuple[int, int]]) -> list[ModelAnswer]:

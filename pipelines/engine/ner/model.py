@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -27,6 +26,7 @@ import numpy as np
 from clinlake.pipelines.engine.ner.crf import CrfDecoder
 from clinlake.pipelines.engine.ner.features import Embeddings, WordFeatures, encode_serving_batch
 from clinlake.pipelines.engine.ner.metadata import ModelMeta, read_meta
+from clinlake.pipelines.engine.onnx_session import open_session
 
 WINDOW = 256  # longest piece sequence tagged in one go; longer sentences are windowed
 OVERLAP = 32  # pieces of context on each side of a window that are tagged but not kept
@@ -59,20 +59,10 @@ _SESSIONS: dict[str, "NerModel"] = {}
 _LOCK = threading.Lock()
 
 
-def _threads() -> int:
-    """Spark sets OMP_NUM_THREADS to spark.task.cpus in Python workers; default one core."""
-    try:
-        return max(1, int(os.environ.get("OMP_NUM_THREADS", "1")))
-    except ValueError:
-        return 1
-
-
 class NerModel:
     """One ONNX tagger: tags piece sequences. Built once per process per directory (:func:`load_model`)."""
 
     def __init__(self, directory: Path) -> None:
-        import onnxruntime as ort  # imported only when a model is used
-
         self.directory = directory
         meta = ModelMeta.load(directory)
         self.meta = meta.raw
@@ -90,12 +80,7 @@ class NerModel:
         self.batch_invariant = not meta.raw.get("quantization", {}).get("kept", False)
         self.embeddings = _embeddings(meta.embeddings_dir)
         self.features = WordFeatures(self.embeddings, self.char_map)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = _threads()
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(directory / "model.onnx"), options,
-                                            providers=["CPUExecutionProvider"])
+        self.session = open_session(directory / "model.onnx")
         expected = {i.name: i.shape for i in self.session.get_inputs()}["words"][2]
         if isinstance(expected, int) and expected != self.embeddings.vectors.shape[1]:
             raise ValueError(f"model {meta.name} was trained on {expected}-d word vectors but "
