@@ -40,6 +40,38 @@ Each is timed after a warm-up run (best of :data:`TIMED_RUNS`); words are whites
 (``len(text.split())``). "NER only" subtracts the same run cut before NER (NerDL: up to the
 Tokenizer; clinlake: ``TextSplitter.split`` only), so embeddings lookup counts as NER for both.
 
+Measured (2 shared cores, a spaCy training from another worktree on the other core; 318 typical
+notes = ``typical_notes(1)``, 138,834 words; 10 epochs, 1,067 s = ~107 s per epoch on one thread):
+
+    devel strict entity F1   NerDL 0.8507 (P 0.8438 R 0.8577)   clinlake ncbi_disease 0.8695 token mode
+                             (0.8655 sentence by sentence, without abbreviation propagation)
+    words/s per core         NerDL 5,474 (NER only 5,863)       clinlake 56,232 (NER only 68,058): 10.3x (11.6x)
+    a re-run (cached model)  NerDL 4,707 (4,970)                clinlake 57,682 (70,014): 12.3x (14.1x)
+
+(``--quick``, 2 epochs, 245 s: devel F1 0.7843; the speed is the same network, so the same.)
+
+What failed, and the workarounds (all in ``nerdl_env.sh``):
+
+* ``mvn dependency:copy -Dartifact=com.johnsnowlabs.nlp:tensorflow-cpu_2.12:0.4.4`` -> "Could not find
+  artifact ... in central": Maven Central serves only 0.2.2/0.3.1/0.3.3 of it. TensorFlow Java 0.4.2
+  from org.tensorflow (TF 2.7) stands in, with its natives and javacpp's; NerDL trains and tags with it.
+* The jar's ``ner-dl/`` graphs exist but are for 100/128/256/300/384/512/768/1024/2048/4096-d vectors
+  (10 or 38 tags), none for 200 -> a graph is generated.
+* ``from sparknlp.training.tfgraphs import tf_graph`` in a TensorFlow venv: "No module named 'pyspark'"
+  (spark-nlp's ``__init__`` and ``sparknlp.internal`` import pyspark), then "No module named
+  'tensorflow_addons'" -> the builder's ``create_graph`` is imported with those packages stubbed, and
+  tensorflow-addons 0.21.0 is installed beside tensorflow-cpu 2.12.1. The graph pins ops to
+  ``/device:GPU:0``; soft placement (set in the ConfigProto) puts them on the CPU, and TensorFlow
+  prints the placement on stderr (harmless noise in the worker log).
+* Digits: 1,276 of devel's 23,969 tokens (5.3%, all with digits: BRCA1, G6PD, 3, ...) have no vector
+  in Spark NLP (clinlake's ``word_key`` finds all of them); NerDL's char CNN still sees them.
+
+A fresh machine: Java 17, Maven, Python 3.11 with venv, PyPI and Maven Central. ``measure`` runs
+``bash benchmarks/peers/nerdl_env.sh`` (measured here: .ci/sparknlp-env.sh 30 s with pip's cache,
+TF Java 17 s, the peer venv 13 s with pyspark's wheel cached, TensorFlow venv ~1.5 min, graph 8 s;
+1.8 GB for the TF venv, 0.8 GB the peer venv), then the worker writes the vectors file (4 s), the
+embeddings model (RocksDB, 37 MB), trains (~18 min for 10 epochs) and measures (~2 min).
+
 Interface: :func:`measure` (the benchmark runner calls it; it runs in any Python that can import
 clinlake, and starts the Spark 3.5 work with the peer venv's Python) and :func:`main`. Note text is
 never printed. The environment is made by ``benchmarks/peers/nerdl_env.sh`` (idempotent).
@@ -127,7 +159,17 @@ def clinlake_devel(repo: Path, devel: Path) -> dict:
 
 def measure(notes_jsonl: Path, *, work: Path, quick: bool = False, epochs: int | None = None,
             repo: Path | None = None) -> dict:
-    """Trains (or reuses) NerDL, scores it on devel and times it beside clinlake's NER in one Spark session."""
+    """Trains (or reuses) NerDL, scores it on devel and times it beside clinlake's NER in one Spark session.
+
+    Returns the JSON-able result, or ``{"peer": ..., "error": "<what failed>"}``; the Spark work runs in
+    a subprocess with the peer venv's Python (``build/peers/nerdl/venv``: pyspark 3.5.5), logs in ``work``."""
+    try:
+        return _measure(notes_jsonl, work=work, quick=quick, epochs=epochs, repo=repo)
+    except Exception as exc:  # the runner gets a row, not a traceback
+        return {"peer": PEER, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _measure(notes_jsonl: Path, *, work: Path, quick: bool, epochs: int | None, repo: Path | None) -> dict:
     repo = Path(repo or REPO).resolve()
     work = Path(work).resolve()
     work.mkdir(parents=True, exist_ok=True)
