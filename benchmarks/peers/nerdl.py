@@ -174,6 +174,8 @@ def _measure(notes_jsonl: Path, *, work: Path, quick: bool, epochs: int | None, 
     work = Path(work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     epochs = epochs or (QUICK_EPOCHS if quick else EPOCHS)
+    if not Path(notes_jsonl).is_file():
+        return {"peer": PEER, "error": f"no notes file {notes_jsonl}"}
     failure = ensure_env(repo, work / "nerdl_env.log")
     if failure:
         return {"peer": PEER, "error": failure}
