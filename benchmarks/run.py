@@ -9,7 +9,8 @@ Sections, in the order they run (each one thread per core, one after the other):
 
 ``engine``    the default pipeline (clinical_core NER + hybrid assertion) in this process, one
               thread: notes/s, words/s, seconds per stage (benchmarks/engine_speed.py);
-``ner``       NER stages alone: clinlake ``ncbi_disease`` and ``clinical_core``, words/s;
+``ner``       NER stages alone: clinlake ``ncbi_disease`` and ``clinical_core``, words/s on the
+              peers' notes (the 318 sample notes, as the spaCy peer gets them);
 ``long``      seconds per 1k characters on notes of 1k … 1M characters;
 ``memory``    peak RSS of a fresh worker process: typical notes, and the 1M-character note;
 ``spark``     the annotate job in ``local[1]`` and ``local[2]`` (benchmarks/spark_speed.py);
@@ -99,7 +100,8 @@ def measure_all(*, quick: bool, smoke: bool = False, skip: set[str] = frozenset(
                      "workload": {"engine_notes": len(engine_notes), "spark_notes": len(spark_notes),
                                   "peer_notes": profile.get("engine_notes") or 318}}
     _section(results, "engine", skip, lambda: engine_speed.engine_throughput(texts))
-    _section(results, "ner", skip, lambda: {m: engine_speed.ner_stage_speed(m, texts, repeat=profile["repeat"])
+    peer_texts = [n["text"] for n in _notes(1, profile.get("engine_notes"))]  # the notes the peers get
+    _section(results, "ner", skip, lambda: {m: engine_speed.ner_stage_speed(m, peer_texts, repeat=profile["repeat"])
                                             for m in ("ncbi_disease", "clinical_core")})
     _section(results, "long", skip, lambda: engine_speed.long_note_costs(profile["long_sizes"]))
     _section(results, "memory", skip, lambda: {

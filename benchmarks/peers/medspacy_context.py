@@ -39,6 +39,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from benchmarks.clinical_peers import ONE_THREAD
+from benchmarks.peers import print_result
 from benchmarks.peers.venv import PEERS_BUILD, ensure_venv
 
 ENGINES = ("rules", "model", "hybrid")
@@ -257,12 +258,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args(argv)
     result = measure(args.notes, work=args.work, quick=args.quick, repeat=args.repeat)
-    print(format_table(result))
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n", encoding="utf-8")
+    print_result(result, format_table, args.out)
     return 0
 
 

@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 from benchmarks.clinical_peers import ONE_THREAD
+from benchmarks.peers import print_result
 from benchmarks.peers.venv import PEERS_BUILD, ensure_venv
 
 NCBI = Path(os.environ.get("CLINLAKE_NCBI_DIR", "/work/shared/data/ner/NCBI-disease"))
@@ -241,12 +242,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args(argv)
     result = measure(args.notes, work=args.work, quick=args.quick, repeat=args.repeat, max_steps=args.max_steps)
-    print(format_table(result))
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n", encoding="utf-8")
+    print_result(result, format_table, args.out)
     return 0
 
 
