@@ -14,7 +14,7 @@ from clinlake.pipelines.evaluation.assertion_kit import (
 from clinlake.pipelines.corpora.negex_kit import read_kit
 from clinlake.pipelines.engine.assertion.model import (
     HEADS, HYBRID_FILE, MAX_ROWS, MODEL_DIR_DEFAULT, N_POSITIONS, POS_TARGET, AssertionModel, ModelAnswer,
-    encode_target, encode_targets, model_label, pad_batch,
+    encode_target, encode_targets, length_runs, model_label, pad_batch,
 )
 from clinlake.pipelines.engine.assertion.hybrid import HybridAssertion, HybridPolicy, combine
 from clinlake.pipelines.engine.assertion.engines import load_assertion_engine
@@ -180,6 +180,31 @@ def test_model_batches_a_notes_groups_without_changing_answers(model, rules):
         assert engine.assess_many(text, groups) == one_by_one
     labels = {r.assertion for results in one_by_one for r in results}  # the hybrid's
     assert labels == {"absent", "associated_with_someone_else"}
+
+
+def test_length_runs_cut_where_padding_costs_more_than_a_call():
+    # 3 rows padded from 10 to 12: 6 pieces; from 12 to 30 with 4 rows: 72 > 24 -> a new run
+    assert length_runs([10, 10, 10, 12, 30, 31, 90]) == [(0, 4), (4, 6), (6, 7)]
+    assert length_runs([5] * 7, max_rows=3) == [(0, 3), (3, 6), (6, 7)]
+    assert length_runs([1, 50], call_cost=49) == [(0, 2)]
+    assert length_runs([1, 50], call_cost=48) == [(0, 1), (1, 2)]
+    assert length_runs([]) == []
+
+
+def test_model_answers_rows_of_any_length_as_alone(model):
+    """Targets in sentences of very different lengths (several length runs, rows sorted by length
+    inside the call) get the answers each gets alone, in the caller's order."""
+    text = "No fever. " + "The patient denies chest pain, cough, dyspnea and nausea today. " * 3 + \
+        "Mother had breast cancer and a stroke at the age of seventy, " + "with heart failure " * 20 + "."
+    words = [(m.start(), m.end()) for m in re.finditer(r"[A-Za-z]+", text)]
+    picks = [words[i] for i in (1, 0, len(words) - 3, 7, 30, len(words) // 2, 3)]
+    groups = [((0, 9), [picks[0], picks[1]]), ((9, len(text)), picks[2:])]
+    together = model.answers_many(text, groups)
+    alone = [[model.answers(text, span, [t])[0] for t in targets] for span, targets in groups]
+    assert together == alone
+    lengths = sorted(len(ids) for span, targets in groups
+                     for ids, _ in encode_targets(text, span, targets, model.vocab, model.window))
+    assert len(length_runs(lengths)) >= 2  # the case above spans several calls
 
 
 def test_model_checks_targets_without_text(model):
