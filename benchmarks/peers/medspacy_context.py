@@ -28,7 +28,6 @@ and timings are printed, never note text.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -39,7 +38,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from benchmarks.clinical_peers import ONE_THREAD
-from benchmarks.peers import print_result
+from benchmarks.peers import peer_parser, print_result
+from benchmarks.report import table
 from benchmarks.peers.venv import PEERS_BUILD, ensure_venv
 
 ENGINES = ("rules", "model", "hybrid")
@@ -234,28 +234,23 @@ SYSTEMS = ("medspacy", "clinlake_rules", "clinlake_model", "clinlake_hybrid")
 
 def format_table(result: dict) -> str:
     kit = result["kit_devel"]
-    rows = [("system", "entities/s", "kit neg acc", "Negated F1", "Historical F1", "Not-part. F1", "Other F1",
-             "kit sent/s"),
-            ("---", "---:", "---:", "---:", "---:", "---:", "---:", "---:")]
+    rows = []
     for system in SYSTEMS:
         k = kit[system]
         name = result["peer"] if system == "medspacy" else system.replace("_", " ")
         rows.append((name, f"{result['entities_per_s'][system]:,}", f"{k['negation_accuracy']:.3f}",
                      f"{k['negated_f1']:.3f}", f"{k['historical_f1']:.3f}", f"{k['not_particular_f1']:.3f}",
                      f"{k['other_f1']:.3f}", f"{k['sentences_per_second']:,.0f}"))
-    table = "\n".join("| " + " | ".join(r) + " |" for r in rows)
-    return (table + f"\n\n{result['entities']:,} entities in {result['notes']} notes "
+    header = ("system", "entities/s", "kit neg acc", "Negated F1", "Historical F1", "Not-part. F1", "Other F1",
+              "kit sent/s")
+    return (table(header, rows) + f"\n\n{result['entities']:,} entities in {result['notes']} notes "
             f"(medspaCy placed {result['medspacy_entities_placed']:,}); fastest of {result['repeat']}, 1 thread; "
             f"kit: {kit['data']}, {kit['rows']} rows")
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--notes", type=Path, required=True, help="workload: JSON lines {note_id, text}")
-    parser.add_argument("--work", type=Path, default=PEERS_BUILD / "work" / "medspacy_context")
-    parser.add_argument("--quick", action="store_true", help="one timed pass")
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--out", type=Path, help="also write the JSON here")
+    parser = peer_parser(__doc__.split("\n\n")[0], work=PEERS_BUILD / "work" / "medspacy_context",
+                         quick_help="one timed pass")
     args = parser.parse_args(argv)
     result = measure(args.notes, work=args.work, quick=args.quick, repeat=args.repeat)
     print_result(result, format_table, args.out)

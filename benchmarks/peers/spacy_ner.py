@@ -25,7 +25,6 @@ counts, scores and timings are printed, never note text.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -34,7 +33,8 @@ import time
 from pathlib import Path
 
 from benchmarks.clinical_peers import ONE_THREAD
-from benchmarks.peers import print_result
+from benchmarks.peers import peer_parser, print_result
+from benchmarks.report import table
 from benchmarks.peers.venv import PEERS_BUILD, ensure_venv
 
 NCBI = Path(os.environ.get("CLINLAKE_NCBI_DIR", "/work/shared/data/ner/NCBI-disease"))
@@ -215,9 +215,7 @@ def measure(notes_jsonl: Path, *, work: Path, quick: bool = False, repeat: int =
 
 def format_table(result: dict) -> str:
     d, s, t = result["devel"], result["speed"], result["training"]
-    rows = [("system", "devel P", "devel R", "devel F1", "words/s"),
-            ("---", "---:", "---:", "---:", "---:"),
-            (result["peer"], f"{100 * d['spacy']['precision']:.2f}", f"{100 * d['spacy']['recall']:.2f}",
+    rows = [(result["peer"], f"{100 * d['spacy']['precision']:.2f}", f"{100 * d['spacy']['recall']:.2f}",
              f"{100 * d['spacy']['f1']:.2f}", f"{s['words_per_s']:,}"),
             ("clinlake ncbi_disease (token mode)", f"{100 * d['clinlake_ncbi_disease']['tokens']['precision']:.2f}",
              f"{100 * d['clinlake_ncbi_disease']['tokens']['recall']:.2f}",
@@ -226,20 +224,16 @@ def format_table(result: dict) -> str:
     if alone:
         rows.append(("clinlake ncbi_disease, model alone", f"{100 * alone['precision']:.2f}",
                      f"{100 * alone['recall']:.2f}", f"{100 * alone['f1']:.2f}", ""))
-    table = "\n".join("| " + " | ".join(r) + " |" for r in rows)
-    return (table + f"\n\nspaCy training: {t['steps']} steps ({t['epochs']} epochs, best at step {t['best_step']}), "
+    header = ("system", "devel P", "devel R", "devel F1", "words/s")
+    return (table(header, rows) + f"\n\nspaCy training: {t['steps']} steps ({t['epochs']} epochs, best at step {t['best_step']}), "
             f"{t['seconds']:.0f} s, 1 thread; speed: {s['words']:,} words in {s['notes']} notes, "
             f"fastest of {s['repeat']} in {s['seconds']:.2f} s")
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--notes", type=Path, required=True, help="workload: JSON lines {note_id, text}")
-    parser.add_argument("--work", type=Path, default=PEERS_BUILD / "work" / "spacy_ner")
-    parser.add_argument("--quick", action="store_true", help=f"max_steps {QUICK_MAX_STEPS}, one timed pass")
+    parser = peer_parser(__doc__.split("\n\n")[0], work=PEERS_BUILD / "work" / "spacy_ner",
+                         quick_help=f"max_steps {QUICK_MAX_STEPS}, one timed pass")
     parser.add_argument("--max-steps", type=int, help="cap spaCy's training steps (default: spaCy's own)")
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args(argv)
     result = measure(args.notes, work=args.work, quick=args.quick, repeat=args.repeat, max_steps=args.max_steps)
     print_result(result, format_table, args.out)
