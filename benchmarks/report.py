@@ -131,13 +131,43 @@ def _get(value: Any, *path: str) -> Any:
     return value
 
 
+# What each ratio of benchmarks.run.ratios says, and the bar issue 18 set for it (None: no bar).
+RATIOS: dict[str, tuple[str, str | None]] = {
+    "spark_overhead_local1_over_engine": ("seconds per note, Spark local[1] job / engine alone", "<= 1.10"),
+    "spark_overhead_local1_over_engine_fixed_cost_apart": (
+        "the same, less the fixed cost of a run (a 2-note job's time)", None),
+    "scaling_local2_over_local1": ("notes/s, local[2] / local[1]", ">= 1.85"),
+    "scaling_cluster2_over_cluster1": ("notes/s, standalone cluster 2 workers / 1 worker", None),
+    "pipeline_words_per_s_over_spacy_ner": ("words/s, whole pipeline (NER + assertion) / spaCy NER alone", ">= 2"),
+    "ncbi_ner_stage_over_spacy_ner": ("words/s, ncbi_disease NER stage / spaCy NER, same notes", ">= 3"),
+    "hybrid_assertion_over_medspacy": ("entities/s, hybrid assertion / medspaCy ConText, same entities", ">= 10"),
+    "rules_assertion_over_medspacy": ("entities/s, ConText rules / medspaCy ConText, same entities", None),
+    "ncbi_ner_stage_over_nerdl_same_spark": ("words/s per core, ncbi_disease / Spark NLP NerDL, one Spark", ">= 3"),
+    "long_note_cost_per_char_largest_over_1k": ("seconds per 1k chars, 1M-char note / 1k-char note",
+                                                "0.75 - 1.25"),
+}
+
+
+def _machine(machine: Any) -> str:
+    if not isinstance(machine, dict):
+        return str(machine)
+    cpu = machine.get("cpu_model") or machine.get("processor")
+    return (f"{machine.get('cpu_count')} CPUs{f' ({cpu})' if cpu else ''}, {machine.get('platform')}, "
+            f"Python {machine.get('python')}")
+
+
+def _ratio_rows(ratios: dict) -> list[list[Any]]:
+    return [[name, value, *RATIOS.get(name, ("", None))] for name, value in ratios.items()]
+
+
 def markdown(results: dict) -> str:
     parts = [f"## clinlake benchmarks ({results.get('profile')} run, {results.get('when')})",
-             f"Machine: {results.get('machine')}. Command: `{results.get('command')}`.", ""]
+             f"Machine: {_machine(results.get('machine'))}. Command: `{str(results.get('command')).strip()}`.", ""]
     for block in (_engine, _spark, _long_and_memory, _peers):
         parts += block(results) + [""]
     parts += ["### Ratios (figures of this run only)",
-              table(["ratio", "value"], [[k, v] for k, v in (results.get("ratios") or {}).items()]), "",
+              table(["ratio", "value", "what it divides", "issue 18's bar"], _ratio_rows(results.get("ratios") or {})),
+              "",
               "### Cost (extrapolated from the per-core rates above, notes of the sample's mean size)",
               table(["path", "notes/s per core", "core-hours, 1M notes", "core-hours, 100M notes"],
                     [[r["path"], r["notes_per_s_per_core"], r["core_hours_1,000,000_notes"],

@@ -176,6 +176,17 @@ def ratios(results: dict) -> dict:
     }
 
 
+def _cpu_model() -> str | None:
+    """The CPU's model name (Linux), for the results' machine line."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
 def _long_growth(rows) -> float | None:
     if not isinstance(rows, list) or len(rows) < 2:
         return None
@@ -221,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.report import markdown
 
     results["machine"] = {"python": platform.python_version(), "cpu_count": os.cpu_count(),
-                          "platform": platform.platform(), "processor": platform.processor() or None}
+                          "platform": platform.platform(), "processor": platform.processor() or None,
+                          "cpu_model": _cpu_model()}
     results["when"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     results["command"] = "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:])
     results["wall_seconds"] = round(time.perf_counter() - started, 1)
