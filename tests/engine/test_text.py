@@ -366,7 +366,7 @@ def test_degenerate_inputs_do_not_raise(splitter, text):
 
 
 def test_one_megabyte_note_keeps_the_invariants(splitter, sample_notes):
-    # Speed is measured in benchmarks/annotate_throughput.py, not asserted here.
+    # Speed is measured in benchmarks.run (engine section), not asserted here.
     notes = [row["transcription"] for row in sample_notes]
     text = ("\n\n".join(notes) * 2)[:1_000_000]
     assert_invariants(text, splitter.split(text))
