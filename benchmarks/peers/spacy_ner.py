@@ -225,7 +225,8 @@ def format_table(result: dict) -> str:
         rows.append(("clinlake ncbi_disease, model alone", f"{100 * alone['precision']:.2f}",
                      f"{100 * alone['recall']:.2f}", f"{100 * alone['f1']:.2f}", ""))
     header = ("system", "devel P", "devel R", "devel F1", "words/s")
-    return (table(header, rows) + f"\n\nspaCy training: {t['steps']} steps ({t['epochs']} epochs, best at step {t['best_step']}), "
+    return (table(header, rows)
+            + f"\n\nspaCy training: {t['steps']} steps ({t['epochs']} epochs, best at step {t['best_step']}), "
             f"{t['seconds']:.0f} s, 1 thread; speed: {s['words']:,} words in {s['notes']} notes, "
             f"fastest of {s['repeat']} in {s['seconds']:.2f} s")
 
