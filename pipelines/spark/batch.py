@@ -230,7 +230,8 @@ def annotate_batch(pipeline: Pipeline, batch: pa.RecordBatch, *, passthrough: Se
     try:
         outcomes: dict[int, Any] = dict(zip(ready, pipeline.annotate_many([checked[n][1] for n in ready],
                                                                           [chunks[n] for n in ready]), strict=True))
-    except Exception as exc:  # annotate_many returns failures per note; anything else fails each note alone
+    except Exception as exc:  # annotate_many returns failures per note; anything else quarantines the batch's
+        # notes (engine_error), never the partition
         outcomes = dict.fromkeys(ready, exc)
     rows = [_finished_row(row, text, outcomes.get(n, problem), pipeline.version, sparknlp=sparknlp)
             for n, (row, text, problem) in enumerate(checked)]

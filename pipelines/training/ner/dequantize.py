@@ -5,7 +5,8 @@ whole input tensor (``DynamicQuantizeLSTM``, ``DynamicQuantizeLinear``), so a se
 scores depend on the sentences batched with it. The pipeline could only tag each note on its
 own. The fp32 graph computes every row independently (checked bit for bit in
 tests/engine/test_ner_batching.py), so the sentences of many notes can share network calls,
-which more than pays for the int8 arithmetic it gives up (benchmarks/README.md).
+which more than pays for the int8 arithmetic it gives up (README, "Performance";
+``python -m benchmarks.run``).
 
 The weights stay the int8-rounded ones (``(q - zero_point) * scale``): the model is the one
 its card scored, only its activations are no longer rounded. Needs ``onnx`` (train extra).
