@@ -47,6 +47,10 @@ def add_ner(commands: argparse._SubParsersAction) -> None:
                         f"(default {ABBREVIATION_REACH}; corpus files keep each document's sentences in order)")
     parser.add_argument("--no-abbreviations", action="store_true", help="score the model alone, sentence by "
                         "sentence (no abbreviation propagation)")
+    parser.add_argument("--label-consistency", type=int, metavar="N", dest="consistency_reach",
+                        help="also apply the label consistency vote (a string tagged somewhere is settled by a "
+                        "confidence-weighted vote over its occurrences, pipelines/engine/consistency.py) over N "
+                        "neighbouring sentences, in corpus-token scoring only; off by default, as in the pipeline")
     parser.add_argument("--json", action="store_true", help="print the scores as JSON")
     parser.set_defaults(run=run_ner)
 
@@ -63,15 +67,23 @@ def run_ner(args: argparse.Namespace) -> int:
     if args.abbreviation_reach < 0:
         print("clinlake evaluate ner: --abbreviation-reach must be 0 or more")
         return EXIT_USAGE
+    if args.consistency_reach is not None and args.consistency_reach < 0:
+        print("clinlake evaluate ner: --label-consistency must be 0 or more")
+        return EXIT_USAGE
     reach = None if args.no_abbreviations else args.abbreviation_reach
     report = ner.evaluate(model_dir, args.conll, args.predictions, raw_text=not args.no_raw_text,
-                          abbreviation_reach=reach)
+                          abbreviation_reach=reach, consistency_reach=args.consistency_reach)
     if args.json:
         print(json.dumps(report, indent=2))
         return EXIT_OK
     how = "model alone" if reach is None else f"with abbreviation propagation, reach {reach} sentences"
     print(f"{report['model']} on {report['file']} ({report['sentences']} sentences)")
-    print(ner.format_report(report["tokens"], f"corpus tokens (strict, entity level; {how}):"))
+    if "label_consistency_reach" in report:
+        how_tokens = f"{how}; label consistency vote over {report['label_consistency_reach']} sentences"
+        print(ner.format_report(report["tokens"], f"corpus tokens (strict, entity level; {how_tokens}):"))
+        print(f"before the vote: corpus tokens F1 {100 * report['before_label_consistency']['tokens']['overall']['f1']:.2f}")
+    else:
+        print(ner.format_report(report["tokens"], f"corpus tokens (strict, entity level; {how}):"))
     if "raw_text" in report:
         print(ner.format_report(report["raw_text"], f"raw text through clinlake's tokenizer (strict, entity level; "
                                                     f"{how}):"))

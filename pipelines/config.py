@@ -138,6 +138,10 @@ class NerModelConfig:
     # "long form (SF)" with the long form tagged: SF is tagged with its label for the rest of the
     # note (pipelines/engine/short_forms.py; +0.4 to +1.1 devel F1 on the biomedical corpora).
     propagate_abbreviations: bool = True
+    # A string tagged somewhere in the note is settled by a confidence-weighted vote over all its
+    # occurrences (pipelines/engine/consistency.py). Off: on the devel sets it gained on AnatEM and
+    # lost on NCBI-disease (models/README.md).
+    label_consistency: bool = False
 
 
 @dataclass(frozen=True)

@@ -181,7 +181,8 @@ def _ner_stage(entry: object, resolver: Resolver) -> NerStage:
     from clinlake.pipelines.engine.ner.stage import load_ner_stage
 
     return load_ner_stage(resolver.model_dir(entry.model), labels=entry.labels, label_map=entry.label_map,
-                          propagate_abbreviations=entry.propagate_abbreviations)
+                          propagate_abbreviations=entry.propagate_abbreviations,
+                          label_consistency=entry.label_consistency)
 
 
 class _StageClock:

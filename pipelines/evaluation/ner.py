@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from clinlake.pipelines.corpora.conll import Sentence, read_conll
+from clinlake.pipelines.engine.consistency import consistent_labels
 from clinlake.pipelines.engine.ner.crf import iob_spans
 from clinlake.pipelines.engine.ner.features import model_pieces
 from clinlake.pipelines.engine.ner.model import load_model
@@ -86,6 +87,12 @@ def write_predictions(path: str | Path, sentences: Sequence[Sentence], predicted
 def tag_tokens(model, sentences: Sequence[Sentence]) -> list[list[str]]:
     """Token mode: tags of the corpus tokens (each token takes its first piece's tag, the
     way an entity starting inside a token would be reported at runtime)."""
+    return [tags for tags, _ in tag_tokens_scored(model, sentences)]
+
+
+def tag_tokens_scored(model, sentences: Sequence[Sentence]) -> list[tuple[list[str], list[float]]]:
+    """:func:`tag_tokens` with the tagger's confidence in each token's tag (its first piece's
+    CRF marginal), which label consistency weighs its votes with."""
     piece_lists, owners = [], []
     for tokens, _ in sentences:
         pieces, owner = [], []
@@ -97,14 +104,14 @@ def tag_tokens(model, sentences: Sequence[Sentence]) -> list[list[str]]:
         owners.append(owner)
     tagged = model.tag(piece_lists)
     result = []
-    for (tokens, _), owner, (tags, _) in zip(sentences, owners, tagged):
-        out = ["O"] * len(tokens)
+    for (tokens, _), owner, (tags, probs) in zip(sentences, owners, tagged):
+        out, confidence = ["O"] * len(tokens), [1.0] * len(tokens)
         seen: set[int] = set()
-        for i, tag in zip(owner, tags):
+        for i, tag, prob in zip(owner, tags, probs):
             if i not in seen:
-                out[i] = tag
+                out[i], confidence[i] = tag, float(prob)
                 seen.add(i)
-        result.append(out)
+        result.append((out, confidence))
     return result
 
 
@@ -144,6 +151,16 @@ def with_abbreviations(tokens: Sequence[Sequence[str]], predicted: Sequence[Sequ
     return [iob_tags(len(t), found) for t, found in zip(tokens, propagated)]
 
 
+def with_consistency(tokens: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]],
+                     confidence: Sequence[Sequence[float]], reach: int | None, *, remove: bool = False) -> list[list[str]]:
+    """Predicted tags after the label consistency vote over consecutive sentences (an entity's
+    confidence: the mean of its tokens', as the NER stage reports it)."""
+    scored = [{span: (sum(conf[span[0]:span[1]]) / (span[1] - span[0]), "") for span in spans(tags)}
+              for tags, conf in zip(predicted, confidence, strict=True)]
+    voted = consistent_labels(tokens, scored, confidence, reach=reach, remove=remove)
+    return [iob_tags(len(t), found) for t, found in zip(tokens, voted)]
+
+
 def format_report(result: dict, title: str) -> str:
     lines = [title, f"{'type':<32} {'P':>7} {'R':>7} {'F1':>7} {'gold':>6} {'pred':>6}"]
     rows = [("overall", result["overall"]), *result["per_type"].items()]
@@ -154,25 +171,35 @@ def format_report(result: dict, title: str) -> str:
 
 
 def evaluate(model_dir: Path, conll: Path, predictions: Path | None, *, raw_text: bool = True,
-             abbreviation_reach: int | None = ABBREVIATION_REACH) -> dict:
+             abbreviation_reach: int | None = ABBREVIATION_REACH, consistency_reach: int | None = None) -> dict:
     return evaluate_model(load_model(model_dir), conll, predictions, raw_text=raw_text,
-                          abbreviation_reach=abbreviation_reach)
+                          abbreviation_reach=abbreviation_reach, consistency_reach=consistency_reach)
 
 
 def evaluate_model(model, conll: Path, predictions: Path | None = None, *, raw_text: bool = True,
-                   abbreviation_reach: int | None = ABBREVIATION_REACH) -> dict:
+                   abbreviation_reach: int | None = ABBREVIATION_REACH, consistency_reach: int | None = None) -> dict:
     """Token-mode (and raw-text) scores of a loaded NerModel on a token<TAB>tag file, with
     abbreviation propagation reaching ``abbreviation_reach`` sentences (None: the model alone,
-    sentence by sentence; the report then has no ``model_alone``)."""
+    sentence by sentence; the report then has no ``model_alone``).
+
+    ``consistency_reach`` (None: off) adds the label consistency vote over that many neighbouring
+    sentences, after propagation, in token mode only (the vote weighs the tagger's per-token
+    confidence, which the raw-text path does not keep); the token scores before the vote are
+    reported as ``before_label_consistency``."""
     sentences = read_conll(conll)
     gold = [tags for _, tags in sentences]
     tokens = [t for t, _ in sentences]
-    alone = {"tokens": tag_tokens(model, sentences)}
+    scored = tag_tokens_scored(model, sentences)
+    alone = {"tokens": [tags for tags, _ in scored]}
     if raw_text:
         alone["raw_text"] = tag_raw_text(model, sentences)
     final = alone
     if abbreviation_reach is not None:
         final = {mode: with_abbreviations(tokens, tags, abbreviation_reach) for mode, tags in alone.items()}
+    before_vote = final["tokens"]
+    if consistency_reach is not None:
+        final = {**final, "tokens": with_consistency(tokens, before_vote, [conf for _, conf in scored],
+                                                     consistency_reach)}
     if predictions is not None:
         write_predictions(predictions, sentences, final["tokens"])
     report = {"model": model.name, "file": str(conll), "sentences": len(sentences),
@@ -180,4 +207,7 @@ def evaluate_model(model, conll: Path, predictions: Path | None = None, *, raw_t
     if abbreviation_reach is not None:
         report["abbreviation_reach"] = abbreviation_reach
         report["model_alone"] = {mode: score_tags(gold, tags) for mode, tags in alone.items()}
+    if consistency_reach is not None:
+        report["label_consistency_reach"] = consistency_reach
+        report["before_label_consistency"] = {"tokens": score_tags(gold, before_vote)}
     return report

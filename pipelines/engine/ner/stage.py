@@ -6,6 +6,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from clinlake.pipelines.engine.consistency import consistent_labels
 from clinlake.pipelines.engine.ner.crf import iob_spans
 from clinlake.pipelines.engine.ner.features import model_pieces
 from clinlake.pipelines.engine.ner.model import NerModel, load_model
@@ -22,15 +23,21 @@ class ModelNerStage:
     an abbreviation defined as "long form (SF)" with the long form tagged makes SF an entity of
     that label from the definition's sentence to the end of the note; an entity found that way takes the
     confidence of the entity that defined it, and its source is the stage's name + ``+abbreviation``
-    (so ``ner_model`` tells the tagger's own entities from propagated ones)."""
+    (so ``ner_model`` tells the tagger's own entities from propagated ones).
+
+    With ``label_consistency`` (off by default: it did not win on every devel set, see
+    models/README.md) the entities then go through the note-level vote of
+    :mod:`pipelines.engine.consistency`; an entity the vote adds or relabels has the source
+    ``+consistency``."""
 
     def __init__(self, model: NerModel, labels: Sequence[str] = (), label_map: Mapping[str, str] | None = None,
-                 propagate_abbreviations: bool = True):
+                 propagate_abbreviations: bool = True, label_consistency: bool = False):
         self.model = model
         self.name = model.name
         self.label_map = dict(label_map or {})
         self.labels = frozenset(labels)
         self.propagate_abbreviations = propagate_abbreviations
+        self.label_consistency = label_consistency
 
     def find(self, text: str, sentences: Sequence[Sentence]) -> list[Entity]:
         return self.find_many([(text, sentences)])[0]
@@ -64,22 +71,25 @@ class ModelNerStage:
             probs = tagged[index][1]
             return round(float(np.mean(probs[span[0]:span[1]])), 4)
 
+        # span -> (confidence, provenance appended to the stage's name)
+        scored = [{span: (confidence(*(origin or (index, span))), "" if origin is None else PROPAGATED)
+                   for span, origin in sentence_spans.items()} for index, sentence_spans in enumerate(found)]
+        if self.label_consistency:
+            scored = consistent_labels(words, scored, [probs for _, probs in tagged])
         entities: list[Entity] = []
-        for index, (sentence, sentence_pieces, sentence_spans) in enumerate(zip(sentences, pieces, found)):
-            for (first, last, kind), origin in sentence_spans.items():
+        for sentence, sentence_pieces, sentence_spans in zip(sentences, pieces, scored):
+            for (first, last, kind), (score, provenance) in sentence_spans.items():
                 label = self.label_map.get(kind, kind)
                 if self.labels and label not in self.labels:
                     continue
                 start, end = sentence_pieces[first][0], sentence_pieces[last - 1][1]
-                entities.append(Entity(start=start, end=end, text=text[start:end], label=label,
-                                       confidence=confidence(*(origin or (index, (first, last, kind)))),
-                                       source=self.name if origin is None else self.name + PROPAGATED,
-                                       sentence_index=sentence.index))
+                entities.append(Entity(start=start, end=end, text=text[start:end], label=label, confidence=score,
+                                       source=self.name + provenance, sentence_index=sentence.index))
         return entities
 
 
 def load_ner_stage(model_dir: Path, *, labels: Sequence[str] = (), label_map: Mapping[str, str] | None = None,
-                   propagate_abbreviations: bool = True) -> ModelNerStage:
+                   propagate_abbreviations: bool = True, label_consistency: bool = False) -> ModelNerStage:
     """The pipeline's entry point (see pipelines/engine/pipeline.py)."""
     return ModelNerStage(load_model(Path(model_dir)), labels=labels, label_map=label_map,
-                    propagate_abbreviations=propagate_abbreviations)
+                         propagate_abbreviations=propagate_abbreviations, label_consistency=label_consistency)
