@@ -7,6 +7,7 @@ them, and never prints) and prints the report, as text or ``--json``; it returns
     clinlake evaluate assertion --data KIT.tsv [--engine rules|model|hybrid] [--predictions OUT.tsv] [--json]
     clinlake evaluate brat [--model NAME] --data DIR --predictions OUTDIR [--label-map FILE] [--json]
     clinlake evaluate assertion-brat --data DIR [--engine rules|model|hybrid] [--types T,T|all] [--json]
+    clinlake evaluate cv --corpus NCBI-disease [--model ncbi_disease] [--folds 5] [--jobs 2] [--out FILE] [--json]
 """
 from __future__ import annotations
 
@@ -196,8 +197,64 @@ def run_assertion_brat(args: argparse.Namespace) -> int:
 
 
 #: subcommand registrars; another evaluation = one add_<name> function appended here.
+CV_MODELS = {"NCBI-disease": "ncbi_disease", "BC5CDR": "bc5cdr", "AnatEM": "anatem", "BioNLP13CG": "bionlp13cg",
+             "LINNAEUS": "linnaeus"}
+
+
+def add_cv(commands: argparse._SubParsersAction) -> None:
+    from clinlake.pipelines.training.ner.corpus import CORPORA
+
+    parser = commands.add_parser("cv", help="k-fold cross-validation of an NER model's training recipe "
+                                 "(needs the train extra: torch)",
+                                 description="Cross-validate a biomedical NER recipe on the corpus's train+devel: "
+                                             "k contiguous blocks of consecutive sentences; for each, a fresh "
+                                             "network trained on the other blocks for the model's selected epoch "
+                                             "count with its settings and seed, scored strict on the held-out "
+                                             "block with abbreviation propagation (and alone). Prints every fold, "
+                                             "the mean and the sample standard deviation "
+                                             "(pipelines/training/ner/cv.py).")
+    parser.add_argument("--corpus", required=True, choices=CORPORA)
+    parser.add_argument("--model", help="the model whose recipe is cross-validated: a name under models/ or a "
+                        "directory (default: the corpus's shipped model)")
+    parser.add_argument("--folds", type=int, default=5, metavar="K", help="number of folds (default 5)")
+    parser.add_argument("--only", type=int, action="append", metavar="FOLD", help="run only this fold (0-based; "
+                        "repeatable), e.g. to spread folds over machines")
+    parser.add_argument("--epochs", type=int, help="epochs per fold (default: the model's selected epoch count)")
+    parser.add_argument("--jobs", type=int, default=1, help="folds trained at once, one process and one torch "
+                        "thread each (default 1)")
+    parser.add_argument("--abbreviation-reach", type=int, default=ABBREVIATION_REACH, metavar="N",
+                        help=f"abbreviation propagation reach in sentences (default {ABBREVIATION_REACH})")
+    parser.add_argument("--out", type=Path, help="also write the report as JSON here")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.set_defaults(run=run_cv)
+
+
+def run_cv(args: argparse.Namespace) -> int:
+    from clinlake.pipelines.training.ner.cv import CrossValidationError, cross_validate, format_cv, write_report
+
+    name = args.model or CV_MODELS[args.corpus]
+    try:
+        model_dir = Path(name) if Path(name).is_dir() else Resolver().model_dir(name)
+    except ConfigError as exc:
+        print(f"clinlake evaluate cv: {exc}")
+        return EXIT_USAGE
+    if args.jobs < 1 or args.abbreviation_reach < 0:
+        print("clinlake evaluate cv: --jobs must be 1 or more and --abbreviation-reach 0 or more")
+        return EXIT_USAGE
+    try:
+        report = cross_validate(args.corpus, model_dir, k=args.folds, epochs=args.epochs, jobs=args.jobs,
+                                folds=args.only, abbreviation_reach=args.abbreviation_reach)
+    except CrossValidationError as exc:
+        print(f"clinlake evaluate cv: {exc}")
+        return EXIT_USAGE
+    if args.out:
+        write_report(report, args.out)
+    print(json.dumps(report, indent=2) if args.json else format_cv(report))
+    return EXIT_OK
+
+
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (add_ner, add_assertion, add_brat,
-                                                                         add_assertion_brat)
+                                                                         add_assertion_brat, add_cv)
 
 
 def build_parser(prog: str = "clinlake evaluate") -> argparse.ArgumentParser:

@@ -1,0 +1,85 @@
+"""k-fold cross-validation of an NER recipe (pipelines/training/ner/cv.py): the folds, the recipe, a run."""
+from __future__ import annotations
+
+import statistics
+
+import numpy as np
+import pytest
+
+from clinlake.pipelines.engine.ner.features import word_key
+from clinlake.pipelines.resources import Resolver
+from clinlake.pipelines.training.ner.cv import (CrossValidationError, Recipe, cross_validate, fold_blocks, format_cv,
+                                                split_fold)
+
+
+@pytest.mark.parametrize("n, k", [(10, 2), (11, 5), (5424 + 923, 5), (7, 7)])
+def test_folds_are_contiguous_disjoint_balanced_and_cover_every_sentence_once(n, k):
+    blocks = fold_blocks(n, k)
+    assert len(blocks) == k and blocks == fold_blocks(n, k)  # deterministic
+    assert [i for block in blocks for i in block] == list(range(n))  # in order, each sentence once
+    assert all(block.step == 1 and len(block) > 0 for block in blocks)
+    assert max(map(len, blocks)) - min(map(len, blocks)) <= 1
+
+
+def test_a_fold_trains_on_every_other_block_and_holds_out_its_own():
+    examples = [([f"w{i}"], ["O"]) for i in range(11)]
+    blocks = fold_blocks(11, 3)
+    for fold in range(3):
+        train, held = split_fold(examples, blocks, fold)
+        assert held == examples[blocks[fold].start:blocks[fold].stop]
+        assert sorted(train + held) == sorted(examples) and not set(map(str, train)) & set(map(str, held))
+
+
+def test_impossible_folds_are_refused_by_name():
+    with pytest.raises(CrossValidationError, match="at least 2 folds"):
+        fold_blocks(10, 1)
+    with pytest.raises(CrossValidationError, match="3 sentences cannot make 5 folds"):
+        fold_blocks(3, 5)
+
+
+def test_the_recipe_is_the_shipped_models_selected_epochs_and_settings():
+    ncbi = Recipe.of_model(Resolver().model_dir("ncbi_disease"))
+    assert ncbi.epochs == 21 and ncbi.network.get("hidden", 150) == 150 and ncbi.lr == pytest.approx(2e-3)
+    assert Recipe.of_model(Resolver().model_dir("bc5cdr")).epochs == 26  # a refit: the selection's count
+    assert Recipe.of_model(Resolver().model_dir("bc5cdr"), epochs=3).epochs == 3
+
+
+def _corpus(shared, sentences_per_split=6):
+    """A tiny NCBI-disease layout under ``shared`` and word vectors for its words."""
+    rows = [(["Aspirin", "induced", "asthma", "in", "a", "patient", "."], ["O", "O", "B-Disease", "O", "O", "O", "O"]),
+            (["No", "renal", "failure", "was", "seen", "."], ["O", "B-Disease", "I-Disease", "O", "O", "O"])]
+    folder = shared / "ner" / "NCBI-disease"
+    folder.mkdir(parents=True)
+    for split in ("train", "devel"):
+        text = "".join("".join(f"{w}\t{t}\n" for w, t in zip(*rows[i % 2])) + "\n" for i in range(sentences_per_split))
+        (folder / f"{split}.tsv").write_text(text, encoding="utf-8")
+    words = {w for tokens, _ in rows for w in tokens}
+    vocab = ["<pad>", "<unk>", *sorted({word_key(w) for w in words})]
+    embeddings = shared / "embeddings"
+    embeddings.mkdir()
+    np.save(embeddings / "vectors.npy", np.random.default_rng(0).normal(size=(len(vocab), 16)).astype(np.float16))
+    (embeddings / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    return embeddings
+
+
+def test_cross_validation_trains_and_scores_each_fold_in_parallel_processes(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    embeddings = _corpus(tmp_path)
+    model_dir = Resolver().model_dir("ncbi_disease")
+    monkeypatch.setattr(Recipe, "of_model", classmethod(lambda cls, d, epochs=None: cls(
+        epochs=epochs, network={"hidden": 8, "char_filters": 4}, lr=1e-2, batch_pieces=1000)))
+    report = cross_validate("NCBI-disease", model_dir, k=3, epochs=2, jobs=2, shared=tmp_path,
+                            embeddings_dir=embeddings)
+    assert report["sentences"] == 12 and report["k"] == 3 and report["recipe"]["epochs"] == 2
+    assert [f["fold"] for f in report["folds"]] == [0, 1, 2]
+    assert [f["held_out"] for f in report["folds"]] == [[0, 4], [4, 8], [8, 12]]
+    assert all(f["train_sentences"] == 8 and f["epochs"] == 2 and 0.0 <= f["f1"] <= 1.0 for f in report["folds"])
+    f1s = [f["f1"] for f in report["folds"]]
+    assert report["f1"] == {"mean": round(statistics.fmean(f1s), 4), "sd": round(statistics.stdev(f1s), 4)}
+    assert "3-fold CV of ncbi_disease's recipe on NCBI-disease" in format_cv(report)
+    one = cross_validate("NCBI-disease", model_dir, k=3, epochs=2, folds=[1], shared=tmp_path,
+                         embeddings_dir=embeddings)
+    assert one["folds"] == [{**report["folds"][1], "seconds": one["folds"][0]["seconds"]}]  # same seed, same fold
+    with pytest.raises(CrossValidationError, match="folds must be in 0..2"):
+        cross_validate("NCBI-disease", model_dir, k=3, epochs=2, folds=[3], shared=tmp_path,
+                       embeddings_dir=embeddings)
