@@ -41,14 +41,24 @@ def packed_env() -> Path:
     return out
 
 
+# Disk the cluster tests need at once: each executor unpacks the ~1 GB environment, each driver too,
+# and the race test runs two applications side by side. Files of finished runs are deleted after each test.
+DISK_NEEDED_GB = 8
+
+
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory):
-    cluster = Cluster(tmp_path_factory.mktemp("standalone"))
+    state = tmp_path_factory.mktemp("standalone")
+    free_gb = shutil.disk_usage(state).free / 2**30
+    assert free_gb >= DISK_NEEDED_GB, (f"the cluster tests need {DISK_NEEDED_GB} GB free under {state}, "
+                                       f"{free_gb:.1f} GB are: executors could not unpack the environment")
+    cluster = Cluster(state)
     try:
         cluster.start()
         yield cluster
     finally:
         left = cluster.stop()
+        cluster.remove_application_files()
         assert not left, f"processes of the cluster left running: {left}"
 
 
@@ -56,26 +66,35 @@ def cluster(tmp_path_factory):
 def submit(packed_env, cluster, tmp_path):
     """submit(config, *args, conf={...}) -> Submission: the annotate job on the cluster."""
     started: list[Submission] = []
+    driver_scratch = tmp_path / "driver-scratch"
+    driver_scratch.mkdir()
 
     def run(config: Path, *args: str, conf: dict[str, str] | None = None) -> Submission:
         events = tmp_path / f"events-{len(started)}"
         events.mkdir()
-        options = {"spark.eventLog.enabled": "true", "spark.eventLog.dir": events.as_uri(),
+        # the driver's copies of the environment go there too, deleted with the test's files (a killed
+        # driver deletes nothing)
+        options = {"spark.local.dir": str(driver_scratch),
+                   "spark.eventLog.enabled": "true", "spark.eventLog.dir": events.as_uri(),
                    "spark.eventLog.compress": "false", "spark.eventLog.rolling.enabled": "false",
                    "spark.ui.enabled": "false", **(conf or {})}
         env = {**os.environ, "MASTER": cluster.master_url, "ENV_DIR": str(packed_env / "clinlake-env"),
                "ENV_ARCHIVE": str(packed_env / "clinlake-env.tar.gz"),
-               "SPARK_SUBMIT_OPTS_EXTRA": " ".join(f"--conf {k}={v}" for k, v in options.items())}
+               "SPARK_SUBMIT_OPTS_EXTRA": " ".join(f"--conf {k}={v}" for k, v in options.items()),
+               # spark-submit copies the archive to java.io.tmpdir, and a killed driver leaves that copy
+               "SPARK_SUBMIT_OPTS": f"-Djava.io.tmpdir={driver_scratch}"}
         env.pop("PYSPARK_PYTHON", None)  # the tests' own interpreter; submit.sh sets the archive's
         process = subprocess.Popen(["bash", str(SUBMIT), "--config", str(config), *args], env=env, cwd=tmp_path,
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        started.append(Submission(process, events))
+        started.append(Submission(process, events, cluster))
         return started[-1]
 
     yield run
     for submission in started:  # a test that failed half-way leaves no driver behind
         if submission.process.poll() is None:
             submission.kill()
+    shutil.rmtree(driver_scratch, ignore_errors=True)
+    cluster.remove_application_files()
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ import json
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -75,6 +76,26 @@ class Cluster:
         subprocess.run(["bash", str(STANDALONE / "stop.sh"), str(self.state)], capture_output=True, timeout=60)
         return self.processes(sessions)
 
+    def remove_application_files(self) -> None:
+        """Delete the finished applications' files: each executor's unpacked environment (about 1 GB
+        per executor per run) and the scratch space of executors that were killed. The logs stay."""
+        for folder in [*(self.state / "work").glob("*/app-*"), *(self.state / "local").glob("*/*")]:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def executor_errors(self, limit: int = 12) -> list[str]:
+        """The distinct error lines of the executors' logs, most frequent first: why executors died."""
+        counts: dict[str, int] = {}
+        for log in (self.state / "work").glob("*/app-*/*/stderr"):
+            for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+                if re.search(r"ERROR|Exception|Error:", line) and not line.startswith("\tat "):
+                    line = re.sub(r"/tmp/\S+|\d{2}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}", "…", line.strip())
+                    counts[line] = counts.get(line, 0) + 1
+        ranked = sorted(counts.items(), key=lambda item: -item[1])[:limit]
+        return [f"{count}x {line}" for line, count in ranked]
+
+    def executors_launched(self) -> int:
+        return sum(1 for _ in (self.state / "work").glob("*/app-*/*/stderr"))
+
 
 @dataclass
 class Submission:
@@ -82,6 +103,7 @@ class Submission:
     copies the Python driver's stdout and stderr into its own stdout, so one stream holds them all)."""
     process: subprocess.Popen
     events: Path
+    cluster: Cluster
     lines: "queue.Queue[str]" = field(default_factory=queue.Queue)
     output: list[str] = field(default_factory=list)
 
@@ -116,7 +138,18 @@ class Submission:
         self.process.wait(timeout=60)
 
     def finish(self, timeout: float = 600) -> tuple[int, str]:
-        code = self.process.wait(timeout=timeout)
+        """The exit code and the output; a run still going after ``timeout`` is killed and fails the
+        test with what the driver and the executors said (a job whose executors die at start-up,
+        e.g. on a full disk, waits for executors for ever: standalone relaunches them without end)."""
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            free_gb = shutil.disk_usage(self.cluster.state).free / 2**30
+            raise AssertionError(
+                f"the job did not end in {timeout:.0f} s; {self.cluster.executors_launched()} executors were "
+                f"launched, {free_gb:.1f} GB free under {self.cluster.state}; executors' errors:\n"
+                + "\n".join(self.cluster.executor_errors()) + f"\ndriver output tail:\n{self.tail(40)}") from None
         self._reader.join(timeout=30)
         return code, "".join(self.output)
 
