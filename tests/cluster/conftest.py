@@ -74,7 +74,9 @@ def submit(packed_env, cluster, tmp_path):
         events.mkdir()
         # the driver's copies of the environment go there too, deleted with the test's files (a killed
         # driver deletes nothing)
+        # and executors' copies of the archive (java.io.tmpdir) go under the cluster's scratch space
         options = {"spark.local.dir": str(driver_scratch),
+                   "spark.executor.extraJavaOptions": f"-Djava.io.tmpdir={cluster.state / 'local'}",
                    "spark.eventLog.enabled": "true", "spark.eventLog.dir": events.as_uri(),
                    "spark.eventLog.compress": "false", "spark.eventLog.rolling.enabled": "false",
                    "spark.ui.enabled": "false", **(conf or {})}
