@@ -13,6 +13,7 @@ return values; the parsers and the printed reports are here):
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import logging
 import re
@@ -147,6 +148,9 @@ def card_parser(prog: str) -> argparse.ArgumentParser:
                         "and models/README.md from model.json (no evaluation)")
     parser.add_argument("--reexport", action="store_true", help="export the ONNX model again from the PyTorch "
                         "weights kept under build/ner/<name>/ first")
+    parser.add_argument("--cv", type=Path, metavar="REPORT",
+                        help="keep a cross-validation report (clinlake evaluate cv --out REPORT) of the one named "
+                        "model's recipe in its model.json and rewrite its card (no evaluation)")
     parser.add_argument("--dequantize", action="store_true", help="rewrite an int8 model as the fp32 graph of its "
                         "int8 weights (batch-invariant: the pipeline then tags many notes' sentences together), "
                         "then score, time and re-card it")
@@ -155,6 +159,20 @@ def card_parser(prog: str) -> argparse.ArgumentParser:
 
 def run_card(args: argparse.Namespace) -> int:
     _log_progress()
+    if args.cv:
+        if len(args.names) != 1 or not args.cv.is_file():
+            print("clinlake train card --cv: name exactly one model and an existing report file")
+            return 2
+        report = json.loads(args.cv.read_text(encoding="utf-8"))
+        measured = datetime.datetime.fromtimestamp(args.cv.stat().st_mtime, datetime.timezone.utc).date().isoformat()
+        try:
+            meta = refresh.record_cv(args.names[0], report, measured=measured)
+        except ValueError as exc:
+            print(f"clinlake train card --cv: {exc}")
+            return 2
+        print(json.dumps({"name": args.names[0], "cv": meta["cv"]}))
+        refresh.write_models_readme()
+        return 0
     for name in args.names:
         if args.dequantize:
             meta = refresh.dequantize_model(name)

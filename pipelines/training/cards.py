@@ -17,6 +17,7 @@ from clinlake.pipelines.corpora.label_maps import load_label_map
 from clinlake.pipelines.engine.ner.metadata import read_meta
 from clinlake.pipelines.evaluation.ner import ABBREVIATION_REACH
 from clinlake.pipelines.resources import models_dir, source_root
+from clinlake.pipelines.training.cv_card import cv_card_lines, cv_cell
 from clinlake.pipelines.training.ner.network import NETWORK_OPTIONS
 
 # ----------------------------------------------------------------------------- biomedical NER models
@@ -134,6 +135,7 @@ def ner_model_card(model_dir: Path, meta: dict) -> str:
         f"F1 {100 * dev['raw_text']['overall']['f1']:.2f} "
         f"(P {100 * dev['raw_text']['overall']['precision']:.2f}, R {100 * dev['raw_text']['overall']['recall']:.2f}).",
         *_abbreviation_lines(dev),
+        *cv_card_lines(corpus, meta.get("cv")),
         "",
         "## Size and speed",
         f"- `model.onnx` {_size_mb(model_dir / 'model.onnx'):.1f} MB, `model.json` "
@@ -202,7 +204,7 @@ def models_readme(models: Path | None = None) -> str:
     for name in ("ncbi_disease", "bc5cdr", "anatem", "bionlp13cg", "linnaeus"):
         path = models / name / "model.json"
         if not path.exists():
-            rows.append(f"| `{name}` | – | not trained | | | | | |")
+            rows.append(f"| `{name}` | – | not trained | | | | | | |")
             continue
         meta = read_meta(path.parent)
         if "dev" not in meta:  # exported, not yet evaluated (a training run in progress)
@@ -217,7 +219,7 @@ def models_readme(models: Path | None = None) -> str:
         alone = dev.get("model_alone", dev)
         rows.append(f"| [`{name}`]({name}/MODEL_CARD.md){refit} | {meta['corpus']} | **{f1:.2f}** | "
                     f"{100 * alone['tokens']['overall']['f1']:.2f} | "
-                    f"{100 * dev['raw_text']['overall']['f1']:.2f} | {target:.2f} | {f1 - target:+.2f} | "
+                    f"{100 * dev['raw_text']['overall']['f1']:.2f} | {cv_cell(meta.get('cv'))} | {target:.2f} | {f1 - target:+.2f} | "
                     f"{_size_mb(models / name / 'model.onnx'):.1f} MB "
                     f"{_short_precision(meta['quantization'])} |")
     embeddings = sum(_size_mb(p) for p in (models / "embeddings").iterdir())
@@ -241,10 +243,11 @@ def models_readme(models: Path | None = None) -> str:
         "document-level abbreviation propagation (`pipelines/engine/short_forms.py`, on in every NER stage by default: "
         "\"long form (SF)\" with the long form tagged makes SF an entity of its label from the definition on; a devel "
         f"file has no document boundaries, so a definition reaches the next {ABBREVIATION_REACH} sentences); "
-        "*model alone* is the tagger sentence by sentence.",
+        "*model alone* is the tagger sentence by sentence. *CV F1*: mean ± sd over k folds of train+devel "
+        "(`clinlake evaluate cv`, each card's \"Cross-validated estimate\"; –: not run yet).",
         "",
-        "| model | corpus | devel F1 | model alone | raw-text F1 | published test F1 | gap | model.onnx |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | corpus | devel F1 | model alone | raw-text F1 | CV F1 | published test F1 | gap | model.onnx |",
+        "|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         f"All models share `embeddings/` (fastText {_vector_size(models / 'embeddings')}-d word vectors, fp16, "

@@ -11,6 +11,7 @@ from clinlake.pipelines.training import clinical
 from clinlake.pipelines.training.cards import clinical_model_card, models_readme, ner_model_card
 from clinlake.pipelines.training.ner import export
 from clinlake.pipelines.training.ner.artifacts import artifacts_dir
+from clinlake.pipelines.training.cv_card import model_record
 from clinlake.pipelines.training.ner.dequantize import dequantize_graph
 
 
@@ -32,6 +33,17 @@ def refresh_model(name: str, *, quantize: bool = True, card_only: bool = False, 
     if meta["training"].get("selection"):
         export.rescore_selection(model_dir, quantize=quantize, finish=finish)
     return finish(model_dir, quantize=quantize)
+
+
+def record_cv(name: str, report: dict, *, measured: str, models: Path | None = None) -> dict:
+    """Keep a CV report of a biomedical model's recipe (``clinlake evaluate cv --out``) in its
+    model.json, then rewrite its card (no evaluation). Returns the final model.json."""
+    model_dir = (models_dir() if models is None else models) / name
+    meta = read_meta(model_dir)
+    if meta.get("kind") == "brat" or report.get("corpus") != meta.get("corpus"):
+        raise ValueError(f"{name}: the CV report is of {report.get('corpus')!r}, the model of {meta.get('corpus')!r}")
+    meta["cv"] = model_record(report, measured=measured)
+    return export.write_meta_and_card(model_dir, meta, ner_model_card)
 
 
 def dequantize_model(name: str, *, models: Path | None = None) -> dict:

@@ -83,3 +83,26 @@ def test_cross_validation_trains_and_scores_each_fold_in_parallel_processes(tmp_
     with pytest.raises(CrossValidationError, match="folds must be in 0..2"):
         cross_validate("NCBI-disease", model_dir, k=3, epochs=2, folds=[3], shared=tmp_path,
                        embeddings_dir=embeddings)
+
+
+def test_a_cv_report_is_kept_in_model_json_and_shown_in_the_card_and_the_models_table(tmp_path):
+    import shutil
+
+    from clinlake.pipelines.engine.ner.metadata import read_meta
+    from clinlake.pipelines.training.cards import models_readme
+    from clinlake.pipelines.training.refresh import record_cv
+
+    models = tmp_path / "models"
+    for name in ("ncbi_disease", "embeddings"):
+        shutil.copytree(Resolver().model_dir("ncbi_disease").parent / name, models / name)
+    folds = [{"f1": f, "model_alone_f1": f - 0.01} for f in (0.84, 0.86, 0.85)]
+    report = {"corpus": "NCBI-disease", "k": 3, "sentences": 6347, "recipe": {"epochs": 21}, "abbreviation_reach": 20,
+              "folds": folds, "f1": {"mean": 0.85, "sd": 0.01}, "model_alone_f1": {"mean": 0.84, "sd": 0.01}}
+    meta = record_cv("ncbi_disease", report, measured="2026-12-05", models=models)
+    assert meta["cv"]["folds_f1"] == [0.84, 0.86, 0.85] and read_meta(models / "ncbi_disease")["cv"] == meta["cv"]
+    card = (models / "ncbi_disease" / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "## Cross-validated estimate" in card and "strict F1 **85.00 ± 1.00**" in card
+    assert "Per fold: 84.00, 86.00, 85.00. Measured 2026-12-05." in card
+    assert "| 85.00 ± 1.00 |" in models_readme(models)
+    with pytest.raises(ValueError, match="the CV report is of 'AnatEM'"):
+        record_cv("ncbi_disease", {**report, "corpus": "AnatEM"}, measured="2026-12-05", models=models)

@@ -38,7 +38,7 @@ def test_a_models_folder_without_trained_models_lists_them_as_not_trained(tmp_pa
     (tmp_path / "embeddings").mkdir()
     (tmp_path / "embeddings" / "vectors.npy").write_bytes((models_dir() / "embeddings" / "vectors.npy").read_bytes())
     text = models_readme(tmp_path)
-    assert "| `ncbi_disease` | – | not trained | | | | | |" in text
+    assert "| `ncbi_disease` | – | not trained | | | | | | |" in text
     assert "## Clinical models" not in text  # no clinical model trained: no section
 
 
