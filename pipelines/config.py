@@ -140,7 +140,7 @@ class NerModelConfig:
     propagate_abbreviations: bool = True
     # A string tagged somewhere in the note is settled by a confidence-weighted vote over all its
     # occurrences (pipelines/engine/consistency.py). Off: on the devel sets it gained on AnatEM and
-    # lost on NCBI-disease (models/README.md).
+    # lost on NCBI-disease (README, "Biomedical NER").
     label_consistency: bool = False
 
 

@@ -34,7 +34,8 @@ ENTITY_COLUMNS: tuple[Column, ...] = (
     Column("ner_model", "string", False,
            "Stage that found the entity, with its version (e.g. clinical_core@<sha>, dictionary:problem@<sha>); "
            "'+abbreviation' appended when it was tagged as the short form of an abbreviation whose long form "
-           "the stage tagged (pipelines/engine/short_forms.py)."),
+           "the stage tagged (pipelines/engine/short_forms.py), '+consistency' when the stage's note-level label "
+           "vote added or relabelled it (pipelines/engine/consistency.py, off by default)."),
     Column("assertion", "string", True,
            "present | absent | possible | conditional | hypothetical | associated_with_someone_else."),
     Column("assertion_confidence", "double", True, "Confidence of the assertion decision in [0, 1]."),

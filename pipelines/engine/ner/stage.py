@@ -25,8 +25,8 @@ class ModelNerStage:
     confidence of the entity that defined it, and its source is the stage's name + ``+abbreviation``
     (so ``ner_model`` tells the tagger's own entities from propagated ones).
 
-    With ``label_consistency`` (off by default: it did not win on every devel set, see
-    models/README.md) the entities then go through the note-level vote of
+    With ``label_consistency`` (off by default: it did not win on every devel set, see the
+    README's "Biomedical NER") the entities then go through the note-level vote of
     :mod:`pipelines.engine.consistency`; an entity the vote adds or relabels has the source
     ``+consistency``."""
 
