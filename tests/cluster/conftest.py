@@ -72,10 +72,12 @@ def submit(packed_env, cluster, tmp_path):
     def run(config: Path, *args: str, conf: dict[str, str] | None = None) -> Submission:
         events = tmp_path / f"events-{len(started)}"
         events.mkdir()
+        scratch = driver_scratch / str(len(started))  # deleted as soon as this run has ended
+        scratch.mkdir()
         # the driver's copies of the environment go there too, deleted with the test's files (a killed
         # driver deletes nothing)
         # and executors' copies of the archive (java.io.tmpdir) go under the cluster's scratch space
-        options = {"spark.local.dir": str(driver_scratch),
+        options = {"spark.local.dir": str(scratch),
                    "spark.executor.extraJavaOptions": f"-Djava.io.tmpdir={cluster.state / 'local'}",
                    "spark.eventLog.enabled": "true", "spark.eventLog.dir": events.as_uri(),
                    "spark.eventLog.compress": "false", "spark.eventLog.rolling.enabled": "false",
@@ -84,11 +86,11 @@ def submit(packed_env, cluster, tmp_path):
                "ENV_ARCHIVE": str(packed_env / "clinlake-env.tar.gz"),
                "SPARK_SUBMIT_OPTS_EXTRA": " ".join(f"--conf {k}={v}" for k, v in options.items()),
                # spark-submit copies the archive to java.io.tmpdir, and a killed driver leaves that copy
-               "SPARK_SUBMIT_OPTS": f"-Djava.io.tmpdir={driver_scratch}"}
+               "SPARK_SUBMIT_OPTS": f"-Djava.io.tmpdir={scratch}"}
         env.pop("PYSPARK_PYTHON", None)  # the tests' own interpreter; submit.sh sets the archive's
         process = subprocess.Popen(["bash", str(SUBMIT), "--config", str(config), *args], env=env, cwd=tmp_path,
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        started.append(Submission(process, events, cluster))
+        started.append(Submission(process, events, cluster, scratch))
         return started[-1]
 
     yield run

@@ -47,8 +47,11 @@ class Cluster:
 
     def start(self) -> None:
         """Start it, or restart it when a worker is gone (start.sh reuses a healthy cluster)."""
+        # the tests' own Spark; workers delete a stopped application's files within seconds, not a day, so
+        # the runs of one test do not pile up on the disk
+        env = {**os.environ, "PYTHON": sys.executable, "WORKER_CLEANUP_INTERVAL": "5", "WORKER_CLEANUP_TTL": "1"}
         run = subprocess.run(["bash", str(STANDALONE / "start.sh"), str(self.state)], capture_output=True, text=True,
-                             timeout=180, env={**os.environ, "PYTHON": sys.executable})  # the tests' own Spark
+                             timeout=180, env=env)
         assert run.returncode == 0, run.stderr
         out = run.stdout
         self.settings = dict(line.split("=", 1) for line in out.split() if "=" in line)
@@ -104,6 +107,7 @@ class Submission:
     process: subprocess.Popen
     events: Path
     cluster: Cluster
+    scratch: Path  # the driver's copies of the environment (about 1.3 GB): deleted when the run has ended
     lines: "queue.Queue[str]" = field(default_factory=queue.Queue)
     output: list[str] = field(default_factory=list)
 
@@ -136,6 +140,7 @@ class Submission:
         """SIGKILL the driver: spark-submit's JVM and the Python driver (one process group)."""
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=60)
+        shutil.rmtree(self.scratch, ignore_errors=True)
 
     def finish(self, timeout: float = 600) -> tuple[int, str]:
         """The exit code and the output; a run still going after ``timeout`` is killed and fails the
@@ -151,6 +156,7 @@ class Submission:
                 f"launched, {free_gb:.1f} GB free under {self.cluster.state}; executors' errors:\n"
                 + "\n".join(self.cluster.executor_errors()) + f"\ndriver output tail:\n{self.tail(40)}") from None
         self._reader.join(timeout=30)
+        shutil.rmtree(self.scratch, ignore_errors=True)
         return code, "".join(self.output)
 
     def tasks_by_executor(self) -> dict[str, int]:
