@@ -142,6 +142,10 @@ class NerModelConfig:
     # occurrences (pipelines/engine/consistency.py). Off: on the devel sets it gained on AnatEM and
     # lost on NCBI-disease (README, "Biomedical NER").
     label_consistency: bool = False
+    # A tagged binomial ("Escherichia coli") tags its other forms ("E. coli", "E coli") for the rest of
+    # the note (pipelines/engine/binomials.py). Off until cross-validation shows a gain (README,
+    # "Biomedical NER").
+    binomial_short_forms: bool = False
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,10 @@ ENTITY_COLUMNS: tuple[Column, ...] = (
     Column("ner_model", "string", False,
            "Stage that found the entity, with its version (e.g. clinical_core@<sha>, dictionary:problem@<sha>); "
            "'+abbreviation' appended when it was tagged as the short form of an abbreviation whose long form "
-           "the stage tagged (pipelines/engine/short_forms.py), '+consistency' when the stage's note-level label "
-           "vote added or relabelled it (pipelines/engine/consistency.py, off by default)."),
+           "the stage tagged (pipelines/engine/short_forms.py), '+binomial' when it is another form of a binomial "
+           "the stage tagged, e.g. E. coli after Escherichia coli (pipelines/engine/binomials.py, off by default), "
+           "'+consistency' when the stage's note-level label vote added or relabelled it "
+           "(pipelines/engine/consistency.py, off by default)."),
     Column("assertion", "string", True,
            "present | absent | possible | conditional | hypothetical | associated_with_someone_else."),
     Column("assertion_confidence", "double", True, "Confidence of the assertion decision in [0, 1]."),

@@ -36,12 +36,19 @@ VOTED = "+consistency"  # provenance of an entity the vote added or relabelled
 TIE = 1e-9
 
 
+class MissingConfidenceError(ValueError):
+    """A vote met a NaN confidence: the tagger was not asked for every token's confidence
+    (``NerModel.tag(..., every_confidence=True)``), so an untagged occurrence has no weight."""
+
+
 @dataclass
 class _Ballot:
     weights: dict[str, float] = field(default_factory=dict)
     votes: dict[str, int] = field(default_factory=dict)
 
     def add(self, choice: str, weight: float) -> None:
+        if weight != weight:  # NaN: the vote would be decided by how NaN happens to sort
+            raise MissingConfidenceError("a label consistency vote needs every token's confidence, got NaN")
         self.weights[choice] = self.weights.get(choice, 0.0) + weight
         self.votes[choice] = self.votes.get(choice, 0) + 1
 

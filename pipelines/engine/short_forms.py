@@ -32,7 +32,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
+
 Span = tuple[int, int, str]  # first token, last token + 1, label
+Scored = dict[Span, tuple[float, str]]  # span -> (confidence, provenance) of one sentence
+PROPAGATED = "+abbreviation"  # provenance of an entity propagation added or relabelled
+BINOMIAL = "+binomial"  # provenance of an entity an abbreviated binomial added or relabelled
 
 MIN_CHARS, MAX_CHARS, MAX_TOKENS = 2, 10, 3
 
@@ -122,14 +127,44 @@ def propagate(sentences: Sequence[Sequence[str]], spans: Sequence[Sequence[Span]
         for index, start in where[definition.short_form[0]]:
             if not definition.sentence <= index < last:
                 continue
-            end = start + n
-            if tuple(sentences[index][start:end]) != definition.short_form:
-                continue
-            current = result[index]
-            overlapping = [s for s in current if s[0] < end and start < s[1]]
-            alone = len(overlapping) == 1 and overlapping[0][:2] == (start, end)
-            if not overlapping or (alone and overlapping[0][2] != definition.label):
-                for span in overlapping:
-                    del current[span]
-                current[(start, end, definition.label)] = (definition.sentence, definition.origin)
+            if tuple(sentences[index][start:start + n]) == definition.short_form:
+                place(result[index], start, start + n, definition.label, (definition.sentence, definition.origin))
     return [dict(sorted(s.items())) for s in result]
+
+
+def place(sentence_spans: dict, start: int, end: int, label: str, value: object) -> bool:
+    """Tag tokens ``start:end`` of one sentence with ``label`` the way document-level propagation
+    does: where no span overlaps them, or one span covers exactly them with another label (it is
+    replaced); a span inside or overlapping a longer one is left alone. True when placed."""
+    overlapping = [s for s in sentence_spans if s[0] < end and start < s[1]]
+    alone = len(overlapping) == 1 and overlapping[0][:2] == (start, end)
+    if overlapping and not (alone and overlapping[0][2] != label):
+        return False
+    for span in overlapping:
+        del sentence_spans[span]
+    sentence_spans[(start, end, label)] = value
+    return True
+
+
+def scored_spans(sentences: Sequence[Sequence[str]], spans: Sequence[Sequence[Span]],
+                 confidences: Sequence[Sequence[float]], *, propagate_abbreviations: bool = True,
+                 reach: int | None = None, binomial_short_forms: bool = False) -> list[Scored]:
+    """Each sentence's entities as span -> (confidence, provenance), after abbreviation
+    propagation when asked, then abbreviated binomials (:mod:`pipelines.engine.binomials`) when
+    asked: a tagger's own entity has the mean confidence of its tokens and provenance "", a
+    propagated one the confidence of the entity it came from and :data:`PROPAGATED` or
+    :data:`BINOMIAL` (the NER stage and ``clinlake evaluate`` both read entities this way)."""
+    found = propagate(sentences, spans, reach=reach) if propagate_abbreviations else [dict.fromkeys(s) for s in spans]
+
+    def confidence(index: int, span: Span) -> float:
+        return round(float(np.mean(confidences[index][span[0]:span[1]])), 4)
+
+    scored = [{span: (confidence(*(origin or (index, span))), "" if origin is None else PROPAGATED)
+               for span, origin in sentence_spans.items()} for index, sentence_spans in enumerate(found)]
+    if not binomial_short_forms:
+        return scored
+    from clinlake.pipelines.engine.binomials import propagate_binomials  # it builds on this module
+
+    moved = propagate_binomials(sentences, [list(s) for s in scored], reach=reach)
+    return [{span: scored[index][span] if origin is None else (scored[origin[0]][origin[1]][0], BINOMIAL)
+             for span, origin in sentence_spans.items()} for index, sentence_spans in enumerate(moved)]

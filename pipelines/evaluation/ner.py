@@ -31,7 +31,7 @@ from clinlake.pipelines.engine.ner.crf import iob_spans
 from clinlake.pipelines.engine.ner.features import model_pieces
 from clinlake.pipelines.engine.ner.model import load_model
 from clinlake.pipelines.engine.ner.stage import ModelNerStage
-from clinlake.pipelines.engine.short_forms import propagate
+from clinlake.pipelines.engine.short_forms import propagate, scored_spans
 from clinlake.pipelines.engine.text import TextSplitter
 from clinlake.pipelines.evaluation.scoring import precision_recall_f1
 
@@ -102,7 +102,7 @@ def tag_tokens_scored(model, sentences: Sequence[Sentence]) -> list[tuple[list[s
             owner += [i] * len(split)
         piece_lists.append(pieces)
         owners.append(owner)
-    tagged = model.tag(piece_lists)
+    tagged = model.tag(piece_lists, every_confidence=True)
     result = []
     for (tokens, _), owner, (tags, probs) in zip(sentences, owners, tagged):
         out, confidence = ["O"] * len(tokens), [1.0] * len(tokens)
@@ -151,14 +151,20 @@ def with_abbreviations(tokens: Sequence[Sequence[str]], predicted: Sequence[Sequ
     return [iob_tags(len(t), found) for t, found in zip(tokens, propagated)]
 
 
-def with_consistency(tokens: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]],
-                     confidence: Sequence[Sequence[float]], reach: int | None, *, remove: bool = False) -> list[list[str]]:
-    """Predicted tags after the label consistency vote over consecutive sentences (an entity's
-    confidence: the mean of its tokens', as the NER stage reports it)."""
-    scored = [{span: (sum(conf[span[0]:span[1]]) / (span[1] - span[0]), "") for span in spans(tags)}
-              for tags, conf in zip(predicted, confidence, strict=True)]
-    voted = consistent_labels(tokens, scored, confidence, reach=reach, remove=remove)
-    return [iob_tags(len(t), found) for t, found in zip(tokens, voted)]
+def post_processed(tokens: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]],
+                   confidence: Sequence[Sequence[float]], *, abbreviation_reach: int | None = ABBREVIATION_REACH,
+                   binomials: bool = False, consistency_reach: int | None = None,
+                   remove: bool = False) -> list[list[str]]:
+    """The tagger's ``predicted`` tags after the NER stage's document-level steps over consecutive
+    sentences: abbreviation propagation (``abbreviation_reach``; None: off), abbreviated binomials
+    (over the same reach) and the label consistency vote (``consistency_reach``; None: off), with
+    entity confidences as the stage reports them (:func:`~pipelines.engine.short_forms.scored_spans`)."""
+    scored = scored_spans(tokens, [spans(tags) for tags in predicted], confidence,
+                          propagate_abbreviations=abbreviation_reach is not None, reach=abbreviation_reach,
+                          binomial_short_forms=binomials)
+    if consistency_reach is not None:
+        scored = consistent_labels(tokens, scored, confidence, reach=consistency_reach, remove=remove)
+    return [iob_tags(len(t), found) for t, found in zip(tokens, scored)]
 
 
 def format_report(result: dict, title: str) -> str:
@@ -198,8 +204,9 @@ def evaluate_model(model, conll: Path, predictions: Path | None = None, *, raw_t
         final = {mode: with_abbreviations(tokens, tags, abbreviation_reach) for mode, tags in alone.items()}
     before_vote = final["tokens"]
     if consistency_reach is not None:
-        final = {**final, "tokens": with_consistency(tokens, before_vote, [conf for _, conf in scored],
-                                                     consistency_reach)}
+        final = {**final, "tokens": post_processed(tokens, alone["tokens"], [conf for _, conf in scored],
+                                                   abbreviation_reach=abbreviation_reach,
+                                                   consistency_reach=consistency_reach)}
     if predictions is not None:
         write_predictions(predictions, sentences, final["tokens"])
     report = {"model": model.name, "file": str(conll), "sentences": len(sentences),

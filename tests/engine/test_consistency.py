@@ -78,7 +78,8 @@ def test_reach_bounds_the_vote_to_neighbouring_sentences():
 
 class MyopicTagger:
     """A stand-in NER model that sees a phrase only in sentences holding a trigger word (probability
-    0.9 on its tags, 0.3 on O): the sentence-level blindness the vote repairs."""
+    0.9 on its tags, 0.3 on O): the sentence-level blindness the vote repairs. Like the real model, a
+    sentence tagged all O gets NaN confidences unless every token's confidence is asked for."""
 
     name = "myopic"
     batch_invariant = True
@@ -86,7 +87,7 @@ class MyopicTagger:
     def __init__(self, phrase: str, label: str, trigger: str):
         self.phrase, self.label, self.trigger = phrase.split(), label, trigger
 
-    def tag(self, sequences):
+    def tag(self, sequences, every_confidence=False):
         out = []
         for seq in sequences:
             tags = ["O"] * len(seq)
@@ -94,7 +95,8 @@ class MyopicTagger:
             for a in range(len(seq) - n + 1):
                 if self.trigger in seq and seq[a:a + n] == self.phrase:
                     tags[a:a + n] = ["B-" + self.label] + ["I-" + self.label] * (n - 1)
-            out.append((tags, [0.9 if t != "O" else 0.3 for t in tags]))
+            untagged = all(t == "O" for t in tags) and not every_confidence
+            out.append((tags, [float("nan") if untagged else 0.9 if t != "O" else 0.3 for t in tags]))
         return out
 
 

@@ -230,6 +230,11 @@ def test_posteriors_are_computed_where_an_entity_was_found():
     assert tags == ["O", "O", "B-Disease", "I-Disease", "O"] and none_tags == ["O"] * 4
     assert all(0.5 < p <= 1.0 for p in probs)  # every token of a window with an entity
     assert all(np.isnan(p) for p in none_probs)  # all O: no confidence is needed, none computed
+    # the label consistency vote weighs untagged occurrences by the confidence in O: every token's
+    (same_tags, same_probs), (_, o_probs) = model.tag([["She", "has", "breast", "cancer", "."],
+                                                       ["She", "walked", "home", "."]], every_confidence=True)
+    assert same_tags == tags and same_probs == probs
+    assert all(0.5 < p <= 1.0 for p in o_probs)
 
 
 @needs_model("ncbi_disease")

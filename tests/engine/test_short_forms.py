@@ -70,7 +70,7 @@ class PhraseTagger:
     def __init__(self, phrases: dict[str, str]):
         self.phrases = {tuple(p.split()): label for p, label in phrases.items()}
 
-    def tag(self, sequences):
+    def tag(self, sequences, every_confidence=False):
         out = []
         for seq in sequences:
             tags = ["O"] * len(seq)

@@ -111,14 +111,15 @@ class NerModel:
         scores = self.batch_emissions(sequences)
         return [scores[b, : len(s)] for b, s in enumerate(sequences)]
 
-    def tag(self, sequences: Sequence[Sequence[str]]) -> list[tuple[list[str], list[float]]]:
+    def tag(self, sequences: Sequence[Sequence[str]], *, every_confidence: bool = False) -> list[tuple[list[str], list[float]]]:
         """(tags, probability of each chosen tag) per piece sequence of any length.
 
         Long sequences are cut into overlapping windows; all windows of all sequences are
         sorted by length and run in batches of about BATCH_PIECES padded pieces. The CRF is
         decoded in float32, the network's precision. Only entities carry a confidence, so the
         posteriors (forward-backward) are computed only for windows where Viterbi found an
-        entity: a window tagged all O gets NaN probabilities."""
+        entity: a window tagged all O gets NaN probabilities, unless ``every_confidence`` asks
+        for every token's (the label consistency vote weighs untagged occurrences by it)."""
         jobs = [(i, w) for i, seq in enumerate(sequences) if seq for w in windows(len(seq))]
         jobs.sort(key=lambda job: job[1][1] - job[1][0])
         paths = [np.zeros(len(seq), dtype=np.int64) for seq in sequences]
@@ -129,7 +130,8 @@ class NerModel:
             lengths = np.array([len(c) for c in chunks])
             best = self.decoder.paths(scores, lengths)
             chosen = np.full(best.shape, np.nan, dtype=np.float32)
-            found = np.flatnonzero(((best != self.outside) & (np.arange(best.shape[1]) < lengths[:, None])).any(axis=1))
+            found = np.arange(len(chunks)) if every_confidence else \
+                np.flatnonzero(((best != self.outside) & (np.arange(best.shape[1]) < lengths[:, None])).any(axis=1))
             if len(found):
                 chosen[found] = self.decoder.confidences(scores[found], lengths[found], best[found])
             for b, (i, (lo, _hi, keep_lo, keep_hi)) in enumerate(batch):

@@ -4,16 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import numpy as np
-
 from clinlake.pipelines.engine.consistency import consistent_labels
 from clinlake.pipelines.engine.ner.crf import iob_spans
 from clinlake.pipelines.engine.ner.features import model_pieces
 from clinlake.pipelines.engine.ner.model import NerModel, load_model
-from clinlake.pipelines.engine.short_forms import propagate
+from clinlake.pipelines.engine.short_forms import scored_spans
 from clinlake.pipelines.engine.types import Entity, Sentence
-
-PROPAGATED = "+abbreviation"  # appended to the stage name in ``ner_model`` for propagated entities
 
 
 class ModelNerStage:
@@ -25,19 +21,24 @@ class ModelNerStage:
     confidence of the entity that defined it, and its source is the stage's name + ``+abbreviation``
     (so ``ner_model`` tells the tagger's own entities from propagated ones).
 
+    With ``binomial_short_forms`` (off by default) a tagged binomial tags its abbreviated forms,
+    and the reverse, for the rest of the note (:mod:`pipelines.engine.binomials`; source ``+binomial``).
+
     With ``label_consistency`` (off by default: it did not win on every devel set, see the
     README's "Biomedical NER") the entities then go through the note-level vote of
     :mod:`pipelines.engine.consistency`; an entity the vote adds or relabels has the source
     ``+consistency``."""
 
     def __init__(self, model: NerModel, labels: Sequence[str] = (), label_map: Mapping[str, str] | None = None,
-                 propagate_abbreviations: bool = True, label_consistency: bool = False):
+                 propagate_abbreviations: bool = True, label_consistency: bool = False,
+                 binomial_short_forms: bool = False):
         self.model = model
         self.name = model.name
         self.label_map = dict(label_map or {})
         self.labels = frozenset(labels)
         self.propagate_abbreviations = propagate_abbreviations
         self.label_consistency = label_consistency
+        self.binomial_short_forms = binomial_short_forms
 
     def find(self, text: str, sentences: Sequence[Sentence]) -> list[Entity]:
         return self.find_many([(text, sentences)])[0]
@@ -50,32 +51,29 @@ class ModelNerStage:
         pieces = [[model_pieces((t.start, t.end, t.text) for t in s.tokens) for s in sentences]
                   for _, sentences in notes]
         words = [[[p[2] for p in sentence] for sentence in note] for note in pieces]
+        # The vote weighs untagged occurrences by the tagger's confidence in O, so it needs every
+        # token's confidence; without it only entities' are computed (cheaper).
+        options = {"every_confidence": True} if self.label_consistency else {}
         if getattr(self.model, "batch_invariant", False):  # taggers that do not say are tagged note by note
-            flat = self.model.tag([sentence for note in words for sentence in note])
+            flat = self.model.tag([sentence for note in words for sentence in note], **options)
             tagged, at = [], 0
             for note in words:
                 tagged.append(flat[at:at + len(note)])
                 at += len(note)
         else:
-            tagged = [self.model.tag(note) for note in words]
+            tagged = [self.model.tag(note, **options) for note in words]
         return [self._entities(text, sentences, *parts)
                 for (text, sentences), *parts in zip(notes, pieces, words, tagged, strict=True)]
 
     def _entities(self, text: str, sentences: Sequence[Sentence], pieces: Sequence[Sequence[tuple[int, int, str]]],
                   words: Sequence[Sequence[str]], tagged: Sequence[tuple[list[str], list[float]]]) -> list[Entity]:
         spans = [iob_spans(tags) for tags, _ in tagged]
-        # span -> None (the tagger's own) or the (sentence, entity) a propagated span took its label from
-        found = propagate(words, spans) if self.propagate_abbreviations else [dict.fromkeys(s) for s in spans]
-
-        def confidence(index: int, span: tuple[int, int, str]) -> float:
-            probs = tagged[index][1]
-            return round(float(np.mean(probs[span[0]:span[1]])), 4)
-
+        confidences = [probs for _, probs in tagged]
         # span -> (confidence, provenance appended to the stage's name)
-        scored = [{span: (confidence(*(origin or (index, span))), "" if origin is None else PROPAGATED)
-                   for span, origin in sentence_spans.items()} for index, sentence_spans in enumerate(found)]
+        scored = scored_spans(words, spans, confidences, propagate_abbreviations=self.propagate_abbreviations,
+                              binomial_short_forms=self.binomial_short_forms)
         if self.label_consistency:
-            scored = consistent_labels(words, scored, [probs for _, probs in tagged])
+            scored = consistent_labels(words, scored, confidences)
         entities: list[Entity] = []
         for sentence, sentence_pieces, sentence_spans in zip(sentences, pieces, scored):
             for (first, last, kind), (score, provenance) in sentence_spans.items():
@@ -89,7 +87,9 @@ class ModelNerStage:
 
 
 def load_ner_stage(model_dir: Path, *, labels: Sequence[str] = (), label_map: Mapping[str, str] | None = None,
-                   propagate_abbreviations: bool = True, label_consistency: bool = False) -> ModelNerStage:
+                   propagate_abbreviations: bool = True, label_consistency: bool = False,
+                   binomial_short_forms: bool = False) -> ModelNerStage:
     """The pipeline's entry point (see pipelines/engine/pipeline.py)."""
     return ModelNerStage(load_model(Path(model_dir)), labels=labels, label_map=label_map,
-                         propagate_abbreviations=propagate_abbreviations, label_consistency=label_consistency)
+                         propagate_abbreviations=propagate_abbreviations, label_consistency=label_consistency,
+                         binomial_short_forms=binomial_short_forms)
