@@ -224,33 +224,41 @@ def add_cv(commands: argparse._SubParsersAction) -> None:
                         "thread each (default 1)")
     parser.add_argument("--abbreviation-reach", type=int, default=ABBREVIATION_REACH, metavar="N",
                         help=f"abbreviation propagation reach in sentences (default {ABBREVIATION_REACH})")
+    parser.add_argument("--predictions", type=Path, metavar="DIR", help="keep each fold's held-out tags and "
+                        "confidences here (fold<k>.json.gz), for --rescore")
+    parser.add_argument("--rescore", type=Path, metavar="DIR", help="train nothing: score every post-processing "
+                        "variant again on the fold predictions a run kept in DIR")
     parser.add_argument("--out", type=Path, help="also write the report as JSON here")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(run=run_cv)
 
 
 def run_cv(args: argparse.Namespace) -> int:
-    from clinlake.pipelines.training.ner.cv import CrossValidationError, cross_validate, format_cv, write_report
+    from clinlake.pipelines.training.ner.cv import CrossValidationError, format_cv, write_report
 
-    name = args.model or CV_MODELS[args.corpus]
     try:
-        model_dir = Path(name) if Path(name).is_dir() else Resolver().model_dir(name)
-    except ConfigError as exc:
-        print(f"clinlake evaluate cv: {exc}")
-        return EXIT_USAGE
-    if args.jobs < 1 or args.abbreviation_reach < 0:
-        print("clinlake evaluate cv: --jobs must be 1 or more and --abbreviation-reach 0 or more")
-        return EXIT_USAGE
-    try:
-        report = cross_validate(args.corpus, model_dir, k=args.folds, epochs=args.epochs, jobs=args.jobs,
-                                folds=args.only, abbreviation_reach=args.abbreviation_reach)
-    except CrossValidationError as exc:
+        report = _cv_report(args)
+    except (ConfigError, CrossValidationError) as exc:
         print(f"clinlake evaluate cv: {exc}")
         return EXIT_USAGE
     if args.out:
         write_report(report, args.out)
     print(json.dumps(report, indent=2) if args.json else format_cv(report))
     return EXIT_OK
+
+
+def _cv_report(args: argparse.Namespace) -> dict:
+    from clinlake.pipelines.training.ner.cv import CrossValidationError, cross_validate, rescore
+
+    if args.jobs < 1 or args.abbreviation_reach < 0:
+        raise CrossValidationError("--jobs must be 1 or more and --abbreviation-reach 0 or more")
+    if args.rescore is not None:
+        return rescore(args.corpus, args.rescore, k=args.folds, abbreviation_reach=args.abbreviation_reach)
+    name = args.model or CV_MODELS[args.corpus]
+    model_dir = Path(name) if Path(name).is_dir() else Resolver().model_dir(name)
+    return cross_validate(args.corpus, model_dir, k=args.folds, epochs=args.epochs, jobs=args.jobs,
+                          folds=args.only, abbreviation_reach=args.abbreviation_reach,
+                          predictions_dir=args.predictions)
 
 
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (add_ner, add_assertion, add_brat,

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from clinlake.pipelines.engine.ner.features import word_key
+from clinlake.pipelines.evaluation.ner_variants import DEFAULT, VARIANTS
 from clinlake.pipelines.resources import Resolver
 from clinlake.pipelines.training.ner.cv import (CrossValidationError, Recipe, cross_validate, fold_blocks, format_cv,
-                                                split_fold)
+                                                rescore, split_fold)
 
 
 @pytest.mark.parametrize("n, k", [(10, 2), (11, 5), (5424 + 923, 5), (7, 7)])
@@ -68,8 +69,9 @@ def test_cross_validation_trains_and_scores_each_fold_in_parallel_processes(tmp_
     model_dir = Resolver().model_dir("ncbi_disease")
     monkeypatch.setattr(Recipe, "of_model", classmethod(lambda cls, d, epochs=None: cls(
         epochs=epochs, network={"hidden": 8, "char_filters": 4}, lr=1e-2, batch_pieces=1000)))
+    kept = tmp_path / "predictions"
     report = cross_validate("NCBI-disease", model_dir, k=3, epochs=2, jobs=2, shared=tmp_path,
-                            embeddings_dir=embeddings)
+                            embeddings_dir=embeddings, predictions_dir=kept)
     assert report["sentences"] == 12 and report["k"] == 3 and report["recipe"]["epochs"] == 2
     assert [f["fold"] for f in report["folds"]] == [0, 1, 2]
     assert [f["held_out"] for f in report["folds"]] == [[0, 4], [4, 8], [8, 12]]
@@ -77,6 +79,17 @@ def test_cross_validation_trains_and_scores_each_fold_in_parallel_processes(tmp_
     f1s = [f["f1"] for f in report["folds"]]
     assert report["f1"] == {"mean": round(statistics.fmean(f1s), 4), "sd": round(statistics.stdev(f1s), 4)}
     assert "3-fold CV of ncbi_disease's recipe on NCBI-disease" in format_cv(report)
+    assert all(set(f["variants"]) == set(VARIANTS) and f["variants"][DEFAULT]["f1"] == f["f1"] for f in report["folds"])
+    assert report["variants"][DEFAULT]["gain"] == {"mean": 0.0, "sd": 0.0}
+    # the kept predictions score the same again without training, and only against their own blocks
+    assert sorted(p.name for p in kept.iterdir()) == ["fold0.json.gz", "fold1.json.gz", "fold2.json.gz"]
+    again = rescore("NCBI-disease", kept, k=3, shared=tmp_path)
+    training_only = ("seconds", "train_sentences", "epochs")
+    assert again["folds"] == [{k: v for k, v in f.items() if k not in training_only} for f in report["folds"]]
+    assert again["f1"] == report["f1"] and again["variants"] == report["variants"]
+    assert "rescored from" in format_cv(again)
+    with pytest.raises(CrossValidationError, match=r"fold0.json.gz holds sentences \[0, 4\], not fold 0 of 4"):
+        rescore("NCBI-disease", kept, k=4, shared=tmp_path)
     one = cross_validate("NCBI-disease", model_dir, k=3, epochs=2, folds=[1], shared=tmp_path,
                          embeddings_dir=embeddings)
     assert one["folds"] == [{**report["folds"][1], "seconds": one["folds"][0]["seconds"]}]  # same seed, same fold

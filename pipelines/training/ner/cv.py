@@ -14,13 +14,18 @@ Devel F1 selected and reported on one split over-estimated held-out F1 by severa
 * **score**: strict entity-level F1 (conlleval semantics) on the held-out block's model pieces, with
   document-level abbreviation propagation over ``abbreviation_reach`` sentences as ``clinlake evaluate
   ner`` applies it, and the network alone beside it; the report gives every fold, the mean and the
-  sample standard deviation.
+  sample standard deviation;
+* **variants**: every post-processing variant of :mod:`pipelines.evaluation.ner_variants` is scored on
+  the same held-out predictions, with its mean paired difference against the shipped one. With
+  ``predictions_dir`` each fold's held-out tags and confidences are kept (``fold<k>.json.gz``), so
+  :func:`rescore` can score variants again, or new ones, without training.
 
 Training needs torch (``pip install -e '.[train]'``). Folds can run in parallel processes, one torch
 thread each.
 """
 from __future__ import annotations
 
+import gzip
 import json
 import statistics
 import time
@@ -30,8 +35,10 @@ from pathlib import Path
 from typing import Sequence
 
 from clinlake.pipelines.engine.ner.metadata import ModelMeta
-from clinlake.pipelines.evaluation.ner import ABBREVIATION_REACH, score_tags, with_abbreviations
+from clinlake.pipelines.evaluation.ner import ABBREVIATION_REACH
+from clinlake.pipelines.evaluation.ner_variants import DEFAULT, Tagged, score_variants
 from clinlake.pipelines.training.ner.corpus import Example, load_split
+from clinlake.pipelines.training.ner.gazetteer import learn_gazetteer
 
 
 class CrossValidationError(ValueError):
@@ -79,46 +86,91 @@ class Recipe:
 
 
 def run_fold(examples: Sequence[Example], blocks: Sequence[range], fold: int, recipe: Recipe, *,
-             abbreviation_reach: int | None = ABBREVIATION_REACH, embeddings_dir: Path | None = None) -> dict:
+             abbreviation_reach: int | None = ABBREVIATION_REACH, embeddings_dir: Path | None = None,
+             predictions_dir: Path | None = None) -> dict:
     """Train on every block but ``fold`` and score the held-out block."""
-    from clinlake.pipelines.training.ner.loop import fit, predict  # torch: only here
+    from clinlake.pipelines.training.ner.loop import fit, predict_scored  # torch: only here
 
     train, held = split_fold(examples, blocks, fold)
     started = time.time()
     net, crf, tags, chars, embeddings, record = fit(
         train, {}, max_minutes=float("inf"), epochs=recipe.epochs, lr=recipe.lr, batch_pieces=recipe.batch_pieces,
         threads=1, network=recipe.network, embeddings_dir=embeddings_dir)
-    predicted = predict(net, crf, held, embeddings, chars, tags)
-    pieces, gold = [p for p, _ in held], [t for _, t in held]
-    alone = score_tags(gold, predicted)["overall"]
-    final = alone if abbreviation_reach is None else \
-        score_tags(gold, with_abbreviations(pieces, predicted, abbreviation_reach))["overall"]
-    return {"fold": fold, "held_out": [blocks[fold].start, blocks[fold].stop], "train_sentences": len(train),
-            "epochs": record["best_epoch"], "f1": final["f1"], "precision": final["precision"],
-            "recall": final["recall"], "model_alone_f1": alone["f1"], "seconds": round(time.time() - started, 1)}
+    predicted = predict_scored(net, crf, held, embeddings, chars, tags)
+    if predictions_dir is not None:
+        write_fold_predictions(predictions_dir, fold, blocks[fold], predicted)
+    scores = score_fold(train, held, blocks[fold], fold, predicted, abbreviation_reach)
+    return {**scores, "train_sentences": len(train),
+            "epochs": record["best_epoch"], "seconds": round(time.time() - started, 1)}
+
+
+def score_fold(train: Sequence[Example], held: Sequence[Example], block: range, fold: int,
+               predicted: Sequence[tuple[list[str], list[float]]], abbreviation_reach: int | None) -> dict:
+    """One fold's scores: the shipped post-processing's (f1, precision, recall), the network's alone,
+    and every variant's (the gazetteer variant's gazetteer learned from the fold's training examples)."""
+    tagged = Tagged(tokens=[p for p, _ in held], tags=[t for t, _ in predicted],
+                    confidence=[c for _, c in predicted], abbreviation_reach=abbreviation_reach,
+                    gazetteer=learn_gazetteer(train))
+    variants = score_variants(tagged, [t for _, t in held])
+    return {"fold": fold, "held_out": [block.start, block.stop], **variants[DEFAULT],
+            "model_alone_f1": variants["network"]["f1"], "variants": variants}
+
+
+def write_fold_predictions(directory: Path, fold: int, block: range,
+                           predicted: Sequence[tuple[list[str], list[float]]]) -> Path:
+    """``fold<k>.json.gz``: the held-out block's range, tags and tag confidences."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"fold{fold}.json.gz"
+    record = {"fold": fold, "held_out": [block.start, block.stop],
+              "tags": [t for t, _ in predicted], "confidence": [c for _, c in predicted]}
+    with gzip.open(path, "wt", encoding="utf-8") as out:
+        json.dump(record, out)
+    return path
+
+
+def read_fold_predictions(path: Path) -> dict:
+    with gzip.open(path, "rt", encoding="utf-8") as source:
+        return json.load(source)
 
 
 def summarise(folds: Sequence[dict]) -> dict:
-    """Mean and sample standard deviation of the folds' F1 (with and without abbreviations)."""
-    out = {}
-    for key in ("f1", "model_alone_f1"):
-        values = [f[key] for f in folds]
-        out[key] = {"mean": round(statistics.fmean(values), 4),
-                    "sd": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0}
+    """Mean and sample standard deviation of the folds' F1 (with and without abbreviations), and of
+    each variant's F1 and its paired difference from the shipped post-processing."""
+    def spread(values: Sequence[float]) -> dict:
+        return {"mean": round(statistics.fmean(values), 4),
+                "sd": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0}
+
+    out = {key: spread([f[key] for f in folds]) for key in ("f1", "model_alone_f1")}
+    names = [n for n in folds[0].get("variants", {}) if all(n in f.get("variants", {}) for f in folds)]
+    out["variants"] = {n: {"f1": spread([f["variants"][n]["f1"] for f in folds]),
+                           "gain": spread([f["variants"][n]["f1"] - f["variants"][DEFAULT]["f1"] for f in folds])}
+                       for n in names}
     return out
+
+
+def cv_examples(corpus: str, *, shared: Path | None = None) -> list[Example]:
+    """The sentences cross-validation cuts into blocks: train, then devel, in file order."""
+    return load_split(corpus, "train", shared=shared) + load_split(corpus, "devel", shared=shared)
+
+
+def _chosen_folds(k: int, folds: Sequence[int] | None) -> list[int]:
+    chosen = list(range(k)) if folds is None else sorted(set(folds))
+    if any(not 0 <= f < k for f in chosen):
+        raise CrossValidationError(f"folds must be in 0..{k - 1}, not {chosen}")
+    return chosen
 
 
 def cross_validate(corpus: str, model_dir: Path, *, k: int = 5, epochs: int | None = None, jobs: int = 1,
                    folds: Sequence[int] | None = None, abbreviation_reach: int | None = ABBREVIATION_REACH,
-                   shared: Path | None = None, embeddings_dir: Path | None = None) -> dict:
+                   shared: Path | None = None, embeddings_dir: Path | None = None,
+                   predictions_dir: Path | None = None) -> dict:
     """The CV report of ``corpus`` with the recipe of the model in ``model_dir`` (see the module doc)."""
-    examples = load_split(corpus, "train", shared=shared) + load_split(corpus, "devel", shared=shared)
+    examples = cv_examples(corpus, shared=shared)
     blocks = fold_blocks(len(examples), k)
     recipe = Recipe.of_model(model_dir, epochs=epochs)
-    chosen = list(range(k)) if folds is None else sorted(set(folds))
-    if any(not 0 <= f < k for f in chosen):
-        raise CrossValidationError(f"folds must be in 0..{k - 1}, not {chosen}")
-    options = dict(abbreviation_reach=abbreviation_reach, embeddings_dir=embeddings_dir)
+    chosen = _chosen_folds(k, folds)
+    options = dict(abbreviation_reach=abbreviation_reach, embeddings_dir=embeddings_dir,
+                   predictions_dir=predictions_dir)
     if jobs > 1:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             results = list(pool.map(_fold_job, [(examples, blocks, f, recipe, options) for f in chosen]))
@@ -130,21 +182,54 @@ def cross_validate(corpus: str, model_dir: Path, *, k: int = 5, epochs: int | No
             "abbreviation_reach": abbreviation_reach, "folds": results, **summarise(results)}
 
 
+def rescore(corpus: str, predictions_dir: Path, *, k: int = 5, abbreviation_reach: int | None = ABBREVIATION_REACH,
+            shared: Path | None = None) -> dict:
+    """A CV report from the fold predictions a run kept (:func:`write_fold_predictions`): every
+    variant scored again without training. The saved blocks must be this corpus's ``k`` blocks."""
+    examples = cv_examples(corpus, shared=shared)
+    blocks = fold_blocks(len(examples), k)
+    paths = sorted(predictions_dir.glob("fold*.json.gz"))
+    if not paths:
+        raise CrossValidationError(f"no fold predictions (fold<k>.json.gz) in {predictions_dir}")
+    results = []
+    for path in paths:
+        saved = read_fold_predictions(path)
+        fold = int(saved["fold"])
+        if not 0 <= fold < k or saved["held_out"] != [blocks[fold].start, blocks[fold].stop]:
+            raise CrossValidationError(f"{path.name} holds sentences {saved['held_out']}, not fold {fold} of "
+                                       f"{k} over {len(examples)} {corpus} sentences")
+        train, held = split_fold(examples, blocks, fold)
+        predicted = list(zip(saved["tags"], saved["confidence"], strict=True))
+        results.append(score_fold(train, held, blocks[fold], fold, predicted, abbreviation_reach))
+    return {"corpus": corpus, "recipe_of": None, "k": k, "sentences": len(examples), "rescored_from": str(predictions_dir),
+            "abbreviation_reach": abbreviation_reach, "folds": results, **summarise(results)}
+
+
 def _fold_job(job: tuple) -> dict:
     examples, blocks, fold, recipe, options = job
     return run_fold(examples, blocks, fold, recipe, **options)
 
 
 def format_cv(report: dict) -> str:
-    lines = [f"{report['k']}-fold CV of {report['recipe_of']}'s recipe on {report['corpus']} train+devel "
-             f"({report['sentences']} sentences, {report['recipe']['epochs']} epochs per fold)",
-             f"{'fold':>4} {'held-out sentences':>20} {'F1':>7} {'P':>7} {'R':>7} {'alone':>7} {'s':>7}"]
+    if report.get("recipe"):
+        head = (f"{report['k']}-fold CV of {report['recipe_of']}'s recipe on {report['corpus']} train+devel "
+                f"({report['sentences']} sentences, {report['recipe']['epochs']} epochs per fold)")
+    else:
+        head = (f"{report['k']}-fold CV on {report['corpus']} train+devel ({report['sentences']} sentences), "
+                f"rescored from {report.get('rescored_from')}")
+    lines = [head, f"{'fold':>4} {'held-out sentences':>20} {'F1':>7} {'P':>7} {'R':>7} {'alone':>7} {'s':>7}"]
     for f in report["folds"]:
+        seconds = f"{f['seconds']:7.0f}" if "seconds" in f else f"{'-':>7}"
         lines.append(f"{f['fold']:>4} {f['held_out'][0]:>9}-{f['held_out'][1]:<10} {100 * f['f1']:7.2f} "
-                     f"{100 * f['precision']:7.2f} {100 * f['recall']:7.2f} {100 * f['model_alone_f1']:7.2f} "
-                     f"{f['seconds']:7.0f}")
+                     f"{100 * f['precision']:7.2f} {100 * f['recall']:7.2f} {100 * f['model_alone_f1']:7.2f} {seconds}")
     lines.append(f"mean F1 {100 * report['f1']['mean']:.2f} ± {100 * report['f1']['sd']:.2f} (sample sd); "
                  f"network alone {100 * report['model_alone_f1']['mean']:.2f} ± {100 * report['model_alone_f1']['sd']:.2f}")
+    variants = report.get("variants") or {}
+    if variants:
+        lines.append(f"{'variant':<32} {'F1 mean ± sd':>16} {'paired gain vs ' + DEFAULT:>30}")
+        for name, v in variants.items():
+            lines.append(f"{name:<32} {100 * v['f1']['mean']:8.2f} ± {100 * v['f1']['sd']:5.2f} "
+                         f"{100 * v['gain']['mean']:+21.2f} ± {100 * v['gain']['sd']:5.2f}")
     return "\n".join(lines)
 
 

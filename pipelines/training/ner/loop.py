@@ -33,7 +33,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from clinlake.pipelines.engine.ner.crf import iob_spans, viterbi_batch
+from clinlake.pipelines.engine.ner.crf import CrfDecoder, iob_spans
 from clinlake.pipelines.engine.ner.features import MAX_CHARS, Embeddings, WordFeatures, encode_batch
 from clinlake.pipelines.evaluation.ner import score_spans
 from clinlake.pipelines.resources import models_dir
@@ -101,18 +101,28 @@ def tensors(examples: Sequence[Example], embeddings: Embeddings, chars: dict[str
 def predict(net, crf, examples: Sequence[Example], embeddings: Embeddings, chars: dict[str, int],
             tags: Sequence[str]) -> list[list[str]]:
     """Viterbi tags (the runtime's NumPy decoder) for each example, with dropout off."""
+    return [path for path, _ in predict_scored(net, crf, examples, embeddings, chars, tags)]
+
+
+def predict_scored(net, crf, examples: Sequence[Example], embeddings: Embeddings, chars: dict[str, int],
+                   tags: Sequence[str]) -> list[tuple[list[str], list[float]]]:
+    """:func:`predict` with the CRF posterior of each chosen tag (for every token, O included),
+    which document-level post-processing such as the label consistency vote weighs."""
     torch = torch_module()
     net.eval()
     start, end, trans = (s.detach().double().numpy() for s in crf.scores())
-    out: list[list[str]] = [[] for _ in examples]
+    decoder = CrfDecoder(start, end, trans, dtype=np.float64)
+    out: list[tuple[list[str], list[float]]] = [([], []) for _ in examples]
     tag_ids = {t: i for i, t in enumerate(tags)}
     with torch.no_grad():
         for group in batches(examples, 8192, None):
             inputs, _ = tensors([examples[i] for i in group], embeddings, chars, tag_ids)
             scores = net(**inputs).double().numpy()
-            paths = viterbi_batch(scores, inputs["lengths"].tolist(), start, end, trans)
-            for i, path in zip(group, paths):
-                out[i] = [tags[k] for k in path]
+            lengths = inputs["lengths"].tolist()
+            paths = decoder.paths(scores, lengths)
+            chosen = decoder.confidences(scores, lengths, paths)
+            for b, (i, n) in enumerate(zip(group, lengths)):
+                out[i] = ([tags[k] for k in paths[b, :n].tolist()], [round(float(p), 4) for p in chosen[b, :n]])
     return out
 
 
