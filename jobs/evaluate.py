@@ -8,6 +8,7 @@ them, and never prints) and prints the report, as text or ``--json``; it returns
     clinlake evaluate brat [--model NAME] --data DIR --predictions OUTDIR [--label-map FILE] [--json]
     clinlake evaluate assertion-brat --data DIR [--engine rules|model|hybrid] [--types T,T|all] [--json]
     clinlake evaluate cv --corpus NCBI-disease [--model ncbi_disease] [--folds 5] [--jobs 2] [--out FILE] [--json]
+    clinlake evaluate cv --model clinical_core [--predictions DIR | --rescore DIR]
 """
 from __future__ import annotations
 
@@ -213,9 +214,10 @@ def add_cv(commands: argparse._SubParsersAction) -> None:
                                              "block with abbreviation propagation (and alone). Prints every fold, "
                                              "the mean and the sample standard deviation "
                                              "(pipelines/training/ner/cv.py).")
-    parser.add_argument("--corpus", required=True, choices=CORPORA)
+    parser.add_argument("--corpus", choices=CORPORA, help="a biomedical corpus (default: the model's)")
     parser.add_argument("--model", help="the model whose recipe is cross-validated: a name under models/ or a "
-                        "directory (default: the corpus's shipped model)")
+                        "directory (default: the corpus's shipped model); a clinical model (e.g. clinical_core) is "
+                        "cross-validated on the train+devel documents of its BRAT corpora")
     parser.add_argument("--folds", type=int, default=5, metavar="K", help="number of folds (default 5)")
     parser.add_argument("--only", type=int, action="append", metavar="FOLD", help="run only this fold (0-based; "
                         "repeatable), e.g. to spread folds over machines")
@@ -252,10 +254,13 @@ def _cv_report(args: argparse.Namespace) -> dict:
 
     if args.jobs < 1 or args.abbreviation_reach < 0:
         raise CrossValidationError("--jobs must be 1 or more and --abbreviation-reach 0 or more")
-    if args.rescore is not None:
-        return rescore(args.corpus, args.rescore, k=args.folds, abbreviation_reach=args.abbreviation_reach)
+    if not (args.corpus or args.model):
+        raise CrossValidationError("name a --corpus or a --model")
     name = args.model or CV_MODELS[args.corpus]
     model_dir = Path(name) if Path(name).is_dir() else Resolver().model_dir(name)
+    if args.rescore is not None:
+        return rescore(args.corpus, args.rescore, k=args.folds, abbreviation_reach=args.abbreviation_reach,
+                       model_dir=model_dir)
     return cross_validate(args.corpus, model_dir, k=args.folds, epochs=args.epochs, jobs=args.jobs,
                           folds=args.only, abbreviation_reach=args.abbreviation_reach,
                           predictions_dir=args.predictions)

@@ -119,3 +119,19 @@ def test_a_cv_report_is_kept_in_model_json_and_shown_in_the_card_and_the_models_
     assert "| 85.00 ± 1.00 |" in models_readme(models)
     with pytest.raises(ValueError, match="the CV report is of 'AnatEM'"):
         record_cv("ncbi_disease", {**report, "corpus": "AnatEM"}, measured="2026-12-05", models=models)
+
+
+def test_a_clinical_model_is_cross_validated_on_its_brat_corpora_train_then_devel_documents():
+    from clinlake.pipelines.engine.ner.metadata import read_meta
+    from clinlake.pipelines.training.ner.cv import cv_examples
+
+    model_dir = Resolver().model_dir("maccrobat")
+    data = read_meta(model_dir)["training"]["data"]
+    name, examples = cv_examples(None, model_dir=model_dir)
+    assert name == "MACCROBAT"
+    assert len(examples) == data["MACCROBAT/train"]["sentences"] + data["MACCROBAT/devel"]["sentences"]
+    assert all(len(pieces) == len(tags) for pieces, tags in examples)
+    labels = {t[2:] for _, tags in examples for t in tags if t != "O"}
+    assert labels <= set(read_meta(model_dir)["labels"])
+    with pytest.raises(CrossValidationError, match="trained on MACCROBAT, not NCBI-disease"):
+        cv_examples("NCBI-disease", model_dir=model_dir)

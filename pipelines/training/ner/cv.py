@@ -3,7 +3,9 @@
 Devel F1 selected and reported on one split over-estimated held-out F1 by several points on some corpora
 (by more than ten on LINNAEUS). The protocol here:
 
-* **data**: the corpus's train and devel sentences, in file order (train, then devel);
+* **data**: the corpus's train and devel sentences, in file order (train, then devel); for a clinical
+  model (``kind: brat``), each of its BRAT corpora's train then devel documents, in name order, split
+  and tokenised and with types mapped as its training did (:func:`cv_examples`);
 * **folds**: ``k`` contiguous blocks of consecutive sentences, sizes differing by at most one. The
   CoNLL files mark no document boundaries, so a block keeps its documents whole except at its two
   edges; a sentence is in exactly one block, and the blocks depend only on the sentence count and
@@ -148,9 +150,32 @@ def summarise(folds: Sequence[dict]) -> dict:
     return out
 
 
-def cv_examples(corpus: str, *, shared: Path | None = None) -> list[Example]:
-    """The sentences cross-validation cuts into blocks: train, then devel, in file order."""
-    return load_split(corpus, "train", shared=shared) + load_split(corpus, "devel", shared=shared)
+def cv_examples(corpus: str | None, *, model_dir: Path | None = None,
+                shared: Path | None = None) -> tuple[str, list[Example]]:
+    """(name, sentences) that cross-validation cuts into blocks: a biomedical corpus's train, then
+    devel, in file order; for a clinical model (model.json ``kind: brat``), each of its corpora's train
+    then devel documents with its label maps. ``corpus`` None: the model's own."""
+    meta = ModelMeta.load(model_dir).raw if model_dir is not None else {}
+    if meta.get("kind") == "brat":
+        from clinlake.pipelines.corpora.clinical import load_brat_split
+        from clinlake.pipelines.corpora.label_maps import load_label_map
+        from clinlake.pipelines.engine.text import TextSplitter
+        from clinlake.pipelines.resources import source_root
+        from clinlake.pipelines.training.clinical import corpus_dir, default_abbreviations
+
+        if corpus not in (None, meta["corpus"]):
+            raise CrossValidationError(f"{model_dir.name} is trained on {meta['corpus']}, not {corpus}")
+        splitter = TextSplitter.from_file(default_abbreviations())
+        examples = []
+        for name, map_path in meta["label_maps"].items():
+            label_map = load_label_map(source_root() / map_path)
+            for split in ("train", "devel"):
+                examples += load_brat_split(corpus_dir(name, split, shared=shared), label_map, splitter)
+        return meta["corpus"], examples
+    corpus = corpus or meta.get("corpus")
+    if not corpus:
+        raise CrossValidationError("name a corpus or a model whose model.json names one")
+    return corpus, load_split(corpus, "train", shared=shared) + load_split(corpus, "devel", shared=shared)
 
 
 def _chosen_folds(k: int, folds: Sequence[int] | None) -> list[int]:
@@ -160,12 +185,13 @@ def _chosen_folds(k: int, folds: Sequence[int] | None) -> list[int]:
     return chosen
 
 
-def cross_validate(corpus: str, model_dir: Path, *, k: int = 5, epochs: int | None = None, jobs: int = 1,
+def cross_validate(corpus: str | None, model_dir: Path, *, k: int = 5, epochs: int | None = None, jobs: int = 1,
                    folds: Sequence[int] | None = None, abbreviation_reach: int | None = ABBREVIATION_REACH,
                    shared: Path | None = None, embeddings_dir: Path | None = None,
                    predictions_dir: Path | None = None) -> dict:
-    """The CV report of ``corpus`` with the recipe of the model in ``model_dir`` (see the module doc)."""
-    examples = cv_examples(corpus, shared=shared)
+    """The CV report of ``corpus`` (None: the model's) with the recipe of the model in ``model_dir``
+    (see the module doc)."""
+    corpus, examples = cv_examples(corpus, model_dir=model_dir, shared=shared)
     blocks = fold_blocks(len(examples), k)
     recipe = Recipe.of_model(model_dir, epochs=epochs)
     chosen = _chosen_folds(k, folds)
@@ -182,11 +208,12 @@ def cross_validate(corpus: str, model_dir: Path, *, k: int = 5, epochs: int | No
             "abbreviation_reach": abbreviation_reach, "folds": results, **summarise(results)}
 
 
-def rescore(corpus: str, predictions_dir: Path, *, k: int = 5, abbreviation_reach: int | None = ABBREVIATION_REACH,
+def rescore(corpus: str | None, predictions_dir: Path, *, k: int = 5,
+            abbreviation_reach: int | None = ABBREVIATION_REACH, model_dir: Path | None = None,
             shared: Path | None = None) -> dict:
     """A CV report from the fold predictions a run kept (:func:`write_fold_predictions`): every
     variant scored again without training. The saved blocks must be this corpus's ``k`` blocks."""
-    examples = cv_examples(corpus, shared=shared)
+    corpus, examples = cv_examples(corpus, model_dir=model_dir, shared=shared)
     blocks = fold_blocks(len(examples), k)
     paths = sorted(predictions_dir.glob("fold*.json.gz"))
     if not paths:
