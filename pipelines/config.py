@@ -135,17 +135,18 @@ class NerModelConfig:
     model: str  # a model name under models/ (e.g. ncbi_disease) or a path to a model directory
     labels: list[str] = field(default_factory=list)  # keep only these labels (after label_map); empty: all
     label_map: dict[str, str] = field(default_factory=dict)  # rename labels, e.g. {Disease: PROBLEM}
+    # Document-level steps (a note is the document). Each unset (null) takes the model's own default,
+    # chosen by cross-validation where its model.json records one ("document_level": on only where the
+    # step won by CV), else the built-in default; true/false here overrides. README, "Biomedical NER".
     # "long form (SF)" with the long form tagged: SF is tagged with its label for the rest of the
-    # note (pipelines/engine/short_forms.py; +0.4 to +1.1 devel F1 on the biomedical corpora).
-    propagate_abbreviations: bool = True
+    # note (pipelines/engine/short_forms.py). Built-in default: on.
+    propagate_abbreviations: bool | None = None
     # A string tagged somewhere in the note is settled by a confidence-weighted vote over all its
-    # occurrences (pipelines/engine/consistency.py). Off: on the devel sets it gained on AnatEM and
-    # lost on NCBI-disease (README, "Biomedical NER").
-    label_consistency: bool = False
+    # occurrences (pipelines/engine/consistency.py). Built-in default: off.
+    label_consistency: bool | None = None
     # A tagged binomial ("Escherichia coli") tags its other forms ("E. coli", "E coli") for the rest of
-    # the note (pipelines/engine/binomials.py). Off until cross-validation shows a gain (README,
-    # "Biomedical NER").
-    binomial_short_forms: bool = False
+    # the note (pipelines/engine/binomials.py). Built-in default: off.
+    binomial_short_forms: bool | None = None
 
 
 @dataclass(frozen=True)

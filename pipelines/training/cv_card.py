@@ -1,15 +1,56 @@
-"""What model.json, the model card and models/README.md show of a cross-validation of a biomedical
-NER model's recipe (:mod:`clinlake.pipelines.training.ner.cv`, ``clinlake evaluate cv``): plain data to
-Markdown, no training, so the cards render cheaply."""
+"""What model.json, the model card and models/README.md show of a cross-validation of an NER model's
+recipe (:mod:`clinlake.pipelines.training.ner.cv`, ``clinlake evaluate cv``): plain data to Markdown,
+no training, so the cards render cheaply; and which document-level steps the NER stage runs by
+default for the model (:func:`document_level_choice`)."""
 from __future__ import annotations
+
+from clinlake.pipelines.engine.ner.metadata import BUILT_IN_STEPS
+
+DEFAULT = "abbreviations"  # the variant the paired gains are measured against (ner_variants.DEFAULT)
+# stage option -> (variant with the step, variant without it)
+STEPS = {"propagate_abbreviations": ("abbreviations", "network"),
+         "binomial_short_forms": ("abbreviations+binomials", "abbreviations"),
+         "label_consistency": ("abbreviations+consistency", "abbreviations")}
 
 
 def model_record(report: dict, *, measured: str) -> dict:
     """What a model's model.json keeps of a CV report of its recipe (``measured``: the date)."""
-    return {"k": report["k"], "sentences": report["sentences"], "epochs": report["recipe"]["epochs"],
-            "abbreviation_reach": report["abbreviation_reach"], "f1": report["f1"],
-            "model_alone_f1": report["model_alone_f1"], "folds_f1": [f["f1"] for f in report["folds"]],
-            "measured": measured}
+    record = {"k": report["k"], "sentences": report["sentences"], "epochs": report["recipe"]["epochs"],
+              "abbreviation_reach": report["abbreviation_reach"], "f1": report["f1"],
+              "model_alone_f1": report["model_alone_f1"], "folds_f1": [f["f1"] for f in report["folds"]],
+              "measured": measured}
+    if report.get("variants"):
+        record["variants"] = {name: {"f1": v["f1"], "gain": v["gain"],
+                                     "folds_gain": [round(f["variants"][name]["f1"] - f["variants"][DEFAULT]["f1"], 4)
+                                                    for f in report["folds"]]}
+                              for name, v in report["variants"].items()}
+    return record
+
+
+def step_gains(variants: dict, step: str) -> list[float]:
+    """Per fold, the F1 a document-level step adds (the variant with it minus the one without)."""
+    with_it, without = STEPS[step]
+    return [round(a - b, 4) for a, b in zip(variants[with_it]["folds_gain"], variants[without]["folds_gain"])]
+
+
+def wins(gains: list[float]) -> bool:
+    """A step is on by default only where it wins by CV: a positive mean paired gain, and more folds
+    gaining than losing (a mean carried by one fold does not count)."""
+    return sum(gains) > 0 and sum(g > 0 for g in gains) > sum(g < 0 for g in gains)
+
+
+def document_level_choice(cv: dict) -> dict:
+    """The NER stage's default for each document-level step of this model: on where it wins by CV,
+    the built-in default where the CV record has no variants."""
+    variants = cv.get("variants") or {}
+    choice = {}
+    for step, built_in in BUILT_IN_STEPS.items():
+        if all(name in variants for name in STEPS[step]):
+            gains = step_gains(variants, step)
+            choice[step] = {"on": wins(gains), "mean_gain": round(sum(gains) / len(gains), 4), "folds_gain": gains}
+        else:
+            choice[step] = {"on": built_in, "mean_gain": None, "folds_gain": []}
+    return choice
 
 
 def cv_cell(cv: dict | None) -> str:
@@ -17,16 +58,40 @@ def cv_cell(cv: dict | None) -> str:
     return "–" if not cv else f"{100 * cv['f1']['mean']:.2f} ± {100 * cv['f1']['sd']:.2f}"
 
 
-def cv_card_lines(corpus: str, cv: dict | None) -> list[str]:
+def cv_card_lines(corpus: str, cv: dict | None, *, command: str | None = None, unit: str = "sentences") -> list[str]:
     """The model card's cross-validation section (nothing before the recipe was cross-validated)."""
     if not cv:
         return []
+    command = command or f"clinlake evaluate cv --corpus {corpus}"
     return ["", "## Cross-validated estimate",
-            f"{cv['k']}-fold cross-validation of this recipe on {corpus} train+devel (`clinlake evaluate cv --corpus "
-            f"{corpus}`; {cv['sentences']:,} sentences in {cv['k']} contiguous blocks; each fold a fresh network "
+            f"{cv['k']}-fold cross-validation of this recipe on {corpus} train+devel (`{command}`; "
+            f"{cv['sentences']:,} {unit} in {cv['k']} contiguous blocks; each fold a fresh network "
             f"trained {cv['epochs']} epochs on the other blocks with the same settings and seed, nothing selected on "
             f"the held-out block): strict F1 **{100 * cv['f1']['mean']:.2f} ± {100 * cv['f1']['sd']:.2f}** (mean ± "
             f"sample sd over folds, abbreviation reach {cv['abbreviation_reach']}; network alone "
             f"{100 * cv['model_alone_f1']['mean']:.2f} ± {100 * cv['model_alone_f1']['sd']:.2f}). Per fold: "
             + ", ".join(f"{100 * f:.2f}" for f in cv["folds_f1"]) + f". Measured {cv['measured']}. The devel F1 "
-            "above is one split, which also chose the epoch count; compare variants on this figure."]
+            "above is one split, which also chose the epoch count; compare variants on this figure.",
+            *_variant_lines(cv)]
+
+
+def _variant_lines(cv: dict) -> list[str]:
+    """The card's table of document-level variants scored on the same held-out predictions."""
+    variants = cv.get("variants")
+    if not variants:
+        return []
+    choice = document_level_choice(cv)
+    lines = ["", "Document-level steps scored on the same held-out predictions of every fold (paired: the "
+             f"gain is the variant's F1 minus `{DEFAULT}`'s, fold by fold):", "",
+             "| variant | CV F1 | paired gain | folds gaining / losing |", "|---|---|---|---|"]
+    for name, v in variants.items():
+        gains = v["folds_gain"]
+        lines.append(f"| {name} | {100 * v['f1']['mean']:.2f} ± {100 * v['f1']['sd']:.2f} | "
+                     f"{100 * v['gain']['mean']:+.2f} ± {100 * v['gain']['sd']:.2f} | "
+                     f"{sum(g > 0 for g in gains)} / {sum(g < 0 for g in gains)} |")
+    lines += ["", "The NER stage runs a step by default for this model only where it wins by this CV (positive "
+              "mean paired gain, more folds gaining than losing); a job config's stage options override: "
+              + "; ".join(f"`{step}: {'true' if c['on'] else 'false'}`"
+                          + (f" ({100 * c['mean_gain']:+.2f})" if c["mean_gain"] is not None else " (not measured)")
+                          for step, c in choice.items()) + "."]
+    return lines

@@ -11,7 +11,7 @@ from clinlake.pipelines.training import clinical
 from clinlake.pipelines.training.cards import clinical_model_card, models_readme, ner_model_card
 from clinlake.pipelines.training.ner import export
 from clinlake.pipelines.training.ner.artifacts import artifacts_dir
-from clinlake.pipelines.training.cv_card import model_record
+from clinlake.pipelines.training.cv_card import document_level_choice, model_record
 from clinlake.pipelines.training.ner.dequantize import dequantize_graph
 
 
@@ -36,14 +36,21 @@ def refresh_model(name: str, *, quantize: bool = True, card_only: bool = False, 
 
 
 def record_cv(name: str, report: dict, *, measured: str, models: Path | None = None) -> dict:
-    """Keep a CV report of a biomedical model's recipe (``clinlake evaluate cv --out``) in its
-    model.json, then rewrite its card (no evaluation). Returns the final model.json."""
+    """Keep a CV report of a model's recipe (``clinlake evaluate cv --out``) in its model.json, with
+    the document-level steps its NER stage runs by default where the report scored them
+    (:func:`~clinlake.pipelines.training.cv_card.document_level_choice`), then rewrite its card (no
+    evaluation). Returns the final model.json."""
     model_dir = (models_dir() if models is None else models) / name
     meta = read_meta(model_dir)
-    if meta.get("kind") == "brat" or report.get("corpus") != meta.get("corpus"):
+    if report.get("corpus") != meta.get("corpus"):
         raise ValueError(f"{name}: the CV report is of {report.get('corpus')!r}, the model of {meta.get('corpus')!r}")
     meta["cv"] = model_record(report, measured=measured)
-    return export.write_meta_and_card(model_dir, meta, ner_model_card)
+    if meta["cv"].get("variants"):
+        choice = document_level_choice(meta["cv"])
+        meta["document_level"] = {**{step: c["on"] for step, c in choice.items()},
+                                  "chosen_by": f"{meta['cv']['k']}-fold CV, {measured}"}
+    is_clinical = meta.get("kind") == "brat"
+    return export.write_meta_and_card(model_dir, meta, clinical_model_card if is_clinical else ner_model_card)
 
 
 def dequantize_model(name: str, *, models: Path | None = None) -> dict:

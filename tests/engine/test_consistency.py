@@ -1,6 +1,8 @@
 """Document-level label consistency: the vote, its ties, conflicting labels, overlapping spans, reach."""
 from __future__ import annotations
 
+import pytest
+
 from clinlake.pipelines.engine.consistency import VOTED, consistent_labels, occurrences
 
 
@@ -121,7 +123,21 @@ def test_the_pipeline_config_switches_the_vote_per_stage():
 
     config = load_config(None, overrides={"pipeline.ner": [{"model": "clinical_core", "label_consistency": True}]})
     assert config.pipeline.ner[0].label_consistency is True
-    assert load_config().pipeline.ner[0].label_consistency is False
+    assert load_config().pipeline.ner[0].label_consistency is None  # unset: the model's default
+
+
+def test_unset_steps_follow_the_models_cv_choice_and_set_ones_override_it():
+    from clinlake.pipelines.engine.ner.stage import document_level_steps
+
+    built_in = {"propagate_abbreviations": True, "label_consistency": False, "binomial_short_forms": False}
+    assert document_level_steps({}) == built_in
+    chosen = {"document_level": {"propagate_abbreviations": False, "label_consistency": True,
+                                 "binomial_short_forms": False, "chosen_by": "5-fold CV, 2026-12-05"}}
+    assert document_level_steps(chosen) == {**built_in, "propagate_abbreviations": False, "label_consistency": True}
+    assert document_level_steps(chosen, propagate_abbreviations=True, label_consistency=None) == {
+        **built_in, "label_consistency": True}
+    with pytest.raises(TypeError, match="unknown document-level steps"):
+        document_level_steps({}, gazetteer=True)
 
 
 def test_evaluation_scores_the_vote_in_token_mode(tmp_path, capsys):

@@ -132,7 +132,11 @@ def test_pipeline_config_switches_propagation_per_stage(tmp_path):
     config = load_config(None, overrides={"pipeline.ner": [{"model": "clinical_core",
                                                              "propagate_abbreviations": False}]})
     assert config.pipeline.ner[0].propagate_abbreviations is False
-    assert load_config().pipeline.ner[0].propagate_abbreviations is True
+    assert load_config().pipeline.ner[0].propagate_abbreviations is None  # unset: the model's default (on)
+    from clinlake.pipelines.engine.pipeline import Pipeline
+
+    assert Pipeline.from_config(load_config()).ner_stages[0].propagate_abbreviations is True
+    assert Pipeline.from_config(config).ner_stages[0].propagate_abbreviations is False
     with pytest.raises(ConfigError, match="propagate_abbreviation"):
         load_config(None, overrides={"pipeline.ner": [{"model": "clinical_core", "propagate_abbreviation": True}]})
 

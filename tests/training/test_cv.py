@@ -135,3 +135,38 @@ def test_a_clinical_model_is_cross_validated_on_its_brat_corpora_train_then_deve
     assert labels <= set(read_meta(model_dir)["labels"])
     with pytest.raises(CrossValidationError, match="trained on MACCROBAT, not NCBI-disease"):
         cv_examples("NCBI-disease", model_dir=model_dir)
+
+
+def test_document_level_steps_are_on_by_default_only_where_they_win_by_cv(tmp_path):
+    import shutil
+
+    from clinlake.pipelines.engine.ner.metadata import read_meta
+    from clinlake.pipelines.training.cv_card import document_level_choice, wins
+    from clinlake.pipelines.training.refresh import record_cv
+
+    assert wins([0.01, 0.002, -0.001]) and not wins([0.05, -0.001, -0.002]) and not wins([0.0, 0.0, 0.0])
+    models = tmp_path / "models"
+    for name in ("ncbi_disease", "embeddings"):
+        shutil.copytree(Resolver().model_dir("ncbi_disease").parent / name, models / name)
+    by_fold = {  # F1 of each variant on three folds
+        "network": (0.85, 0.86, 0.84), "abbreviations": (0.84, 0.85, 0.845),
+        "abbreviations+binomials": (0.84, 0.85, 0.845), "abbreviations+consistency": (0.845, 0.86, 0.84),
+        "abbreviations+gazetteer": (0.85, 0.855, 0.85)}
+    folds = [{"f1": by_fold["abbreviations"][i], "model_alone_f1": by_fold["network"][i],
+              "variants": {n: {"f1": v[i]} for n, v in by_fold.items()}} for i in range(3)]
+    summary = {n: {"f1": {"mean": 0.0, "sd": 0.0}, "gain": {"mean": 0.0, "sd": 0.0}} for n in by_fold}
+    report = {"corpus": "NCBI-disease", "k": 3, "sentences": 6347, "recipe": {"epochs": 21}, "abbreviation_reach": 20,
+              "folds": folds, "f1": {"mean": 0.845, "sd": 0.005}, "model_alone_f1": {"mean": 0.85, "sd": 0.01},
+              "variants": summary}
+    meta = record_cv("ncbi_disease", report, measured="2026-12-05", models=models)
+    assert meta["cv"]["variants"]["network"]["folds_gain"] == [0.01, 0.01, -0.005]
+    choice = document_level_choice(meta["cv"])
+    assert choice["propagate_abbreviations"] == {"on": False, "mean_gain": -0.005, "folds_gain": [-0.01, -0.01, 0.005]}
+    assert choice["binomial_short_forms"]["on"] is False  # no fold changed
+    assert choice["label_consistency"] == {"on": True, "mean_gain": 0.0033, "folds_gain": [0.005, 0.01, -0.005]}
+    assert read_meta(models / "ncbi_disease")["document_level"] == {
+        "propagate_abbreviations": False, "binomial_short_forms": False, "label_consistency": True,
+        "chosen_by": "3-fold CV, 2026-12-05"}
+    card = (models / "ncbi_disease" / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "| abbreviations+gazetteer | 0.00 ± 0.00 | +0.00 ± 0.00 | 3 / 0 |" in card
+    assert "`propagate_abbreviations: false` (-0.50)" in card and "`label_consistency: true` (+0.33)" in card

@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 META_FILE = "model.json"
+# The NER stage's document-level steps where neither the job config nor the model's
+# ``document_level`` record (chosen by cross-validation) says otherwise.
+BUILT_IN_STEPS = {"propagate_abbreviations": True, "label_consistency": False, "binomial_short_forms": False}
 
 
 class ModelMetaError(ValueError):
@@ -36,6 +39,12 @@ class ModelMeta:
         if not isinstance(raw, dict):
             raise ModelMetaError(f"{path}: the top level must be an object")
         return cls(directory, raw)
+
+    @property
+    def document_level(self) -> dict[str, bool]:
+        """The document-level steps this model's stage runs unless the job config says otherwise."""
+        chosen = self.raw.get("document_level") or {}
+        return {step: bool(chosen.get(step, built_in)) for step, built_in in BUILT_IN_STEPS.items()}
 
     def _required(self, key: str) -> Any:
         if key not in self.raw:

@@ -7,6 +7,7 @@ from typing import Mapping, Sequence
 from clinlake.pipelines.engine.consistency import consistent_labels
 from clinlake.pipelines.engine.ner.crf import iob_spans
 from clinlake.pipelines.engine.ner.features import model_pieces
+from clinlake.pipelines.engine.ner.metadata import BUILT_IN_STEPS, ModelMeta
 from clinlake.pipelines.engine.ner.model import NerModel, load_model
 from clinlake.pipelines.engine.short_forms import scored_spans
 from clinlake.pipelines.engine.types import Entity, Sentence
@@ -86,10 +87,23 @@ class ModelNerStage:
         return entities
 
 
+def document_level_steps(model_meta: Mapping, **chosen: bool | None) -> dict[str, bool]:
+    """Which document-level steps a stage runs: each given one (True/False) as given; each None as
+    the model's ``document_level`` in model.json says (chosen by cross-validation,
+    ``clinlake train card NAME --cv REPORT``), otherwise the built-in default (:data:`BUILT_IN_STEPS`)."""
+    unknown = set(chosen) - set(BUILT_IN_STEPS)
+    if unknown:
+        raise TypeError(f"unknown document-level steps {sorted(unknown)}")
+    model_default = ModelMeta(Path("."), model_meta).document_level
+    return {step: chosen[step] if chosen.get(step) is not None else model_default[step] for step in BUILT_IN_STEPS}
+
+
 def load_ner_stage(model_dir: Path, *, labels: Sequence[str] = (), label_map: Mapping[str, str] | None = None,
-                   propagate_abbreviations: bool = True, label_consistency: bool = False,
-                   binomial_short_forms: bool = False) -> ModelNerStage:
-    """The pipeline's entry point (see pipelines/engine/pipeline.py)."""
-    return ModelNerStage(load_model(Path(model_dir)), labels=labels, label_map=label_map,
-                         propagate_abbreviations=propagate_abbreviations, label_consistency=label_consistency,
-                         binomial_short_forms=binomial_short_forms)
+                   propagate_abbreviations: bool | None = None, label_consistency: bool | None = None,
+                   binomial_short_forms: bool | None = None) -> ModelNerStage:
+    """The pipeline's entry point (see pipelines/engine/pipeline.py); steps left None follow
+    :func:`document_level_steps`."""
+    model = load_model(Path(model_dir))
+    steps = document_level_steps(model.meta, propagate_abbreviations=propagate_abbreviations,
+                                 label_consistency=label_consistency, binomial_short_forms=binomial_short_forms)
+    return ModelNerStage(model, labels=labels, label_map=label_map, **steps)
