@@ -150,7 +150,9 @@ def card_parser(prog: str) -> argparse.ArgumentParser:
                         "weights kept under build/ner/<name>/ first")
     parser.add_argument("--cv", type=Path, metavar="REPORT",
                         help="keep a cross-validation report (clinlake evaluate cv --out REPORT) of the one named "
-                        "model's recipe in its model.json and rewrite its card (no evaluation)")
+                        "model's recipe in its model.json and rewrite its card (no evaluation); where the report "
+                        "scored the document-level variants, model.json's document_level turns on the steps that "
+                        "won by CV (the stage's defaults for this model)")
     parser.add_argument("--dequantize", action="store_true", help="rewrite an int8 model as the fp32 graph of its "
                         "int8 weights (batch-invariant: the pipeline then tags many notes' sentences together), "
                         "then score, time and re-card it")

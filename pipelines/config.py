@@ -147,6 +147,9 @@ class NerModelConfig:
     # A tagged binomial ("Escherichia coli") tags its other forms ("E. coli", "E coli") for the rest of
     # the note (pipelines/engine/binomials.py). Built-in default: off.
     binomial_short_forms: bool | None = None
+    # Entity strings the model's training annotators tagged almost every time (models/<name>/gazetteer.tsv)
+    # are tagged where nothing else is (pipelines/engine/gazetteer.py). Built-in default: off.
+    gazetteer: bool | None = None
 
 
 @dataclass(frozen=True)

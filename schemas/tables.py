@@ -35,9 +35,12 @@ ENTITY_COLUMNS: tuple[Column, ...] = (
            "Stage that found the entity, with its version (e.g. clinical_core@<sha>, dictionary:problem@<sha>); "
            "'+abbreviation' appended when it was tagged as the short form of an abbreviation whose long form "
            "the stage tagged (pipelines/engine/short_forms.py), '+binomial' when it is another form of a binomial "
-           "the stage tagged, e.g. E. coli after Escherichia coli (pipelines/engine/binomials.py, off by default), "
+           "the stage tagged, e.g. E. coli after Escherichia coli (pipelines/engine/binomials.py), "
            "'+consistency' when the stage's note-level label vote added or relabelled it "
-           "(pipelines/engine/consistency.py, off by default)."),
+           "(pipelines/engine/consistency.py), '+gazetteer' when it is a term of the model's gazetteer "
+           "(pipelines/engine/gazetteer.py). Abbreviations are on unless a model's cross-validation turned them "
+           "off; the other three steps only for models whose cross-validation chose them (model.json "
+           "document_level), or where the job config turns them on."),
     Column("assertion", "string", True,
            "present | absent | possible | conditional | hypothetical | associated_with_someone_else."),
     Column("assertion_confidence", "double", True, "Confidence of the assertion decision in [0, 1]."),

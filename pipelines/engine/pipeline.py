@@ -183,7 +183,7 @@ def _ner_stage(entry: object, resolver: Resolver) -> NerStage:
     return load_ner_stage(resolver.model_dir(entry.model), labels=entry.labels, label_map=entry.label_map,
                           propagate_abbreviations=entry.propagate_abbreviations,
                           label_consistency=entry.label_consistency,
-                          binomial_short_forms=entry.binomial_short_forms)
+                          binomial_short_forms=entry.binomial_short_forms, gazetteer=entry.gazetteer)
 
 
 class _StageClock:

@@ -14,7 +14,8 @@ tagger's tags (and confidences) of consecutive sentences to new tags:
   (:mod:`pipelines.engine.consistency`) over :data:`CONSISTENCY_REACH` neighbouring sentences;
 * ``abbreviations+gazetteer``: then the matches of a gazetteer learned from the tagger's own
   training examples (:mod:`pipelines.training.ner.gazetteer`) where no entity overlaps them
-  (scored only when a gazetteer is given).
+  (scored only when a gazetteer is given);
+* ``abbreviations+consistency+gazetteer``: both, in the NER stage's order (the vote, then the gazetteer).
 """
 from __future__ import annotations
 
@@ -49,10 +50,12 @@ def _post_processed(**steps) -> Callable[[Tagged], list[list[str]]]:
     return variant
 
 
-def _gazetteer(tagged: Tagged) -> list[list[str]]:
-    before = _post_processed()(tagged)
-    added = with_gazetteer(tagged.tokens, [spans(tags) for tags in before], tagged.gazetteer or {})
-    return [iob_tags(len(t), found) for t, found in zip(tagged.tokens, added)]
+def _then_gazetteer(before: Callable[[Tagged], list[list[str]]]) -> Callable[[Tagged], list[list[str]]]:
+    def variant(tagged: Tagged) -> list[list[str]]:
+        tags = before(tagged)
+        added = with_gazetteer(tagged.tokens, [spans(t) for t in tags], tagged.gazetteer or {})
+        return [iob_tags(len(t), found) for t, found in zip(tagged.tokens, added)]
+    return variant
 
 
 VARIANTS: dict[str, Callable[[Tagged], list[list[str]]]] = {
@@ -60,9 +63,11 @@ VARIANTS: dict[str, Callable[[Tagged], list[list[str]]]] = {
     "abbreviations": _post_processed(),
     "abbreviations+binomials": _post_processed(binomials=True),
     "abbreviations+consistency": _post_processed(consistency_reach=CONSISTENCY_REACH),
-    "abbreviations+gazetteer": _gazetteer,
+    "abbreviations+gazetteer": _then_gazetteer(_post_processed()),
+    # the stage's order when both are on: the vote, then the gazetteer where nothing overlaps
+    "abbreviations+consistency+gazetteer": _then_gazetteer(_post_processed(consistency_reach=CONSISTENCY_REACH)),
 }
-NEEDS_GAZETTEER = {"abbreviations+gazetteer"}
+NEEDS_GAZETTEER = {"abbreviations+gazetteer", "abbreviations+consistency+gazetteer"}
 
 
 class UnknownVariantError(KeyError):

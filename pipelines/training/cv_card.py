@@ -10,7 +10,8 @@ DEFAULT = "abbreviations"  # the variant the paired gains are measured against (
 # stage option -> (variant with the step, variant without it)
 STEPS = {"propagate_abbreviations": ("abbreviations", "network"),
          "binomial_short_forms": ("abbreviations+binomials", "abbreviations"),
-         "label_consistency": ("abbreviations+consistency", "abbreviations")}
+         "label_consistency": ("abbreviations+consistency", "abbreviations"),
+         "gazetteer": ("abbreviations+gazetteer", "abbreviations")}
 
 
 def model_record(report: dict, *, measured: str) -> dict:

@@ -2,9 +2,11 @@
 (biomedical CoNLL models and clinical BRAT models), and rewrite ``models/README.md``."""
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 
+from clinlake.pipelines.engine.gazetteer import FILE as GAZETTEER_FILE
 from clinlake.pipelines.engine.ner.metadata import read_meta, write_meta
 from clinlake.pipelines.resources import models_dir
 from clinlake.pipelines.training import clinical
@@ -12,7 +14,9 @@ from clinlake.pipelines.training.cards import clinical_model_card, models_readme
 from clinlake.pipelines.training.ner import export
 from clinlake.pipelines.training.ner.artifacts import artifacts_dir
 from clinlake.pipelines.training.cv_card import document_level_choice, model_record
+from clinlake.pipelines.training.ner.cv import cv_examples
 from clinlake.pipelines.training.ner.dequantize import dequantize_graph
+from clinlake.pipelines.training.ner.gazetteer import learn_gazetteer, write_gazetteer
 
 
 def refresh_model(name: str, *, quantize: bool = True, card_only: bool = False, reexport: bool = False,
@@ -35,7 +39,8 @@ def refresh_model(name: str, *, quantize: bool = True, card_only: bool = False, 
     return finish(model_dir, quantize=quantize)
 
 
-def record_cv(name: str, report: dict, *, measured: str, models: Path | None = None) -> dict:
+def record_cv(name: str, report: dict, *, measured: str, models: Path | None = None,
+              shared: Path | None = None) -> dict:
     """Keep a CV report of a model's recipe (``clinlake evaluate cv --out``) in its model.json, with
     the document-level steps its NER stage runs by default where the report scored them
     (:func:`~clinlake.pipelines.training.cv_card.document_level_choice`), then rewrite its card (no
@@ -49,8 +54,24 @@ def record_cv(name: str, report: dict, *, measured: str, models: Path | None = N
         choice = document_level_choice(meta["cv"])
         meta["document_level"] = {**{step: c["on"] for step, c in choice.items()},
                                   "chosen_by": f"{meta['cv']['k']}-fold CV, {measured}"}
+        ship_gazetteer(model_dir, meta, on=meta["document_level"]["gazetteer"], shared=shared)
     is_clinical = meta.get("kind") == "brat"
     return export.write_meta_and_card(model_dir, meta, clinical_model_card if is_clinical else ner_model_card)
+
+
+def ship_gazetteer(model_dir: Path, meta: dict, *, on: bool, shared: Path | None = None) -> None:
+    """Write the model's ``gazetteer.tsv`` (learned from the train+devel its CV used) and record it in
+    ``meta``, or remove both when its stage does not use one."""
+    path = model_dir / GAZETTEER_FILE
+    if not on:
+        path.unlink(missing_ok=True)
+        meta.pop("gazetteer", None)
+        return
+    corpus, examples = cv_examples(None, model_dir=model_dir, shared=shared)
+    terms = learn_gazetteer(examples)
+    write_gazetteer(path, terms, source=f"{corpus} train+devel ({len(examples):,} sentences)")
+    meta["gazetteer"] = {"file": GAZETTEER_FILE, "terms": len(terms), "learned_from": f"{corpus} train+devel",
+                         "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
 def dequantize_model(name: str, *, models: Path | None = None) -> dict:

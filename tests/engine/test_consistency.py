@@ -129,7 +129,8 @@ def test_the_pipeline_config_switches_the_vote_per_stage():
 def test_unset_steps_follow_the_models_cv_choice_and_set_ones_override_it():
     from clinlake.pipelines.engine.ner.stage import document_level_steps
 
-    built_in = {"propagate_abbreviations": True, "label_consistency": False, "binomial_short_forms": False}
+    built_in = {"propagate_abbreviations": True, "label_consistency": False, "binomial_short_forms": False,
+                "gazetteer": False}
     assert document_level_steps({}) == built_in
     chosen = {"document_level": {"propagate_abbreviations": False, "label_consistency": True,
                                  "binomial_short_forms": False, "chosen_by": "5-fold CV, 2026-12-05"}}
@@ -137,7 +138,7 @@ def test_unset_steps_follow_the_models_cv_choice_and_set_ones_override_it():
     assert document_level_steps(chosen, propagate_abbreviations=True, label_consistency=None) == {
         **built_in, "label_consistency": True}
     with pytest.raises(TypeError, match="unknown document-level steps"):
-        document_level_steps({}, gazetteer=True)
+        document_level_steps({}, spelling=True)
 
 
 def test_evaluation_scores_the_vote_in_token_mode(tmp_path, capsys):

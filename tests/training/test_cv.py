@@ -164,9 +164,20 @@ def test_document_level_steps_are_on_by_default_only_where_they_win_by_cv(tmp_pa
     assert choice["propagate_abbreviations"] == {"on": False, "mean_gain": -0.005, "folds_gain": [-0.01, -0.01, 0.005]}
     assert choice["binomial_short_forms"]["on"] is False  # no fold changed
     assert choice["label_consistency"] == {"on": True, "mean_gain": 0.0033, "folds_gain": [0.005, 0.01, -0.005]}
-    assert read_meta(models / "ncbi_disease")["document_level"] == {
+    final = read_meta(models / "ncbi_disease")
+    assert final["document_level"] == {
         "propagate_abbreviations": False, "binomial_short_forms": False, "label_consistency": True,
-        "chosen_by": "3-fold CV, 2026-12-05"}
+        "gazetteer": True, "chosen_by": "3-fold CV, 2026-12-05"}
+    # the gazetteer won: learned from NCBI-disease train+devel, shipped beside the model, recorded
+    from clinlake.pipelines.engine.gazetteer import read_gazetteer
+    from clinlake.pipelines.engine.ner.stage import load_ner_stage
+
+    terms = read_gazetteer(models / "ncbi_disease" / "gazetteer.tsv")
+    assert final["gazetteer"]["terms"] == len(terms) > 100 and final["gazetteer"]["learned_from"] == "NCBI-disease train+devel"
+    assert all(t.label == "Disease" and 0.9 <= t.precision <= 1.0 for t in terms.values())
+    stage = load_ner_stage(models / "ncbi_disease")
+    assert stage.gazetteer == terms and stage.label_consistency and not stage.propagate_abbreviations
+    assert not load_ner_stage(models / "ncbi_disease", gazetteer=False).gazetteer
     card = (models / "ncbi_disease" / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert "| abbreviations+gazetteer | 0.00 ± 0.00 | +0.00 ± 0.00 | 3 / 0 |" in card
     assert "`propagate_abbreviations: false` (-0.50)" in card and "`label_consistency: true` (+0.33)" in card

@@ -14,7 +14,8 @@ from typing import Any, Mapping
 META_FILE = "model.json"
 # The NER stage's document-level steps where neither the job config nor the model's
 # ``document_level`` record (chosen by cross-validation) says otherwise.
-BUILT_IN_STEPS = {"propagate_abbreviations": True, "label_consistency": False, "binomial_short_forms": False}
+BUILT_IN_STEPS = {"propagate_abbreviations": True, "label_consistency": False, "binomial_short_forms": False,
+                  "gazetteer": False}
 
 
 class ModelMetaError(ValueError):

@@ -5,12 +5,17 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from clinlake.pipelines.engine.consistency import consistent_labels
+from clinlake.pipelines.engine.gazetteer import FILE as GAZETTEER_FILE
+from clinlake.pipelines.engine.gazetteer import Term, gazetteer_matches, read_gazetteer
 from clinlake.pipelines.engine.ner.crf import iob_spans
 from clinlake.pipelines.engine.ner.features import model_pieces
 from clinlake.pipelines.engine.ner.metadata import BUILT_IN_STEPS, ModelMeta
 from clinlake.pipelines.engine.ner.model import NerModel, load_model
 from clinlake.pipelines.engine.short_forms import scored_spans
 from clinlake.pipelines.engine.types import Entity, Sentence
+
+
+GAZETTEER = "+gazetteer"  # provenance of an entity the model's gazetteer added
 
 
 class ModelNerStage:
@@ -25,6 +30,10 @@ class ModelNerStage:
     With ``binomial_short_forms`` (off by default) a tagged binomial tags its abbreviated forms,
     and the reverse, for the rest of the note (:mod:`pipelines.engine.binomials`; source ``+binomial``).
 
+    With a ``gazetteer`` (the model's ``gazetteer.tsv``, :mod:`pipelines.engine.gazetteer`) its terms
+    are tagged last, where no entity overlaps them, with the term's training precision as confidence
+    and the source ``+gazetteer``.
+
     With ``label_consistency`` (off by default: it did not win on every devel set, see the
     README's "Biomedical NER") the entities then go through the note-level vote of
     :mod:`pipelines.engine.consistency`; an entity the vote adds or relabels has the source
@@ -32,7 +41,7 @@ class ModelNerStage:
 
     def __init__(self, model: NerModel, labels: Sequence[str] = (), label_map: Mapping[str, str] | None = None,
                  propagate_abbreviations: bool = True, label_consistency: bool = False,
-                 binomial_short_forms: bool = False):
+                 binomial_short_forms: bool = False, gazetteer: Mapping[tuple[str, ...], Term] | None = None):
         self.model = model
         self.name = model.name
         self.label_map = dict(label_map or {})
@@ -40,6 +49,7 @@ class ModelNerStage:
         self.propagate_abbreviations = propagate_abbreviations
         self.label_consistency = label_consistency
         self.binomial_short_forms = binomial_short_forms
+        self.gazetteer = dict(gazetteer or {})
 
     def find(self, text: str, sentences: Sequence[Sentence]) -> list[Entity]:
         return self.find_many([(text, sentences)])[0]
@@ -75,6 +85,10 @@ class ModelNerStage:
                               binomial_short_forms=self.binomial_short_forms)
         if self.label_consistency:
             scored = consistent_labels(words, scored, confidences)
+        if self.gazetteer:
+            for sentence_words, sentence_spans in zip(words, scored):
+                for span, term in gazetteer_matches(sentence_words, list(sentence_spans), self.gazetteer):
+                    sentence_spans[span] = (term.precision, GAZETTEER)
         entities: list[Entity] = []
         for sentence, sentence_pieces, sentence_spans in zip(sentences, pieces, scored):
             for (first, last, kind), (score, provenance) in sentence_spans.items():
@@ -100,10 +114,12 @@ def document_level_steps(model_meta: Mapping, **chosen: bool | None) -> dict[str
 
 def load_ner_stage(model_dir: Path, *, labels: Sequence[str] = (), label_map: Mapping[str, str] | None = None,
                    propagate_abbreviations: bool | None = None, label_consistency: bool | None = None,
-                   binomial_short_forms: bool | None = None) -> ModelNerStage:
+                   binomial_short_forms: bool | None = None, gazetteer: bool | None = None) -> ModelNerStage:
     """The pipeline's entry point (see pipelines/engine/pipeline.py); steps left None follow
     :func:`document_level_steps`."""
     model = load_model(Path(model_dir))
     steps = document_level_steps(model.meta, propagate_abbreviations=propagate_abbreviations,
-                                 label_consistency=label_consistency, binomial_short_forms=binomial_short_forms)
-    return ModelNerStage(model, labels=labels, label_map=label_map, **steps)
+                                 label_consistency=label_consistency, binomial_short_forms=binomial_short_forms,
+                                 gazetteer=gazetteer)
+    terms = read_gazetteer(Path(model_dir) / GAZETTEER_FILE) if steps.pop("gazetteer") else None
+    return ModelNerStage(model, labels=labels, label_map=label_map, gazetteer=terms, **steps)

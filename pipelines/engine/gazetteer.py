@@ -1,0 +1,73 @@
+"""A model's gazetteer: entity strings its training annotators tagged almost every time they occur.
+
+Learned with the model (:mod:`pipelines.training.ner.gazetteer`) and shipped beside it as
+``gazetteer.tsv``: one term per line, ``pieces<TAB>LABEL<TAB>PRECISION`` where *pieces* are the
+model's pieces joined by single spaces and *precision* the share of the term's occurrences in the
+training text that annotators tagged with that label. Matching adds an entity wherever a term occurs
+(case-insensitive, ``str.casefold``, on the model's pieces) and no entity overlaps it, longest match
+first, left to right; it never removes or relabels what the tagger found. A match's confidence is
+the term's precision.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+FILE = "gazetteer.tsv"
+Span = tuple[int, int, str]
+
+
+class GazetteerError(ValueError):
+    """A gazetteer file is missing or malformed (the message names the file and line)."""
+
+
+@dataclass(frozen=True)
+class Term:
+    label: str
+    precision: float
+
+
+def key(tokens: Sequence[str]) -> tuple[str, ...]:
+    return tuple(t.casefold() for t in tokens)
+
+
+def read_gazetteer(path: Path) -> dict[tuple[str, ...], Term]:
+    """The terms of a ``gazetteer.tsv`` (see the module doc)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise GazetteerError(f"no gazetteer file {path}: learn one with `clinlake train card NAME --cv REPORT` "
+                             "or turn the stage's gazetteer off") from None
+    terms: dict[tuple[str, ...], Term] = {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.split("\t")
+        try:
+            pieces, label, precision = parts
+            terms[key(pieces.split(" "))] = Term(label, float(precision))
+        except ValueError:
+            raise GazetteerError(f"{path}:{number}: expected pieces<TAB>LABEL<TAB>PRECISION") from None
+    return terms
+
+
+def gazetteer_matches(tokens: Sequence[str], spans: Sequence[Span],
+                      terms: Mapping[tuple[str, ...], Term]) -> list[tuple[Span, Term]]:
+    """(span, term) of each match in one sentence that overlaps none of ``spans`` nor an earlier match."""
+    longest = max((len(k) for k in terms), default=0)
+    taken = list(spans)
+    found: list[tuple[Span, Term]] = []
+    folded, position = key(tokens), 0
+    while position < len(tokens):
+        step = 1
+        for n in range(min(longest, len(tokens) - position), 0, -1):
+            term = terms.get(folded[position:position + n])
+            if term is not None and not any(s[0] < position + n and position < s[1] for s in taken):
+                span = (position, position + n, term.label)
+                taken.append(span)
+                found.append((span, term))
+                step = n
+                break
+        position += step
+    return found
