@@ -9,6 +9,7 @@ them, and never prints) and prints the report, as text or ``--json``; it returns
     clinlake evaluate assertion-brat --data DIR [--engine rules|model|hybrid] [--types T,T|all] [--json]
     clinlake evaluate cv --corpus NCBI-disease [--model ncbi_disease] [--folds 5] [--jobs 2] [--out FILE] [--json]
     clinlake evaluate cv --model clinical_core [--predictions DIR | --rescore DIR]
+    clinlake evaluate assertion-cv [--folds 5] [--members 1] [--maccrobat-history] [--jobs 2] [--out FILE] [--json]
 """
 from __future__ import annotations
 
@@ -266,8 +267,56 @@ def _cv_report(args: argparse.Namespace) -> dict:
                           predictions_dir=args.predictions)
 
 
+def add_assertion_cv(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("assertion-cv", help="k-fold cross-validation of the assertion recipe and the "
+                                 "hybrid policy on the NegEx kit (needs the train extra: torch)",
+                                 description="Cross-validate the assertion model's recipe on the NegEx kit's "
+                                             "train+devel rows: k contiguous blocks; for each, a fresh network "
+                                             "trained on the other blocks (plus MACCROBAT train, as clinlake train "
+                                             "assertion does), scored on the held-out block as rules, model and "
+                                             "hybrid under all 27 policies; prints mean ± sd over folds and the "
+                                             "policy chosen by CV (pipelines/training/assertion_cv.py).")
+    parser.add_argument("--folds", type=int, default=5, metavar="K", help="number of folds (default 5)")
+    parser.add_argument("--only", type=int, action="append", metavar="FOLD", help="run only this fold (repeatable)")
+    parser.add_argument("--members", type=int, default=1, help="networks averaged per fold (default 1; the "
+                        "shipped model averages 3)")
+    parser.add_argument("--epochs", type=int, default=12, help="epochs per network (default 12, the shipped count)")
+    parser.add_argument("--no-maccrobat", action="store_true", help="train on the kit rows only")
+    parser.add_argument("--maccrobat-history", action="store_true", help="also label MACCROBAT triggers inside "
+                        "History spans historical and inside Family_history spans as someone else's")
+    parser.add_argument("--jobs", type=int, default=1, help="folds trained at once, one process each (default 1)")
+    parser.add_argument("--out", type=Path, help="also write the report as JSON here")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.set_defaults(run=run_assertion_cv)
+
+
+def run_assertion_cv(args: argparse.Namespace) -> int:
+    from clinlake.pipelines.engine.assertion.hybrid import HybridPolicy
+    from clinlake.pipelines.training.assertion_cv import (AssertionRecipe, cross_validate_assertion,
+                                                          format_assertion_cv)
+    from clinlake.pipelines.training.ner.cv import CrossValidationError
+
+    if args.members < 1 or args.epochs < 1 or args.jobs < 1:
+        print("clinlake evaluate assertion-cv: --members, --epochs and --jobs must be 1 or more")
+        return EXIT_USAGE
+    recipe = AssertionRecipe(epochs=args.epochs, members=args.members, maccrobat=not args.no_maccrobat,
+                             maccrobat_history=args.maccrobat_history)
+    try:
+        report = cross_validate_assertion(recipe, k=args.folds, jobs=args.jobs, folds=args.only)
+    except CrossValidationError as exc:
+        print(f"clinlake evaluate assertion-cv: {exc}")
+        return EXIT_USAGE
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    shipped = Resolver().model_dir("assertion") / "hybrid.json"
+    print(json.dumps(report, indent=2) if args.json else
+          format_assertion_cv(report, shipped=HybridPolicy.from_file(shipped) if shipped.is_file() else None))
+    return EXIT_OK
+
+
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (add_ner, add_assertion, add_brat,
-                                                                         add_assertion_brat, add_cv)
+                                                                         add_assertion_brat, add_cv, add_assertion_cv)
 
 
 def build_parser(prog: str = "clinlake evaluate") -> argparse.ArgumentParser:

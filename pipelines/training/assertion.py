@@ -78,8 +78,13 @@ class Example:
 
 
 def kit_examples(path: str | Path) -> list[Example]:
+    return rows_examples(read_kit(path))
+
+
+def rows_examples(rows: Iterable[dict[str, str]]) -> list[Example]:
+    """Training examples of kit rows whose phrase is found in their sentence."""
     examples = []
-    for row in read_kit(path):
+    for row in rows:
         text = row["sentence"]
         target = locate_phrase(row["phrase"], text)
         if target is None:

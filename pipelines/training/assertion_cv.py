@@ -1,0 +1,187 @@
+"""k-fold cross-validation of the assertion recipe and of the hybrid policy on the NegEx kit.
+
+The shipped assertion model chose its epoch count and its hybrid policy on the kit's devel split, and
+the independent held-out evaluation found its Historical F1 far below the devel figure. The protocol
+here (``clinlake evaluate assertion-cv``):
+
+* **data**: the kit's train rows then devel rows, in file order, cut into ``k`` contiguous blocks
+  (:func:`~pipelines.training.ner.cv.fold_blocks`; each row in one block, deterministic);
+* **training**: for each fold, the recipe's network(s) trained on the other blocks' kit rows plus the
+  recipe's extra data (MACCROBAT train documents, as ``clinlake train assertion`` uses them), the
+  same epochs and seeds; nothing is selected on the held-out block;
+* **scoring**: on the held-out rows, the rules alone, the model alone and the hybrid under each of the
+  27 policies (negation, historical, not-particular × rules / model / either), with the kit metrics
+  of ``clinlake evaluate assertion`` (Negated, Historical, Not-particular F1);
+* **policy by CV**: the policy with the best mean objective (Negated + Historical + Not-particular F1)
+  over the folds, preferring the one leaving most to the rules within ``margin`` of the best, as
+  :func:`~pipelines.training.assertion.select_hybrid` does on devel.
+
+Training needs torch (the ``train`` extra). Folds can run in parallel processes.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import statistics
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from clinlake.pipelines.corpora.negex_kit import locate_phrase, read_kit
+from clinlake.pipelines.engine.assertion.context import ContextAssertion
+from clinlake.pipelines.engine.assertion.hybrid import SOURCES, HybridPolicy, combine
+from clinlake.pipelines.engine.assertion.model import (CONFIG_FILE, DEFAULT_WINDOW, HEADS, MODEL_FILE, VOCAB_FILE,
+                                                       AssertionModel, model_label)
+from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
+from clinlake.pipelines.evaluation.assertion_kit import score_kit, whole_sentence
+from clinlake.pipelines.training.assertion import (build_vocab, export_onnx, headline, kit_path, make_ensemble,
+                                                   maccrobat_examples, maccrobat_train_dir, rows_examples, train)
+from clinlake.pipelines.training.ner.cv import fold_blocks
+
+METRICS = ("negated_f1", "historical_f1", "not_particular_f1")
+MARGIN = 0.01
+
+
+@dataclass(frozen=True)
+class AssertionRecipe:
+    """How each fold's network is trained (the defaults: ``clinlake train assertion``'s, one member)."""
+    epochs: int = 12
+    seed: int = 13
+    members: int = 1
+    maccrobat: bool = True
+    maccrobat_history: bool = False
+    maccrobat_weight: float = 0.5
+
+
+def policy_key(policy: HybridPolicy) -> str:
+    return f"hybrid negation={policy.negation} historical={policy.historical} not_particular={policy.not_particular}"
+
+
+def policies() -> list[HybridPolicy]:
+    """The 27 policies :func:`~pipelines.training.assertion.select_hybrid` chooses among."""
+    return [HybridPolicy(negation=n, historical=h, not_particular=p) for n, h, p in itertools.product(SOURCES, repeat=3)]
+
+
+def kit_rows(*, shared: Path | None = None) -> list[dict[str, str]]:
+    """The rows cross-validation cuts into blocks: the kit's train rows, then its devel rows."""
+    return read_kit(kit_path("train", shared=shared)) + read_kit(kit_path("devel", shared=shared))
+
+
+def _fold_model(examples, recipe: AssertionRecipe, directory: Path) -> AssertionModel:
+    """The fold's network(s), exported and served the way the shipped model is."""
+    vocab = build_vocab(examples)
+    weights = {"kit": 1.0, "maccrobat": recipe.maccrobat_weight}
+    nets = [train(examples, vocab, epochs=recipe.epochs, seed=recipe.seed + i, source_weight=weights)
+            for i in range(recipe.members)]
+    export_onnx(nets[0] if len(nets) == 1 else make_ensemble(nets), directory / MODEL_FILE, len(vocab))
+    (directory / VOCAB_FILE).write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    config = {"version": "cv", "window": DEFAULT_WINDOW, "heads": {h: list(c) for h, c in HEADS.items()}}
+    (directory / CONFIG_FILE).write_text(json.dumps(config), encoding="utf-8")
+    return AssertionModel(directory)
+
+
+def score_engines(rows: Sequence[Mapping[str, str]], rules, model: AssertionModel) -> dict[str, dict[str, float]]:
+    """Kit scores of the rules, the model and every hybrid policy on ``rows`` (each engine asked once per row)."""
+    rule_results, answers = [], []
+    for row in rows:
+        text = row["sentence"]
+        span = locate_phrase(row["phrase"], text)
+        if span is None:
+            rule_results.append(None)
+            answers.append(None)
+            continue
+        rule_results.append(rules.assess(text, whole_sentence(text), [span])[0])
+        answers.append(model.answers(text, (0, len(text)), [span])[0])
+    scores = {"rules": headline(score_kit(rows, rule_results)),
+              "model": headline(score_kit(rows, [None if a is None else model_label(a) for a in answers]))}
+    for policy in policies():
+        results = [None if r is None else combine(r, a, policy) for r, a in zip(rule_results, answers)]
+        scores[policy_key(policy)] = headline(score_kit(rows, results))
+    return scores
+
+
+def run_fold(rows: Sequence[Mapping[str, str]], blocks: Sequence[range], fold: int, recipe: AssertionRecipe, *,
+             shared: Path | None = None, threads: int = 1) -> dict:
+    """Train on every block but ``fold`` and score every engine on the held-out block."""
+    import torch  # training only
+
+    torch.set_num_threads(threads)
+    started = time.time()
+    held = [rows[i] for i in blocks[fold]]
+    train_rows = [rows[i] for block in blocks if block is not blocks[fold] for i in block]
+    examples = rows_examples(train_rows)
+    counts = {"kit_train": len(examples)}
+    if recipe.maccrobat:
+        extra = maccrobat_examples(maccrobat_train_dir(shared=shared), with_history=recipe.maccrobat_history)
+        counts["maccrobat_train"] = len(extra)
+        examples += extra
+    with tempfile.TemporaryDirectory(prefix="assertion-cv-") as directory:
+        model = _fold_model(examples, recipe, Path(directory))
+        scores = score_engines(held, ContextAssertion.from_file(DEFAULT_RULES_PATH), model)
+    return {"fold": fold, "held_out": [blocks[fold].start, blocks[fold].stop], "examples": counts,
+            "scores": scores, "seconds": round(time.time() - started, 1)}
+
+
+def _objective(scores: Mapping[str, float]) -> float:
+    return sum(scores[m] for m in METRICS)
+
+
+def summarise(folds: Sequence[dict], margin: float = MARGIN) -> dict:
+    """Mean ± sample sd of each engine's metrics over the folds, and the policy chosen by CV."""
+    def spread(values: Sequence[float]) -> dict:
+        return {"mean": round(statistics.fmean(values), 4),
+                "sd": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0}
+
+    engines = {name: {m: spread([f["scores"][name][m] for f in folds]) for m in (*METRICS, "negation_accuracy",
+                                                                                    "temporality_accuracy")}
+               for name in folds[0]["scores"]}
+    trials = []
+    for policy in policies():
+        objective = round(statistics.fmean(_objective(f["scores"][policy_key(policy)]) for f in folds), 4)
+        trials.append((objective, [policy.negation, policy.historical, policy.not_particular].count("rules"), policy))
+    best = max(t[0] for t in trials)
+    objective, _, chosen = max((t for t in trials if t[0] >= best - margin), key=lambda t: (t[1], t[0]))
+    return {"engines": engines, "policy_by_cv": {"policy": asdict(chosen), "key": policy_key(chosen),
+                                                 "mean_objective": objective, "best_objective": best,
+                                                 "margin": margin}}
+
+
+def cross_validate_assertion(recipe: AssertionRecipe, *, k: int = 5, jobs: int = 1, folds: Sequence[int] | None = None,
+                             shared: Path | None = None) -> dict:
+    """The CV report of ``recipe`` on the kit's train+devel (see the module doc)."""
+    rows = kit_rows(shared=shared)
+    blocks = fold_blocks(len(rows), k)
+    chosen = list(range(k)) if folds is None else sorted(set(folds))
+    if jobs > 1:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            results = list(pool.map(_fold_job, [(rows, blocks, f, recipe, shared) for f in chosen]))
+    else:
+        results = [run_fold(rows, blocks, f, recipe, shared=shared) for f in chosen]
+    return {"k": k, "rows": len(rows), "recipe": asdict(recipe), "folds": results, **summarise(results)}
+
+
+def _fold_job(job: tuple) -> dict:
+    rows, blocks, fold, recipe, shared = job
+    return run_fold(rows, blocks, fold, recipe, shared=shared)
+
+
+def format_assertion_cv(report: dict, *, shipped: HybridPolicy | None = None) -> str:
+    """The rules, the model, the shipped policy and the CV-chosen policy, mean ± sd over folds."""
+    recipe = report["recipe"]
+    lines = [f"{report['k']}-fold CV of the assertion recipe on the NegEx kit train+devel ({report['rows']} rows; "
+             f"{recipe['members']} member(s), {recipe['epochs']} epochs, MACCROBAT "
+             f"{'with history' if recipe['maccrobat_history'] else 'yes' if recipe['maccrobat'] else 'no'})",
+             f"{'engine':<70} {'Negated F1':>15} {'Historical F1':>15} {'Not-partic. F1':>15}"]
+    names = ["rules", "model"]
+    if shipped is not None:
+        names.append(policy_key(shipped))
+    names.append(report["policy_by_cv"]["key"])
+    for name in dict.fromkeys(names):
+        scores = report["engines"][name]
+        label = name + (" (shipped)" if shipped is not None and name == policy_key(shipped) else "") + \
+            (" (chosen by CV)" if name == report["policy_by_cv"]["key"] else "")
+        lines.append(f"{label:<70} " + " ".join(f"{scores[m]['mean']:7.3f} ± {scores[m]['sd']:.3f}" for m in METRICS))
+    return "\n".join(lines)

@@ -1,0 +1,56 @@
+"""Cross-validation of the assertion recipe and the hybrid policy (pipelines/training/assertion_cv.py)."""
+import pytest
+
+from clinlake.pipelines.engine.assertion.hybrid import HybridPolicy
+from clinlake.pipelines.training.assertion_cv import (METRICS, AssertionRecipe, cross_validate_assertion,
+                                                      format_assertion_cv, kit_rows, policies, policy_key, summarise)
+
+
+def _scores(objective_parts):
+    return dict(zip(METRICS, objective_parts), negation_accuracy=1.0, temporality_accuracy=1.0)
+
+
+def test_the_policy_chosen_by_cv_is_the_best_mean_and_the_simplest_within_the_margin():
+    assert len(policies()) == 27 and len({policy_key(p) for p in policies()}) == 27
+    either = HybridPolicy(negation="rules", historical="either", not_particular="either")
+    rules_only = HybridPolicy(negation="rules", historical="rules", not_particular="rules")
+    model_hist = HybridPolicy(negation="rules", historical="model", not_particular="rules")
+
+    def fold(values):
+        scores = {policy_key(p): _scores((0.9, 0.5, 0.9)) for p in policies()}
+        scores.update({"rules": _scores((0.9, 0.5, 0.9)), "model": _scores((0.8, 0.6, 0.8))})
+        scores.update({policy_key(p): _scores(v) for p, v in values.items()})
+        return {"scores": scores}
+
+    folds = [fold({either: (0.95, 0.80, 0.95), rules_only: (0.95, 0.79, 0.95), model_hist: (0.95, 0.70, 0.95)}),
+             fold({either: (0.95, 0.86, 0.95), rules_only: (0.95, 0.85, 0.95), model_hist: (0.95, 0.95, 0.95)})]
+    summary = summarise(folds)
+    # means: either 2.730, rules_only 2.720, model_hist 2.725: all within 0.01 of the best; rules_only is simplest
+    assert summary["policy_by_cv"]["key"] == policy_key(rules_only)
+    assert summary["policy_by_cv"]["best_objective"] == 2.73 and summary["policy_by_cv"]["mean_objective"] == 2.72
+    assert summary["engines"][policy_key(either)]["historical_f1"] == {"mean": 0.83, "sd": 0.0424}
+    assert summarise(folds, margin=0.0)["policy_by_cv"]["key"] == policy_key(either)
+
+
+def test_a_fold_trains_on_the_other_blocks_and_scores_every_engine_on_its_own_rows():
+    pytest.importorskip("torch")
+    from clinlake.pipelines.engine.assertion.context import ContextAssertion
+    from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
+    from clinlake.pipelines.evaluation.assertion_kit import predict_kit, score_kit
+    from clinlake.pipelines.training.assertion import headline
+    from clinlake.pipelines.training.ner.cv import fold_blocks
+
+    rows = kit_rows()
+    report = cross_validate_assertion(AssertionRecipe(epochs=1, maccrobat=False), k=5, folds=[2])
+    blocks = fold_blocks(len(rows), 5)
+    (fold,) = report["folds"]
+    assert report["rows"] == len(rows) and fold["held_out"] == [blocks[2].start, blocks[2].stop]
+    assert set(fold["scores"]) == {"rules", "model", *(policy_key(p) for p in policies())}
+    held = rows[blocks[2].start:blocks[2].stop]
+    rules, _ = predict_kit(held, ContextAssertion.from_file(DEFAULT_RULES_PATH))
+    assert fold["scores"]["rules"] == headline(score_kit(held, rules))  # the held-out rows, nothing else
+    # with every attribute from the rules, the hybrid is the rules
+    all_rules = policy_key(HybridPolicy(negation="rules", historical="rules", not_particular="rules"))
+    assert {m: fold["scores"][all_rules][m] for m in METRICS} == {m: fold["scores"]["rules"][m] for m in METRICS}
+    text = format_assertion_cv(report, shipped=HybridPolicy())
+    assert "(shipped)" in text and "(chosen by CV)" in text and f"({len(rows)} rows;" in text
