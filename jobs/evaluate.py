@@ -208,13 +208,15 @@ def add_cv(commands: argparse._SubParsersAction) -> None:
 
     parser = commands.add_parser("cv", help="k-fold cross-validation of an NER model's training recipe "
                                  "(needs the train extra: torch)",
-                                 description="Cross-validate a biomedical NER recipe on the corpus's train+devel: "
-                                             "k contiguous blocks of consecutive sentences; for each, a fresh "
-                                             "network trained on the other blocks for the model's selected epoch "
-                                             "count with its settings and seed, scored strict on the held-out "
-                                             "block with abbreviation propagation (and alone). Prints every fold, "
-                                             "the mean and the sample standard deviation "
-                                             "(pipelines/training/ner/cv.py).")
+                                 description="Cross-validate an NER model's recipe on its corpus's train+devel "
+                                             "(a clinical model: its BRAT corpora's train+devel documents): k "
+                                             "contiguous blocks of consecutive sentences; for each, a fresh network "
+                                             "trained on the other blocks for the model's selected epoch count with "
+                                             "its settings and seed, scored strict on the held-out block with "
+                                             "abbreviation propagation (and alone), and every document-level "
+                                             "variant (binomials, label consistency, gazetteer) on the same "
+                                             "predictions with its paired gain. Prints every fold, the mean and "
+                                             "the sample standard deviation (pipelines/training/ner/cv.py).")
     parser.add_argument("--corpus", choices=CORPORA, help="a biomedical corpus (default: the model's)")
     parser.add_argument("--model", help="the model whose recipe is cross-validated: a name under models/ or a "
                         "directory (default: the corpus's shipped model); a clinical model (e.g. clinical_core) is "
