@@ -95,4 +95,9 @@ def _variant_lines(cv: dict) -> list[str]:
               + "; ".join(f"`{step}: {'true' if c['on'] else 'false'}`"
                           + (f" ({100 * c['mean_gain']:+.2f})" if c["mean_gain"] is not None else " (not measured)")
                           for step, c in choice.items()) + "."]
+    if choice["gazetteer"]["on"]:
+        lines += ["", "The gazetteer ships as `gazetteer.tsv` beside the model: the entity strings the corpus's "
+                  "annotators tagged with one label in at least 90 % of their occurrences in train+devel (and at "
+                  "least twice), with that share as each match's confidence (`pipelines/engine/gazetteer.py`). "
+                  "It is derived from the corpus's annotations, under the corpus's licence (above)."]
     return lines
