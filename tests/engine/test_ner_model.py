@@ -271,6 +271,17 @@ def test_shipped_model_metadata(name):
         assert selection["train_sentences"] < meta["training"]["train_sentences"]
         assert selection["best_epoch"] == meta["training"]["best_epoch"] == len(meta["training"]["history"])
         assert selection["dev"]["tokens"]["overall"]["f1"] == selection["dev_f1"] or selection["quantization"]["kept"]
+    # a stage that runs the gazetteer by default finds the very file model.json recorded
+    if (meta.get("document_level") or {}).get("gazetteer"):
+        import hashlib
+
+        from clinlake.pipelines.engine.gazetteer import read_gazetteer
+
+        path = directory / meta["gazetteer"]["file"]
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == meta["gazetteer"]["sha256"]
+        assert len(read_gazetteer(path)) == meta["gazetteer"]["terms"]
+    else:
+        assert not (directory / "gazetteer.tsv").exists() and "gazetteer" not in meta
 
 
 @needs_model("ncbi_disease")
