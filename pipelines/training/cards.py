@@ -17,7 +17,7 @@ from clinlake.pipelines.corpora.label_maps import load_label_map
 from clinlake.pipelines.engine.ner.metadata import read_meta
 from clinlake.pipelines.evaluation.ner import ABBREVIATION_REACH
 from clinlake.pipelines.resources import models_dir, source_root
-from clinlake.pipelines.training.cv_card import cv_card_lines, cv_cell
+from clinlake.pipelines.training.cv_card import cv_card_lines, cv_cell, document_level_choice
 from clinlake.pipelines.training.ner.network import NETWORK_OPTIONS
 
 # ----------------------------------------------------------------------------- biomedical NER models
@@ -201,7 +201,7 @@ def models_readme(models: Path | None = None) -> str:
     (``models``: the models' folder, default the shipped ``models/``)."""
     models = models_dir() if models is None else models
     rows, train_only = [], []
-    for name in ("ncbi_disease", "bc5cdr", "anatem", "bionlp13cg", "linnaeus"):
+    for name in BIOMEDICAL_MODELS:
         path = models / name / "model.json"
         if not path.exists():
             rows.append(f"| `{name}` | – | not trained | | | | | | |")
@@ -260,10 +260,46 @@ def models_readme(models: Path | None = None) -> str:
         "(needs `pip install -e '.[train]'`); rewrite cards and this table: `clinlake train card NAME ...`.",
         "",
         *clinical_models_section(models),
+        *document_level_section(models),
     ])
 
 
+def document_level_section(models: Path) -> list[str]:
+    """models/README.md's table of each cross-validated model's document-level steps: the paired CV
+    gain of each, and whether its stage runs it by default."""
+    rows = []
+    for name in (*BIOMEDICAL_MODELS, *CLINICAL_MODELS):
+        path = models / name / "model.json"
+        cv = read_meta(path.parent).get("cv") if path.exists() else None
+        if not cv or not cv.get("variants"):
+            continue
+        cells = []
+        for step, c in document_level_choice(cv).items():
+            gain = "–" if c["mean_gain"] is None else f"{100 * c['mean_gain']:+.2f}"
+            wins = sum(g > 0 for g in c["folds_gain"])
+            cells.append(f"{'**on**' if c['on'] else 'off'} ({gain}, {wins}/{len(c['folds_gain'])})")
+        rows.append(f"| `{name}` | {100 * cv['f1']['mean']:.2f} ± {100 * cv['f1']['sd']:.2f} | " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    return [
+        "## Document-level steps, chosen by cross-validation",
+        "",
+        "Each NER stage can run four steps over a whole note after tagging (README, \"How it works\"). For each "
+        "cross-validated model, every step was scored on the same held-out predictions of every fold "
+        "(`clinlake evaluate cv`); a cell gives whether the model's stage runs the step by default, its mean paired "
+        "F1 gain (points; abbreviations against the network alone, the others against abbreviations) and the folds "
+        "it gained on. A step is on only with a positive mean gain and more folds gaining than losing "
+        "(`clinlake train card NAME --cv REPORT` writes the choice into model.json's `document_level`); a job "
+        "config's stage options override it.",
+        "",
+        "| model | CV F1 | abbreviations | label consistency | binomials | gazetteer |",
+        "|---|---|---|---|---|---|",
+        *rows,
+    ]
+
+
 CLINICAL_MODELS = ("clinical_core", "maccrobat", "ade")
+BIOMEDICAL_MODELS = ("ncbi_disease", "bc5cdr", "anatem", "bionlp13cg", "linnaeus")
 
 
 def clinical_models_section(models: Path) -> list[str]:

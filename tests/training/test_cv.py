@@ -181,3 +181,7 @@ def test_document_level_steps_are_on_by_default_only_where_they_win_by_cv(tmp_pa
     card = (models / "ncbi_disease" / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert "| abbreviations+gazetteer | 0.00 ± 0.00 | +0.00 ± 0.00 | 3 / 0 |" in card
     assert "`propagate_abbreviations: false` (-0.50)" in card and "`label_consistency: true` (+0.33)" in card
+    from clinlake.pipelines.training.cards import models_readme
+
+    assert ("| `ncbi_disease` | 84.50 ± 0.50 | off (-0.50, 1/3) | **on** (+0.33, 2/3) | off (+0.00, 0/3) | "
+            "**on** (+0.67, 3/3) |") in models_readme(models)
