@@ -6,27 +6,30 @@ post-processing and their paired difference carries no training noise. A variant
 tagger's tags (and confidences) of consecutive sentences to new tags:
 
 * ``network``: the tagger alone, sentence by sentence;
-* ``abbreviations``: abbreviation propagation (:mod:`pipelines.engine.short_forms`) reaching
-  ``abbreviation_reach`` sentences, what the shipped NER stage does;
-* ``abbreviations+binomials``: then abbreviated binomials (:mod:`pipelines.engine.binomials`)
-  over the same reach;
-* ``abbreviations+consistency``: then the label consistency vote
-  (:mod:`pipelines.engine.consistency`) over :data:`CONSISTENCY_REACH` neighbouring sentences;
-* ``abbreviations+gazetteer``: then the matches of a gazetteer learned from the tagger's own
-  training examples (:mod:`pipelines.training.ner.gazetteer`) where no entity overlaps them
-  (scored only when a gazetteer is given);
-* ``abbreviations+consistency+gazetteer``: both, in the NER stage's order (the vote, then the gazetteer).
+* every combination of the NER stage's four steps, named by the steps it runs joined with ``+``
+  in the stage's order (:data:`STEP_ORDER`), e.g. ``abbreviations+consistency+gazetteer``:
+
+  - ``abbreviations``: abbreviation propagation (:mod:`pipelines.engine.short_forms`) reaching
+    ``abbreviation_reach`` sentences (the built-in default, so the paired gains are against it);
+  - ``binomials``: abbreviated binomials (:mod:`pipelines.engine.binomials`) over the same reach;
+  - ``consistency``: the label consistency vote (:mod:`pipelines.engine.consistency`) over
+    :data:`CONSISTENCY_REACH` neighbouring sentences;
+  - ``gazetteer``: the matches of a gazetteer learned from the tagger's own training examples
+    (:mod:`pipelines.training.ner.gazetteer`) where no entity overlaps them (scored only when a
+    gazetteer is given).
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from clinlake.pipelines.evaluation.ner import ABBREVIATION_REACH, iob_tags, post_processed, score_tags, spans
 from clinlake.pipelines.training.ner.gazetteer import with_gazetteer
 
 CONSISTENCY_REACH = 10  # sentences either side a vote reaches in a CoNLL file (the devel figures' N)
-DEFAULT = "abbreviations"  # the shipped stage's post-processing
+DEFAULT = "abbreviations"  # the built-in default of the stage's post-processing
+STEP_ORDER = ("abbreviations", "binomials", "consistency", "gazetteer")  # the order the NER stage runs them in
 
 
 @dataclass(frozen=True)
@@ -39,35 +42,32 @@ class Tagged:
     gazetteer: Mapping[tuple[str, ...], str] | None = None  # learned from the tagger's training examples
 
 
-def _network(tagged: Tagged) -> list[list[str]]:
-    return [list(tags) for tags in tagged.tags]
+def variant_name(steps: Iterable[str]) -> str:
+    """The name of the variant running ``steps`` (``network`` for none)."""
+    chosen = set(steps)
+    unknown = chosen - set(STEP_ORDER)
+    if unknown:
+        raise UnknownVariantError(f"unknown steps {sorted(unknown)}; known: {list(STEP_ORDER)}")
+    return "+".join(step for step in STEP_ORDER if step in chosen) or "network"
 
 
-def _post_processed(**steps) -> Callable[[Tagged], list[list[str]]]:
+def _variant(steps: frozenset[str]) -> Callable[[Tagged], list[list[str]]]:
     def variant(tagged: Tagged) -> list[list[str]]:
-        return post_processed(tagged.tokens, tagged.tags, tagged.confidence,
-                              abbreviation_reach=tagged.abbreviation_reach, **steps)
-    return variant
-
-
-def _then_gazetteer(before: Callable[[Tagged], list[list[str]]]) -> Callable[[Tagged], list[list[str]]]:
-    def variant(tagged: Tagged) -> list[list[str]]:
-        tags = before(tagged)
+        tags = post_processed(tagged.tokens, tagged.tags, tagged.confidence,
+                              abbreviation_reach=tagged.abbreviation_reach,
+                              abbreviations="abbreviations" in steps, binomials="binomials" in steps,
+                              consistency_reach=CONSISTENCY_REACH if "consistency" in steps else None)
+        if "gazetteer" not in steps:
+            return tags
         added = with_gazetteer(tagged.tokens, [spans(t) for t in tags], tagged.gazetteer or {})
         return [iob_tags(len(t), found) for t, found in zip(tagged.tokens, added)]
     return variant
 
 
 VARIANTS: dict[str, Callable[[Tagged], list[list[str]]]] = {
-    "network": _network,
-    "abbreviations": _post_processed(),
-    "abbreviations+binomials": _post_processed(binomials=True),
-    "abbreviations+consistency": _post_processed(consistency_reach=CONSISTENCY_REACH),
-    "abbreviations+gazetteer": _then_gazetteer(_post_processed()),
-    # the stage's order when both are on: the vote, then the gazetteer where nothing overlaps
-    "abbreviations+consistency+gazetteer": _then_gazetteer(_post_processed(consistency_reach=CONSISTENCY_REACH)),
-}
-NEEDS_GAZETTEER = {"abbreviations+gazetteer", "abbreviations+consistency+gazetteer"}
+    variant_name(steps): _variant(frozenset(steps))
+    for size in range(len(STEP_ORDER) + 1) for steps in itertools.combinations(STEP_ORDER, size)}
+NEEDS_GAZETTEER = {name for name in VARIANTS if "gazetteer" in name.split("+")}
 
 
 class UnknownVariantError(KeyError):

@@ -40,6 +40,18 @@ def wins(gains: list[float]) -> bool:
     return sum(gains) > 0 and sum(g > 0 for g in gains) > sum(g < 0 for g in gains)
 
 
+VARIANT_STEP = {"propagate_abbreviations": "abbreviations", "binomial_short_forms": "binomials",
+                "label_consistency": "consistency", "gazetteer": "gazetteer"}
+
+
+def chosen_variant(cv: dict) -> str | None:
+    """The variant the model's stage runs by default (its chosen steps), when the CV scored it."""
+    from clinlake.pipelines.evaluation.ner_variants import variant_name
+
+    name = variant_name(VARIANT_STEP[step] for step, c in document_level_choice(cv).items() if c["on"])
+    return name if name in (cv.get("variants") or {}) else None
+
+
 def document_level_choice(cv: dict) -> dict:
     """The NER stage's default for each document-level step of this model: on where it wins by CV,
     the built-in default where the CV record has no variants."""
@@ -95,6 +107,12 @@ def _variant_lines(cv: dict) -> list[str]:
               + "; ".join(f"`{step}: {'true' if c['on'] else 'false'}`"
                           + (f" ({100 * c['mean_gain']:+.2f})" if c["mean_gain"] is not None else " (not measured)")
                           for step, c in choice.items()) + "."]
+    default = chosen_variant(cv)
+    if default is not None:
+        v = variants[default]
+        lines += ["", f"With those defaults (`{default}`) the CV F1 is **{100 * v['f1']['mean']:.2f} ± "
+                  f"{100 * v['f1']['sd']:.2f}** (the steps were chosen on these same folds, so this figure leans "
+                  "slightly optimistic)."]
     if choice["gazetteer"]["on"]:
         lines += ["", "The gazetteer ships as `gazetteer.tsv` beside the model: the entity strings the corpus's "
                   "annotators tagged with one label in at least 90 % of their occurrences in train+devel (and at "

@@ -253,9 +253,9 @@ def format_cv(report: dict) -> str:
                  f"network alone {100 * report['model_alone_f1']['mean']:.2f} ± {100 * report['model_alone_f1']['sd']:.2f}")
     variants = report.get("variants") or {}
     if variants:
-        lines.append(f"{'variant':<38} {'F1 mean ± sd':>16} {'paired gain vs ' + DEFAULT:>30}")
+        lines.append(f"{'variant':<46} {'F1 mean ± sd':>16} {'paired gain vs ' + DEFAULT:>30}")
         for name, v in variants.items():
-            lines.append(f"{name:<38} {100 * v['f1']['mean']:8.2f} ± {100 * v['f1']['sd']:5.2f} "
+            lines.append(f"{name:<46} {100 * v['f1']['mean']:8.2f} ± {100 * v['f1']['sd']:5.2f} "
                          f"{100 * v['gain']['mean']:+21.2f} ± {100 * v['gain']['sd']:5.2f}")
     return "\n".join(lines)
 
