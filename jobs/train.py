@@ -205,10 +205,23 @@ def assertion_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--select-epoch", action="store_true",
                         help="score every epoch on devel and retrain for the best count (selection only)")
+    parser.add_argument("--policy-from-cv", type=Path, metavar="REPORT",
+                        help="train nothing: write the hybrid policy a cross-validation report chose (clinlake "
+                        "evaluate assertion-cv --out REPORT) into the model's hybrid.json")
     return parser
 
 
 def run_assertion(args: argparse.Namespace) -> int:
+    if args.policy_from_cv is not None:
+        from clinlake.pipelines.training.assertion_cv import adopt_policy
+
+        if not args.policy_from_cv.is_file():
+            print(f"clinlake train assertion: no report {args.policy_from_cv}")
+            return 2
+        report = json.loads(args.policy_from_cv.read_text(encoding="utf-8"))
+        print(json.dumps(adopt_policy(args.out or models_dir() / "assertion", report,
+                                      kit_devel=args.kit_devel or assertion.kit_path("devel"))))
+        return 0
     result = assertion.train_and_export(
         args.out or models_dir() / "assertion", kit_train=args.kit_train or assertion.kit_path("train"),
         kit_devel=args.kit_devel or assertion.kit_path("devel"),

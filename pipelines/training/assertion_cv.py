@@ -185,3 +185,25 @@ def format_assertion_cv(report: dict, *, shipped: HybridPolicy | None = None) ->
             (" (chosen by CV)" if name == report["policy_by_cv"]["key"] else "")
         lines.append(f"{label:<70} " + " ".join(f"{scores[m]['mean']:7.3f} ± {scores[m]['sd']:.3f}" for m in METRICS))
     return "\n".join(lines)
+
+
+def adopt_policy(model_dir: Path, report: dict, *, kit_devel: Path) -> dict:
+    """Write the policy a CV report chose into the model's ``hybrid.json``, with its CV scores and,
+    for reference, its scores on the kit's devel split (which the CV also covered)."""
+    from clinlake.pipelines.evaluation.assertion_kit import evaluate_kit
+    from clinlake.pipelines.engine.assertion.hybrid import HybridAssertion
+    from clinlake.pipelines.engine.assertion.model import HYBRID_FILE
+
+    chosen = report["policy_by_cv"]
+    policy = HybridPolicy(**chosen["policy"])
+    devel = headline(evaluate_kit(kit_devel, HybridAssertion(ContextAssertion.from_file(DEFAULT_RULES_PATH),
+                                                             AssertionModel(model_dir), policy)))
+    recipe = report["recipe"]
+    record = {"policy": asdict(policy),
+              "selected_on": f"{report['k']}-fold CV of the NegEx kit train+devel ({report['rows']} rows; "
+                             f"{recipe['members']} member(s) per fold, {recipe['epochs']} epochs)",
+              "objective": "mean over folds of negated_f1 + historical_f1 + not_particular_f1",
+              "margin": chosen["margin"], "best_objective": chosen["best_objective"],
+              "cv": report["engines"][chosen["key"]], "devel": devel}
+    (model_dir / HYBRID_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return record

@@ -54,3 +54,25 @@ def test_a_fold_trains_on_the_other_blocks_and_scores_every_engine_on_its_own_ro
     assert {m: fold["scores"][all_rules][m] for m in METRICS} == {m: fold["scores"]["rules"][m] for m in METRICS}
     text = format_assertion_cv(report, shipped=HybridPolicy())
     assert "(shipped)" in text and "(chosen by CV)" in text and f"({len(rows)} rows;" in text
+
+
+def test_the_policy_chosen_by_cv_is_written_into_the_models_hybrid_file(tmp_path):
+    import shutil
+
+    from clinlake.pipelines.resources import Resolver
+    from clinlake.pipelines.training.assertion import kit_path
+    from clinlake.pipelines.training.assertion_cv import adopt_policy
+
+    model_dir = tmp_path / "assertion"
+    shutil.copytree(Resolver().model_dir("assertion"), model_dir)
+    chosen = HybridPolicy(negation="rules", historical="either", not_particular="rules")
+    cv_scores = {m: {"mean": 0.9, "sd": 0.01} for m in METRICS}
+    report = {"k": 5, "rows": 1908, "recipe": {"members": 3, "epochs": 12},
+              "engines": {policy_key(chosen): cv_scores},
+              "policy_by_cv": {"policy": {"negation": "rules", "historical": "either", "not_particular": "rules"},
+                               "key": policy_key(chosen), "margin": 0.01, "best_objective": 2.73,
+                               "mean_objective": 2.73}}
+    record = adopt_policy(model_dir, report, kit_devel=kit_path("devel"))
+    assert HybridPolicy.from_file(model_dir / "hybrid.json") == chosen
+    assert record["cv"] == cv_scores and record["selected_on"].startswith("5-fold CV of the NegEx kit train+devel")
+    assert 0.9 < record["devel"]["negated_f1"] <= 1.0
