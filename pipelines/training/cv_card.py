@@ -7,11 +7,6 @@ from __future__ import annotations
 from clinlake.pipelines.engine.ner.metadata import BUILT_IN_STEPS
 
 DEFAULT = "abbreviations"  # the variant the paired gains are measured against (ner_variants.DEFAULT)
-# stage option -> (variant with the step, variant without it)
-STEPS = {"propagate_abbreviations": ("abbreviations", "network"),
-         "binomial_short_forms": ("abbreviations+binomials", "abbreviations"),
-         "label_consistency": ("abbreviations+consistency", "abbreviations"),
-         "gazetteer": ("abbreviations+gazetteer", "abbreviations")}
 
 
 def model_record(report: dict, *, measured: str) -> dict:
@@ -28,9 +23,8 @@ def model_record(report: dict, *, measured: str) -> dict:
     return record
 
 
-def step_gains(variants: dict, step: str) -> list[float]:
-    """Per fold, the F1 a document-level step adds (the variant with it minus the one without)."""
-    with_it, without = STEPS[step]
+def step_gains(variants: dict, with_it: str, without: str) -> list[float]:
+    """Per fold, the F1 a step adds: variant ``with_it`` minus variant ``without``."""
     return [round(a - b, 4) for a, b in zip(variants[with_it]["folds_gain"], variants[without]["folds_gain"])]
 
 
@@ -53,17 +47,28 @@ def chosen_variant(cv: dict) -> str | None:
 
 
 def document_level_choice(cv: dict) -> dict:
-    """The NER stage's default for each document-level step of this model: on where it wins by CV,
-    the built-in default where the CV record has no variants."""
+    """The NER stage's default for each document-level step of this model, decided in the stage's
+    order: abbreviations against the network alone; then each other step added to that choice
+    against that choice alone (so with abbreviations off, the vote is judged without them). A step is
+    on where it wins by CV (:func:`wins`); a step the record did not score keeps its built-in default."""
+    from clinlake.pipelines.evaluation.ner_variants import variant_name
+
     variants = cv.get("variants") or {}
-    choice = {}
-    for step, built_in in BUILT_IN_STEPS.items():
-        if all(name in variants for name in STEPS[step]):
-            gains = step_gains(variants, step)
+    choice: dict[str, dict] = {}
+
+    def decide(step: str, with_it: str, without: str) -> None:
+        if with_it in variants and without in variants:
+            gains = step_gains(variants, with_it, without)
             choice[step] = {"on": wins(gains), "mean_gain": round(sum(gains) / len(gains), 4), "folds_gain": gains}
         else:
-            choice[step] = {"on": built_in, "mean_gain": None, "folds_gain": []}
-    return choice
+            choice[step] = {"on": BUILT_IN_STEPS[step], "mean_gain": None, "folds_gain": []}
+
+    decide("propagate_abbreviations", "abbreviations", "network")
+    base = {"abbreviations"} if choice["propagate_abbreviations"]["on"] else set()
+    for step in BUILT_IN_STEPS:
+        if step != "propagate_abbreviations":
+            decide(step, variant_name(base | {VARIANT_STEP[step]}), variant_name(base))
+    return {step: choice[step] for step in BUILT_IN_STEPS}
 
 
 def cv_cell(cv: dict | None) -> str:
@@ -103,7 +108,9 @@ def _variant_lines(cv: dict) -> list[str]:
                      f"{100 * v['gain']['mean']:+.2f} ± {100 * v['gain']['sd']:.2f} | "
                      f"{sum(g > 0 for g in gains)} / {sum(g < 0 for g in gains)} |")
     lines += ["", "The NER stage runs a step by default for this model only where it wins by this CV (positive "
-              "mean paired gain, more folds gaining than losing); a job config's stage options override: "
+              "mean paired gain, more folds gaining than losing), decided in the stage's order: abbreviations "
+              "against the network alone, each other step added to that choice against that choice alone; a job "
+              "config's stage options override: "
               + "; ".join(f"`{step}: {'true' if c['on'] else 'false'}`"
                           + (f" ({100 * c['mean_gain']:+.2f})" if c["mean_gain"] is not None else " (not measured)")
                           for step, c in choice.items()) + "."]

@@ -150,8 +150,10 @@ def test_document_level_steps_are_on_by_default_only_where_they_win_by_cv(tmp_pa
         shutil.copytree(Resolver().model_dir("ncbi_disease").parent / name, models / name)
     by_fold = {  # F1 of each variant on three folds
         "network": (0.85, 0.86, 0.84), "abbreviations": (0.84, 0.85, 0.845),
-        "abbreviations+binomials": (0.84, 0.85, 0.845), "abbreviations+consistency": (0.845, 0.86, 0.84),
-        "abbreviations+gazetteer": (0.85, 0.855, 0.85)}
+        # with abbreviations off, these are judged against the network alone, not against abbreviations
+        "abbreviations+consistency": (0.86, 0.87, 0.86), "consistency": (0.845, 0.865, 0.835),
+        "binomials": (0.85, 0.86, 0.84), "gazetteer": (0.855, 0.865, 0.845),
+        "consistency+gazetteer": (0.85, 0.87, 0.84)}
     folds = [{"f1": by_fold["abbreviations"][i], "model_alone_f1": by_fold["network"][i],
               "variants": {n: {"f1": v[i]} for n, v in by_fold.items()}} for i in range(3)]
     summary = {n: {"f1": {"mean": 0.0, "sd": 0.0}, "gain": {"mean": 0.0, "sd": 0.0}} for n in by_fold}
@@ -162,11 +164,12 @@ def test_document_level_steps_are_on_by_default_only_where_they_win_by_cv(tmp_pa
     assert meta["cv"]["variants"]["network"]["folds_gain"] == [0.01, 0.01, -0.005]
     choice = document_level_choice(meta["cv"])
     assert choice["propagate_abbreviations"] == {"on": False, "mean_gain": -0.005, "folds_gain": [-0.01, -0.01, 0.005]}
-    assert choice["binomial_short_forms"]["on"] is False  # no fold changed
-    assert choice["label_consistency"] == {"on": True, "mean_gain": 0.0033, "folds_gain": [0.005, 0.01, -0.005]}
+    assert choice["binomial_short_forms"] == {"on": False, "mean_gain": 0.0, "folds_gain": [0.0, 0.0, 0.0]}
+    assert choice["label_consistency"] == {"on": False, "mean_gain": -0.0017, "folds_gain": [-0.005, 0.005, -0.005]}
+    assert choice["gazetteer"] == {"on": True, "mean_gain": 0.005, "folds_gain": [0.005, 0.005, 0.005]}
     final = read_meta(models / "ncbi_disease")
     assert final["document_level"] == {
-        "propagate_abbreviations": False, "binomial_short_forms": False, "label_consistency": True,
+        "propagate_abbreviations": False, "binomial_short_forms": False, "label_consistency": False,
         "gazetteer": True, "chosen_by": "3-fold CV, 2026-12-05"}
     # the gazetteer won: learned from NCBI-disease train+devel, shipped beside the model, recorded
     from clinlake.pipelines.engine.gazetteer import read_gazetteer
@@ -176,12 +179,13 @@ def test_document_level_steps_are_on_by_default_only_where_they_win_by_cv(tmp_pa
     assert final["gazetteer"]["terms"] == len(terms) > 100 and final["gazetteer"]["learned_from"] == "NCBI-disease train+devel"
     assert all(t.label == "Disease" and 0.9 <= t.precision <= 1.0 for t in terms.values())
     stage = load_ner_stage(models / "ncbi_disease")
-    assert stage.gazetteer == terms and stage.label_consistency and not stage.propagate_abbreviations
+    assert stage.gazetteer == terms and not stage.label_consistency and not stage.propagate_abbreviations
     assert not load_ner_stage(models / "ncbi_disease", gazetteer=False).gazetteer
     card = (models / "ncbi_disease" / "MODEL_CARD.md").read_text(encoding="utf-8")
-    assert "| abbreviations+gazetteer | 0.00 ± 0.00 | +0.00 ± 0.00 | 3 / 0 |" in card
-    assert "`propagate_abbreviations: false` (-0.50)" in card and "`label_consistency: true` (+0.33)" in card
+    assert "| gazetteer | 0.00 ± 0.00 | +0.00 ± 0.00 | 2 / 0 |" in card  # its folds against abbreviations
+    assert "`propagate_abbreviations: false` (-0.50)" in card and "`label_consistency: false` (-0.17)" in card
+    assert "`gazetteer: true` (+0.50)" in card and "With those defaults (`gazetteer`)" in card
     from clinlake.pipelines.training.cards import models_readme
 
-    assert ("| `ncbi_disease` | 84.50 ± 0.50 | off (-0.50, 1/3) | **on** (+0.33, 2/3) | off (+0.00, 0/3) | "
-            "**on** (+0.67, 3/3) |") in models_readme(models)
+    assert ("| `ncbi_disease` | 84.50 ± 0.50 | off (-0.50, 1/3) | off (-0.17, 1/3) | off (+0.00, 0/3) | "
+            "**on** (+0.50, 3/3) | 0.00 ± 0.00 |") in models_readme(models)
