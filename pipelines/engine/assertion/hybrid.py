@@ -1,7 +1,8 @@
 """The rules+model hybrid assertion engine: ConText rules and the CNN, attribute by attribute.
 
 Which engine answers which attribute is a :class:`HybridPolicy`, stored with the model
-(``hybrid.json``) after being chosen on the NegEx kit's devel split.
+(``hybrid.json``) after being chosen by cross-validation on the NegEx kit's train+devel
+(``clinlake evaluate assertion-cv``, ``clinlake train assertion --policy-from-cv``).
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ class HybridPolicy:
     negation: str = "rules"
     possible: str = "rules"
     historical: str = "either"
-    not_particular: str = "either"
+    not_particular: str = "rules"
     other: str = "rules"
 
     def __post_init__(self) -> None:
