@@ -52,22 +52,40 @@ def read_gazetteer(path: Path) -> dict[tuple[str, ...], Term]:
     return terms
 
 
+class Gazetteer:
+    """Terms indexed for matching: each term's first piece maps to the term lengths starting with it,
+    longest first, so a sentence costs one dict lookup per piece plus one per candidate length."""
+
+    def __init__(self, terms: Mapping[tuple[str, ...], Term]) -> None:
+        self.terms = dict(terms)
+        lengths: dict[str, set[int]] = {}
+        for k in self.terms:
+            lengths.setdefault(k[0], set()).add(len(k))
+        self.lengths = {first: tuple(sorted(ns, reverse=True)) for first, ns in lengths.items()}
+
+    def __len__(self) -> int:
+        return len(self.terms)
+
+    def matches(self, tokens: Sequence[str], spans: Sequence[Span]) -> list[tuple[Span, Term]]:
+        """(span, term) of each match in one sentence that overlaps none of ``spans`` nor an earlier match."""
+        taken = list(spans)
+        found: list[tuple[Span, Term]] = []
+        folded, position = key(tokens), 0
+        while position < len(folded):
+            step = 1
+            for n in self.lengths.get(folded[position], ()):
+                term = self.terms.get(folded[position:position + n]) if position + n <= len(folded) else None
+                if term is not None and not any(s[0] < position + n and position < s[1] for s in taken):
+                    span = (position, position + n, term.label)
+                    taken.append(span)
+                    found.append((span, term))
+                    step = n
+                    break
+            position += step
+        return found
+
+
 def gazetteer_matches(tokens: Sequence[str], spans: Sequence[Span],
-                      terms: Mapping[tuple[str, ...], Term]) -> list[tuple[Span, Term]]:
-    """(span, term) of each match in one sentence that overlaps none of ``spans`` nor an earlier match."""
-    longest = max((len(k) for k in terms), default=0)
-    taken = list(spans)
-    found: list[tuple[Span, Term]] = []
-    folded, position = key(tokens), 0
-    while position < len(tokens):
-        step = 1
-        for n in range(min(longest, len(tokens) - position), 0, -1):
-            term = terms.get(folded[position:position + n])
-            if term is not None and not any(s[0] < position + n and position < s[1] for s in taken):
-                span = (position, position + n, term.label)
-                taken.append(span)
-                found.append((span, term))
-                step = n
-                break
-        position += step
-    return found
+                      terms: Mapping[tuple[str, ...], Term] | Gazetteer) -> list[tuple[Span, Term]]:
+    """:meth:`Gazetteer.matches` of ``terms`` (indexed here unless already a :class:`Gazetteer`)."""
+    return (terms if isinstance(terms, Gazetteer) else Gazetteer(terms)).matches(tokens, spans)

@@ -179,7 +179,7 @@ def test_document_level_steps_are_on_by_default_only_where_they_win_by_cv(tmp_pa
     assert final["gazetteer"]["terms"] == len(terms) > 100 and final["gazetteer"]["learned_from"] == "NCBI-disease train+devel"
     assert all(t.label == "Disease" and 0.9 <= t.precision <= 1.0 for t in terms.values())
     stage = load_ner_stage(models / "ncbi_disease")
-    assert stage.gazetteer == terms and not stage.label_consistency and not stage.propagate_abbreviations
+    assert stage.gazetteer.terms == terms and not stage.label_consistency and not stage.propagate_abbreviations
     assert not load_ner_stage(models / "ncbi_disease", gazetteer=False).gazetteer
     card = (models / "ncbi_disease" / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert "| gazetteer | 0.00 ± 0.00 | +0.00 ± 0.00 | 2 / 0 |" in card  # its folds against abbreviations

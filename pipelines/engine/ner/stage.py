@@ -6,7 +6,7 @@ from typing import Mapping, Sequence
 
 from clinlake.pipelines.engine.consistency import consistent_labels
 from clinlake.pipelines.engine.gazetteer import FILE as GAZETTEER_FILE
-from clinlake.pipelines.engine.gazetteer import Term, gazetteer_matches, read_gazetteer
+from clinlake.pipelines.engine.gazetteer import Gazetteer, Term, read_gazetteer
 from clinlake.pipelines.engine.ner.crf import iob_spans
 from clinlake.pipelines.engine.ner.features import model_pieces
 from clinlake.pipelines.engine.ner.metadata import BUILT_IN_STEPS, ModelMeta
@@ -49,7 +49,7 @@ class ModelNerStage:
         self.propagate_abbreviations = propagate_abbreviations
         self.label_consistency = label_consistency
         self.binomial_short_forms = binomial_short_forms
-        self.gazetteer = dict(gazetteer or {})
+        self.gazetteer = Gazetteer(gazetteer or {})
 
     def find(self, text: str, sentences: Sequence[Sentence]) -> list[Entity]:
         return self.find_many([(text, sentences)])[0]
@@ -87,7 +87,7 @@ class ModelNerStage:
             scored = consistent_labels(words, scored, confidences)
         if self.gazetteer:
             for sentence_words, sentence_spans in zip(words, scored):
-                for span, term in gazetteer_matches(sentence_words, list(sentence_spans), self.gazetteer):
+                for span, term in self.gazetteer.matches(sentence_words, list(sentence_spans)):
                     sentence_spans[span] = (term.precision, GAZETTEER)
         entities: list[Entity] = []
         for sentence, sentence_pieces, sentence_spans in zip(sentences, pieces, scored):

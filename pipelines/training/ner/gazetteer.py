@@ -12,11 +12,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from clinlake.pipelines.engine.gazetteer import Term, gazetteer_matches, key
+from clinlake.pipelines.engine.gazetteer import Gazetteer, Term, key
 from clinlake.pipelines.engine.ner.crf import iob_spans
 from clinlake.pipelines.training.ner.corpus import Example
 
-Gazetteer = dict[tuple[str, ...], Term]
+Terms = dict[tuple[str, ...], Term]
 MAX_TOKENS = 6
 MIN_PRECISION, MIN_COUNT, MIN_CHARS = 0.9, 2, 3
 
@@ -36,7 +36,7 @@ def _count_occurrences(sentences: Sequence[Sequence[str]], keys: set[tuple[str, 
 
 
 def learn_gazetteer(examples: Sequence[Example], *, min_precision: float = MIN_PRECISION,
-                    min_count: int = MIN_COUNT, min_chars: int = MIN_CHARS) -> Gazetteer:
+                    min_count: int = MIN_COUNT, min_chars: int = MIN_CHARS) -> Terms:
     """The gazetteer of ``examples`` (pieces and IOB2 tags), see the module doc."""
     tagged: Counter = Counter()
     for tokens, tags in examples:
@@ -56,7 +56,8 @@ def learn_gazetteer(examples: Sequence[Example], *, min_precision: float = MIN_P
 def with_gazetteer(sentences: Sequence[Sequence[str]], spans: Sequence[Sequence[tuple[int, int, str]]],
                    gazetteer: Mapping[tuple[str, ...], Term]) -> list[list[tuple[int, int, str]]]:
     """Each sentence's spans plus the gazetteer's matches that overlap none of them."""
-    return [sorted([*found, *(span for span, _ in gazetteer_matches(tokens, found, gazetteer))])
+    index = Gazetteer(gazetteer)
+    return [sorted([*found, *(span for span, _ in index.matches(tokens, found))])
             for tokens, found in zip(sentences, spans, strict=True)]
 
 
