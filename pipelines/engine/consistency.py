@@ -67,6 +67,20 @@ def _is_candidate(tokens: Sequence[str], min_chars: int) -> bool:
     return len(joined) >= min_chars and any(c.isalpha() for c in joined)
 
 
+def _candidates(sentences: Sequence[Sequence[str]], scored: Sequence[Mapping[Span, object]],
+                min_chars: int) -> set[tuple[str, ...]]:
+    found = {tuple(sentences[i][a:b]) for i, s in enumerate(scored) for a, b, _ in s}
+    return {c for c in found if _is_candidate(c, min_chars)}
+
+
+def voting_sentences(sentences: Sequence[Sequence[str]], scored: Sequence[Mapping[Span, object]], *,
+                     min_chars: int = 3) -> set[int]:
+    """The sentences holding an occurrence of a candidate string: the only ones whose token
+    confidences a vote over this document can read (so a tagger need compute no others)."""
+    places = occurrences(sentences, _candidates(sentences, scored, min_chars)).values()
+    return {index for found in places for index, _ in found}
+
+
 def occurrences(sentences: Sequence[Sequence[str]], candidates: set[tuple[str, ...]]) -> dict[tuple[str, ...], list[tuple[int, int]]]:
     """(sentence, first token) of every exact occurrence of each candidate, in document order."""
     by_first: dict[str, list[tuple[str, ...]]] = {}
@@ -89,9 +103,7 @@ def consistent_labels(sentences: Sequence[Sequence[str]], scored: Sequence[Mappi
     ``scored`` holds each sentence's entities with (confidence, provenance); ``token_confidence``
     the tagger's confidence in the tag it chose for each token (for an untagged token: in O)."""
     result = [dict(s) for s in scored]
-    candidates = {tuple(sentences[i][a:b]) for i, s in enumerate(scored) for a, b, _ in s}
-    candidates = {c for c in candidates if _is_candidate(c, min_chars)}
-    for candidate, places in sorted(occurrences(sentences, candidates).items()):
+    for candidate, places in sorted(occurrences(sentences, _candidates(sentences, scored, min_chars)).items()):
         n = len(candidate)
         states = []  # (sentence, start, exact span or None when untagged); inside occurrences left out
         for index, start in places:

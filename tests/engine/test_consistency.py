@@ -88,8 +88,10 @@ class MyopicTagger:
 
     def __init__(self, phrase: str, label: str, trigger: str):
         self.phrase, self.label, self.trigger = phrase.split(), label, trigger
+        self.calls: list[tuple[list[str], bool]] = []
 
     def tag(self, sequences, every_confidence=False):
+        self.calls += [(list(seq), every_confidence) for seq in sequences]
         out = []
         for seq in sequences:
             tags = ["O"] * len(seq)
@@ -116,6 +118,8 @@ def test_the_ner_stage_votes_within_a_note_when_asked():
     assert [(e.start, e.end, e.label, e.confidence, e.source, e.sentence_index) for e in voted] == [
         (0, 13, "Disease", 0.9, "myopic", 0),
         (second, second + 13, "Disease", 0.9, "myopic+consistency", 1)]
+    # every token's confidence was computed again for the one sentence the vote read, no other
+    assert [(seq[:3], every) for seq, every in model.calls if every] == [(["Her", "Crohn", "disease"], True)]
 
 
 def test_the_pipeline_config_switches_the_vote_per_stage():

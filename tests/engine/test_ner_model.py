@@ -336,3 +336,31 @@ def test_pipeline_version_follows_model_and_shared_vectors_not_cards(tmp_path):
     with open(models / "embeddings" / "vocab.txt", "a", encoding="utf-8") as vocab:
         vocab.write("newword\n")
     assert pipeline_version(config.pipeline, Resolver(config.base_dir)) != before  # the shared vectors decide the output too
+
+
+@needs_model("ncbi_disease")
+def test_the_vote_reads_the_same_confidences_when_only_the_sentences_it_needs_are_recomputed():
+    """The stage computes every token's confidence only for the sentences a vote can read; the
+    entities equal those of a tagger that computes every confidence for every sentence."""
+    from clinlake.pipelines.corpora.conll import read_conll
+    from clinlake.pipelines.engine.ner.stage import ModelNerStage
+    from clinlake.pipelines.training.ner.corpus import split_path
+
+    model = load_model(package_resource("models/ncbi_disease"))
+
+    class EveryConfidence:
+        name, batch_invariant = model.name, True
+
+        def tag(self, sequences, every_confidence=False):
+            return model.tag(sequences, every_confidence=True)
+
+    splitter = TextSplitter.from_file()
+    devel = read_conll(split_path("NCBI-disease", "devel"))
+    notes = []
+    for first in range(0, len(devel), 20):  # notes of 20 sentences
+        text = " ".join(" ".join(tokens) for tokens, _ in devel[first:first + 20])
+        notes.append((text, splitter.split(text)))
+    lazy = ModelNerStage(model, label_consistency=True).find_many(notes)
+    eager = ModelNerStage(EveryConfidence(), label_consistency=True).find_many(notes)
+    assert lazy == eager
+    assert any(e.source.endswith("+consistency") for note in lazy for e in note)  # the vote did something
