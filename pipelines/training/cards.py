@@ -523,8 +523,8 @@ def clinical_model_card(model_dir: Path, meta: dict, *, root: Path | None = None
         + ("" if not selection else ". Refit history (epoch: loss on train+devel): "
            + ", ".join(f"{h['epoch']}: {h['loss']:.2f}" for h in training["history"])),
         *cv_card_lines(meta["corpus"], meta.get("cv"), command=f"clinlake evaluate cv --model {meta['name']}",
-                       unit="sentences of train+devel documents (in name order, corpus by corpus), scored on model "
-                            "pieces, not on the character offsets above"),
+                       unit="sentences of train+devel documents (in name order, corpus by corpus; scored on model "
+                            "pieces, not on the character offsets above)"),
         "",
         "## Size and speed",
         f"- `model.onnx` {_size_mb(model_dir / 'model.onnx'):.1f} MB; shared embeddings counted once for all models.",

@@ -329,13 +329,17 @@ def test_pipeline_version_follows_model_and_shared_vectors_not_cards(tmp_path):
     config = load_config(overrides={"pipeline.ner": [{"model": str(models / "clinical_core")}],
                                     "pipeline.assertion.engine": "rules"})
     assert {p.name for p in model_files(models / "clinical_core")} == {"model.onnx", "model.json", "vectors.npy",
-                                                                      "vocab.txt"}
+                                                                      "vocab.txt", "gazetteer.tsv"}
     before = pipeline_version(config.pipeline, Resolver(config.base_dir))
     (models / "clinical_core" / "MODEL_CARD.md").write_text("edited card", encoding="utf-8")
     assert pipeline_version(config.pipeline, Resolver(config.base_dir)) == before  # documentation does not force re-annotation
     with open(models / "embeddings" / "vocab.txt", "a", encoding="utf-8") as vocab:
         vocab.write("newword\n")
     assert pipeline_version(config.pipeline, Resolver(config.base_dir)) != before  # the shared vectors decide the output too
+    after_vectors = pipeline_version(config.pipeline, Resolver(config.base_dir))
+    with open(models / "clinical_core" / "gazetteer.tsv", "a", encoding="utf-8") as gazetteer:
+        gazetteer.write("new term\tPROBLEM\t1.0\n")
+    assert pipeline_version(config.pipeline, Resolver(config.base_dir)) != after_vectors  # so does the gazetteer
 
 
 @needs_model("ncbi_disease")
