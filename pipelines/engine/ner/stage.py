@@ -34,10 +34,12 @@ class ModelNerStage:
     are tagged last, where no entity overlaps them, with the term's training precision as confidence
     and the source ``+gazetteer``.
 
-    With ``label_consistency`` (off by default: it did not win on every devel set, see the
-    README's "Biomedical NER") the entities then go through the note-level vote of
+    With ``label_consistency`` the entities then go through the note-level vote of
     :mod:`pipelines.engine.consistency`; an entity the vote adds or relabels has the source
-    ``+consistency``."""
+    ``+consistency``. The order is the one cross-validation scored: abbreviations, binomials, the
+    vote, the gazetteer. Which steps run by default is each model's choice by cross-validation
+    (:func:`load_ner_stage`, :func:`document_level_steps`); the constructor's defaults are the
+    built-in ones."""
 
     def __init__(self, model: NerModel, labels: Sequence[str] = (), label_map: Mapping[str, str] | None = None,
                  propagate_abbreviations: bool = True, label_consistency: bool = False,
