@@ -1,9 +1,15 @@
 """Engine cost of the NER stage's document-level steps, beside the tagging they follow.
 
     python -m benchmarks.document_level [--models ncbi_disease linnaeus] [--sentences 2000]
+                                        [--stage-models clinical_core bc5cdr]
                                         [--out benchmarks/results/document_level.json]
 
-For each model, its corpus's devel sentences (the first ``--sentences``, consecutive, so a
+Two measurements. **In the stage** (``--stage-models``): the NER stage of each model over the bundled
+sample notes (sentences split first, untimed; ``find_many`` per group of 64 notes, as a Spark Arrow batch,
+fastest of ``--repeat``), with the model's default steps (chosen by cross-validation), with
+abbreviations only (the built-in default) and with no step: words/s and each against no step.
+
+**By variant**: for each model, its corpus's devel sentences (the first ``--sentences``, consecutive, so a
 "document" is a window of neighbouring sentences as in ``clinlake evaluate``) are tagged on ONE
 thread, twice: as the stage tags by default (posteriors only for windows with an entity) and with
 every token's confidence (what the label consistency vote needs). Then each variant of
@@ -31,6 +37,7 @@ from clinlake.pipelines.training.ner.corpus import load_split, split_path  # noq
 from clinlake.pipelines.training.ner.gazetteer import learn_gazetteer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+DEFAULTS = "model's defaults"
 MODELS = {"ncbi_disease": "NCBI-disease", "bc5cdr": "BC5CDR", "anatem": "AnatEM", "bionlp13cg": "BioNLP13CG",
           "linnaeus": "LINNAEUS"}
 
@@ -82,6 +89,53 @@ def measure(model_name: str, *, sentences: int, repeat: int) -> dict:
             "share_of_tagging": {k: round(v / tag_default, 4) for k, v in steps.items()}}
 
 
+def stage_cost(model_name: str, *, repeat: int, group: int = 64) -> dict:
+    """The NER stage over the sample notes with the model's default steps, abbreviations only, none."""
+    from benchmarks.corpus import sample_texts, words
+    from clinlake.pipelines.engine.ner.metadata import ModelMeta
+    from clinlake.pipelines.engine.ner.stage import load_ner_stage
+    from clinlake.pipelines.engine.text import TextSplitter
+
+    model_dir = Resolver().model_dir(model_name)
+    texts = sample_texts()
+    splitter = TextSplitter.from_file()
+    notes = [(t, splitter.split(t)) for t in texts]
+    settings = {DEFAULTS: {},
+                "abbreviations only": dict(propagate_abbreviations=True, label_consistency=False,
+                                           binomial_short_forms=False, gazetteer=False),
+                "no step": dict(propagate_abbreviations=False, label_consistency=False, binomial_short_forms=False,
+                                gazetteer=False)}
+    out = {"model": model_name, "defaults": ModelMeta.load(model_dir).document_level, "notes": len(notes),
+           "words": sum(map(words, texts))}
+    for name, options in settings.items():
+        stage = load_ner_stage(model_dir, **options)
+        stage.find_many(notes[:20])  # warm-up
+        entities = 0
+
+        def run() -> None:
+            nonlocal entities
+            entities = sum(len(found) for lo in range(0, len(notes), group)
+                           for found in stage.find_many(notes[lo:lo + group]))
+
+        seconds = best_of(repeat, run)
+        out[name] = {"seconds": round(seconds, 3), "words_per_s": round(out["words"] / seconds), "entities": entities}
+    for name in settings:
+        out[name]["time_vs_no_step"] = round(out[name]["seconds"] / out["no step"]["seconds"], 3)
+    return out
+
+
+def stage_table(results: Sequence[dict]) -> str:
+    lines = ["| model | default steps | words/s, default steps | abbreviations only | no step | "
+             "time, default / no step | entities (default / no step) |", "|---|---|---|---|---|---|---|"]
+    for r in results:
+        steps = ", ".join(k for k, on in r["defaults"].items() if on) or "none"
+        default, alone, none = r[DEFAULTS], r["abbreviations only"], r["no step"]
+        lines.append(f"| `{r['model']}` | {steps} | {default['words_per_s']:,} | {alone['words_per_s']:,} | "
+                     f"{none['words_per_s']:,} | {default['time_vs_no_step']:.3f} | "
+                     f"{default['entities']:,} / {none['entities']:,} |")
+    return "\n".join(lines)
+
+
 def table(results: dict) -> str:
     names = list(next(iter(results.values()))["share_of_tagging"])
     lines = ["| model | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
@@ -93,16 +147,23 @@ def table(results: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--sentences", type=int, default=2000, help="devel sentences per model (default 2000)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per step; the fastest counts (default 3)")
+    parser.add_argument("--stage-models", nargs="*", default=["clinical_core"],
+                        help="models whose NER stage is timed on the sample notes (default clinical_core)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "document_level.json")
     args = parser.parse_args(argv)
+    stages = [stage_cost(m, repeat=args.repeat) for m in args.stage_models]
+    if stages:
+        print("the NER stage on the bundled sample notes, one thread")
+        print(stage_table(stages))
     results = {m: measure(m, sentences=args.sentences, repeat=args.repeat) for m in args.models}
-    print("seconds per 1,000 devel sentences, one thread (share of the default tagging time)")
-    print(table(results))
+    if results:
+        print("seconds per 1,000 devel sentences, one thread (share of the default tagging time)")
+        print(table(results))
     write_results(args.out, {"command": "python -m benchmarks.document_level " + " ".join(argv or []),
-                             "results": results})
+                             "stage": stages, "results": results})
     return 0
 
 
