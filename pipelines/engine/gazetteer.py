@@ -1,10 +1,12 @@
 """A model's gazetteer: entity strings its training annotators tagged almost every time they occur.
 
 Learned with the model (:mod:`pipelines.training.ner.gazetteer`) and shipped beside it as
-``gazetteer.tsv``: one term per line, ``pieces<TAB>LABEL<TAB>PRECISION`` where *pieces* are the
-model's pieces joined by single spaces and *precision* the share of the term's occurrences in the
-training text that annotators tagged with that label. Matching adds an entity wherever a term occurs
-(case-insensitive, ``str.casefold``, on the model's pieces) and no entity overlaps it, longest match
+``gazetteer.tsv``: one term per line, ``pieces<TAB>LABEL<TAB>PRECISION[<TAB>upper]`` where *pieces* are the
+model's pieces joined by single spaces, *precision* the share of the term's occurrences in the
+training text that annotators tagged with that label, and ``upper`` marks a term written in upper case
+wherever it occurred in training (an abbreviation such as "PAD", which must not match the word "pad").
+Matching adds an entity wherever a term occurs (case-insensitive, ``str.casefold``, on the model's
+pieces, except that an ``upper`` term matches only in upper case) and no entity overlaps it, longest match
 first, left to right; it never removes or relabels what the tagger found. A match's confidence is
 the term's precision.
 """
@@ -26,6 +28,13 @@ class GazetteerError(ValueError):
 class Term:
     label: str
     precision: float
+    upper_only: bool = False  # every training occurrence was upper case ("PAD"): match only upper case
+
+
+def is_upper(tokens: Sequence[str]) -> bool:
+    """No lower-case letter, at least one letter ("PAD", "HIV-1")."""
+    joined = "".join(tokens)
+    return joined.upper() == joined and any(c.isalpha() for c in joined)
 
 
 def key(tokens: Sequence[str]) -> tuple[str, ...]:
@@ -45,10 +54,12 @@ def read_gazetteer(path: Path) -> dict[tuple[str, ...], Term]:
             continue
         parts = line.split("\t")
         try:
-            pieces, label, precision = parts
-            terms[key(pieces.split(" "))] = Term(label, float(precision))
+            pieces, label, precision, *flags = parts
+            if flags not in ([], ["upper"]):
+                raise ValueError
+            terms[key(pieces.split(" "))] = Term(label, float(precision), upper_only=flags == ["upper"])
         except ValueError:
-            raise GazetteerError(f"{path}:{number}: expected pieces<TAB>LABEL<TAB>PRECISION") from None
+            raise GazetteerError(f"{path}:{number}: expected pieces<TAB>LABEL<TAB>PRECISION[<TAB>upper]") from None
     return terms
 
 
@@ -75,6 +86,8 @@ class Gazetteer:
             step = 1
             for n in self.lengths.get(folded[position], ()):
                 term = self.terms.get(folded[position:position + n]) if position + n <= len(folded) else None
+                if term is not None and term.upper_only and not is_upper(tokens[position:position + n]):
+                    term = None
                 if term is not None and not any(s[0] < position + n and position < s[1] for s in taken):
                     span = (position, position + n, term.label)
                     taken.append(span)

@@ -64,3 +64,15 @@ def test_the_ner_stage_adds_gazetteer_terms_last_where_nothing_overlaps():
         ("Fever", "Symptom", 1.0, "t@1" + GAZETTEER),  # untagged by the model ("Fever" is not "fever")
         ("Crohn disease", "Disease", 0.95, "t@1" + GAZETTEER),
         ("fever", "Disease", 0.8, "t@1")]  # the model's own entity is never relabelled
+
+
+def test_a_term_seen_only_in_upper_case_matches_only_in_upper_case(tmp_path):
+    examples = [_example("PAD was found", "B-Disease O O"), _example("known PAD", "O B-Disease"),
+                _example("Crohn disease and crohn disease", "B-Disease I-Disease O B-Disease I-Disease")]
+    gazetteer = learn_gazetteer(examples)
+    assert gazetteer == {("pad",): Term("Disease", 1.0, upper_only=True), ("crohn", "disease"): Term("Disease", 1.0)}
+    found = gazetteer_matches(["the", "pad", "and", "PAD", "and", "CROHN", "Disease"], [], gazetteer)
+    assert [span for span, _ in found] == [(3, 4, "Disease"), (5, 7, "Disease")]  # not the word "pad"
+    path = tmp_path / "gazetteer.tsv"
+    write_gazetteer(path, gazetteer, source="a test")
+    assert "pad\tDisease\t1.0\tupper" in path.read_text(encoding="utf-8") and read_gazetteer(path) == gazetteer
