@@ -73,14 +73,6 @@ def _candidates(sentences: Sequence[Sequence[str]], scored: Sequence[Mapping[Spa
     return {c for c in found if _is_candidate(c, min_chars)}
 
 
-def voting_sentences(sentences: Sequence[Sequence[str]], scored: Sequence[Mapping[Span, object]], *,
-                     min_chars: int = 3) -> set[int]:
-    """The sentences holding an occurrence of a candidate string: the only ones whose token
-    confidences a vote over this document can read (so a tagger need compute no others)."""
-    places = occurrences(sentences, _candidates(sentences, scored, min_chars)).values()
-    return {index for found in places for index, _ in found}
-
-
 def occurrences(sentences: Sequence[Sequence[str]], candidates: set[tuple[str, ...]]) -> dict[tuple[str, ...], list[tuple[int, int]]]:
     """(sentence, first token) of every exact occurrence of each candidate, in document order."""
     by_first: dict[str, list[tuple[str, ...]]] = {}

@@ -343,9 +343,9 @@ def test_pipeline_version_follows_model_and_shared_vectors_not_cards(tmp_path):
 
 
 @needs_model("ncbi_disease")
-def test_the_vote_reads_the_same_confidences_when_only_the_sentences_it_needs_are_recomputed():
-    """The stage computes every token's confidence only for the sentences a vote can read; the
-    entities equal those of a tagger that computes every confidence for every sentence."""
+def test_the_vote_reads_every_tokens_confidence_from_the_tagger():
+    """With the vote on, the stage's entities equal those of a tagger that always computes every
+    token's confidence (none is left NaN for the vote to read)."""
     from clinlake.pipelines.corpora.conll import read_conll
     from clinlake.pipelines.engine.ner.stage import ModelNerStage
     from clinlake.pipelines.training.ner.corpus import split_path

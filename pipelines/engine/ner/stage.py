@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from clinlake.pipelines.engine.consistency import consistent_labels, voting_sentences
+from clinlake.pipelines.engine.consistency import consistent_labels
 from clinlake.pipelines.engine.gazetteer import FILE as GAZETTEER_FILE
 from clinlake.pipelines.engine.gazetteer import Gazetteer, Term, read_gazetteer
 from clinlake.pipelines.engine.ner.crf import iob_spans
@@ -64,20 +64,17 @@ class ModelNerStage:
         pieces = [[model_pieces((t.start, t.end, t.text) for t in s.tokens) for s in sentences]
                   for _, sentences in notes]
         words = [[[p[2] for p in sentence] for sentence in note] for note in pieces]
-        invariant = getattr(self.model, "batch_invariant", False)  # taggers that do not say: note by note
-        # The vote weighs untagged occurrences by the tagger's confidence in O. A batch-invariant
-        # tagger computes only entities' confidences first, then every token's for just the sentences
-        # a vote can read (below); any other tagger computes every token's at once.
-        options = {"every_confidence": True} if self.label_consistency and not invariant else {}
-        if invariant:
-            tagged = self._split(words, self.model.tag([sentence for note in words for sentence in note]))
+        # The vote weighs untagged occurrences by the tagger's confidence in O, so it needs every
+        # token's confidence; otherwise only entities' are computed. (Computing them only for the
+        # sentences a vote reads, in a second network call, cost more on the sample notes: nearly every
+        # clinical window holds an entity, so its posteriors are computed anyway.)
+        options = {"every_confidence": True} if self.label_consistency else {}
+        if getattr(self.model, "batch_invariant", False):  # taggers that do not say are tagged note by note
+            tagged = self._split(words, self.model.tag([sentence for note in words for sentence in note], **options))
         else:
             tagged = [self.model.tag(note, **options) for note in words]
-        scored = [self._propagated(note_words, note_tagged) for note_words, note_tagged in zip(words, tagged)]
-        if self.label_consistency and invariant:
-            tagged = self._with_voting_confidences(words, tagged, scored)
         return [self._entities(text, sentences, *parts)
-                for (text, sentences), *parts in zip(notes, pieces, words, tagged, scored, strict=True)]
+                for (text, sentences), *parts in zip(notes, pieces, words, tagged, strict=True)]
 
     @staticmethod
     def _split(words: Sequence[Sequence[Sequence[str]]], flat: Sequence) -> list[list]:
@@ -88,32 +85,15 @@ class ModelNerStage:
             at += len(note)
         return out
 
-    def _propagated(self, words: Sequence[Sequence[str]], tagged: Sequence[tuple[list[str], list[float]]]) -> list:
-        """A note's entities after abbreviations and binomials: span -> (confidence, provenance)."""
-        return scored_spans(words, [iob_spans(tags) for tags, _ in tagged], [probs for _, probs in tagged],
-                            propagate_abbreviations=self.propagate_abbreviations,
-                            binomial_short_forms=self.binomial_short_forms)
-
-    def _with_voting_confidences(self, words, tagged, scored) -> list[list[tuple[list[str], list[float]]]]:
-        """``tagged`` with every token's confidence in the sentences a note's vote can read whose
-        confidences were not computed (all-O windows), from one more call over just those sentences.
-        Only for batch-invariant taggers: the same sentence gets the same scores in any batch."""
-        need = [(n, i) for n, (note_words, note_tagged, note_scored) in enumerate(zip(words, tagged, scored))
-                for i in sorted(voting_sentences(note_words, note_scored))
-                if any(p != p for p in note_tagged[i][1])]  # NaN: not computed
-        if not need:
-            return tagged
-        again = self.model.tag([words[n][i] for n, i in need], every_confidence=True)
-        patched = [list(note) for note in tagged]
-        for (n, i), (_, probs) in zip(need, again, strict=True):
-            patched[n][i] = (tagged[n][i][0], probs)
-        return patched
-
     def _entities(self, text: str, sentences: Sequence[Sentence], pieces: Sequence[Sequence[tuple[int, int, str]]],
-                  words: Sequence[Sequence[str]], tagged: Sequence[tuple[list[str], list[float]]],
-                  scored: list) -> list[Entity]:
+                  words: Sequence[Sequence[str]], tagged: Sequence[tuple[list[str], list[float]]]) -> list[Entity]:
+        confidences = [probs for _, probs in tagged]
+        # span -> (confidence, provenance appended to the stage's name)
+        scored = scored_spans(words, [iob_spans(tags) for tags, _ in tagged], confidences,
+                              propagate_abbreviations=self.propagate_abbreviations,
+                              binomial_short_forms=self.binomial_short_forms)
         if self.label_consistency:
-            scored = consistent_labels(words, scored, [probs for _, probs in tagged])
+            scored = consistent_labels(words, scored, confidences)
         if self.gazetteer:
             for sentence_words, sentence_spans in zip(words, scored):
                 for span, term in self.gazetteer.matches(sentence_words, list(sentence_spans)):
