@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Sequence
 
-from clinlake.pipelines.engine.short_forms import place
+from clinlake.pipelines.engine.placement import place
 
 Span = tuple[int, int, str]  # first token, last token + 1, label
 Key = tuple[str, str]  # genus initial, epithet

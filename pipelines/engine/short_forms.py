@@ -34,6 +34,9 @@ from typing import Sequence
 
 import numpy as np
 
+from clinlake.pipelines.engine.binomials import propagate_binomials
+from clinlake.pipelines.engine.placement import place
+
 Span = tuple[int, int, str]  # first token, last token + 1, label
 Scored = dict[Span, tuple[float, str]]  # span -> (confidence, provenance) of one sentence
 PROPAGATED = "+abbreviation"  # provenance of an entity propagation added or relabelled
@@ -132,20 +135,6 @@ def propagate(sentences: Sequence[Sequence[str]], spans: Sequence[Sequence[Span]
     return [dict(sorted(s.items())) for s in result]
 
 
-def place(sentence_spans: dict, start: int, end: int, label: str, value: object) -> bool:
-    """Tag tokens ``start:end`` of one sentence with ``label`` the way document-level propagation
-    does: where no span overlaps them, or one span covers exactly them with another label (it is
-    replaced); a span inside or overlapping a longer one is left alone. True when placed."""
-    overlapping = [s for s in sentence_spans if s[0] < end and start < s[1]]
-    alone = len(overlapping) == 1 and overlapping[0][:2] == (start, end)
-    if overlapping and not (alone and overlapping[0][2] != label):
-        return False
-    for span in overlapping:
-        del sentence_spans[span]
-    sentence_spans[(start, end, label)] = value
-    return True
-
-
 def scored_spans(sentences: Sequence[Sequence[str]], spans: Sequence[Sequence[Span]],
                  confidences: Sequence[Sequence[float]], *, propagate_abbreviations: bool = True,
                  reach: int | None = None, binomial_short_forms: bool = False) -> list[Scored]:
@@ -163,8 +152,6 @@ def scored_spans(sentences: Sequence[Sequence[str]], spans: Sequence[Sequence[Sp
                for span, origin in sentence_spans.items()} for index, sentence_spans in enumerate(found)]
     if not binomial_short_forms:
         return scored
-    from clinlake.pipelines.engine.binomials import propagate_binomials  # it builds on this module
-
     moved = propagate_binomials(sentences, [list(s) for s in scored], reach=reach)
     return [{span: scored[index][span] if origin is None else (scored[origin[0]][origin[1]][0], BINOMIAL)
              for span, origin in sentence_spans.items()} for index, sentence_spans in enumerate(moved)]

@@ -1,6 +1,6 @@
 """Model cards and ``models/README.md``: the Markdown written from a model's ``model.json``
 (devel scores, quantisation, training record), for the biomedical NER models
-(:func:`ner_model_card`) and the clinical ones (:func:`clinical_model_card`).
+(:func:`ner_model_card`); the clinical models' cards are in :mod:`clinlake.pipelines.training.clinical_card`.
 
 Plain text from plain data: nothing here trains or imports torch, so the cards can be rewritten
 (``clinlake train card --card-only``) and checked against the shipped ones cheaply.
@@ -8,15 +8,12 @@ Plain text from plain data: nothing here trains or imports torch, so the cards c
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from clinlake.pipelines.corpora.clinical import BRAT_CORPORA
-from clinlake.pipelines.corpora.label_maps import load_label_map
 from clinlake.pipelines.engine.ner.metadata import read_meta
 from clinlake.pipelines.evaluation.ner import ABBREVIATION_REACH
-from clinlake.pipelines.resources import models_dir, source_root
+from clinlake.pipelines.resources import models_dir
 from clinlake.pipelines.training.cv_card import chosen_variant, cv_card_lines, cv_cell, document_level_choice
 from clinlake.pipelines.training.ner.network import NETWORK_OPTIONS
 
@@ -36,7 +33,7 @@ def _vector_size(embeddings_dir: Path) -> int:
     return int(np.load(embeddings_dir / "vectors.npy", mmap_mode="r").shape[1])
 
 
-def _size_mb(path: Path) -> float:
+def size_mb(path: Path) -> float:
     return path.stat().st_size / 1e6
 
 
@@ -75,7 +72,7 @@ def ner_model_card(model_dir: Path, meta: dict) -> str:
     target = PUBLISHED_F1[corpus]
     verdict = ("at or above" if f1 >= target else f"**{target - f1:.2f} points below**")
     quant = meta["quantization"]
-    precision = _precision(quant)
+    precision = weights_precision(quant)
     embeddings = (model_dir / meta["embeddings"]).resolve()
     lines = [
         f"# {meta['name']} — {corpus} NER (BiLSTM-CNN-Char-CRF, ONNX)",
@@ -110,7 +107,7 @@ def ner_model_card(model_dir: Path, meta: dict) -> str:
            if selection else ").")
         + (" Dynamic quantisation scales activations per onnxruntime batch, so a sentence's scores shift slightly "
            "with the sentences batched with it (on the five devel sets, network batches of 512 to 4,096 pieces "
-           "moved F1 by at most 0.16)." if quant.get("kept") else "") + _served_note(quant),
+           "moved F1 by at most 0.16)." if quant.get("kept") else "") + served_note(quant),
         "",
         "## Devel scores (strict, entity level, conlleval semantics)",
         f"Overall F1 **{f1:.2f}** vs the published Spark NLP *test* F1 {target:.2f}: {verdict}. "
@@ -138,9 +135,9 @@ def ner_model_card(model_dir: Path, meta: dict) -> str:
         *cv_card_lines(corpus, meta.get("cv")),
         "",
         "## Size and speed",
-        f"- `model.onnx` {_size_mb(model_dir / 'model.onnx'):.1f} MB, `model.json` "
-        f"{_size_mb(model_dir / 'model.json'):.2f} MB; shared embeddings "
-        f"{sum(_size_mb(p) for p in embeddings.iterdir()):.1f} MB (counted once for all models).",
+        f"- `model.onnx` {size_mb(model_dir / 'model.onnx'):.1f} MB, `model.json` "
+        f"{size_mb(model_dir / 'model.json'):.2f} MB; shared embeddings "
+        f"{sum(size_mb(p) for p in embeddings.iterdir()):.1f} MB (counted once for all models).",
         f"- {meta['speed_pieces_per_s_1_thread']:,} tokens/s on one core (onnxruntime, 1 thread, end to end: features, "
         "network, Viterbi and marginals; measured on a shared machine, so a lower bound). "
         "`benchmarks/ner_speed.py` compares onnxruntime with PyTorch.",
@@ -220,9 +217,9 @@ def models_readme(models: Path | None = None) -> str:
         rows.append(f"| [`{name}`]({name}/MODEL_CARD.md){refit} | {meta['corpus']} | **{f1:.2f}** | "
                     f"{100 * alone['tokens']['overall']['f1']:.2f} | "
                     f"{100 * dev['raw_text']['overall']['f1']:.2f} | {cv_cell(meta.get('cv'))} | {target:.2f} | {f1 - target:+.2f} | "
-                    f"{_size_mb(models / name / 'model.onnx'):.1f} MB "
-                    f"{_short_precision(meta['quantization'])} |")
-    embeddings = sum(_size_mb(p) for p in (models / "embeddings").iterdir())
+                    f"{size_mb(models / name / 'model.onnx'):.1f} MB "
+                    f"{short_precision(meta['quantization'])} |")
+    embeddings = sum(size_mb(p) for p in (models / "embeddings").iterdir())
     train_only_note = "" if not train_only else (
         f"; {', '.join(f'`{n}`' for n in train_only)} ship{'s' if len(train_only) == 1 else ''} the train-only run")
     return "\n".join([
@@ -325,8 +322,8 @@ def clinical_models_section(models: Path) -> list[str]:
             labels = ", ".join(meta["labels"]) if len(meta["labels"]) <= 4 else f"{len(meta['labels'])} types (see card)"
             rows.append(f"| [`{name}`]({name}/MODEL_CARD.md){refit} | {labels} | {corpus} | "
                         f"**{100 * report['strict']['micro']['f1']:.2f}** | {100 * report['lenient']['micro']['f1']:.2f} | "
-                        f"{_size_mb(models / name / 'model.onnx'):.1f} MB "
-                        f"{_short_precision(meta['quantization'])} |")
+                        f"{size_mb(models / name / 'model.onnx'):.1f} MB "
+                        f"{short_precision(meta['quantization'])} |")
     if not rows:
         return []
     return [
@@ -349,86 +346,17 @@ def clinical_models_section(models: Path) -> list[str]:
     ]
 
 
-# ----------------------------------------------------------------------------- clinical models
-
-CLINICAL_LICENCES = {
-    "MACCROBAT": "CC BY 4.0 (Caufield et al. 2019, MACCROBAT2018, figshare 10.6084/m9.figshare.9764942)",
-    "Chia": "CC BY 4.0 (Kury et al. 2020, Chia: a large annotated corpus of clinical trial eligibility criteria)",
-    "PHEE": "MIT (Sun et al. 2022, PHEE: a dataset for pharmacovigilance event extraction from text; "
-            "sentences of drug-safety case reports, one document each)",
-}
-
-
-def _micro_rows(result: dict) -> list[str]:
-    rows = [("**micro**", result["micro"]), *sorted(result["per_type"].items())]
-    return [f"| {name} | {100 * r['precision']:.2f} | {100 * r['recall']:.2f} | {100 * r['f1']:.2f} | {r['gold']} |"
-            for name, r in rows]
-
-
-def _type_map_rows(meta: dict, root: Path) -> list[str]:
-    rows = []
-    for corpus, path in meta["label_maps"].items():
-        mapping = load_label_map(root / path)
-        for label in sorted(set(mapping.values())):
-            sources = sorted(k for k, v in mapping.items() if v == label)
-            rows.append(f"| {label} | {corpus} | {', '.join(sources)} |")
-    return rows
-
-
-def _devel_location(corpus: str) -> str:
-    return "build/brat/PHEE/devel" if corpus == "PHEE" else f"../shared/data/{BRAT_CORPORA[corpus]}/devel"
-
-
-def _leading_comments(path: Path) -> list[str]:
-    """The comment block at the top of a label map, as a Markdown code block."""
-    lines = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.startswith("#"):
-            break
-        lines.append(line)
-    return ["```text", *lines, "```", ""] if lines else []
-
-
-def _own_strict(dev: dict) -> str:
-    return ", ".join(f"{corpus} {100 * report['strict']['micro']['f1']:.2f}" for corpus, report in dev.items())
-
-
-def _data_lines(name: str, corpora: Sequence[str], training: dict, own_dev: dict) -> list[str]:
-    """Model-card lines on the training documents (and, for a refit, the devel ones)."""
-    selection = training.get("selection")
-    lines = []
-    for c in corpora:
-        train, devel = training["data"][c + "/train"], training["data"][c + "/devel"]
-        lines.append(f"- {c}: **train** split (`../shared/data/{BRAT_CORPORA[c]}/{'train.json' if c == 'PHEE' else 'train/'}`), "
-                     f"{train['documents']} documents, {train['sentences']} sentences of clinlake's splitter"
-                     + (f"; refit: also the **devel** split, {devel['documents']} documents, {devel['sentences']} "
-                        "sentences" if selection else "")
-                     + f". Licence: {CLINICAL_LICENCES[c]}.")
-    if selection:
-        lines.append(
-            f"- Refit on train+devel: the shipped network trained on both splits ({training['train_sentences']} "
-            f"sentences) for {training['best_epoch']} epochs, the epoch count that a train-only run (same seed and "
-            f"settings, {selection['train_sentences']} sentences) selected on **devel** (mean over the corpora of strict "
-            "entity F1 on devel sentences). The devel scores below are that train-only model's, the held-out "
-            f"estimate (training keeps it under `build/ner/{name}.selection/`); the shipped model has seen devel (its own "
-            f"devel strict F1, {_own_strict(own_dev)}, estimates nothing). The test splits were never used.")
-    else:
-        lines.append("- Epochs selected on **devel** (mean over the corpora of strict entity F1 on devel sentences). "
-                     "Not refit on train+devel. The test splits were never used.")
-    return lines
-
-
-def _precision(quant: dict) -> str:
+def weights_precision(quant: dict) -> str:
     if quant.get("served"):
         return f"{quant['served']} (int8 dynamic quantisation kept at training, since rewritten)"
     return "int8 (dynamic quantisation)" if quant.get("kept") else "fp32"
 
 
-def _short_precision(quant: dict) -> str:
+def short_precision(quant: dict) -> str:
     return "fp32 (int8 weights)" if quant.get("served") else "int8" if quant.get("kept") else "fp32"
 
 
-def _served_note(quant: dict) -> str:
+def served_note(quant: dict) -> str:
     if not quant.get("served"):
         return ""
     return (" The int8 graph's dynamic quantisation scaled activations per onnxruntime call, so a sentence's tags "
@@ -436,112 +364,3 @@ def _served_note(quant: dict) -> str:
             "computes the same int8-rounded weights in fp32 (`clinlake train card --dequantize`), which is "
             "batch-invariant, so the pipeline tags the sentences of many notes together. model.json's `dev` holds "
             "the served graph's devel scores (a refit's train-only selection scores stay those of its int8 graph).")
-
-
-def clinical_model_card(model_dir: Path, meta: dict, *, root: Path | None = None) -> str:
-    """MODEL_CARD.md of a clinical model (trained on BRAT documents). ``root``: what the label-map
-    paths of model.json are relative to (default the checkout, :func:`~clinlake.pipelines.resources.source_root`)."""
-    root = source_root() if root is None else root
-    training, quant = meta["training"], meta["quantization"]
-    selection = training.get("selection")
-    network = training.get("network") or {}
-    corpora = list(meta["label_maps"])
-    precision = _precision(quant)
-    brat_flags = " ".join(f"--brat {c}={p}" for c, p in meta["label_maps"].items())
-    lines = [
-        f"# {meta['name']} — clinical NER on raw text (BiLSTM-CNN-Char-CRF, ONNX)",
-        "",
-        f"Version `{meta['version']}` · labels: {', '.join(meta['labels'])}",
-        "",
-        "## Data and licence",
-        *_data_lines(meta["name"], corpora, training, meta["dev"]),
-        "- Word vectors: the shared fastText vectors of `models/embeddings/` (see the biomedical model cards).",
-        "",
-        "## Type map",
-        "Gold types → labels (label-map files named below; types not listed are not trained on and not scored):",
-        "",
-        "| label | corpus | gold types |",
-        "|---|---|---|",
-        *_type_map_rows(meta, root),
-        "",
-        "Label maps: " + ", ".join(f"`{p}`" for p in meta["label_maps"].values()) + ". What they leave out and why "
-        "(from the files):",
-        "",
-        *[line for path in meta["label_maps"].values() for line in _leading_comments(root / path)],
-        "",
-        "## How documents become training data",
-        "Each `.txt` is split by clinlake's own sentence splitter and tokenizer, exactly as at run time, and tokens "
-        "are cut into model pieces; mapped gold entities become IOB2 tags. Left out of training (not of scoring): "
-        "discontinuous entities, entities overlapping a longer kept one (outer mention wins), and entities our "
-        "splitter cuts across two sentences:",
-        "",
-        "| split | documents | sentences | entities kept | discontinuous | overlapping | cross-sentence | widened to pieces |",
-        "|---|---|---|---|---|---|---|---|",
-        *[f"| {k} | {v['documents']} | {v['sentences']} | {sum(v['entities'].values())} | "
-          f"{v['left_out'].get('discontinuous', 0)} | {v['left_out'].get('overlapping', 0)} | "
-          f"{v['left_out'].get('cross_sentence', 0)} | {v['widened']} |" for k, v in training["data"].items()],
-        "",
-        "## Architecture",
-        "As the biomedical models: frozen shared fastText vectors + character CNN "
-        f"({network.get('char_filters', 50)} filters) + casing → dropout {network.get('dropout', 0.5)} → BiLSTM "
-        f"2×{network.get('hidden', 150)} → CRF with IOB2 constraints. Weights: {precision} ({quant.get('tried')} tried: mean devel strict F1 fp32 "
-        f"{100 * quant.get('dev_f1_fp32', 0):.2f}, int8 {100 * quant.get('dev_f1_int8', 0):.2f}"
-        + ("; devel is in the refit's training data, so this checks only that int8 keeps its outputs)." if selection
-           else ").") + _served_note(quant),
-        "",
-        "## Devel scores on raw documents (`clinlake evaluate brat`, character offsets)",
-        "Strict = exact start, end and type; lenient = overlap and type (see `pipelines/evaluation/brat.py`). "
-        "The model runs alone (no dictionary stage) through the full engine, with document-level abbreviation "
-        "propagation as by default (`pipelines/engine/short_forms.py`: \"long form (SF)\" with the long form tagged makes "
-        "SF an entity of its label from the definition to the end of the document)."
-        + (" Scores of the train-only selection model (the shipped refit has seen devel)." if selection else ""),
-    ]
-    for corpus, report in devel_estimate(meta).items():
-        lines += [
-            "",
-            f"### {corpus} devel ({report['documents']} documents)",
-            "",
-            f"Strict micro F1 **{100 * report['strict']['micro']['f1']:.2f}**, lenient micro F1 "
-            f"**{100 * report['lenient']['micro']['f1']:.2f}**"
-            + (f" (without abbreviation propagation: strict {100 * report['model_alone']['strict']['micro']['f1']:.2f}, "
-               f"lenient {100 * report['model_alone']['lenient']['micro']['f1']:.2f})." if "model_alone" in report
-               else "."),
-            "",
-            "| strict | P | R | F1 | gold |",
-            "|---|---|---|---|---|",
-            *_micro_rows(report["strict"]),
-            "",
-            "| lenient | P | R | F1 | gold |",
-            "|---|---|---|---|---|",
-            *_micro_rows(report["lenient"]),
-        ]
-    lines += [
-        "",
-        f"Best epoch {(selection or training)['best_epoch']} of {len((selection or training)['history'])} (patience "
-        f"{training.get('patience', 5)} or the {training['max_minutes']:g}-minute cap, one CPU thread on a shared 2-core "
-        "machine). " + ("Selection run history" if selection else "History") + " (epoch: loss / mean devel F1): "
-        + ", ".join(f"{h['epoch']}: {h['loss']:.2f} / {100 * h['dev_f1']:.2f}" for h in (selection or training)["history"])
-        + ("" if not selection else ". Refit history (epoch: loss on train+devel): "
-           + ", ".join(f"{h['epoch']}: {h['loss']:.2f}" for h in training["history"])),
-        *cv_card_lines(meta["corpus"], meta.get("cv"), command=f"clinlake evaluate cv --model {meta['name']}",
-                       unit="sentences of train+devel documents (in name order, corpus by corpus; scored on model "
-                            "pieces, not on the character offsets above)"),
-        "",
-        "## Size and speed",
-        f"- `model.onnx` {_size_mb(model_dir / 'model.onnx'):.1f} MB; shared embeddings counted once for all models.",
-        f"- {meta['speed_pieces_per_s_1_thread']:,} tokens/s on one core (onnxruntime, 1 thread, end to end; "
-        "shared machine, so a lower bound). Side by side with spaCy: `benchmarks/clinical_peers.py`.",
-        "",
-        "## Retrain",
-        "```bash",
-        f"clinlake train clinical --name {meta['name']} {brat_flags} --max-minutes {training['max_minutes']:g}"
-        f"{training_flags(training)}",
-        "```",
-        f"(`pip install -e '.[train]'`; seed {training['seed']}.) Score: "
-        + " and ".join(f"`clinlake evaluate brat --model {meta['name']} --data {_devel_location(c)} "
-                       f"--predictions OUT --label-map {p}`" for c, p in meta["label_maps"].items())
-        + (" (PHEE as BRAT: `clinlake corpora phee-to-brat --out build/brat/PHEE`)." if "PHEE" in meta["label_maps"]
-           else "."),
-        "",
-    ]
-    return "\n".join(lines)

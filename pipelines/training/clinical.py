@@ -6,7 +6,7 @@ clinlake's own sentence splitter and tokenizer (:mod:`clinlake.pipelines.corpora
 types are mapped by label maps (data files under ``conf/label_maps/``), and the model is scored
 the way the entity table reports entities — character offsets on raw text, strict and lenient,
 with ``clinlake evaluate brat`` (:mod:`clinlake.pipelines.evaluation.brat`) on each corpus's
-devel split. Its card: :func:`clinlake.pipelines.training.cards.clinical_model_card`.
+devel split. Its card: :func:`clinlake.pipelines.training.clinical_card.clinical_model_card`.
 
 Epoch selection: the mean over the corpora of the strict entity F1 on their devel
 sentences. The test splits are not in ../shared and were never used.
@@ -33,7 +33,7 @@ from clinlake.pipelines.engine.text import TextSplitter
 from clinlake.pipelines.evaluation.brat import brat_pipeline
 from clinlake.pipelines.evaluation.brat import evaluate as evaluate_brat
 from clinlake.pipelines.resources import build_dir, package_resource, shared_data, source_root
-from clinlake.pipelines.training.cards import clinical_model_card
+from clinlake.pipelines.training.clinical_card import clinical_model_card
 from clinlake.pipelines.training.ner.artifacts import artifacts_dir
 from clinlake.pipelines.training.ner.export import (quantize_dynamic_copy, restore_full_precision, tokens_per_second,
                                                     write_meta_and_card)

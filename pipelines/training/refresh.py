@@ -10,7 +10,8 @@ from clinlake.pipelines.engine.gazetteer import FILE as GAZETTEER_FILE
 from clinlake.pipelines.engine.ner.metadata import read_meta, write_meta
 from clinlake.pipelines.resources import models_dir
 from clinlake.pipelines.training import clinical
-from clinlake.pipelines.training.cards import clinical_model_card, models_readme, ner_model_card
+from clinlake.pipelines.training.cards import models_readme, ner_model_card
+from clinlake.pipelines.training.clinical_card import clinical_model_card
 from clinlake.pipelines.training.ner import export
 from clinlake.pipelines.training.ner.artifacts import artifacts_dir
 from clinlake.pipelines.training.cv_card import document_level_choice, model_record

@@ -15,7 +15,8 @@ SHIPPED = ("ncbi_disease", "bc5cdr", "anatem", "bionlp13cg", "linnaeus", "clinic
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_the_card_of_a_shipped_model_is_rendered_from_its_model_json(name):
-    from clinlake.pipelines.training.cards import clinical_model_card, ner_model_card
+    from clinlake.pipelines.training.cards import ner_model_card
+    from clinlake.pipelines.training.clinical_card import clinical_model_card
 
     model_dir = models_dir() / name
     if not (model_dir / "model.json").exists():
