@@ -157,8 +157,9 @@ def post_processed(tokens: Sequence[Sequence[str]], predicted: Sequence[Sequence
                    remove: bool = False) -> list[list[str]]:
     """The tagger's ``predicted`` tags after the NER stage's document-level steps over consecutive
     sentences: abbreviation propagation (``abbreviations``, reaching ``abbreviation_reach`` sentences;
-    None: off), abbreviated binomials (over the same reach, None: the whole file) and the label consistency vote (``consistency_reach``; None: off), with
-    entity confidences as the stage reports them (:func:`~pipelines.engine.short_forms.scored_spans`)."""
+    None: off), abbreviated binomials (over the same reach; None: the whole file) and the label
+    consistency vote (``consistency_reach``; None: off), with entity confidences as the stage reports
+    them (:func:`~pipelines.engine.short_forms.scored_spans`)."""
     scored = scored_spans(tokens, [spans(tags) for tags in predicted], confidence,
                           propagate_abbreviations=abbreviations and abbreviation_reach is not None,
                           reach=abbreviation_reach,

@@ -39,7 +39,7 @@ from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
 from clinlake.pipelines.evaluation.assertion_kit import score_kit, whole_sentence
 from clinlake.pipelines.training.assertion import (build_vocab, export_onnx, headline, kit_path, make_ensemble,
                                                    maccrobat_examples, maccrobat_train_dir, rows_examples, train)
-from clinlake.pipelines.training.ner.cv import fold_blocks
+from clinlake.pipelines.training.ner.cv import fold_blocks, spread
 
 METRICS = ("negated_f1", "historical_f1", "not_particular_f1")
 MARGIN = 0.01
@@ -131,10 +131,6 @@ def _objective(scores: Mapping[str, float]) -> float:
 
 def summarise(folds: Sequence[dict], margin: float = MARGIN) -> dict:
     """Mean ± sample sd of each engine's metrics over the folds, and the policy chosen by CV."""
-    def spread(values: Sequence[float]) -> dict:
-        return {"mean": round(statistics.fmean(values), 4),
-                "sd": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0}
-
     engines = {name: {m: spread([f["scores"][name][m] for f in folds]) for m in (*METRICS, "negation_accuracy",
                                                                                     "temporality_accuracy")}
                for name in folds[0]["scores"]}

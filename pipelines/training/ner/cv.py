@@ -135,13 +135,15 @@ def read_fold_predictions(path: Path) -> dict:
         return json.load(source)
 
 
+def spread(values: Sequence[float]) -> dict:
+    """Mean and sample standard deviation (0 for one value), to 4 decimals."""
+    return {"mean": round(statistics.fmean(values), 4),
+            "sd": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0}
+
+
 def summarise(folds: Sequence[dict]) -> dict:
     """Mean and sample standard deviation of the folds' F1 (with and without abbreviations), and of
     each variant's F1 and its paired difference from the shipped post-processing."""
-    def spread(values: Sequence[float]) -> dict:
-        return {"mean": round(statistics.fmean(values), 4),
-                "sd": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0}
-
     out = {key: spread([f[key] for f in folds]) for key in ("f1", "model_alone_f1")}
     names = [n for n in folds[0].get("variants", {}) if all(n in f.get("variants", {}) for f in folds)]
     out["variants"] = {n: {"f1": spread([f["variants"][n]["f1"] for f in folds]),
