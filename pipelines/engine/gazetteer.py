@@ -96,9 +96,3 @@ class Gazetteer:
                     break
             position += step
         return found
-
-
-def gazetteer_matches(tokens: Sequence[str], spans: Sequence[Span],
-                      terms: Mapping[tuple[str, ...], Term] | Gazetteer) -> list[tuple[Span, Term]]:
-    """:meth:`Gazetteer.matches` of ``terms`` (indexed here unless already a :class:`Gazetteer`)."""
-    return (terms if isinstance(terms, Gazetteer) else Gazetteer(terms)).matches(tokens, spans)

@@ -24,6 +24,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Sequence
 
+from clinlake.pipelines.engine.gazetteer import Term
 from clinlake.pipelines.evaluation.ner import ABBREVIATION_REACH, iob_tags, post_processed, score_tags, spans
 from clinlake.pipelines.training.ner.gazetteer import with_gazetteer
 
@@ -39,7 +40,7 @@ class Tagged:
     tags: Sequence[Sequence[str]]
     confidence: Sequence[Sequence[float]]  # posterior of each chosen tag, O included
     abbreviation_reach: int | None = ABBREVIATION_REACH
-    gazetteer: Mapping[tuple[str, ...], str] | None = None  # learned from the tagger's training examples
+    gazetteer: Mapping[tuple[str, ...], Term] | None = None  # learned from the tagger's training examples
 
 
 def variant_name(steps: Iterable[str]) -> str:

@@ -1,7 +1,7 @@
 """A model's gazetteer: learned from training examples, read from gazetteer.tsv, matched by the NER stage."""
 import pytest
 
-from clinlake.pipelines.engine.gazetteer import GazetteerError, Term, gazetteer_matches, read_gazetteer
+from clinlake.pipelines.engine.gazetteer import Gazetteer, GazetteerError, Term, read_gazetteer
 from clinlake.pipelines.training.ner.gazetteer import learn_gazetteer, write_gazetteer
 
 
@@ -24,7 +24,7 @@ def test_only_strings_tagged_almost_every_time_and_often_enough_enter_the_gazett
 def test_matches_are_case_insensitive_longest_first_and_never_overlap_an_entity():
     terms = {("crohn", "disease"): Term("Disease", 0.95), ("crohn",): Term("Person", 0.9), ("ibd",): Term("Disease", 1.0)}
     tokens = ["CROHN", "disease", "and", "Crohn", "'s", "IBD", "ibd"]
-    found = gazetteer_matches(tokens, [(6, 7, "Other")], terms)
+    found = Gazetteer(terms).matches(tokens, [(6, 7, "Other")])
     assert [span for span, _ in found] == [(0, 2, "Disease"), (3, 4, "Person"), (5, 6, "Disease")]
     assert found[0][1].precision == 0.95
 
@@ -71,7 +71,7 @@ def test_a_term_seen_only_in_upper_case_matches_only_in_upper_case(tmp_path):
                 _example("Crohn disease and crohn disease", "B-Disease I-Disease O B-Disease I-Disease")]
     gazetteer = learn_gazetteer(examples)
     assert gazetteer == {("pad",): Term("Disease", 1.0, upper_only=True), ("crohn", "disease"): Term("Disease", 1.0)}
-    found = gazetteer_matches(["the", "pad", "and", "PAD", "and", "CROHN", "Disease"], [], gazetteer)
+    found = Gazetteer(gazetteer).matches(["the", "pad", "and", "PAD", "and", "CROHN", "Disease"], [])
     assert [span for span, _ in found] == [(3, 4, "Disease"), (5, 7, "Disease")]  # not the word "pad"
     path = tmp_path / "gazetteer.tsv"
     write_gazetteer(path, gazetteer, source="a test")

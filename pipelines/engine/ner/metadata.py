@@ -44,8 +44,7 @@ class ModelMeta:
     @property
     def document_level(self) -> dict[str, bool]:
         """The document-level steps this model's stage runs unless the job config says otherwise."""
-        chosen = self.raw.get("document_level") or {}
-        return {step: bool(chosen.get(step, built_in)) for step, built_in in BUILT_IN_STEPS.items()}
+        return document_level_defaults(self.raw)
 
     def _required(self, key: str) -> Any:
         if key not in self.raw:
@@ -86,6 +85,12 @@ class ModelMeta:
     def to_dict(self) -> dict[str, Any]:
         """A deep copy of the whole mapping, to read or to change and write back."""
         return json.loads(json.dumps(self.raw))
+
+
+def document_level_defaults(meta: Mapping[str, Any]) -> dict[str, bool]:
+    """The steps a model.json's ``document_level`` turns on, the built-in default for any it omits."""
+    chosen = meta.get("document_level") or {}
+    return {step: bool(chosen.get(step, built_in)) for step, built_in in BUILT_IN_STEPS.items()}
 
 
 def read_meta(model_dir: str | Path) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from clinlake.pipelines.engine.gazetteer import FILE as GAZETTEER_FILE
 from clinlake.pipelines.engine.gazetteer import Gazetteer, Term, read_gazetteer
 from clinlake.pipelines.engine.ner.crf import iob_spans
 from clinlake.pipelines.engine.ner.features import model_pieces
-from clinlake.pipelines.engine.ner.metadata import BUILT_IN_STEPS, ModelMeta
+from clinlake.pipelines.engine.ner.metadata import BUILT_IN_STEPS, document_level_defaults
 from clinlake.pipelines.engine.ner.model import NerModel, load_model
 from clinlake.pipelines.engine.short_forms import scored_spans
 from clinlake.pipelines.engine.types import Entity, Sentence
@@ -117,7 +117,7 @@ def document_level_steps(model_meta: Mapping, **chosen: bool | None) -> dict[str
     unknown = set(chosen) - set(BUILT_IN_STEPS)
     if unknown:
         raise TypeError(f"unknown document-level steps {sorted(unknown)}")
-    model_default = ModelMeta(Path("."), model_meta).document_level
+    model_default = document_level_defaults(model_meta)
     return {step: chosen[step] if chosen.get(step) is not None else model_default[step] for step in BUILT_IN_STEPS}
 
 
