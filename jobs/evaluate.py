@@ -9,6 +9,7 @@ them, and never prints) and prints the report, as text or ``--json``; it returns
     clinlake evaluate assertion-brat --data DIR [--engine rules|model|hybrid] [--types T,T|all] [--json]
     clinlake evaluate cv --corpus NCBI-disease [--model ncbi_disease] [--folds 5] [--jobs 2] [--out FILE] [--json]
     clinlake evaluate cv --model clinical_core [--predictions DIR | --rescore DIR]
+    clinlake evaluate distill-cv --model ncbi_disease [--members 3] [--silver 20000] [--ratio 1] [--jobs 2]
     clinlake evaluate assertion-cv [--folds 5] [--members 1] [--maccrobat-history] [--jobs 2] [--out FILE] [--json]
 """
 from __future__ import annotations
@@ -269,6 +270,56 @@ def _cv_report(args: argparse.Namespace) -> dict:
                           predictions_dir=args.predictions)
 
 
+def add_distill_cv(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("distill-cv", help="k-fold cross-validation of an ensemble of a biomedical NER "
+                                 "recipe and of a student distilled from it (needs the train extra: torch)",
+                                 description="For each fold of `clinlake evaluate cv`'s blocks: MEMBERS networks of "
+                                             "the model's recipe (seeds 13, 14, ...) trained on the other blocks; "
+                                             "their averaged CRF posteriors (the ensemble) label SILVER sentences of "
+                                             "the shared unlabelled biomedical text (none from the corpus's own "
+                                             "train+devel); one student of the same recipe and size trains on the "
+                                             "gold blocks plus RATIO silver sentences per gold sentence each epoch. "
+                                             "Today's network (seed 13), the ensemble and the student are scored on "
+                                             "the held-out block with the network alone, abbreviations and the "
+                                             "model's default steps, with paired gains over today's "
+                                             "(pipelines/training/ner/distill.py).")
+    parser.add_argument("--model", required=True, help="a biomedical model under models/ or a directory")
+    parser.add_argument("--folds", type=int, default=5, metavar="K", help="number of folds (default 5)")
+    parser.add_argument("--only", type=int, action="append", metavar="FOLD", help="run only this fold (repeatable)")
+    parser.add_argument("--members", type=int, default=3, help="ensemble size (default 3)")
+    parser.add_argument("--silver", type=int, default=20000, help="unlabelled sentences the ensemble labels "
+                        "(default 20000)")
+    parser.add_argument("--ratio", type=float, default=1.0, help="silver sentences per gold sentence in each "
+                        "student epoch (default 1)")
+    parser.add_argument("--epochs", type=int, help="epochs per network (default: the model's selected count)")
+    parser.add_argument("--jobs", type=int, default=1, help="folds run at once, one process each (default 1)")
+    parser.add_argument("--predictions", type=Path, metavar="DIR", help="keep each system's held-out tags and "
+                        "confidences under DIR/<today|ensemble|student>/ (for `evaluate cv --rescore`)")
+    parser.add_argument("--out", type=Path, help="also write the report as JSON here")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.set_defaults(run=run_distill_cv)
+
+
+def run_distill_cv(args: argparse.Namespace) -> int:
+    from clinlake.pipelines.training.ner.cv import CrossValidationError, write_report
+    from clinlake.pipelines.training.ner.distill import Plan, distill_cv, format_distill_cv
+
+    try:
+        if args.jobs < 1:
+            raise CrossValidationError("--jobs must be 1 or more")
+        model_dir = Path(args.model) if Path(args.model).is_dir() else Resolver().model_dir(args.model)
+        plan = Plan(members=args.members, silver=args.silver, ratio=args.ratio)
+        report = distill_cv(None, model_dir, plan, k=args.folds, jobs=args.jobs, folds=args.only, epochs=args.epochs,
+                            predictions_dir=args.predictions)
+    except (ConfigError, CrossValidationError) as exc:
+        print(f"clinlake evaluate distill-cv: {exc}")
+        return EXIT_USAGE
+    if args.out:
+        write_report(report, args.out)
+    print(json.dumps(report, indent=2) if args.json else format_distill_cv(report))
+    return EXIT_OK
+
+
 def add_assertion_cv(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("assertion-cv", help="k-fold cross-validation of the assertion recipe and the "
                                  "hybrid policy on the NegEx kit (needs the train extra: torch)",
@@ -318,7 +369,8 @@ def run_assertion_cv(args: argparse.Namespace) -> int:
 
 
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (add_ner, add_assertion, add_brat,
-                                                                         add_assertion_brat, add_cv, add_assertion_cv)
+                                                                         add_assertion_brat, add_cv, add_distill_cv,
+                                                                         add_assertion_cv)
 
 
 def build_parser(prog: str = "clinlake evaluate") -> argparse.ArgumentParser:

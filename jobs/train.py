@@ -6,6 +6,7 @@ return values; the parsers and the printed reports are here):
     clinlake train clinical --name clinical_core --brat MACCROBAT=MAP.yaml --brat Chia=MAP.yaml
     clinlake train embeddings [--dim 200] [--epochs 15]   (the shared word vectors under models/embeddings/;
                                                           every model must then be retrained on them)
+    clinlake train distill --model ncbi_disease [--members 3] [--silver 20000] [--ratio 1] [--out DIR]
     clinlake train card ncbi_disease ...     (devel scores, int8 if F1 holds, speed, MODEL_CARD.md)
     clinlake train assertion [--out models/assertion]   (the assertion classifier and its hybrid policy)
     clinlake train lexicons [--shared ../shared] [--out conf/lexicons]   (the dictionary stage's lexicons)
@@ -139,6 +140,43 @@ def run_embeddings(args: argparse.Namespace) -> int:
     return 0
 
 
+def distill_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Distil a biomedical NER model's recipe: MEMBERS networks "
+                                     "(seeds 13, 14, ...) trained on its training data, their averaged CRF posteriors "
+                                     "label SILVER sentences of the shared unlabelled biomedical text, and one student "
+                                     "of the same size trains on gold plus RATIO silver sentences per gold sentence each "
+                                     "epoch; the student is exported, scored on devel and carded like `train ner`. "
+                                     "Check it first with `clinlake evaluate distill-cv`; after training, keep its CV "
+                                     "with `clinlake train card NAME --cv REPORT`.")
+    parser.add_argument("--model", required=True, help="the biomedical model whose recipe is distilled (a name under "
+                        "models/)")
+    parser.add_argument("--out", type=Path, help="model directory (default: models/<model>, replacing it)")
+    parser.add_argument("--members", type=int, default=3, help="ensemble size (default 3)")
+    parser.add_argument("--silver", type=int, default=20000, help="unlabelled sentences labelled (default 20000)")
+    parser.add_argument("--ratio", type=float, default=1.0, help="silver sentences per gold sentence in each epoch "
+                        "(default 1)")
+    return parser
+
+
+def run_distill(args: argparse.Namespace) -> int:
+    from clinlake.pipelines.training.ner.cv import CrossValidationError
+    from clinlake.pipelines.training.ner.distill import Plan, train_student
+
+    _log_progress()
+    model_dir = models_dir() / args.model
+    if not (model_dir / "model.json").is_file():
+        print(f"clinlake train distill: no model {args.model!r} under {models_dir()}")
+        return 2
+    try:
+        plan = Plan(members=args.members, silver=args.silver, ratio=args.ratio)
+        info = train_student(model_dir, plan, out_dir=args.out or model_dir)
+    except CrossValidationError as exc:
+        print(f"clinlake train distill: {exc}")
+        return 2
+    print(json.dumps({k: v for k, v in info.items() if k != "history"}))
+    return 0
+
+
 def card_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="Evaluate a trained model on devel, quantise it "
                                      "when F1 holds, time it and (re)write its MODEL_CARD.md.")
@@ -264,6 +302,8 @@ SUBCOMMANDS: dict[str, tuple[Parser, Runner, str]] = {
     "clinical": (clinical_parser, run_clinical,
                  "train a clinical NER model on documents (MACCROBAT, Chia, PHEE) through clinlake's tokenizer"),
     "embeddings": (embeddings_parser, run_embeddings, "train the shared fastText word vectors"),
+    "distill": (distill_parser, run_distill,
+                "distil an ensemble of a biomedical NER recipe into one student of the same size"),
     "card": (card_parser, run_card, "evaluate, quantise and write the model card of trained models"),
     "assertion": (assertion_parser, run_assertion,
                   "train the assertion classifier, export it to ONNX and choose its hybrid policy on devel"),

@@ -80,7 +80,8 @@ def ner_model_card(model_dir: Path, meta: dict) -> str:
         f"Version `{meta['version']}` · labels: {', '.join(meta['labels'])}",
         "",
         "## Data and licence",
-        *(_refit_lines(corpus, training, meta["dev"]) if selection else [
+        *(_refit_lines(corpus, training, meta["dev"]) if selection else distillation_lines(corpus, training)
+          if training.get("distillation") else [
             f"- Trained on the **train** split of {corpus} (`../shared/data/ner/{corpus}/train.tsv`, "
             f"{training['train_sentences']} sentences); epochs selected by strict entity F1 on **devel**. "
             "Not refit on train+devel (whether a refit pays for a corpus was checked on devel halves: the README's "
@@ -144,8 +145,7 @@ def ner_model_card(model_dir: Path, meta: dict) -> str:
         "",
         "## Retrain",
         "```bash",
-        f"clinlake train ner --corpus {corpus} --name {meta['name']} --max-minutes {training['max_minutes']:g}"
-        + training_flags(training),
+        retrain_command(corpus, meta["name"], training),
         "```",
         f"(`pip install -e '.[train]'`; seed {training['seed']}; writes `models/{meta['name']}/`, evaluates on devel, "
         "quantises if F1 holds and rewrites this card.) Score any token<TAB>tag file with "
@@ -157,7 +157,10 @@ def ner_model_card(model_dir: Path, meta: dict) -> str:
            "Refit history (epoch, mean loss on train+devel): "
            + ", ".join(f"{h['epoch']}: {h['loss']:.2f}" for h in training["history"])] if selection else [
             "Training history (epoch, mean loss, devel F1): "
-            + ", ".join(f"{h['epoch']}: {h['loss']:.2f} / {100 * h['dev_f1']:.2f}" for h in training["history"])]),
+            + ", ".join(f"{h['epoch']}: {h['loss']:.2f} / {100 * h['dev_f1']:.2f}" for h in training["history"])]
+            if training["history"][0].get("dev_f1") is not None else [
+            "Training history (epoch, mean loss): "
+            + ", ".join(f"{h['epoch']}: {h['loss']:.2f}" for h in training["history"])]),
         "",
     ]
     return "\n".join(lines)
@@ -177,6 +180,34 @@ def _abbreviation_lines(dev: dict) -> list[str]:
         f"The model alone, sentence by sentence: F1 **{100 * alone['tokens']['overall']['f1']:.2f}** "
         f"(P {100 * alone['tokens']['overall']['precision']:.2f}, R {100 * alone['tokens']['overall']['recall']:.2f}); "
         f"raw text {100 * alone['raw_text']['overall']['f1']:.2f}.",
+    ]
+
+
+def retrain_command(corpus: str, name: str, training: dict) -> str:
+    distillation = training.get("distillation")
+    if distillation:
+        return (f"clinlake train distill --model {name} --members {distillation['members']} "
+                f"--silver {distillation['silver']} --ratio {distillation['ratio']:g}")
+    return f"clinlake train ner --corpus {corpus} --name {name} --max-minutes {training['max_minutes']:g}" + \
+        training_flags(training)
+
+
+def distillation_lines(corpus: str, training: dict) -> list[str]:
+    """Model-card lines on the data of a student distilled from an ensemble (:mod:`.ner.distill`)."""
+    d = training["distillation"]
+    devel = d.get("devel_f1_network_alone")
+    return [
+        f"- **Distilled** (`clinlake train distill`): {d['members']} networks of the recipe (seeds "
+        f"{', '.join(map(str, d['seeds']))}; seed 13's is the recipe's own model) trained on the **train** split of "
+        f"{corpus}; their averaged CRF posteriors (max-marginal decoding) labelled {d['silver_sentences']:,} sentences "
+        f"of `../shared/data/{d['source']}` ({d['silver_entities']:,} entities; none of {corpus}'s train or devel "
+        f"sentences); this student, of the same size, trained for {training['max_epochs']} epochs (the recipe's "
+        f"selected count) on the {training['train_sentences']} train sentences plus {d['ratio']:g} silver sentence "
+        "per gold sentence in each epoch, drawn afresh. Devel was not used for training or selection; the test "
+        "split was never used.",
+        *([f"- Devel F1, network alone: today's recipe (seed 13) {100 * devel['today']:.2f}, the ensemble "
+           f"{100 * devel['ensemble']:.2f}, this student {100 * devel['student']:.2f}. The cross-validated comparison "
+           "is `clinlake evaluate distill-cv` (README)."] if devel else []),
     ]
 
 

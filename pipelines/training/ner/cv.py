@@ -180,7 +180,7 @@ def cv_examples(corpus: str | None, *, model_dir: Path | None = None,
     return corpus, load_split(corpus, "train", shared=shared) + load_split(corpus, "devel", shared=shared)
 
 
-def _chosen_folds(k: int, folds: Sequence[int] | None) -> list[int]:
+def chosen_folds(k: int, folds: Sequence[int] | None) -> list[int]:
     chosen = list(range(k)) if folds is None else sorted(set(folds))
     if any(not 0 <= f < k for f in chosen):
         raise CrossValidationError(f"folds must be in 0..{k - 1}, not {chosen}")
@@ -196,7 +196,7 @@ def cross_validate(corpus: str | None, model_dir: Path, *, k: int = 5, epochs: i
     corpus, examples = cv_examples(corpus, model_dir=model_dir, shared=shared)
     blocks = fold_blocks(len(examples), k)
     recipe = Recipe.of_model(model_dir, epochs=epochs)
-    chosen = _chosen_folds(k, folds)
+    chosen = chosen_folds(k, folds)
     options = dict(abbreviation_reach=abbreviation_reach, embeddings_dir=embeddings_dir,
                    predictions_dir=predictions_dir)
     if jobs > 1:

@@ -108,22 +108,43 @@ def predict_scored(net, crf, examples: Sequence[Example], embeddings: Embeddings
                    tags: Sequence[str]) -> list[tuple[list[str], list[float]]]:
     """:func:`predict` with the CRF posterior of each chosen tag (for every token, O included),
     which document-level post-processing such as the label consistency vote weighs."""
+    decoder = _decoder(crf)
+    out: list[tuple[list[str], list[float]]] = [([], []) for _ in examples]
+    for group, scores, lengths in _emissions(net, examples, embeddings, chars, tags):
+        paths = decoder.paths(scores, lengths)
+        chosen = decoder.confidences(scores, lengths, paths)
+        for b, (i, n) in enumerate(zip(group, lengths)):
+            out[i] = ([tags[k] for k in paths[b, :n].tolist()], [round(float(p), 4) for p in chosen[b, :n]])
+    return out
+
+
+def posteriors(net, crf, examples: Sequence[Example], embeddings: Embeddings, chars: dict[str, int],
+               tags: Sequence[str]) -> list[np.ndarray]:
+    """Per-token CRF tag posteriors [n, len(tags)] of each example (what an ensemble averages)."""
+    decoder = _decoder(crf)
+    out: list[np.ndarray] = [np.zeros((0, len(tags)))] * len(examples)
+    for group, scores, lengths in _emissions(net, examples, embeddings, chars, tags):
+        marginals = decoder.posteriors(scores, lengths)
+        for b, (i, n) in enumerate(zip(group, lengths)):
+            out[i] = marginals[b, :n].copy()
+    return out
+
+
+def _decoder(crf) -> CrfDecoder:
+    start, end, trans = (s.detach().double().numpy() for s in crf.scores())
+    return CrfDecoder(start, end, trans, dtype=np.float64)
+
+
+def _emissions(net, examples: Sequence[Example], embeddings: Embeddings, chars: dict[str, int],
+               tags: Sequence[str]):
+    """(example indices, emission scores [B, T, K] as float64, lengths) of each batch, dropout off."""
     torch = torch_module()
     net.eval()
-    start, end, trans = (s.detach().double().numpy() for s in crf.scores())
-    decoder = CrfDecoder(start, end, trans, dtype=np.float64)
-    out: list[tuple[list[str], list[float]]] = [([], []) for _ in examples]
     tag_ids = {t: i for i, t in enumerate(tags)}
     with torch.no_grad():
         for group in batches(examples, 8192, None):
             inputs, _ = tensors([examples[i] for i in group], embeddings, chars, tag_ids)
-            scores = net(**inputs).double().numpy()
-            lengths = inputs["lengths"].tolist()
-            paths = decoder.paths(scores, lengths)
-            chosen = decoder.confidences(scores, lengths, paths)
-            for b, (i, n) in enumerate(zip(group, lengths)):
-                out[i] = ([tags[k] for k in paths[b, :n].tolist()], [round(float(p), 4) for p in chosen[b, :n]])
-    return out
+            yield group, net(**inputs).double().numpy(), inputs["lengths"].tolist()
 
 
 def strict_f1(examples: Sequence[Example], predicted: Sequence[Sequence[str]]) -> float:
@@ -134,24 +155,33 @@ def strict_f1(examples: Sequence[Example], predicted: Sequence[Sequence[str]]) -
 
 def fit(train_set: Sequence[Example], dev_sets: dict[str, Sequence[Example]], *, max_minutes: float, epochs: int,
         lr: float = 2e-3, batch_pieces: int = 1000, patience: int = 5, threads: int = 1, network: dict | None = None,
-        embeddings_dir: Path | None = None):
+        embeddings_dir: Path | None = None, seed: int = SEED, silver: Sequence[Example] = (),
+        silver_ratio: float = 0.0):
     """Train a fresh network on ``train_set``; keep the epoch with the best mean (over the
     ``dev_sets``) strict devel F1. With no ``dev_sets`` (a refit on train+devel) run exactly
     ``epochs`` epochs and keep the last. ``network``: keyword arguments of :func:`build_network`
     (hidden, char_filters, dropout, ...). ``embeddings_dir``: the word vectors (default the
     shipped ``models/embeddings/``, trained first when missing). Returns (net, crf, tags, chars,
-    embeddings, record)."""
+    embeddings, record).
+
+    ``seed``: initialisation and batch order (ensemble members differ only in it). ``silver``:
+    machine-labelled examples (distillation, :mod:`.distill`); each epoch adds a fresh sample of
+    ``silver_ratio * len(train_set)`` of them to the gold ``train_set``. The tag set and the
+    character vocabulary come from the gold examples alone, so a student has its teacher's size."""
     embeddings_dir = default_embeddings_dir() if embeddings_dir is None else embeddings_dir
     torch = torch_module()
     torch.set_num_threads(threads)
-    torch.manual_seed(SEED)
-    rng = random.Random(SEED)
-    np.random.seed(SEED)
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    np.random.seed(seed)
     if not (embeddings_dir / "vocab.txt").exists():
         build_embeddings(embeddings_dir)
     embeddings = Embeddings.load(embeddings_dir)
     tags = ["O"] + sorted({t for _, ts in train_set for t in ts} - {"O"}, key=lambda t: (t[2:], t[:2]))
     chars = char_vocabulary(train_set)
+    unknown = sorted({t for _, ts in silver for t in ts} - set(tags))
+    if unknown:
+        raise ValueError(f"silver examples carry tags the gold examples lack: {unknown}")
     network = dict(network or {})
     word_dim = int(embeddings.vectors.shape[1])
     net, crf = build_network(len(chars) + 2, len(tags), word_dim=word_dim, **network), build_crf(tags)
@@ -163,7 +193,8 @@ def fit(train_set: Sequence[Example], dev_sets: dict[str, Sequence[Example]], *,
     tag_ids = {t: i for i, t in enumerate(tags)}
     for epoch in range(1, epochs + 1):
         started = time.time()
-        loss = run_epoch(net, crf, optimizer, batches(train_set, batch_pieces, rng), train_set, embeddings, chars,
+        epoch_set = list(train_set) + silver_sample(silver, round(silver_ratio * len(train_set)), rng)
+        loss = run_epoch(net, crf, optimizer, batches(epoch_set, batch_pieces, rng), epoch_set, embeddings, chars,
                          tag_ids, deadline)
         scheduler.step()
         per_set = {name: strict_f1(dev, predict(net, crf, dev, embeddings, chars, tags))
@@ -184,10 +215,18 @@ def fit(train_set: Sequence[Example], dev_sets: dict[str, Sequence[Example]], *,
         net.load_state_dict(best["state"][0])
         crf.load_state_dict(best["state"][1])
     record = {"best_epoch": best["epoch"], "dev_f1": None if best["f1"] is None else round(best["f1"], 4),
-              "history": history, "max_minutes": max_minutes, "lr": lr, "batch_pieces": batch_pieces, "seed": SEED,
+              "history": history, "max_minutes": max_minutes, "lr": lr, "batch_pieces": batch_pieces, "seed": seed,
               "train_sentences": len(train_set), "refit_on_devel": not dev_sets, "network": network,
-              "max_epochs": epochs, "patience": patience, "word_dim": word_dim}
+              "max_epochs": epochs, "patience": patience, "word_dim": word_dim,
+              **({"silver_sentences": len(silver), "silver_ratio": silver_ratio} if silver else {})}
     return net, crf, tags, chars, embeddings, record
+
+
+def silver_sample(silver: Sequence[Example], n: int, rng: random.Random) -> list[Example]:
+    """``n`` silver examples drawn without replacement (all of them when there are fewer)."""
+    if not silver or n <= 0:
+        return []
+    return list(silver) if n >= len(silver) else rng.sample(list(silver), n)
 
 
 def save_torch_state(model_dir: Path, net, crf, chars: dict[str, int], tags: Sequence[str], network: dict, *,

@@ -1,0 +1,308 @@
+"""Ensembles of the NER recipe and their distillation into one student of today's size.
+
+* **members**: ``members`` networks of the shipped recipe trained on the same examples, differing
+  only in their seed (:data:`~.corpus.SEED` + 0, 1, ...). Member 0 is exactly the recipe's own
+  network (same seed, same data), so "today's model" in a comparison is member 0.
+* **ensemble**: the members' CRF tag posteriors averaged token by token, decoded by Viterbi over the
+  log averaged posteriors under the IOB2 constraints (max-marginal decoding); the confidence of a tag
+  is its averaged posterior. It costs ``members`` times the network time, so it is a teacher, not a
+  shipped model.
+* **silver**: a fixed, seeded sample of ``silver`` sentences of the shared unlabelled biomedical
+  text (``data/corpus/biomedical_sentences.txt``, held-out test sentences already removed there),
+  without any sentence of the corpus's own train and devel splits, labelled by the ensemble.
+* **student**: one network of the same recipe and size, trained for the recipe's epoch count on the
+  gold examples plus, in each epoch, a fresh sample of ``ratio`` silver sentences per gold sentence
+  (hard labels from the ensemble: self-training from an ensemble teacher). Same architecture, same
+  character vocabulary and tag set, so it tags at today's speed.
+
+:func:`distill_fold` runs all three on one cross-validation fold (members and student trained on
+the other blocks only, so the held-out block is held out from the teacher too); ``clinlake evaluate
+distill-cv`` runs it over the folds, :func:`train_student` trains the shipped student on train+devel.
+"""
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from clinlake.pipelines.corpora.conll import read_conll
+from clinlake.pipelines.engine.ner.crf import CrfDecoder
+from clinlake.pipelines.engine.ner.metadata import ModelMeta
+from clinlake.pipelines.evaluation.ner import ABBREVIATION_REACH
+from clinlake.pipelines.resources import shared_data
+from clinlake.pipelines.training.cv_card import VARIANT_STEP
+from clinlake.pipelines.training.ner.corpus import SEED, Example, split_path, to_pieces
+from clinlake.pipelines.training.ner.cv import (CrossValidationError, Recipe, chosen_folds, cv_examples, fold_blocks,
+                                                score_fold, split_fold, spread, write_fold_predictions)
+
+SYSTEMS = ("today", "ensemble", "student")  # what a distillation fold scores, in report order
+UNLABELLED = Path("corpus") / "biomedical_sentences.txt"  # under the shared data folder
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a student is distilled: ensemble size, silver pool size and the silver share per epoch."""
+    members: int = 3
+    silver: int = 20000
+    ratio: float = 1.0
+    max_pieces: int = 100  # longer unlabelled lines (tables, lists) are left out of the pool
+
+    def __post_init__(self) -> None:
+        if self.members < 1 or self.silver < 0 or self.ratio < 0 or self.max_pieces < 1:
+            raise CrossValidationError(f"a distillation plan needs members >= 1 and non-negative silver and "
+                                       f"ratio, not {asdict(self)}")
+
+
+def silver_pool(corpus: str, plan: Plan, *, shared: Path | None = None) -> list[list[str]]:
+    """The unlabelled sentences (as model pieces) the ensemble labels: a seeded sample of ``plan.silver``
+    lines of the shared biomedical text, none of them one of ``corpus``'s train or devel sentences."""
+    shared = shared_data() if shared is None else shared
+    own = {" ".join(tokens) for split in ("train", "devel")
+           for tokens, _ in read_conll(split_path(corpus, split, shared=shared))}
+    candidates = []
+    with (shared / UNLABELLED).open(encoding="utf-8") as lines:
+        for line in lines:
+            line = line.strip()
+            if line and line not in own:
+                candidates.append(line)
+    rng = random.Random(SEED)
+    rng.shuffle(candidates)
+    pool: list[list[str]] = []
+    for line in candidates:
+        tokens = line.split(" ")
+        pieces = to_pieces(tokens, ["O"] * len(tokens))[0]
+        if len(pieces) <= plan.max_pieces:
+            pool.append(pieces)
+            if len(pool) == plan.silver:
+                break
+    return pool
+
+
+@dataclass
+class Member:
+    """One trained network with what it needs to tag (:func:`~.loop.fit`'s outputs)."""
+    net: object
+    crf: object
+    tags: list[str]
+    chars: dict[str, int]
+    embeddings: object
+    record: dict | None = None  # fit()'s training record
+
+    def posteriors(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        from clinlake.pipelines.training.ner.loop import posteriors
+
+        return posteriors(self.net, self.crf, [(list(s), ["O"] * len(s)) for s in sentences], self.embeddings,
+                          self.chars, self.tags)
+
+
+def train_members(examples: Sequence[Example], recipe: Recipe, members: int, *,
+                  embeddings_dir: Path | None = None) -> list[Member]:
+    """``members`` networks of ``recipe`` on ``examples``, seeds SEED, SEED + 1, ..."""
+    from clinlake.pipelines.training.ner.loop import fit
+
+    trained = []
+    for m in range(members):
+        net, crf, tags, chars, embeddings, _ = fit(
+            examples, {}, max_minutes=float("inf"), epochs=recipe.epochs, lr=recipe.lr,
+            batch_pieces=recipe.batch_pieces, threads=1, network=recipe.network, embeddings_dir=embeddings_dir,
+            seed=SEED + m)
+        trained.append(Member(net, crf, tags, chars, embeddings))
+    if any(m.tags != trained[0].tags for m in trained):
+        raise CrossValidationError("ensemble members disagree on the tag set")
+    return trained
+
+
+def ensemble_tags(members: Sequence[Member], sentences: Sequence[Sequence[str]]
+                  ) -> list[tuple[list[str], list[float]]]:
+    """(tags, confidences) of each sentence from the members' averaged posteriors."""
+    per_member = [m.posteriors(sentences) for m in members]
+    averaged = [np.mean([p[i] for p in per_member], axis=0) for i in range(len(sentences))]
+    return decode_posteriors(averaged, members[0].tags)
+
+
+def decode_posteriors(averaged: Sequence[np.ndarray], tags: Sequence[str]) -> list[tuple[list[str], list[float]]]:
+    """Max-marginal decoding: Viterbi over log posteriors with only the IOB2 constraints as
+    transitions; each tag's confidence is its posterior."""
+    from clinlake.pipelines.training.ner.network import iob_mask
+
+    start, trans = iob_mask(tags)
+    decoder = CrfDecoder(start, np.zeros(len(tags)), trans, dtype=np.float64)
+    out: list[tuple[list[str], list[float]]] = []
+    for marginals in averaged:
+        if len(marginals) == 0:
+            out.append(([], []))
+            continue
+        path = decoder.paths(np.log(np.maximum(marginals, 1e-12))[None], [len(marginals)])[0]
+        out.append(([tags[k] for k in path.tolist()],
+                    [round(float(marginals[t, k]), 4) for t, k in enumerate(path.tolist())]))
+    return out
+
+
+def fit_student(gold: Sequence[Example], silver: Sequence[Example], recipe: Recipe, plan: Plan, *,
+                embeddings_dir: Path | None = None) -> Member:
+    from clinlake.pipelines.training.ner.loop import fit
+
+    net, crf, tags, chars, embeddings, record = fit(
+        gold, {}, max_minutes=float("inf"), epochs=recipe.epochs, lr=recipe.lr, batch_pieces=recipe.batch_pieces,
+        threads=1, network=recipe.network, embeddings_dir=embeddings_dir, silver=silver, silver_ratio=plan.ratio)
+    return Member(net, crf, tags, chars, embeddings, record)
+
+
+def distil(gold: Sequence[Example], pool: Sequence[Sequence[str]], recipe: Recipe, plan: Plan, *,
+           embeddings_dir: Path | None = None) -> tuple[list[Member], Member, list[Example]]:
+    """(members, student, silver examples) trained on ``gold``, the pool labelled by the members."""
+    members = train_members(gold, recipe, plan.members, embeddings_dir=embeddings_dir)
+    silver = [(list(words), tags) for words, (tags, _) in zip(pool, ensemble_tags(members, pool))]
+    return members, fit_student(gold, silver, recipe, plan, embeddings_dir=embeddings_dir), silver
+
+
+def distill_fold(examples: Sequence[Example], blocks: Sequence[range], fold: int, recipe: Recipe, plan: Plan,
+                 pool: Sequence[Sequence[str]], *, abbreviation_reach: int | None = ABBREVIATION_REACH,
+                 embeddings_dir: Path | None = None, predictions_dir: Path | None = None) -> dict:
+    """Today's network (member 0), the ensemble and the student, all trained without ``fold``,
+    scored on it with every post-processing variant."""
+    from clinlake.pipelines.training.ner.loop import predict_scored
+
+    train, held = split_fold(examples, blocks, fold)
+    started = time.time()
+    members, student, silver = distil(train, pool, recipe, plan, embeddings_dir=embeddings_dir)
+    words = [w for w, _ in held]
+    predicted = {
+        "today": predict_scored(members[0].net, members[0].crf, held, members[0].embeddings, members[0].chars,
+                                members[0].tags),
+        "ensemble": ensemble_tags(members, words),
+        "student": predict_scored(student.net, student.crf, held, student.embeddings, student.chars, student.tags)}
+    scores = {}
+    for system, tagged in predicted.items():
+        if predictions_dir is not None:
+            write_fold_predictions(predictions_dir / system, fold, blocks[fold], tagged)
+        scores[system] = score_fold(train, held, blocks[fold], fold, tagged, abbreviation_reach)
+    entities = sum(t.startswith("B-") for _, tags in silver for t in tags)
+    return {"fold": fold, "held_out": [blocks[fold].start, blocks[fold].stop], "train_sentences": len(train),
+            "silver_sentences": len(silver), "silver_entities": entities, "systems": scores,
+            "seconds": round(time.time() - started, 1)}
+
+
+def model_variant(model_dir: Path) -> str:
+    """The post-processing variant the model's NER stage runs by default (its model.json choice)."""
+    from clinlake.pipelines.evaluation.ner_variants import variant_name
+
+    chosen = ModelMeta.load(model_dir).document_level
+    return variant_name(VARIANT_STEP[step] for step, on in chosen.items() if on and step in VARIANT_STEP)
+
+
+def distill_cv(corpus: str | None, model_dir: Path, plan: Plan, *, k: int = 5, jobs: int = 1,
+               folds: Sequence[int] | None = None, epochs: int | None = None, shared: Path | None = None,
+               embeddings_dir: Path | None = None, predictions_dir: Path | None = None) -> dict:
+    """The distillation CV report (module doc): per fold and in summary, each system's F1 under the
+    network alone, abbreviations, and the model's default steps, with paired gains over today's."""
+    corpus, examples = cv_examples(corpus, model_dir=model_dir, shared=shared)
+    if ModelMeta.load(model_dir).raw.get("kind") == "brat":
+        raise CrossValidationError("distillation CV is for the biomedical CoNLL models")
+    blocks = fold_blocks(len(examples), k)
+    recipe = Recipe.of_model(model_dir, epochs=epochs)
+    default = model_variant(model_dir)
+    pool = silver_pool(corpus, plan, shared=shared)
+    jobs_args = [(examples, blocks, f, recipe, plan, pool,
+                  dict(embeddings_dir=embeddings_dir, predictions_dir=predictions_dir)) for f in chosen_folds(k, folds)]
+    if jobs > 1:
+        with ProcessPoolExecutor(max_workers=jobs) as workers:
+            results = list(workers.map(_distill_job, jobs_args))
+    else:
+        results = [_distill_job(a) for a in jobs_args]
+    return {"corpus": corpus, "recipe_of": model_dir.name, "k": k, "sentences": len(examples), "plan": asdict(plan),
+            "recipe": {"epochs": recipe.epochs, "network": recipe.network, "lr": recipe.lr,
+                       "batch_pieces": recipe.batch_pieces},
+            "model_default_variant": default, "folds": results,
+            "summary": summarise_systems(results, ("network", "abbreviations", default))}
+
+
+def _distill_job(job: tuple) -> dict:
+    examples, blocks, fold, recipe, plan, pool, options = job
+    return distill_fold(examples, blocks, fold, recipe, plan, pool, **options)
+
+
+def summarise_systems(folds: Sequence[dict], variants: Sequence[str]) -> dict:
+    """For each variant and system: F1 mean ± sd over the folds and the paired gain over today's."""
+    out: dict = {}
+    for variant in dict.fromkeys(variants):
+        rows = {}
+        for system in SYSTEMS:
+            f1 = [f["systems"][system]["variants"][variant]["f1"] for f in folds]
+            today = [f["systems"]["today"]["variants"][variant]["f1"] for f in folds]
+            rows[system] = {"f1": spread(f1), "gain": spread([a - b for a, b in zip(f1, today)]),
+                            "folds_gaining": sum(a > b for a, b in zip(f1, today))}
+        out[variant] = rows
+    return out
+
+
+def format_distill_cv(report: dict) -> str:
+    plan = report["plan"]
+    lines = [f"{report['k']}-fold distillation CV of {report['recipe_of']}'s recipe on {report['corpus']} "
+             f"train+devel ({report['sentences']} sentences; {plan['members']} members, {plan['silver']} silver "
+             f"sentences, {plan['ratio']:g} silver per gold sentence each epoch; folds "
+             f"{', '.join(str(f['fold']) for f in report['folds'])})",
+             f"{'post-processing':<40} {'system':<9} {'F1 mean ± sd':>15} {'gain vs today':>16} {'folds up':>9}"]
+    for variant, rows in report["summary"].items():
+        for system, row in rows.items():
+            lines.append(f"{variant:<40} {system:<9} {100 * row['f1']['mean']:7.2f} ± {100 * row['f1']['sd']:5.2f} "
+                         f"{100 * row['gain']['mean']:+9.2f} ± {100 * row['gain']['sd']:4.2f} "
+                         f"{row['folds_gaining']:>5}/{len(report['folds'])}")
+    seconds = statistics.fmean(f["seconds"] for f in report["folds"])
+    lines.append(f"mean {seconds:.0f} s per fold (members, labelling, student)")
+    return "\n".join(lines)
+
+
+def train_student(model_dir: Path, plan: Plan, *, out_dir: Path, shared: Path | None = None,
+                  embeddings_dir: Path | None = None, models: Path | None = None,
+                  artifacts: Path | None = None) -> dict:
+    """Distil the recipe of the biomedical model in ``model_dir`` into one student on the data that
+    model trained on (train; train+devel for a refit), export it to ``out_dir`` and finish it
+    (devel scores, int8 when F1 holds, speed, card). When devel is held out (not a refit), model.json's
+    ``distillation`` also keeps the strict devel F1 of member 0 (today's recipe), of the ensemble and
+    of the student, network alone. Returns the training record."""
+    from clinlake.pipelines.training.cards import models_readme
+    from clinlake.pipelines.training.ner.export import export, finish
+    from clinlake.pipelines.training.ner.embeddings import default_embeddings_dir
+    from clinlake.pipelines.training.ner.loop import predict, save_torch_state, strict_f1
+    from clinlake.pipelines.training.ner.corpus import load_split
+    from clinlake.pipelines.resources import models_dir
+
+    meta = ModelMeta.load(model_dir).raw
+    if meta.get("kind") == "brat":
+        raise CrossValidationError("distillation is for the biomedical CoNLL models")
+    corpus, refit = meta["corpus"], bool(meta["training"].get("refit_on_devel"))
+    train, devel = load_split(corpus, "train", shared=shared), load_split(corpus, "devel", shared=shared)
+    recipe = Recipe.of_model(model_dir)
+    embeddings_dir = embeddings_dir or default_embeddings_dir()
+    members, student, silver = distil(train + devel if refit else train, silver_pool(corpus, plan, shared=shared),
+                                      recipe, plan, embeddings_dir=embeddings_dir)
+    record = {**asdict(plan), "seeds": [SEED + m for m in range(plan.members)], "source": str(UNLABELLED),
+              "silver_sentences": len(silver),
+              "silver_entities": sum(t.startswith("B-") for _, tags in silver for t in tags),
+              "labels": "ensemble max-marginal tags (hard)"}
+    if not refit:
+        words = [w for w, _ in devel]
+        record["devel_f1_network_alone"] = {
+            "today": round(strict_f1(devel, predict(members[0].net, members[0].crf, devel, members[0].embeddings,
+                                                    members[0].chars, members[0].tags)), 4),
+            "ensemble": round(strict_f1(devel, [t for t, _ in ensemble_tags(members, words)]), 4),
+            "student": round(strict_f1(devel, predict(student.net, student.crf, devel, student.embeddings,
+                                                      student.chars, student.tags)), 4)}
+    info = {"corpus": corpus, **(student.record or {}), "distillation": record}
+    export(student.net, student.crf, name=meta["name"], corpus=corpus, tags=student.tags, chars=student.chars,
+           out_dir=out_dir, info=info, sample=devel[:64], embeddings=student.embeddings, embeddings_dir=embeddings_dir,
+           artifacts=artifacts)
+    save_torch_state(out_dir, student.net, student.crf, student.chars, student.tags, recipe.network,
+                     artifacts=artifacts)
+    finish(out_dir, shared=shared, artifacts=artifacts)
+    models = models_dir() if models is None else models
+    if out_dir.parent == models:
+        (models / "README.md").write_text(models_readme(models), encoding="utf-8")
+    return info

@@ -1,0 +1,149 @@
+"""Ensembles and distillation of an NER recipe (pipelines/training/ner/distill.py)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from clinlake.pipelines.engine.ner.crf import iob_spans
+from clinlake.pipelines.resources import Resolver
+from clinlake.pipelines.training.ner.cv import CrossValidationError, Recipe, cross_validate, read_fold_predictions
+from clinlake.pipelines.training.ner.distill import Plan, decode_posteriors, silver_pool
+
+TAGS = ["O", "B-Disease", "I-Disease"]
+
+
+def test_max_marginal_decoding_keeps_iob2_valid_and_reports_the_averaged_posteriors():
+    # I-Disease is the likeliest tag of the first token, which IOB2 forbids at a sentence start;
+    # then a B-, an I- that follows it, and an O.
+    marginals = np.array([[0.30, 0.10, 0.60], [0.10, 0.80, 0.10], [0.20, 0.10, 0.70], [0.90, 0.05, 0.05]])
+    (tags, confidence), = decode_posteriors([marginals], TAGS)
+    assert tags == ["O", "B-Disease", "I-Disease", "O"]
+    assert confidence == [0.3, 0.8, 0.7, 0.9]
+    # an I- after O is forbidden too: the path takes B- there (0.35) rather than the better I- (0.45)
+    (tags, _), = decode_posteriors([np.array([[0.9, 0.05, 0.05], [0.20, 0.35, 0.45]])], TAGS)
+    assert tags == ["O", "B-Disease"] and iob_spans(tags) == [(1, 2, "Disease")]
+    assert decode_posteriors([np.zeros((0, 3))], TAGS) == [([], [])]
+
+
+def _corpus(shared, *, train_rows, devel_rows, unlabelled):
+    """A tiny NCBI-disease layout, its unlabelled text and word vectors for every word."""
+    from clinlake.pipelines.engine.ner.features import word_key
+
+    folder = shared / "ner" / "NCBI-disease"
+    folder.mkdir(parents=True)
+    for split, rows in (("train", train_rows), ("devel", devel_rows)):
+        text = "".join("".join(f"{w}\t{t}\n" for w, t in zip(*row)) + "\n" for row in rows)
+        (folder / f"{split}.tsv").write_text(text, encoding="utf-8")
+    (shared / "corpus").mkdir()
+    (shared / "corpus" / "biomedical_sentences.txt").write_text("\n".join(unlabelled) + "\n", encoding="utf-8")
+    words = {w for tokens, _ in train_rows + devel_rows for w in tokens} | {w for s in unlabelled for w in s.split()}
+    vocab = ["<pad>", "<unk>", *sorted({word_key(w) for w in words})]
+    embeddings = shared / "embeddings"
+    embeddings.mkdir()
+    np.save(embeddings / "vectors.npy", np.random.default_rng(0).normal(size=(len(vocab), 16)).astype(np.float16))
+    (embeddings / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    return embeddings
+
+
+ASTHMA = (["Aspirin", "induced", "asthma", "in", "a", "patient", "."], ["O", "O", "B-Disease", "O", "O", "O", "O"])
+RENAL = (["No", "renal", "failure", "was", "seen", "."], ["O", "B-Disease", "I-Disease", "O", "O", "O"])
+UNLABELLED = ["Aspirin induced asthma in a patient .",  # a train sentence: never silver
+              "Severe asthma was seen .", "No renal failure in a patient .", "renal failure and asthma .",
+              " ".join(["asthma"] * 30)]  # too long for max_pieces=20
+
+
+def test_the_silver_pool_is_seeded_and_leaves_out_the_corpus_own_sentences_and_overlong_lines(tmp_path):
+    _corpus(tmp_path, train_rows=[ASTHMA], devel_rows=[RENAL], unlabelled=UNLABELLED)
+    plan = Plan(silver=10, max_pieces=20)
+    pool = silver_pool("NCBI-disease", plan, shared=tmp_path)
+    assert sorted(" ".join(p) for p in pool) == sorted(UNLABELLED[1:4])
+    assert pool == silver_pool("NCBI-disease", plan, shared=tmp_path)  # deterministic
+    assert len(silver_pool("NCBI-disease", Plan(silver=2, max_pieces=20), shared=tmp_path)) == 2
+    with pytest.raises(CrossValidationError, match="members >= 1"):
+        Plan(members=0)
+
+
+def _tiny_recipe(monkeypatch, default_epochs=2, batch_pieces=1000):
+    monkeypatch.setattr(Recipe, "of_model", classmethod(lambda cls, d, epochs=None: cls(
+        epochs=epochs or default_epochs, network={"hidden": 8, "char_filters": 4}, lr=1e-2, batch_pieces=batch_pieces)))
+
+
+def test_distillation_cv_scores_today_ensemble_and_student_on_held_out_blocks(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    from clinlake.pipelines.training.ner.distill import distill_cv, format_distill_cv
+
+    embeddings = _corpus(tmp_path, train_rows=[ASTHMA, RENAL] * 3, devel_rows=[RENAL, ASTHMA] * 3,
+                         unlabelled=UNLABELLED)
+    _tiny_recipe(monkeypatch)
+    model_dir = Resolver().model_dir("ncbi_disease")
+    kept = tmp_path / "kept"
+    report = distill_cv(None, model_dir, Plan(members=2, silver=3, ratio=0.5, max_pieces=20), k=3, epochs=2, jobs=2,
+                        shared=tmp_path, embeddings_dir=embeddings, predictions_dir=kept)
+    assert report["sentences"] == 12 and [f["held_out"] for f in report["folds"]] == [[0, 4], [4, 8], [8, 12]]
+    assert all(f["train_sentences"] == 8 and f["silver_sentences"] == 3 for f in report["folds"])
+    assert report["model_default_variant"] == "consistency+gazetteer"  # ncbi_disease's model.json choice
+    assert set(report["summary"]) == {"network", "abbreviations", "consistency+gazetteer"}
+    for rows in report["summary"].values():
+        assert list(rows) == ["today", "ensemble", "student"]
+        assert rows["today"]["gain"] == {"mean": 0.0, "sd": 0.0} and rows["today"]["folds_gaining"] == 0
+    # member 0 is today's recipe exactly: the same held-out tags as plain CV's network
+    plain = tmp_path / "plain"
+    cross_validate(None, model_dir, k=3, epochs=2, shared=tmp_path, embeddings_dir=embeddings, predictions_dir=plain)
+    for fold in range(3):
+        today = read_fold_predictions(kept / "today" / f"fold{fold}.json.gz")
+        assert today == read_fold_predictions(plain / f"fold{fold}.json.gz")
+        for system in ("ensemble", "student"):
+            saved = read_fold_predictions(kept / system / f"fold{fold}.json.gz")
+            assert [len(t) for t in saved["tags"]] == [len(t) for t in today["tags"]]
+            assert all(0.0 <= c <= 1.0 for row in saved["confidence"] for c in row)
+    text = format_distill_cv(report)
+    assert "3-fold distillation CV of ncbi_disease's recipe on NCBI-disease" in text and "2 members" in text
+
+
+def test_fit_takes_tags_and_characters_from_gold_and_mixes_silver_into_each_epoch(tmp_path):
+    pytest.importorskip("torch")
+    from clinlake.pipelines.training.ner.loop import fit
+
+    embeddings = _corpus(tmp_path, train_rows=[ASTHMA], devel_rows=[RENAL], unlabelled=UNLABELLED)
+    silver = [(["Zyx", "renal", "failure"], ["O", "B-Disease", "I-Disease"])]  # characters gold lacks
+    options = dict(max_minutes=5, epochs=2, network={"hidden": 8, "char_filters": 4}, embeddings_dir=embeddings)
+    _, _, tags, chars, _, record = fit([ASTHMA, RENAL] * 2, {}, silver=silver, silver_ratio=0.25, **options)
+    assert tags == TAGS and "Z" not in chars and "y" not in chars
+    assert record["silver_sentences"] == 1 and record["silver_ratio"] == 0.25
+    with pytest.raises(ValueError, match=r"silver examples carry tags the gold examples lack: \['B-Chemical'"):
+        fit([ASTHMA, RENAL] * 2, {}, silver=[(["Zyx"], ["B-Chemical"])], silver_ratio=1.0, **options)
+    _, _, _, _, _, plain = fit([ASTHMA, RENAL] * 2, {}, seed=14, **options)
+    assert "silver_sentences" not in plain and plain["seed"] == 14
+
+
+def test_a_distilled_student_is_exported_loaded_and_tags(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from clinlake.pipelines.engine.ner.model import NerModel
+    from clinlake.pipelines.training.ner import export
+    from clinlake.pipelines.training.ner.distill import train_student
+
+    embeddings = _corpus(tmp_path, train_rows=[ASTHMA, RENAL] * 4, devel_rows=[RENAL, ASTHMA], unlabelled=UNLABELLED)
+    _tiny_recipe(monkeypatch, default_epochs=12, batch_pieces=8)  # a sentence per step
+    monkeypatch.setattr(export, "tokens_per_second", lambda model, sequences, seconds=10.0: 1234.0)
+    teacher = tmp_path / "models" / "ncbi_disease"
+    teacher.mkdir(parents=True)
+    meta = json.loads((Resolver().model_dir("ncbi_disease") / "model.json").read_text(encoding="utf-8"))
+    (teacher / "model.json").write_text(json.dumps(meta), encoding="utf-8")
+    out = tmp_path / "student"
+    info = train_student(teacher, Plan(members=2, silver=3, ratio=1.0, max_pieces=20), out_dir=out, shared=tmp_path,
+                         embeddings_dir=embeddings, models=tmp_path / "models", artifacts=tmp_path / "build")
+    distillation = info["distillation"]
+    assert distillation["members"] == 2 and distillation["seeds"] == [13, 14] and distillation["silver_sentences"] == 3
+    assert set(distillation["devel_f1_network_alone"]) == {"today", "ensemble", "student"}
+    written = json.loads((out / "model.json").read_text(encoding="utf-8"))
+    assert written["training"]["distillation"] == distillation and written["tags"] == TAGS
+    assert written["speed_pieces_per_s_1_thread"] == 1234 and "dev" in written
+    assert (tmp_path / "build").is_dir() and not (tmp_path / "models" / "README.md").exists()
+    model = NerModel(out)
+    tagged = model.tag([ASTHMA[0], RENAL[0]], every_confidence=True)
+    assert [tags for tags, _ in tagged] == [ASTHMA[1], RENAL[1]]  # its training sentences, learned
+    assert all(0.5 < c <= 1.0 for _, confidence in tagged for c in confidence)
+    assert "Distilled" in (out / "MODEL_CARD.md").read_text(encoding="utf-8")
