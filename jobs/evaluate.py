@@ -9,7 +9,8 @@ them, and never prints) and prints the report, as text or ``--json``; it returns
     clinlake evaluate assertion-brat --data DIR [--engine rules|model|hybrid] [--types T,T|all] [--json]
     clinlake evaluate cv --corpus NCBI-disease [--model ncbi_disease] [--folds 5] [--jobs 2] [--out FILE] [--json]
     clinlake evaluate cv --model clinical_core [--predictions DIR | --rescore DIR]
-    clinlake evaluate distill-cv --model ncbi_disease [--members 3] [--silver 20000] [--ratio 1] [--jobs 2]
+    clinlake evaluate distill-cv --model ncbi_disease [--members 3] [--silver 20000] [--ratio 1] [--labels soft]
+                                 [--jobs 2] [--predictions DIR | --teacher DIR]
     clinlake evaluate assertion-cv [--folds 5] [--members 1] [--maccrobat-history] [--jobs 2] [--out FILE] [--json]
 """
 from __future__ import annotations
@@ -291,10 +292,16 @@ def add_distill_cv(commands: argparse._SubParsersAction) -> None:
                         "(default 20000)")
     parser.add_argument("--ratio", type=float, default=1.0, help="silver sentences per gold sentence in each "
                         "student epoch (default 1)")
+    parser.add_argument("--labels", choices=("hard", "soft"), default="hard", help="train the student on the "
+                        "ensemble's decoded tags (hard, default) or on its posteriors (soft: cross-entropy with the "
+                        "student CRF's posteriors)")
     parser.add_argument("--epochs", type=int, help="epochs per network (default: the model's selected count)")
     parser.add_argument("--jobs", type=int, default=1, help="folds run at once, one process each (default 1)")
     parser.add_argument("--predictions", type=Path, metavar="DIR", help="keep each system's held-out tags and "
-                        "confidences under DIR/<today|ensemble|student>/ (for `evaluate cv --rescore`)")
+                        "confidences under DIR/<today|ensemble|student>/ (for `evaluate cv --rescore`) and the "
+                        "ensemble's posteriors on the silver sentences under DIR/teacher/")
+    parser.add_argument("--teacher", type=Path, metavar="DIR", help="reuse the members of an earlier run that kept "
+                        "--predictions DIR (same folds, --members and --silver): only the student trains")
     parser.add_argument("--out", type=Path, help="also write the report as JSON here")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(run=run_distill_cv)
@@ -308,9 +315,9 @@ def run_distill_cv(args: argparse.Namespace) -> int:
         if args.jobs < 1:
             raise CrossValidationError("--jobs must be 1 or more")
         model_dir = Path(args.model) if Path(args.model).is_dir() else Resolver().model_dir(args.model)
-        plan = Plan(members=args.members, silver=args.silver, ratio=args.ratio)
+        plan = Plan(members=args.members, silver=args.silver, ratio=args.ratio, labels=args.labels)
         report = distill_cv(None, model_dir, plan, k=args.folds, jobs=args.jobs, folds=args.only, epochs=args.epochs,
-                            predictions_dir=args.predictions)
+                            predictions_dir=args.predictions, teacher_dir=args.teacher)
     except (ConfigError, CrossValidationError) as exc:
         print(f"clinlake evaluate distill-cv: {exc}")
         return EXIT_USAGE

@@ -6,7 +6,7 @@ return values; the parsers and the printed reports are here):
     clinlake train clinical --name clinical_core --brat MACCROBAT=MAP.yaml --brat Chia=MAP.yaml
     clinlake train embeddings [--dim 200] [--epochs 15]   (the shared word vectors under models/embeddings/;
                                                           every model must then be retrained on them)
-    clinlake train distill --model ncbi_disease [--members 3] [--silver 20000] [--ratio 1] [--out DIR]
+    clinlake train distill --model ncbi_disease [--members 3] [--silver 20000] [--ratio 1] [--labels soft] [--out DIR]
     clinlake train card ncbi_disease ...     (devel scores, int8 if F1 holds, speed, MODEL_CARD.md)
     clinlake train assertion [--out models/assertion]   (the assertion classifier and its hybrid policy)
     clinlake train lexicons [--shared ../shared] [--out conf/lexicons]   (the dictionary stage's lexicons)
@@ -155,6 +155,8 @@ def distill_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--silver", type=int, default=20000, help="unlabelled sentences labelled (default 20000)")
     parser.add_argument("--ratio", type=float, default=1.0, help="silver sentences per gold sentence in each epoch "
                         "(default 1)")
+    parser.add_argument("--labels", choices=("hard", "soft"), default="hard", help="the ensemble's decoded tags "
+                        "(hard, default) or its posteriors (soft)")
     return parser
 
 
@@ -168,7 +170,7 @@ def run_distill(args: argparse.Namespace) -> int:
         print(f"clinlake train distill: no model {args.model!r} under {models_dir()}")
         return 2
     try:
-        plan = Plan(members=args.members, silver=args.silver, ratio=args.ratio)
+        plan = Plan(members=args.members, silver=args.silver, ratio=args.ratio, labels=args.labels)
         info = train_student(model_dir, plan, out_dir=args.out or model_dir)
     except CrossValidationError as exc:
         print(f"clinlake train distill: {exc}")

@@ -187,7 +187,8 @@ def retrain_command(corpus: str, name: str, training: dict) -> str:
     distillation = training.get("distillation")
     if distillation:
         return (f"clinlake train distill --model {name} --members {distillation['members']} "
-                f"--silver {distillation['silver']} --ratio {distillation['ratio']:g}")
+                f"--silver {distillation['silver']} --ratio {distillation['ratio']:g} "
+                f"--labels {distillation.get('labels', 'hard')}")
     return f"clinlake train ner --corpus {corpus} --name {name} --max-minutes {training['max_minutes']:g}" + \
         training_flags(training)
 
@@ -199,11 +200,14 @@ def distillation_lines(corpus: str, training: dict) -> list[str]:
     return [
         f"- **Distilled** (`clinlake train distill`): {d['members']} networks of the recipe (seeds "
         f"{', '.join(map(str, d['seeds']))}; seed 13's is the recipe's own model) trained on the **train** split of "
-        f"{corpus}; their averaged CRF posteriors (max-marginal decoding) labelled {d['silver_sentences']:,} sentences "
+        f"{corpus}; their averaged CRF posteriors labelled {d['silver_sentences']:,} sentences "
         f"of `../shared/data/{d['source']}` ({d['silver_entities']:,} entities; none of {corpus}'s train or devel "
         f"sentences); this student, of the same size, trained for {training['max_epochs']} epochs (the recipe's "
         f"selected count) on the {training['train_sentences']} train sentences plus {d['ratio']:g} silver sentence "
-        "per gold sentence in each epoch, drawn afresh. Devel was not used for training or selection; the test "
+        "per gold sentence in each epoch, drawn afresh, "
+        + ("learning the ensemble's posteriors (cross-entropy with its own CRF posteriors)"
+           if d.get("labels") == "soft" else "learning the ensemble's max-marginal tags (CRF likelihood)")
+        + ". Devel was not used for training or selection; the test "
         "split was never used.",
         *([f"- Devel F1, network alone: today's recipe (seed 13) {100 * devel['today']:.2f}, the ensemble "
            f"{100 * devel['ensemble']:.2f}, this student {100 * devel['student']:.2f}. The cross-validated comparison "
@@ -240,8 +244,10 @@ def models_readme(models: Path | None = None) -> str:
             continue
         dev, target = devel_estimate(meta), PUBLISHED_F1[meta["corpus"]]
         is_refit = bool(meta["training"].get("selection"))
-        refit = " (refit on train+devel)" if is_refit else ""
-        if not is_refit:
+        distilled = meta["training"].get("distillation")
+        refit = (" (refit on train+devel)" if is_refit else
+                 f" (distilled from {distilled['members']} networks)" if distilled else "")
+        if not is_refit and not distilled:
             train_only.append(name)
         f1 = 100 * dev["tokens"]["overall"]["f1"]
         alone = dev.get("model_alone", dev)
@@ -267,7 +273,9 @@ def models_readme(models: Path | None = None) -> str:
         "tokenizer, scored on the corpus tokens. A model *refit on train+devel* ships a network trained on both "
         "splits for the epoch count selected on devel; its row gives the devel scores of the train-only run that "
         "made that selection (the shipped model has seen devel). Whether a refit pays was checked on devel halves "
-        f"(the README's \"When a refit pays\"){train_only_note}. *Devel F1* and *raw-text F1* include "
+        f"(the README's \"When a refit pays\"){train_only_note}. A model *distilled* from an ensemble "
+        "(`clinlake train distill`) is one network of the same size trained on the train split plus sentences of the "
+        "shared unlabelled text labelled by several networks of its recipe; devel stays held out. *Devel F1* and *raw-text F1* include "
         "document-level abbreviation propagation (`pipelines/engine/short_forms.py`, the built-in default of an NER "
         "stage; each model's own defaults are chosen by CV, below: "
         "\"long form (SF)\" with the long form tagged makes SF an entity of its label from the definition on; a devel "

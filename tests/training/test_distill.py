@@ -147,3 +147,61 @@ def test_a_distilled_student_is_exported_loaded_and_tags(tmp_path, monkeypatch):
     assert [tags for tags, _ in tagged] == [ASTHMA[1], RENAL[1]]  # its training sentences, learned
     assert all(0.5 < c <= 1.0 for _, confidence in tagged for c in confidence)
     assert "Distilled" in (out / "MODEL_CARD.md").read_text(encoding="utf-8")
+
+
+def test_the_crf_posterior_loss_is_the_entropy_of_its_own_posteriors_and_has_no_gradient_there():
+    torch = pytest.importorskip("torch")
+    from clinlake.pipelines.engine.ner.crf import CrfDecoder
+    from clinlake.pipelines.training.ner.network import build_crf
+
+    torch.manual_seed(0)
+    crf = build_crf(["O", "B-Disease", "I-Disease", "B-Chemical", "I-Chemical"])
+    with torch.no_grad():
+        for weights in (crf.start, crf.end, crf.trans):
+            weights.normal_()
+    emissions = torch.randn(3, 6, 5, requires_grad=True)
+    lengths = [6, 3, 1]  # padding must not leak into a shorter sentence's posteriors
+    mask = torch.arange(6).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1)
+    start, end, trans = (x.detach().double().numpy() for x in crf.scores())
+    posteriors = CrfDecoder(start, end, trans, dtype=np.float64).posteriors(emissions.detach().double().numpy(), lengths)
+    loss = crf.marginal_loss(emissions, torch.tensor(posteriors, dtype=torch.float32), mask)
+    entropy = -np.mean([np.sum(p * np.log(np.where(p > 0, p, 1.0))) for p in
+                        (posteriors[b, :n] for b, n in enumerate(lengths))])
+    assert float(loss.detach()) == pytest.approx(entropy, abs=1e-4)
+    loss.backward()  # the cross-entropy is smallest where the targets are the CRF's own posteriors
+    assert float(emissions.grad.abs().max()) < 1e-5
+    one_hot = torch.zeros(3, 6, 5)
+    one_hot[:, :, 0] = 1.0  # all O: the loss is the sentences' -log P(O at every token) summed over tokens
+    assert float(crf.marginal_loss(emissions.detach(), one_hot, mask)) == pytest.approx(
+        -np.mean([np.log(posteriors[b, :n, 0]).sum() for b, n in enumerate(lengths)]), abs=1e-4)
+
+
+def test_a_soft_label_student_reuses_a_kept_teacher_and_refuses_another_pool(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    from clinlake.pipelines.training.ner.distill import distill_cv
+
+    embeddings = _corpus(tmp_path, train_rows=[ASTHMA, RENAL] * 3, devel_rows=[RENAL, ASTHMA] * 3,
+                         unlabelled=UNLABELLED)
+    _tiny_recipe(monkeypatch)
+    model_dir = Resolver().model_dir("ncbi_disease")
+    hard, kept = Plan(members=2, silver=3, max_pieces=20), tmp_path / "kept"
+    first = distill_cv(None, model_dir, hard, k=3, folds=[1], shared=tmp_path, embeddings_dir=embeddings,
+                       predictions_dir=kept)
+    assert (kept / "teacher" / "fold1.npz").is_file() and not first["folds"][0]["teacher_reused"]
+    soft = Plan(members=2, silver=3, max_pieces=20, labels="soft")
+    again = distill_cv(None, model_dir, soft, k=3, folds=[1], shared=tmp_path, embeddings_dir=embeddings,
+                       teacher_dir=kept, predictions_dir=tmp_path / "soft")
+    fold = again["folds"][0]
+    assert fold["teacher_reused"] and again["plan"]["labels"] == "soft"
+    for system in ("today", "ensemble"):  # reused, not retrained
+        assert fold["systems"][system] == first["folds"][0]["systems"][system]
+    assert read_fold_predictions(tmp_path / "soft" / "today" / "fold1.json.gz") == \
+        read_fold_predictions(kept / "today" / "fold1.json.gz")
+    with pytest.raises(CrossValidationError, match="another silver pool"):
+        distill_cv(None, model_dir, Plan(members=2, silver=2, max_pieces=20, labels="soft"), k=3, folds=[1],
+                   shared=tmp_path, embeddings_dir=embeddings, teacher_dir=kept)
+    with pytest.raises(CrossValidationError, match="no kept teacher"):
+        distill_cv(None, model_dir, soft, k=3, folds=[0], shared=tmp_path, embeddings_dir=embeddings,
+                   teacher_dir=tmp_path / "soft")
+    with pytest.raises(CrossValidationError, match="'hard' or 'soft'"):
+        Plan(labels="warm")

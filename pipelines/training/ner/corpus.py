@@ -29,6 +29,11 @@ def to_pieces(tokens: Sequence[str], tags: Sequence[str]) -> Example:
     return words, labels
 
 
+def tag_set(examples: Sequence[Example]) -> list[str]:
+    """The tags a network trained on ``examples`` emits, in its output order: O, then B-/I- by type."""
+    return ["O"] + sorted({t for _, tags in examples for t in tags} - {"O"}, key=lambda t: (t[2:], t[:2]))
+
+
 def split_path(corpus: str, split: str, *, shared: Path | None = None) -> Path:
     """``<shared data>/ner/<corpus>/<split>.tsv`` (default: :func:`~clinlake.pipelines.resources.shared_data`)."""
     return (shared_data() if shared is None else shared) / "ner" / corpus / f"{split}.tsv"

@@ -11,23 +11,30 @@
   text (``data/corpus/biomedical_sentences.txt``, held-out test sentences already removed there),
   without any sentence of the corpus's own train and devel splits, labelled by the ensemble.
 * **student**: one network of the same recipe and size, trained for the recipe's epoch count on the
-  gold examples plus, in each epoch, a fresh sample of ``ratio`` silver sentences per gold sentence
-  (hard labels from the ensemble: self-training from an ensemble teacher). Same architecture, same
-  character vocabulary and tag set, so it tags at today's speed.
+  gold examples plus, in each epoch, a fresh sample of ``ratio`` silver sentences per gold sentence.
+  ``labels="hard"``: the CRF likelihood of the ensemble's decoded tags, silver and gold batched
+  together (self-training from an ensemble teacher); ``"soft"``: in batches of their own, the
+  cross-entropy between the ensemble's posteriors and the student CRF's own (posterior distillation). Same architecture, same character
+  vocabulary and tag set, so it tags at today's speed.
 
 :func:`distill_fold` runs all three on one cross-validation fold (members and student trained on
-the other blocks only, so the held-out block is held out from the teacher too); ``clinlake evaluate
-distill-cv`` runs it over the folds, :func:`train_student` trains the shipped student on train+devel.
+the other blocks only, so the held-out block is held out from the teacher too; with a
+``predictions_dir`` it keeps the ensemble's pool posteriors, so another student recipe can be tried on
+the same teacher); ``clinlake evaluate distill-cv`` runs it over the folds, :func:`train_student`
+trains a shipped student on the model's own training data.
 """
 from __future__ import annotations
 
+import gzip
+import hashlib
+import json
 import random
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 
@@ -37,9 +44,10 @@ from clinlake.pipelines.engine.ner.metadata import ModelMeta
 from clinlake.pipelines.evaluation.ner import ABBREVIATION_REACH
 from clinlake.pipelines.resources import shared_data
 from clinlake.pipelines.training.cv_card import VARIANT_STEP
-from clinlake.pipelines.training.ner.corpus import SEED, Example, split_path, to_pieces
+from clinlake.pipelines.training.ner.corpus import SEED, Example, split_path, tag_set, to_pieces
 from clinlake.pipelines.training.ner.cv import (CrossValidationError, Recipe, chosen_folds, cv_examples, fold_blocks,
-                                                score_fold, split_fold, spread, write_fold_predictions)
+                                                read_fold_predictions, score_fold, split_fold, spread,
+                                                write_fold_predictions)
 
 SYSTEMS = ("today", "ensemble", "student")  # what a distillation fold scores, in report order
 UNLABELLED = Path("corpus") / "biomedical_sentences.txt"  # under the shared data folder
@@ -52,8 +60,11 @@ class Plan:
     silver: int = 20000
     ratio: float = 1.0
     max_pieces: int = 100  # longer unlabelled lines (tables, lists) are left out of the pool
+    labels: Literal["hard", "soft"] = "hard"  # the ensemble's decoded tags, or its posteriors
 
     def __post_init__(self) -> None:
+        if self.labels not in ("hard", "soft"):
+            raise CrossValidationError(f"silver labels are 'hard' or 'soft', not {self.labels!r}")
         if self.members < 1 or self.silver < 0 or self.ratio < 0 or self.max_pieces < 1:
             raise CrossValidationError(f"a distillation plan needs members >= 1 and non-negative silver and "
                                        f"ratio, not {asdict(self)}")
@@ -121,9 +132,13 @@ def train_members(examples: Sequence[Example], recipe: Recipe, members: int, *,
 def ensemble_tags(members: Sequence[Member], sentences: Sequence[Sequence[str]]
                   ) -> list[tuple[list[str], list[float]]]:
     """(tags, confidences) of each sentence from the members' averaged posteriors."""
+    return decode_posteriors(ensemble_posteriors(members, sentences), members[0].tags)
+
+
+def ensemble_posteriors(members: Sequence[Member], sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
+    """The members' per-token tag posteriors [n, K] of each sentence, averaged."""
     per_member = [m.posteriors(sentences) for m in members]
-    averaged = [np.mean([p[i] for p in per_member], axis=0) for i in range(len(sentences))]
-    return decode_posteriors(averaged, members[0].tags)
+    return [np.mean([p[i] for p in per_member], axis=0) for i in range(len(sentences))]
 
 
 def decode_posteriors(averaged: Sequence[np.ndarray], tags: Sequence[str]) -> list[tuple[list[str], list[float]]]:
@@ -145,48 +160,107 @@ def decode_posteriors(averaged: Sequence[np.ndarray], tags: Sequence[str]) -> li
 
 
 def fit_student(gold: Sequence[Example], silver: Sequence[Example], recipe: Recipe, plan: Plan, *,
-                embeddings_dir: Path | None = None) -> Member:
+                targets: Sequence[np.ndarray] | None = None, embeddings_dir: Path | None = None) -> Member:
+    """The student: ``recipe`` on ``gold`` plus ``silver`` (their ``targets``' posteriors when
+    ``plan.labels`` is soft)."""
     from clinlake.pipelines.training.ner.loop import fit
 
     net, crf, tags, chars, embeddings, record = fit(
         gold, {}, max_minutes=float("inf"), epochs=recipe.epochs, lr=recipe.lr, batch_pieces=recipe.batch_pieces,
-        threads=1, network=recipe.network, embeddings_dir=embeddings_dir, silver=silver, silver_ratio=plan.ratio)
+        threads=1, network=recipe.network, embeddings_dir=embeddings_dir, silver=silver, silver_ratio=plan.ratio,
+        silver_targets=targets if plan.labels == "soft" else None)
     return Member(net, crf, tags, chars, embeddings, record)
 
 
+@dataclass
+class Distilled:
+    """What :func:`distil` trained: the members (none when a kept teacher was reused), the
+    student, the silver examples and the ensemble's posteriors on them."""
+    members: list[Member]
+    student: Member
+    silver: list[Example]
+    posteriors: list[np.ndarray]
+
+
 def distil(gold: Sequence[Example], pool: Sequence[Sequence[str]], recipe: Recipe, plan: Plan, *,
-           embeddings_dir: Path | None = None) -> tuple[list[Member], Member, list[Example]]:
-    """(members, student, silver examples) trained on ``gold``, the pool labelled by the members."""
-    members = train_members(gold, recipe, plan.members, embeddings_dir=embeddings_dir)
-    silver = [(list(words), tags) for words, (tags, _) in zip(pool, ensemble_tags(members, pool))]
-    return members, fit_student(gold, silver, recipe, plan, embeddings_dir=embeddings_dir), silver
+           embeddings_dir: Path | None = None, teacher: Sequence[np.ndarray] | None = None) -> Distilled:
+    """Members trained on ``gold`` label the pool (or ``teacher``: their pool posteriors kept by an
+    earlier run), then the student trains on gold + silver."""
+    members: list[Member] = []
+    if teacher is None:
+        members = train_members(gold, recipe, plan.members, embeddings_dir=embeddings_dir)
+        teacher = ensemble_posteriors(members, pool)
+    tags = tag_set(gold)  # fit()'s order
+    silver = [(list(words), path) for words, (path, _) in zip(pool, decode_posteriors(teacher, tags))]
+    student = fit_student(gold, silver, recipe, plan, targets=teacher, embeddings_dir=embeddings_dir)
+    return Distilled(members, student, silver, list(teacher))
+
+
+def pool_fingerprint(pool: Sequence[Sequence[str]]) -> str:
+    return hashlib.sha256("\n".join(" ".join(p) for p in pool).encode("utf-8")).hexdigest()
+
+
+def write_teacher(directory: Path, fold: int, pool: Sequence[Sequence[str]], posteriors: Sequence[np.ndarray],
+                  tags: Sequence[str]) -> Path:
+    """``teacher/fold<k>.npz``: the ensemble's posteriors on the silver pool (fp16), for ``--teacher``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"fold{fold}.npz"
+    np.savez_compressed(path, posteriors=np.concatenate(posteriors).astype(np.float16),
+                        lengths=np.array([len(p) for p in posteriors], dtype=np.int32),
+                        tags=np.array(tags), pool=np.array(pool_fingerprint(pool)))
+    return path
+
+
+def read_teacher(path: Path, pool: Sequence[Sequence[str]], tags: Sequence[str]) -> list[np.ndarray]:
+    if not path.is_file():
+        raise CrossValidationError(f"no kept teacher {path}: run distill-cv with --predictions first")
+    saved = np.load(path)
+    if str(saved["pool"]) != pool_fingerprint(pool) or list(saved["tags"]) != list(tags):
+        raise CrossValidationError(f"{path} was made on another silver pool or tag set: same --silver as its run")
+    rows = saved["posteriors"].astype(np.float32)
+    rows /= rows.sum(axis=1, keepdims=True)  # fp16 rounding
+    return np.split(rows, np.cumsum(saved["lengths"])[:-1])
 
 
 def distill_fold(examples: Sequence[Example], blocks: Sequence[range], fold: int, recipe: Recipe, plan: Plan,
                  pool: Sequence[Sequence[str]], *, abbreviation_reach: int | None = ABBREVIATION_REACH,
-                 embeddings_dir: Path | None = None, predictions_dir: Path | None = None) -> dict:
+                 embeddings_dir: Path | None = None, predictions_dir: Path | None = None,
+                 teacher_dir: Path | None = None) -> dict:
     """Today's network (member 0), the ensemble and the student, all trained without ``fold``,
-    scored on it with every post-processing variant."""
+    scored on it with every post-processing variant. ``teacher_dir``: the ``predictions_dir`` of an
+    earlier run on the same folds and pool, whose today's and ensemble's predictions and pool
+    posteriors are reused (only the student trains)."""
     from clinlake.pipelines.training.ner.loop import predict_scored
 
     train, held = split_fold(examples, blocks, fold)
     started = time.time()
-    members, student, silver = distil(train, pool, recipe, plan, embeddings_dir=embeddings_dir)
-    words = [w for w, _ in held]
-    predicted = {
-        "today": predict_scored(members[0].net, members[0].crf, held, members[0].embeddings, members[0].chars,
-                                members[0].tags),
-        "ensemble": ensemble_tags(members, words),
-        "student": predict_scored(student.net, student.crf, held, student.embeddings, student.chars, student.tags)}
-    scores = {}
-    for system, tagged in predicted.items():
+    tags = tag_set(train)
+    kept = None if teacher_dir is None else read_teacher(teacher_dir / "teacher" / f"fold{fold}.npz", pool, tags)
+    run = distil(train, pool, recipe, plan, embeddings_dir=embeddings_dir, teacher=kept)
+    student = run.student
+    predicted = {"student": predict_scored(student.net, student.crf, held, student.embeddings, student.chars,
+                                           student.tags)}
+    if kept is None:
+        first = run.members[0]
+        predicted["today"] = predict_scored(first.net, first.crf, held, first.embeddings, first.chars, first.tags)
+        predicted["ensemble"] = ensemble_tags(run.members, [w for w, _ in held])
         if predictions_dir is not None:
-            write_fold_predictions(predictions_dir / system, fold, blocks[fold], tagged)
-        scores[system] = score_fold(train, held, blocks[fold], fold, tagged, abbreviation_reach)
-    entities = sum(t.startswith("B-") for _, tags in silver for t in tags)
+            write_teacher(predictions_dir / "teacher", fold, pool, run.posteriors, tags)
+    else:
+        for system in ("today", "ensemble"):
+            saved = read_fold_predictions(teacher_dir / system / f"fold{fold}.json.gz")
+            if saved["held_out"] != [blocks[fold].start, blocks[fold].stop]:
+                raise CrossValidationError(f"{teacher_dir / system} holds another fold {fold}")
+            predicted[system] = list(zip(saved["tags"], saved["confidence"], strict=True))
+    scores = {}
+    for system in SYSTEMS:
+        if predictions_dir is not None:
+            write_fold_predictions(predictions_dir / system, fold, blocks[fold], predicted[system])
+        scores[system] = score_fold(train, held, blocks[fold], fold, predicted[system], abbreviation_reach)
+    entities = sum(t.startswith("B-") for _, ts in run.silver for t in ts)
     return {"fold": fold, "held_out": [blocks[fold].start, blocks[fold].stop], "train_sentences": len(train),
-            "silver_sentences": len(silver), "silver_entities": entities, "systems": scores,
-            "seconds": round(time.time() - started, 1)}
+            "silver_sentences": len(run.silver), "silver_entities": entities, "teacher_reused": kept is not None,
+            "systems": scores, "seconds": round(time.time() - started, 1)}
 
 
 def model_variant(model_dir: Path) -> str:
@@ -199,7 +273,8 @@ def model_variant(model_dir: Path) -> str:
 
 def distill_cv(corpus: str | None, model_dir: Path, plan: Plan, *, k: int = 5, jobs: int = 1,
                folds: Sequence[int] | None = None, epochs: int | None = None, shared: Path | None = None,
-               embeddings_dir: Path | None = None, predictions_dir: Path | None = None) -> dict:
+               embeddings_dir: Path | None = None, predictions_dir: Path | None = None,
+               teacher_dir: Path | None = None) -> dict:
     """The distillation CV report (module doc): per fold and in summary, each system's F1 under the
     network alone, abbreviations, and the model's default steps, with paired gains over today's."""
     corpus, examples = cv_examples(corpus, model_dir=model_dir, shared=shared)
@@ -210,7 +285,8 @@ def distill_cv(corpus: str | None, model_dir: Path, plan: Plan, *, k: int = 5, j
     default = model_variant(model_dir)
     pool = silver_pool(corpus, plan, shared=shared)
     jobs_args = [(examples, blocks, f, recipe, plan, pool,
-                  dict(embeddings_dir=embeddings_dir, predictions_dir=predictions_dir)) for f in chosen_folds(k, folds)]
+                  dict(embeddings_dir=embeddings_dir, predictions_dir=predictions_dir, teacher_dir=teacher_dir))
+                 for f in chosen_folds(k, folds)]
     if jobs > 1:
         with ProcessPoolExecutor(max_workers=jobs) as workers:
             results = list(workers.map(_distill_job, jobs_args))
@@ -246,7 +322,7 @@ def format_distill_cv(report: dict) -> str:
     plan = report["plan"]
     lines = [f"{report['k']}-fold distillation CV of {report['recipe_of']}'s recipe on {report['corpus']} "
              f"train+devel ({report['sentences']} sentences; {plan['members']} members, {plan['silver']} silver "
-             f"sentences, {plan['ratio']:g} silver per gold sentence each epoch; folds "
+             f"sentences with {plan['labels']} labels, {plan['ratio']:g} silver per gold sentence each epoch; folds "
              f"{', '.join(str(f['fold']) for f in report['folds'])})",
              f"{'post-processing':<40} {'system':<9} {'F1 mean ± sd':>15} {'gain vs today':>16} {'folds up':>9}"]
     for variant, rows in report["summary"].items():
@@ -281,12 +357,13 @@ def train_student(model_dir: Path, plan: Plan, *, out_dir: Path, shared: Path | 
     train, devel = load_split(corpus, "train", shared=shared), load_split(corpus, "devel", shared=shared)
     recipe = Recipe.of_model(model_dir)
     embeddings_dir = embeddings_dir or default_embeddings_dir()
-    members, student, silver = distil(train + devel if refit else train, silver_pool(corpus, plan, shared=shared),
-                                      recipe, plan, embeddings_dir=embeddings_dir)
+    run = distil(train + devel if refit else train, silver_pool(corpus, plan, shared=shared), recipe, plan,
+                 embeddings_dir=embeddings_dir)
+    members, student, silver = run.members, run.student, run.silver
     record = {**asdict(plan), "seeds": [SEED + m for m in range(plan.members)], "source": str(UNLABELLED),
               "silver_sentences": len(silver),
               "silver_entities": sum(t.startswith("B-") for _, tags in silver for t in tags),
-              "labels": "ensemble max-marginal tags (hard)"}
+              "labels": plan.labels}
     if not refit:
         words = [w for w, _ in devel]
         record["devel_f1_network_alone"] = {

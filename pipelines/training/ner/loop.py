@@ -39,7 +39,7 @@ from clinlake.pipelines.evaluation.ner import score_spans
 from clinlake.pipelines.resources import models_dir
 from clinlake.pipelines.training.cards import models_readme
 from clinlake.pipelines.training.ner.artifacts import artifacts_dir, selection_model_dir
-from clinlake.pipelines.training.ner.corpus import SEED, Example, load_split
+from clinlake.pipelines.training.ner.corpus import SEED, Example, load_split, tag_set
 from clinlake.pipelines.training.ner.embeddings import build_embeddings, default_embeddings_dir
 from clinlake.pipelines.training.ner.export import export, finish
 from clinlake.pipelines.training.ner.network import build_crf, build_network, torch_module
@@ -156,7 +156,7 @@ def strict_f1(examples: Sequence[Example], predicted: Sequence[Sequence[str]]) -
 def fit(train_set: Sequence[Example], dev_sets: dict[str, Sequence[Example]], *, max_minutes: float, epochs: int,
         lr: float = 2e-3, batch_pieces: int = 1000, patience: int = 5, threads: int = 1, network: dict | None = None,
         embeddings_dir: Path | None = None, seed: int = SEED, silver: Sequence[Example] = (),
-        silver_ratio: float = 0.0):
+        silver_ratio: float = 0.0, silver_targets: Sequence[np.ndarray] | None = None):
     """Train a fresh network on ``train_set``; keep the epoch with the best mean (over the
     ``dev_sets``) strict devel F1. With no ``dev_sets`` (a refit on train+devel) run exactly
     ``epochs`` epochs and keep the last. ``network``: keyword arguments of :func:`build_network`
@@ -166,7 +166,10 @@ def fit(train_set: Sequence[Example], dev_sets: dict[str, Sequence[Example]], *,
 
     ``seed``: initialisation and batch order (ensemble members differ only in it). ``silver``:
     machine-labelled examples (distillation, :mod:`.distill`); each epoch adds a fresh sample of
-    ``silver_ratio * len(train_set)`` of them to the gold ``train_set``. The tag set and the
+    ``silver_ratio * len(train_set)`` of them to the gold ``train_set``. With ``silver_targets``
+    (one [n, len(tags)] array of tag probabilities per silver example, in the tag order this run
+    derives from the gold examples) silver batches train on the CRF posteriors' cross-entropy with
+    them (posterior distillation) instead of the likelihood of their tags. The tag set and the
     character vocabulary come from the gold examples alone, so a student has its teacher's size."""
     embeddings_dir = default_embeddings_dir() if embeddings_dir is None else embeddings_dir
     torch = torch_module()
@@ -177,11 +180,13 @@ def fit(train_set: Sequence[Example], dev_sets: dict[str, Sequence[Example]], *,
     if not (embeddings_dir / "vocab.txt").exists():
         build_embeddings(embeddings_dir)
     embeddings = Embeddings.load(embeddings_dir)
-    tags = ["O"] + sorted({t for _, ts in train_set for t in ts} - {"O"}, key=lambda t: (t[2:], t[:2]))
+    tags = tag_set(train_set)
     chars = char_vocabulary(train_set)
     unknown = sorted({t for _, ts in silver for t in ts} - set(tags))
     if unknown:
         raise ValueError(f"silver examples carry tags the gold examples lack: {unknown}")
+    if silver_targets is not None and [len(w) for w, _ in silver] != [len(t) for t in silver_targets]:
+        raise ValueError("silver_targets must hold one row of tag probabilities per token of each silver example")
     network = dict(network or {})
     word_dim = int(embeddings.vectors.shape[1])
     net, crf = build_network(len(chars) + 2, len(tags), word_dim=word_dim, **network), build_crf(tags)
@@ -193,9 +198,17 @@ def fit(train_set: Sequence[Example], dev_sets: dict[str, Sequence[Example]], *,
     tag_ids = {t: i for i, t in enumerate(tags)}
     for epoch in range(1, epochs + 1):
         started = time.time()
-        epoch_set = list(train_set) + silver_sample(silver, round(silver_ratio * len(train_set)), rng)
-        loss = run_epoch(net, crf, optimizer, batches(epoch_set, batch_pieces, rng), epoch_set, embeddings, chars,
-                         tag_ids, deadline)
+        picked = silver_sample(range(len(silver)), round(silver_ratio * len(train_set)), rng)
+        epoch_set = list(train_set) + [silver[i] for i in picked]
+        groups = batches(epoch_set, batch_pieces, rng)
+        soft = None
+        if silver_targets is not None and picked:
+            # gold and silver in separate batches: a batch trains on one loss
+            groups = batches(train_set, batch_pieces, rng) + [
+                [len(train_set) + i for i in group] for group in batches(epoch_set[len(train_set):], batch_pieces, rng)]
+            rng.shuffle(groups)
+            soft = {len(train_set) + j: silver_targets[i] for j, i in enumerate(picked)}
+        loss = run_epoch(net, crf, optimizer, groups, epoch_set, embeddings, chars, tag_ids, deadline, soft=soft)
         scheduler.step()
         per_set = {name: strict_f1(dev, predict(net, crf, dev, embeddings, chars, tags))
                    for name, dev in dev_sets.items()}
@@ -218,15 +231,16 @@ def fit(train_set: Sequence[Example], dev_sets: dict[str, Sequence[Example]], *,
               "history": history, "max_minutes": max_minutes, "lr": lr, "batch_pieces": batch_pieces, "seed": seed,
               "train_sentences": len(train_set), "refit_on_devel": not dev_sets, "network": network,
               "max_epochs": epochs, "patience": patience, "word_dim": word_dim,
-              **({"silver_sentences": len(silver), "silver_ratio": silver_ratio} if silver else {})}
+              **({"silver_sentences": len(silver), "silver_ratio": silver_ratio,
+                  "silver_labels": "soft" if silver_targets is not None else "hard"} if silver else {})}
     return net, crf, tags, chars, embeddings, record
 
 
-def silver_sample(silver: Sequence[Example], n: int, rng: random.Random) -> list[Example]:
-    """``n`` silver examples drawn without replacement (all of them when there are fewer)."""
-    if not silver or n <= 0:
+def silver_sample(indices: Sequence[int], n: int, rng: random.Random) -> list[int]:
+    """``n`` silver indices drawn without replacement (all of them when there are fewer)."""
+    if not indices or n <= 0:
         return []
-    return list(silver) if n >= len(silver) else rng.sample(list(silver), n)
+    return list(indices) if n >= len(indices) else rng.sample(list(indices), n)
 
 
 def save_torch_state(model_dir: Path, net, crf, chars: dict[str, int], tags: Sequence[str], network: dict, *,
@@ -305,8 +319,11 @@ def selection_record(record: dict, selected: dict) -> dict:
 
 
 def run_epoch(net, crf, optimizer, groups: list[list[int]], train_set: Sequence[Example], embeddings: Embeddings,
-              chars: dict[str, int], tag_ids: dict[str, int], deadline: float) -> float:
-    """One pass over the training batches (stops early at the deadline); mean CRF loss."""
+              chars: dict[str, int], tag_ids: dict[str, int], deadline: float,
+              soft: dict[int, np.ndarray] | None = None) -> float:
+    """One pass over the training batches (stops early at the deadline); mean loss. A batch of
+    examples with ``soft`` targets (example index → [n, K] tag probabilities) trains on
+    :meth:`marginal_loss`, any other on the CRF likelihood of its tags."""
     torch = torch_module()
     net.train()
     params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -314,7 +331,13 @@ def run_epoch(net, crf, optimizer, groups: list[list[int]], train_set: Sequence[
     for group in groups:
         inputs, gold = tensors([train_set[i] for i in group], embeddings, chars, tag_ids)
         mask = torch.arange(gold.shape[1]).unsqueeze(0) < inputs["lengths"].unsqueeze(1)
-        loss = crf.nll(net(**inputs), gold, mask)
+        if soft and group[0] in soft:
+            targets = np.zeros((*gold.shape, len(tag_ids)), dtype=np.float32)
+            for b, i in enumerate(group):
+                targets[b, : len(soft[i])] = soft[i]
+            loss = crf.marginal_loss(net(**inputs), torch.from_numpy(targets), mask)
+        else:
+            loss = crf.nll(net(**inputs), gold, mask)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 5.0)

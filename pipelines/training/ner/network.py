@@ -212,5 +212,24 @@ def build_crf(tags: Sequence[str]):
             log_z = torch.logsumexp(alpha + end, dim=1)
             return (log_z - path).mean()
 
+        def marginal_loss(self, emissions, targets, mask):
+            """Mean over sentences of the cross-entropy between soft target tag distributions
+            ``targets`` [B, T, K] (a teacher's posteriors) and this CRF's own posteriors (forward-
+            backward in log space), summed over each sentence's tokens: posterior distillation."""
+            start, end, trans = self.scores()
+            batch, steps, k = emissions.shape
+            alphas = [start + emissions[:, 0]]
+            for t in range(1, steps):
+                nxt = torch.logsumexp(alphas[-1].unsqueeze(2) + trans.unsqueeze(0), dim=1) + emissions[:, t]
+                alphas.append(torch.where(mask[:, t : t + 1], nxt, alphas[-1]))
+            ending = end.expand(batch, k)
+            betas = [ending] * steps
+            for t in range(steps - 2, -1, -1):
+                nxt = torch.logsumexp(trans.unsqueeze(0) + (emissions[:, t + 1] + betas[t + 1]).unsqueeze(1), dim=2)
+                betas[t] = torch.where(mask[:, t + 1 : t + 2], nxt, ending)  # t is a sentence's last token
+            log_z = torch.logsumexp(alphas[-1] + end, dim=1)
+            log_marginals = torch.stack(alphas, 1) + torch.stack(betas, 1) - log_z[:, None, None]
+            return -((targets * log_marginals).sum(2) * mask.float()).sum(1).mean()
+
     return CRF()
 
