@@ -205,6 +205,18 @@ CV_MODELS = {"NCBI-disease": "ncbi_disease", "BC5CDR": "bc5cdr", "AnatEM": "anat
              "LINNAEUS": "linnaeus"}
 
 
+def add_fold_arguments(parser: argparse.ArgumentParser) -> None:
+    """--folds and --only, as every cross-validation subcommand takes them."""
+    parser.add_argument("--folds", type=int, default=5, metavar="K", help="number of folds (default 5)")
+    parser.add_argument("--only", type=int, action="append", metavar="FOLD", help="run only this fold (0-based; "
+                        "repeatable), e.g. to spread folds over machines")
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, help="also write the report as JSON here")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
 def add_cv(commands: argparse._SubParsersAction) -> None:
     from clinlake.pipelines.training.ner.corpus import CORPORA
 
@@ -223,9 +235,7 @@ def add_cv(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", help="the model whose recipe is cross-validated: a name under models/ or a "
                         "directory (default: the corpus's shipped model); a clinical model (e.g. clinical_core) is "
                         "cross-validated on the train+devel documents of its BRAT corpora")
-    parser.add_argument("--folds", type=int, default=5, metavar="K", help="number of folds (default 5)")
-    parser.add_argument("--only", type=int, action="append", metavar="FOLD", help="run only this fold (0-based; "
-                        "repeatable), e.g. to spread folds over machines")
+    add_fold_arguments(parser)
     parser.add_argument("--epochs", type=int, help="epochs per fold (default: the model's selected epoch count)")
     parser.add_argument("--jobs", type=int, default=1, help="folds trained at once, one process and one torch "
                         "thread each (default 1)")
@@ -235,8 +245,7 @@ def add_cv(commands: argparse._SubParsersAction) -> None:
                         "confidences here (fold<k>.json.gz), for --rescore")
     parser.add_argument("--rescore", type=Path, metavar="DIR", help="train nothing: score every post-processing "
                         "variant again on the fold predictions a run kept in DIR")
-    parser.add_argument("--out", type=Path, help="also write the report as JSON here")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_report_arguments(parser)
     parser.set_defaults(run=run_cv)
 
 
@@ -285,8 +294,7 @@ def add_distill_cv(commands: argparse._SubParsersAction) -> None:
                                              "model's default steps, with paired gains over today's "
                                              "(pipelines/training/ner/distill.py).")
     parser.add_argument("--model", required=True, help="a biomedical model under models/ or a directory")
-    parser.add_argument("--folds", type=int, default=5, metavar="K", help="number of folds (default 5)")
-    parser.add_argument("--only", type=int, action="append", metavar="FOLD", help="run only this fold (repeatable)")
+    add_fold_arguments(parser)
     parser.add_argument("--members", type=int, default=3, help="ensemble size (default 3)")
     parser.add_argument("--silver", type=int, default=20000, help="unlabelled sentences the ensemble labels "
                         "(default 20000)")
@@ -302,8 +310,7 @@ def add_distill_cv(commands: argparse._SubParsersAction) -> None:
                         "ensemble's posteriors on the silver sentences under DIR/teacher/")
     parser.add_argument("--teacher", type=Path, metavar="DIR", help="reuse the members of an earlier run that kept "
                         "--predictions DIR (same folds, --members and --silver): only the student trains")
-    parser.add_argument("--out", type=Path, help="also write the report as JSON here")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_report_arguments(parser)
     parser.set_defaults(run=run_distill_cv)
 
 
@@ -336,8 +343,7 @@ def add_assertion_cv(commands: argparse._SubParsersAction) -> None:
                                              "assertion does), scored on the held-out block as rules, model and "
                                              "hybrid under all 27 policies; prints mean ± sd over folds and the "
                                              "policy chosen by CV (pipelines/training/assertion_cv.py).")
-    parser.add_argument("--folds", type=int, default=5, metavar="K", help="number of folds (default 5)")
-    parser.add_argument("--only", type=int, action="append", metavar="FOLD", help="run only this fold (repeatable)")
+    add_fold_arguments(parser)
     parser.add_argument("--members", type=int, default=1, help="networks averaged per fold (default 1; the "
                         "shipped model averages 3)")
     parser.add_argument("--epochs", type=int, default=12, help="epochs per network (default 12, the shipped count)")
@@ -345,8 +351,7 @@ def add_assertion_cv(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--maccrobat-history", action="store_true", help="also label MACCROBAT triggers inside "
                         "History spans historical and inside Family_history spans as someone else's")
     parser.add_argument("--jobs", type=int, default=1, help="folds trained at once, one process each (default 1)")
-    parser.add_argument("--out", type=Path, help="also write the report as JSON here")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_report_arguments(parser)
     parser.set_defaults(run=run_assertion_cv)
 
 

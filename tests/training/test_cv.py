@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import statistics
 
-import numpy as np
 import pytest
 
-from clinlake.pipelines.engine.ner.features import word_key
 from clinlake.pipelines.evaluation.ner_variants import DEFAULT, VARIANTS
 from clinlake.pipelines.resources import Resolver
 from clinlake.pipelines.training.ner.cv import (CrossValidationError, Recipe, cross_validate, fold_blocks, format_cv,
@@ -45,7 +43,7 @@ def test_the_recipe_is_the_shipped_models_selected_epochs_and_settings():
     assert Recipe.of_model(Resolver().model_dir("bc5cdr"), epochs=3).epochs == 3
 
 
-def _corpus(shared, sentences_per_split=6):
+def _corpus(shared, write_vectors, sentences_per_split=6):
     """A tiny NCBI-disease layout under ``shared`` and word vectors for its words."""
     rows = [(["Aspirin", "induced", "asthma", "in", "a", "patient", "."], ["O", "O", "B-Disease", "O", "O", "O", "O"]),
             (["No", "renal", "failure", "was", "seen", "."], ["O", "B-Disease", "I-Disease", "O", "O", "O"])]
@@ -54,18 +52,12 @@ def _corpus(shared, sentences_per_split=6):
     for split in ("train", "devel"):
         text = "".join("".join(f"{w}\t{t}\n" for w, t in zip(*rows[i % 2])) + "\n" for i in range(sentences_per_split))
         (folder / f"{split}.tsv").write_text(text, encoding="utf-8")
-    words = {w for tokens, _ in rows for w in tokens}
-    vocab = ["<pad>", "<unk>", *sorted({word_key(w) for w in words})]
-    embeddings = shared / "embeddings"
-    embeddings.mkdir()
-    np.save(embeddings / "vectors.npy", np.random.default_rng(0).normal(size=(len(vocab), 16)).astype(np.float16))
-    (embeddings / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    return embeddings
+    return write_vectors(shared, {w for tokens, _ in rows for w in tokens})
 
 
-def test_cross_validation_trains_and_scores_each_fold_in_parallel_processes(tmp_path, monkeypatch):
+def test_cross_validation_trains_and_scores_each_fold_in_parallel_processes(tmp_path, monkeypatch, write_vectors):
     pytest.importorskip("torch")
-    embeddings = _corpus(tmp_path)
+    embeddings = _corpus(tmp_path, write_vectors)
     model_dir = Resolver().model_dir("ncbi_disease")
     monkeypatch.setattr(Recipe, "of_model", classmethod(lambda cls, d, epochs=None: cls(
         epochs=epochs, network={"hidden": 8, "char_filters": 4}, lr=1e-2, batch_pieces=1000)))

@@ -27,10 +27,8 @@ def test_max_marginal_decoding_keeps_iob2_valid_and_reports_the_averaged_posteri
     assert decode_posteriors([np.zeros((0, 3))], TAGS) == [([], [])]
 
 
-def _corpus(shared, *, train_rows, devel_rows, unlabelled):
+def _corpus(shared, write_vectors, *, train_rows, devel_rows, unlabelled):
     """A tiny NCBI-disease layout, its unlabelled text and word vectors for every word."""
-    from clinlake.pipelines.engine.ner.features import word_key
-
     folder = shared / "ner" / "NCBI-disease"
     folder.mkdir(parents=True)
     for split, rows in (("train", train_rows), ("devel", devel_rows)):
@@ -39,12 +37,7 @@ def _corpus(shared, *, train_rows, devel_rows, unlabelled):
     (shared / "corpus").mkdir()
     (shared / "corpus" / "biomedical_sentences.txt").write_text("\n".join(unlabelled) + "\n", encoding="utf-8")
     words = {w for tokens, _ in train_rows + devel_rows for w in tokens} | {w for s in unlabelled for w in s.split()}
-    vocab = ["<pad>", "<unk>", *sorted({word_key(w) for w in words})]
-    embeddings = shared / "embeddings"
-    embeddings.mkdir()
-    np.save(embeddings / "vectors.npy", np.random.default_rng(0).normal(size=(len(vocab), 16)).astype(np.float16))
-    (embeddings / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    return embeddings
+    return write_vectors(shared, words)
 
 
 ASTHMA = (["Aspirin", "induced", "asthma", "in", "a", "patient", "."], ["O", "O", "B-Disease", "O", "O", "O", "O"])
@@ -54,8 +47,8 @@ UNLABELLED = ["Aspirin induced asthma in a patient .",  # a train sentence: neve
               " ".join(["asthma"] * 30)]  # too long for max_pieces=20
 
 
-def test_the_silver_pool_is_seeded_and_leaves_out_the_corpus_own_sentences_and_overlong_lines(tmp_path):
-    _corpus(tmp_path, train_rows=[ASTHMA], devel_rows=[RENAL], unlabelled=UNLABELLED)
+def test_the_silver_pool_is_seeded_and_leaves_out_the_corpus_own_sentences_and_overlong_lines(tmp_path, write_vectors):
+    _corpus(tmp_path, write_vectors, train_rows=[ASTHMA], devel_rows=[RENAL], unlabelled=UNLABELLED)
     plan = Plan(silver=10, max_pieces=20)
     pool = silver_pool("NCBI-disease", plan, shared=tmp_path)
     assert sorted(" ".join(p) for p in pool) == sorted(UNLABELLED[1:4])
@@ -65,19 +58,25 @@ def test_the_silver_pool_is_seeded_and_leaves_out_the_corpus_own_sentences_and_o
         Plan(members=0)
 
 
+@pytest.fixture
+def tiny_cv(tmp_path, monkeypatch, write_vectors):
+    """(word vectors, ncbi_disease's model folder) over a 12-sentence corpus, with a tiny recipe."""
+    pytest.importorskip("torch")
+    embeddings = _corpus(tmp_path, write_vectors, train_rows=[ASTHMA, RENAL] * 3, devel_rows=[RENAL, ASTHMA] * 3,
+                         unlabelled=UNLABELLED)
+    _tiny_recipe(monkeypatch)
+    return embeddings, Resolver().model_dir("ncbi_disease")
+
+
 def _tiny_recipe(monkeypatch, default_epochs=2, batch_pieces=1000):
     monkeypatch.setattr(Recipe, "of_model", classmethod(lambda cls, d, epochs=None: cls(
         epochs=epochs or default_epochs, network={"hidden": 8, "char_filters": 4}, lr=1e-2, batch_pieces=batch_pieces)))
 
 
-def test_distillation_cv_scores_today_ensemble_and_student_on_held_out_blocks(tmp_path, monkeypatch):
-    pytest.importorskip("torch")
+def test_distillation_cv_scores_today_ensemble_and_student_on_held_out_blocks(tmp_path, tiny_cv):
     from clinlake.pipelines.training.ner.distill import distill_cv, format_distill_cv
 
-    embeddings = _corpus(tmp_path, train_rows=[ASTHMA, RENAL] * 3, devel_rows=[RENAL, ASTHMA] * 3,
-                         unlabelled=UNLABELLED)
-    _tiny_recipe(monkeypatch)
-    model_dir = Resolver().model_dir("ncbi_disease")
+    embeddings, model_dir = tiny_cv
     kept = tmp_path / "kept"
     report = distill_cv(None, model_dir, Plan(members=2, silver=3, ratio=0.5, max_pieces=20), k=3, epochs=2, jobs=2,
                         shared=tmp_path, embeddings_dir=embeddings, predictions_dir=kept)
@@ -102,11 +101,11 @@ def test_distillation_cv_scores_today_ensemble_and_student_on_held_out_blocks(tm
     assert "3-fold distillation CV of ncbi_disease's recipe on NCBI-disease" in text and "2 members" in text
 
 
-def test_fit_takes_tags_and_characters_from_gold_and_mixes_silver_into_each_epoch(tmp_path):
+def test_fit_takes_tags_and_characters_from_gold_and_mixes_silver_into_each_epoch(tmp_path, write_vectors):
     pytest.importorskip("torch")
     from clinlake.pipelines.training.ner.loop import fit
 
-    embeddings = _corpus(tmp_path, train_rows=[ASTHMA], devel_rows=[RENAL], unlabelled=UNLABELLED)
+    embeddings = _corpus(tmp_path, write_vectors, train_rows=[ASTHMA], devel_rows=[RENAL], unlabelled=UNLABELLED)
     silver = [(["Zyx", "renal", "failure"], ["O", "B-Disease", "I-Disease"])]  # characters gold lacks
     options = dict(max_minutes=5, epochs=2, network={"hidden": 8, "char_filters": 4}, embeddings_dir=embeddings)
     _, _, tags, chars, _, record = fit([ASTHMA, RENAL] * 2, {}, silver=silver, silver_ratio=0.25, **options)
@@ -118,14 +117,14 @@ def test_fit_takes_tags_and_characters_from_gold_and_mixes_silver_into_each_epoc
     assert "silver_sentences" not in plain and plain["seed"] == 14
 
 
-def test_a_distilled_student_is_exported_loaded_and_tags(tmp_path, monkeypatch):
+def test_a_distilled_student_is_exported_loaded_and_tags(tmp_path, monkeypatch, write_vectors):
     pytest.importorskip("torch")
     pytest.importorskip("onnx")
     from clinlake.pipelines.engine.ner.model import NerModel
     from clinlake.pipelines.training.ner import export
     from clinlake.pipelines.training.ner.distill import train_student
 
-    embeddings = _corpus(tmp_path, train_rows=[ASTHMA, RENAL] * 4, devel_rows=[RENAL, ASTHMA], unlabelled=UNLABELLED)
+    embeddings = _corpus(tmp_path, write_vectors, train_rows=[ASTHMA, RENAL] * 4, devel_rows=[RENAL, ASTHMA], unlabelled=UNLABELLED)
     _tiny_recipe(monkeypatch, default_epochs=12, batch_pieces=8)  # a sentence per step
     monkeypatch.setattr(export, "tokens_per_second", lambda model, sequences, seconds=10.0: 1234.0)
     teacher = tmp_path / "models" / "ncbi_disease"
@@ -176,14 +175,10 @@ def test_the_crf_posterior_loss_is_the_entropy_of_its_own_posteriors_and_has_no_
         -np.mean([np.log(posteriors[b, :n, 0]).sum() for b, n in enumerate(lengths)]), abs=1e-4)
 
 
-def test_a_soft_label_student_reuses_a_kept_teacher_and_refuses_another_pool(tmp_path, monkeypatch):
-    pytest.importorskip("torch")
+def test_a_soft_label_student_reuses_a_kept_teacher_and_refuses_another_pool(tmp_path, tiny_cv):
     from clinlake.pipelines.training.ner.distill import distill_cv
 
-    embeddings = _corpus(tmp_path, train_rows=[ASTHMA, RENAL] * 3, devel_rows=[RENAL, ASTHMA] * 3,
-                         unlabelled=UNLABELLED)
-    _tiny_recipe(monkeypatch)
-    model_dir = Resolver().model_dir("ncbi_disease")
+    embeddings, model_dir = tiny_cv
     hard, kept = Plan(members=2, silver=3, max_pieces=20), tmp_path / "kept"
     first = distill_cv(None, model_dir, hard, k=3, folds=[1], shared=tmp_path, embeddings_dir=embeddings,
                        predictions_dir=kept)
