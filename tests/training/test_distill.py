@@ -139,6 +139,7 @@ def test_a_distilled_student_is_exported_loaded_and_tags(tmp_path, monkeypatch, 
     assert set(distillation["devel_f1_network_alone"]) == {"today", "ensemble", "student"}
     written = json.loads((out / "model.json").read_text(encoding="utf-8"))
     assert written["training"]["distillation"] == distillation and written["tags"] == TAGS
+    assert written["training"]["refit_on_devel"] is False and written["training"]["train_sentences"] == 8
     assert written["speed_pieces_per_s_1_thread"] == 1234 and "dev" in written
     assert (tmp_path / "build").is_dir() and not (tmp_path / "models" / "README.md").exists()
     model = NerModel(out)
@@ -171,7 +172,7 @@ def test_the_crf_posterior_loss_is_the_entropy_of_its_own_posteriors_and_has_no_
     assert float(emissions.grad.abs().max()) < 1e-5
     one_hot = torch.zeros(3, 6, 5)
     one_hot[:, :, 0] = 1.0  # all O: the loss is the sentences' -log P(O at every token) summed over tokens
-    assert float(crf.marginal_loss(emissions.detach(), one_hot, mask)) == pytest.approx(
+    assert float(crf.marginal_loss(emissions, one_hot, mask).detach()) == pytest.approx(
         -np.mean([np.log(posteriors[b, :n, 0]).sum() for b, n in enumerate(lengths)]), abs=1e-4)
 
 

@@ -372,7 +372,8 @@ def train_student(model_dir: Path, plan: Plan, *, out_dir: Path, shared: Path | 
             "ensemble": round(strict_f1(devel, [t for t, _ in ensemble_tags(members, words)]), 4),
             "student": round(strict_f1(devel, predict(student.net, student.crf, devel, student.embeddings,
                                                       student.chars, student.tags)), 4)}
-    info = {"corpus": corpus, **(student.record or {}), "distillation": record}
+    # fit() marks a run without devel sets as a refit; the student's data are the model's own
+    info = {"corpus": corpus, **(student.record or {}), "refit_on_devel": refit, "distillation": record}
     export(student.net, student.crf, name=meta["name"], corpus=corpus, tags=student.tags, chars=student.chars,
            out_dir=out_dir, info=info, sample=devel[:64], embeddings=student.embeddings, embeddings_dir=embeddings_dir,
            artifacts=artifacts)
