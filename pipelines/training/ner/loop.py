@@ -203,7 +203,9 @@ def fit(train_set: Sequence[Example], dev_sets: dict[str, Sequence[Example]], *,
         groups = batches(epoch_set, batch_pieces, rng)
         soft = None
         if silver_targets is not None and picked:
-            # gold and silver in separate batches: a batch trains on one loss
+            # gold and silver in separate batches: a batch trains on one loss. The mixed grouping above
+            # is then unused, but it has drawn from rng, and the shipped soft-label student's batch
+            # order depends on those draws, so it stays.
             groups = batches(train_set, batch_pieces, rng) + [
                 [len(train_set) + i for i in group] for group in batches(epoch_set[len(train_set):], batch_pieces, rng)]
             rng.shuffle(groups)
