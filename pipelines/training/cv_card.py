@@ -11,6 +11,10 @@ DEFAULT = "abbreviations"  # the variant the paired gains are measured against (
 
 def model_record(report: dict, *, measured: str) -> dict:
     """What a model's model.json keeps of a CV report of its recipe (``measured``: the date)."""
+    if not (report.get("recipe") or {}).get("epochs"):
+        # a --rescore report knows the predictions, not how the networks that made them were trained
+        raise ValueError("the CV report names no training recipe (a --rescore report): copy the \"recipe\" of "
+                         "the run that kept its predictions into it")
     record = {"k": report["k"], "sentences": report["sentences"], "epochs": report["recipe"]["epochs"],
               "abbreviation_reach": report["abbreviation_reach"], "f1": report["f1"],
               "model_alone_f1": report["model_alone_f1"], "folds_f1": [f["f1"] for f in report["folds"]],

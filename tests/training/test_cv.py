@@ -111,6 +111,9 @@ def test_a_cv_report_is_kept_in_model_json_and_shown_in_the_card_and_the_models_
     assert "| 85.00 ± 1.00 |" in models_readme(models)
     with pytest.raises(ValueError, match="the CV report is of 'AnatEM'"):
         record_cv("ncbi_disease", {**report, "corpus": "AnatEM"}, measured="2026-12-05", models=models)
+    with pytest.raises(ValueError, match="names no training recipe"):
+        record_cv("ncbi_disease", {k: v for k, v in report.items() if k != "recipe"}, measured="2026-12-05",
+                  models=models)
 
 
 def test_a_clinical_model_is_cross_validated_on_its_brat_corpora_train_then_devel_documents():
