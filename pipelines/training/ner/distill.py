@@ -25,9 +25,7 @@ trains a shipped student on the model's own training data.
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
-import json
 import random
 import statistics
 import time
@@ -111,19 +109,29 @@ class Member:
         return posteriors(self.net, self.crf, [(list(s), ["O"] * len(s)) for s in sentences], self.embeddings,
                           self.chars, self.tags)
 
+    def tagged(self, examples: Sequence[Example]) -> list[tuple[list[str], list[float]]]:
+        """(Viterbi tags, their posteriors) of each example."""
+        from clinlake.pipelines.training.ner.loop import predict_scored
+
+        return predict_scored(self.net, self.crf, examples, self.embeddings, self.chars, self.tags)
+
+
+def fit_recipe(examples: Sequence[Example], recipe: Recipe, *, embeddings_dir: Path | None = None,
+               **options) -> Member:
+    """One network of ``recipe`` trained on ``examples`` for its epoch count (``options``: more
+    :func:`~.loop.fit` keywords: seed, silver, ...)."""
+    from clinlake.pipelines.training.ner.loop import fit
+
+    net, crf, tags, chars, embeddings, record = fit(
+        examples, {}, max_minutes=float("inf"), epochs=recipe.epochs, lr=recipe.lr, batch_pieces=recipe.batch_pieces,
+        threads=1, network=recipe.network, embeddings_dir=embeddings_dir, **options)
+    return Member(net, crf, tags, chars, embeddings, record)
+
 
 def train_members(examples: Sequence[Example], recipe: Recipe, members: int, *,
                   embeddings_dir: Path | None = None) -> list[Member]:
     """``members`` networks of ``recipe`` on ``examples``, seeds SEED, SEED + 1, ..."""
-    from clinlake.pipelines.training.ner.loop import fit
-
-    trained = []
-    for m in range(members):
-        net, crf, tags, chars, embeddings, _ = fit(
-            examples, {}, max_minutes=float("inf"), epochs=recipe.epochs, lr=recipe.lr,
-            batch_pieces=recipe.batch_pieces, threads=1, network=recipe.network, embeddings_dir=embeddings_dir,
-            seed=SEED + m)
-        trained.append(Member(net, crf, tags, chars, embeddings))
+    trained = [fit_recipe(examples, recipe, embeddings_dir=embeddings_dir, seed=SEED + m) for m in range(members)]
     if any(m.tags != trained[0].tags for m in trained):
         raise CrossValidationError("ensemble members disagree on the tag set")
     return trained
@@ -163,13 +171,8 @@ def fit_student(gold: Sequence[Example], silver: Sequence[Example], recipe: Reci
                 targets: Sequence[np.ndarray] | None = None, embeddings_dir: Path | None = None) -> Member:
     """The student: ``recipe`` on ``gold`` plus ``silver`` (their ``targets``' posteriors when
     ``plan.labels`` is soft)."""
-    from clinlake.pipelines.training.ner.loop import fit
-
-    net, crf, tags, chars, embeddings, record = fit(
-        gold, {}, max_minutes=float("inf"), epochs=recipe.epochs, lr=recipe.lr, batch_pieces=recipe.batch_pieces,
-        threads=1, network=recipe.network, embeddings_dir=embeddings_dir, silver=silver, silver_ratio=plan.ratio,
-        silver_targets=targets if plan.labels == "soft" else None)
-    return Member(net, crf, tags, chars, embeddings, record)
+    return fit_recipe(gold, recipe, embeddings_dir=embeddings_dir, silver=silver, silver_ratio=plan.ratio,
+                      silver_targets=targets if plan.labels == "soft" else None)
 
 
 @dataclass
@@ -230,19 +233,14 @@ def distill_fold(examples: Sequence[Example], blocks: Sequence[range], fold: int
     scored on it with every post-processing variant. ``teacher_dir``: the ``predictions_dir`` of an
     earlier run on the same folds and pool, whose today's and ensemble's predictions and pool
     posteriors are reused (only the student trains)."""
-    from clinlake.pipelines.training.ner.loop import predict_scored
-
     train, held = split_fold(examples, blocks, fold)
     started = time.time()
     tags = tag_set(train)
     kept = None if teacher_dir is None else read_teacher(teacher_dir / "teacher" / f"fold{fold}.npz", pool, tags)
     run = distil(train, pool, recipe, plan, embeddings_dir=embeddings_dir, teacher=kept)
-    student = run.student
-    predicted = {"student": predict_scored(student.net, student.crf, held, student.embeddings, student.chars,
-                                           student.tags)}
+    predicted = {"student": run.student.tagged(held)}
     if kept is None:
-        first = run.members[0]
-        predicted["today"] = predict_scored(first.net, first.crf, held, first.embeddings, first.chars, first.tags)
+        predicted["today"] = run.members[0].tagged(held)
         predicted["ensemble"] = ensemble_tags(run.members, [w for w, _ in held])
         if predictions_dir is not None:
             write_teacher(predictions_dir / "teacher", fold, pool, run.posteriors, tags)
@@ -277,9 +275,9 @@ def distill_cv(corpus: str | None, model_dir: Path, plan: Plan, *, k: int = 5, j
                teacher_dir: Path | None = None) -> dict:
     """The distillation CV report (module doc): per fold and in summary, each system's F1 under the
     network alone, abbreviations, and the model's default steps, with paired gains over today's."""
-    corpus, examples = cv_examples(corpus, model_dir=model_dir, shared=shared)
     if ModelMeta.load(model_dir).raw.get("kind") == "brat":
         raise CrossValidationError("distillation CV is for the biomedical CoNLL models")
+    corpus, examples = cv_examples(corpus, model_dir=model_dir, shared=shared)
     blocks = fold_blocks(len(examples), k)
     recipe = Recipe.of_model(model_dir, epochs=epochs)
     default = model_variant(model_dir)
@@ -346,7 +344,7 @@ def train_student(model_dir: Path, plan: Plan, *, out_dir: Path, shared: Path | 
     from clinlake.pipelines.training.cards import models_readme
     from clinlake.pipelines.training.ner.export import export, finish
     from clinlake.pipelines.training.ner.embeddings import default_embeddings_dir
-    from clinlake.pipelines.training.ner.loop import predict, save_torch_state, strict_f1
+    from clinlake.pipelines.training.ner.loop import save_torch_state, strict_f1
     from clinlake.pipelines.training.ner.corpus import load_split
     from clinlake.pipelines.resources import models_dir
 
@@ -362,16 +360,12 @@ def train_student(model_dir: Path, plan: Plan, *, out_dir: Path, shared: Path | 
     members, student, silver = run.members, run.student, run.silver
     record = {**asdict(plan), "seeds": [SEED + m for m in range(plan.members)], "source": str(UNLABELLED),
               "silver_sentences": len(silver),
-              "silver_entities": sum(t.startswith("B-") for _, tags in silver for t in tags),
-              "labels": plan.labels}
+              "silver_entities": sum(t.startswith("B-") for _, tags in silver for t in tags)}
     if not refit:
-        words = [w for w, _ in devel]
-        record["devel_f1_network_alone"] = {
-            "today": round(strict_f1(devel, predict(members[0].net, members[0].crf, devel, members[0].embeddings,
-                                                    members[0].chars, members[0].tags)), 4),
-            "ensemble": round(strict_f1(devel, [t for t, _ in ensemble_tags(members, words)]), 4),
-            "student": round(strict_f1(devel, predict(student.net, student.crf, devel, student.embeddings,
-                                                      student.chars, student.tags)), 4)}
+        tagged = {"today": members[0].tagged(devel), "ensemble": ensemble_tags(members, [w for w, _ in devel]),
+                  "student": student.tagged(devel)}
+        record["devel_f1_network_alone"] = {system: round(strict_f1(devel, [t for t, _ in out]), 4)
+                                            for system, out in tagged.items()}
     # fit() marks a run without devel sets as a refit; the student's data are the model's own
     info = {"corpus": corpus, **(student.record or {}), "refit_on_devel": refit, "distillation": record}
     export(student.net, student.crf, name=meta["name"], corpus=corpus, tags=student.tags, chars=student.chars,
