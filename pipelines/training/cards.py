@@ -112,9 +112,11 @@ def ner_model_card(model_dir: Path, meta: dict) -> str:
         "",
         "## Devel scores (strict, entity level, conlleval semantics)",
         f"Overall F1 **{f1:.2f}** vs the published Spark NLP *test* F1 {target:.2f}: {verdict}. "
-        f"Best epoch {(selection or training)['best_epoch']} of {len((selection or training)['history'])} "
-        f"(early stopping with patience {training.get('patience', 5)} "
-        f"or the {training['max_minutes']:g}-minute wall-clock cap, one CPU thread on a shared machine)."
+        + (f"{training['max_epochs']} epochs, the recipe's selected count (nothing selected on devel), one CPU "
+           "thread on a shared machine." if training.get("distillation") else
+           f"Best epoch {(selection or training)['best_epoch']} of {len((selection or training)['history'])} "
+           f"(early stopping with patience {training.get('patience', 5)} "
+           f"or the {training['max_minutes']:g}-minute wall-clock cap, one CPU thread on a shared machine).")
         + (" These are the train-only selection model's scores (held out); the shipped refit has seen devel."
            if selection else ""),
         *([] if f1 >= target else [
