@@ -33,7 +33,8 @@ os.environ["OMP_NUM_THREADS"] = "1"  # before numpy/onnxruntime/torch start thei
 
 
 from clinlake.pipelines.resources import package_resource  # noqa: E402
-from clinlake.pipelines.engine.ner.model import BATCH_PIECES, NETWORK_PIECES, NerModel, _slices
+from clinlake.pipelines.engine.batching import padded_runs
+from clinlake.pipelines.engine.ner.model import BATCH_PIECES, NETWORK_PIECES, NerModel
 from clinlake.pipelines.engine.ner.features import encode_batch, encode_serving_batch
 from clinlake.pipelines.training.ner.artifacts import artifacts_dir  # noqa: E402
 
@@ -50,7 +51,7 @@ def devel_sentences(model: NerModel, limit: int) -> list[list[str]]:
 def length_batches(sentences: Sequence[Sequence[str]], pieces: int = NETWORK_PIECES) -> list[list[Sequence[str]]]:
     """Sentences sorted by length in batches of at most ``pieces`` padded pieces (as the runtime)."""
     ordered = sorted(sentences, key=len)
-    return [ordered[lo:hi] for lo, hi in _slices([len(s) for s in ordered], pieces)]
+    return [ordered[lo:hi] for lo, hi in padded_runs([len(s) for s in ordered], max_pieces=pieces)]
 
 
 def rate(run: Callable[[], int], seconds: float, windows: int = 3) -> float:

@@ -14,8 +14,9 @@ from clinlake.pipelines.evaluation.assertion_kit import (
 from clinlake.pipelines.corpora.negex_kit import read_kit
 from clinlake.pipelines.engine.assertion.model import (
     HEADS, HYBRID_FILE, MAX_ROWS, MODEL_DIR_DEFAULT, N_POSITIONS, POS_TARGET, AssertionModel, ModelAnswer,
-    encode_target, encode_targets, length_runs, model_label, pad_batch,
+    CALL_COST_PIECES, MAX_ROWS, encode_target, encode_targets, model_label, pad_batch,
 )
+from clinlake.pipelines.engine.batching import padded_runs
 from clinlake.pipelines.engine.assertion.hybrid import HybridAssertion, HybridPolicy, combine
 from clinlake.pipelines.engine.assertion.engines import load_assertion_engine
 from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
@@ -182,13 +183,16 @@ def test_model_batches_a_notes_groups_without_changing_answers(model, rules):
     assert labels == {"absent", "associated_with_someone_else"}
 
 
-def test_length_runs_cut_where_padding_costs_more_than_a_call():
+def test_assertion_runs_cut_where_padding_costs_more_than_a_call():
+    def runs(lengths, call_cost=CALL_COST_PIECES, max_rows=MAX_ROWS):
+        return padded_runs(lengths, call_cost=call_cost, max_rows=max_rows)
+
     # 3 rows padded from 10 to 12: 6 pieces; from 12 to 30 with 4 rows: 72 > 24 -> a new run
-    assert length_runs([10, 10, 10, 12, 30, 31, 90]) == [(0, 4), (4, 6), (6, 7)]
-    assert length_runs([5] * 7, max_rows=3) == [(0, 3), (3, 6), (6, 7)]
-    assert length_runs([1, 50], call_cost=49) == [(0, 2)]
-    assert length_runs([1, 50], call_cost=48) == [(0, 1), (1, 2)]
-    assert length_runs([]) == []
+    assert runs([10, 10, 10, 12, 30, 31, 90]) == [(0, 4), (4, 6), (6, 7)]
+    assert runs([5] * 7, max_rows=3) == [(0, 3), (3, 6), (6, 7)]
+    assert runs([1, 50], call_cost=49) == [(0, 2)]
+    assert runs([1, 50], call_cost=48) == [(0, 1), (1, 2)]
+    assert runs([]) == []
 
 
 def test_model_answers_rows_of_any_length_as_alone(model):
@@ -204,7 +208,7 @@ def test_model_answers_rows_of_any_length_as_alone(model):
     assert together == alone
     lengths = sorted(len(ids) for span, targets in groups
                      for ids, _ in encode_targets(text, span, targets, model.vocab, model.window))
-    assert len(length_runs(lengths)) >= 2  # the case above spans several calls
+    assert len(padded_runs(lengths, call_cost=CALL_COST_PIECES, max_rows=MAX_ROWS)) >= 2  # several calls
 
 
 def test_model_checks_targets_without_text(model):

@@ -137,9 +137,25 @@ def test_batched_decoding_equals_per_sentence_decoding(tags):
     ([50, 1], 10, [(0, 1), (1, 2)]),  # one item longer than the budget still gets its own run
 ])
 def test_network_slices_stay_under_the_padded_budget(lengths, pieces, expected):
-    from clinlake.pipelines.engine.ner.model import _slices
+    from clinlake.pipelines.engine.batching import padded_runs
 
-    assert _slices(lengths, pieces) == expected
+    assert padded_runs(lengths, max_pieces=pieces) == expected
+
+
+def test_network_calls_of_a_short_note_are_cut_where_padding_costs_more_than_a_call():
+    """A lone note's 22 sentences (2 to 22 pieces) fit one 1024-piece call, padded to 484 pieces
+    for 204 real ones; cut where padding costs more than NETWORK_CALL_PIECES, they waste less."""
+    from clinlake.pipelines.engine.batching import padded_runs
+    from clinlake.pipelines.engine.ner.model import NETWORK_CALL_PIECES, NETWORK_PIECES
+
+    lengths = [2, 3, 3, 3, 3, 4, 5, 6, 6, 7, 8, 8, 10, 12, 12, 14, 14, 14, 15, 15, 18, 22]
+    runs = padded_runs(lengths, max_pieces=NETWORK_PIECES, call_cost=NETWORK_CALL_PIECES)
+    assert padded_runs(lengths, max_pieces=NETWORK_PIECES) == [(0, 22)]
+    assert runs[0][0] == 0 and runs[-1][1] == 22 and all(a[1] == b[0] for a, b in zip(runs, runs[1:]))
+    padded = sum((hi - lo) * max(lengths[lo:hi]) for lo, hi in runs)
+    assert padded + NETWORK_CALL_PIECES * len(runs) < 22 * 22  # padding plus call costs, below one call's
+    for lo, hi in runs[1:]:  # each cut was worth a call: joining the run before would pad more
+        assert (lo - runs[[r[1] for r in runs].index(lo)][0]) * (lengths[lo] - lengths[lo - 1]) > NETWORK_CALL_PIECES
 
 
 def test_crf_decoder_uses_the_iob_pairs_and_decodes_like_the_full_max():

@@ -38,6 +38,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from clinlake.pipelines.engine.batching import padded_runs
 from clinlake.pipelines.engine.onnx_session import open_session
 from clinlake.pipelines.engine.pieces import WORD_PIECE
 from clinlake.pipelines.engine.types import AssertionResult, Sentence
@@ -164,20 +165,6 @@ def pad_batch(rows: Sequence[tuple[list[int], list[int]]]) -> tuple[np.ndarray, 
     return tokens, positions
 
 
-def length_runs(lengths: Sequence[int], *, call_cost: int = CALL_COST_PIECES, max_rows: int = MAX_ROWS
-                ) -> list[tuple[int, int]]:
-    """(start, stop) runs of ascending ``lengths``, one network call each: a row joins the run
-    before it unless padding the run to its length costs more than ``call_cost`` pieces, or
-    the run holds ``max_rows`` rows already."""
-    runs: list[tuple[int, int]] = []
-    lo = 0
-    for i in range(1, len(lengths)):
-        if i - lo >= max_rows or (i - lo) * (lengths[i] - lengths[i - 1]) > call_cost:
-            runs.append((lo, i))
-            lo = i
-    return runs + [(lo, len(lengths))] if lengths else runs
-
-
 # --- label mapping ----------------------------------------------------------------------
 
 
@@ -275,7 +262,7 @@ class AssertionModel:
         # depend on its batch-mates or the padded width (masked after every layer).
         order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))
         answers: list[ModelAnswer] = [None] * len(rows)  # type: ignore[list-item]
-        for lo, hi in length_runs([len(rows[i][0]) for i in order]):
+        for lo, hi in padded_runs([len(rows[i][0]) for i in order], call_cost=CALL_COST_PIECES, max_rows=MAX_ROWS):
             tokens, positions = pad_batch([rows[i] for i in order[lo:hi]])
             outputs = dict(zip(self._outputs, self._session.run(self._outputs, {"tokens": tokens,
                                                                                   "positions": positions})))
