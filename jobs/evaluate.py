@@ -9,7 +9,7 @@ them, and never prints) and prints the report, as text or ``--json``; it returns
     clinlake evaluate assertion-brat --data DIR [--engine rules|model|hybrid] [--types T,T|all] [--json]
     clinlake evaluate cv --corpus NCBI-disease [--model ncbi_disease] [--folds 5] [--jobs 2] [--out FILE] [--json]
     clinlake evaluate cv --model clinical_core [--predictions DIR | --rescore DIR]
-    clinlake evaluate distill-cv --model ncbi_disease [--members 3] [--silver 20000] [--ratio 1] [--labels soft]
+    clinlake evaluate distill-cv --model ncbi_disease [--members 3] [--silver 20000] [--ratio 1] [--labels soft] [--student-hidden N]
                                  [--jobs 2] [--predictions DIR | --teacher DIR]
     clinlake evaluate assertion-cv [--folds 5] [--members 1] [--maccrobat-history] [--jobs 2] [--out FILE] [--json]
 """
@@ -28,6 +28,7 @@ from clinlake.pipelines.evaluation import assertion_brat, assertion_kit, brat, n
 from clinlake.pipelines.evaluation.ner import ABBREVIATION_REACH
 from clinlake.pipelines.resources import Resolver
 from clinlake.jobs.subcommands import group_parser, run_group
+from clinlake.jobs.train import add_plan_arguments, plan_from_args
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -287,7 +288,8 @@ def add_distill_cv(commands: argparse._SubParsersAction) -> None:
                                              "the model's recipe (seeds 13, 14, ...) trained on the other blocks; "
                                              "their averaged CRF posteriors (the ensemble) label SILVER sentences of "
                                              "the shared unlabelled biomedical text (none from the corpus's own "
-                                             "train+devel); one student of the same recipe and size trains on the "
+                                             "train+devel); one student of the same recipe (and size, unless "
+                                             "--student-hidden) trains on the "
                                              "gold blocks plus RATIO silver sentences per gold sentence each epoch. "
                                              "Today's network (seed 13), the ensemble and the student are scored on "
                                              "the held-out block with the network alone, abbreviations and the "
@@ -295,14 +297,7 @@ def add_distill_cv(commands: argparse._SubParsersAction) -> None:
                                              "(pipelines/training/ner/distill.py).")
     parser.add_argument("--model", required=True, help="a biomedical model under models/ or a directory")
     add_fold_arguments(parser)
-    parser.add_argument("--members", type=int, default=3, help="ensemble size (default 3)")
-    parser.add_argument("--silver", type=int, default=20000, help="unlabelled sentences the ensemble labels "
-                        "(default 20000)")
-    parser.add_argument("--ratio", type=float, default=1.0, help="silver sentences per gold sentence in each "
-                        "student epoch (default 1)")
-    parser.add_argument("--labels", choices=("hard", "soft"), default="hard", help="train the student on the "
-                        "ensemble's decoded tags (hard, default) or on its posteriors (soft: cross-entropy with the "
-                        "student CRF's posteriors)")
+    add_plan_arguments(parser)
     parser.add_argument("--epochs", type=int, help="epochs per network (default: the model's selected count)")
     parser.add_argument("--jobs", type=int, default=1, help="folds run at once, one process each (default 1)")
     parser.add_argument("--predictions", type=Path, metavar="DIR", help="keep each system's held-out tags and "
@@ -316,13 +311,13 @@ def add_distill_cv(commands: argparse._SubParsersAction) -> None:
 
 def run_distill_cv(args: argparse.Namespace) -> int:
     from clinlake.pipelines.training.ner.cv import CrossValidationError, write_report
-    from clinlake.pipelines.training.ner.distill import Plan, distill_cv, format_distill_cv
+    from clinlake.pipelines.training.ner.distill import distill_cv, format_distill_cv
 
     try:
         if args.jobs < 1:
             raise CrossValidationError("--jobs must be 1 or more")
         model_dir = Path(args.model) if Path(args.model).is_dir() else Resolver().model_dir(args.model)
-        plan = Plan(members=args.members, silver=args.silver, ratio=args.ratio, labels=args.labels)
+        plan = plan_from_args(args)
         report = distill_cv(None, model_dir, plan, k=args.folds, jobs=args.jobs, folds=args.only, epochs=args.epochs,
                             predictions_dir=args.predictions, teacher_dir=args.teacher)
     except (ConfigError, CrossValidationError) as exc:

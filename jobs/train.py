@@ -6,7 +6,7 @@ return values; the parsers and the printed reports are here):
     clinlake train clinical --name clinical_core --brat MACCROBAT=MAP.yaml --brat Chia=MAP.yaml
     clinlake train embeddings [--dim 200] [--epochs 15]   (the shared word vectors under models/embeddings/;
                                                           every model must then be retrained on them)
-    clinlake train distill --model ncbi_disease [--members 3] [--silver 20000] [--ratio 1] [--labels soft] [--out DIR]
+    clinlake train distill --model ncbi_disease [--members 3] [--silver 20000] [--ratio 1] [--labels soft] [--student-hidden N] [--out DIR]
     clinlake train card ncbi_disease ...     (devel scores, int8 if F1 holds, speed, MODEL_CARD.md)
     clinlake train assertion [--out models/assertion]   (the assertion classifier and its hybrid policy)
     clinlake train lexicons [--shared ../shared] [--out conf/lexicons]   (the dictionary stage's lexicons)
@@ -140,29 +140,47 @@ def run_embeddings(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
+    """The distillation plan's options (pipelines/training/ner/distill.py Plan), shared with
+    `clinlake evaluate distill-cv`."""
+    parser.add_argument("--members", type=int, default=3, help="ensemble size (default 3)")
+    parser.add_argument("--silver", type=int, default=20000, help="unlabelled sentences the ensemble labels "
+                        "(default 20000)")
+    parser.add_argument("--ratio", type=float, default=1.0, help="silver sentences per gold sentence in each "
+                        "student epoch (default 1)")
+    parser.add_argument("--labels", choices=("hard", "soft"), default="hard", help="train the student on the "
+                        "ensemble's decoded tags (hard, default) or on its posteriors (soft: cross-entropy with the "
+                        "student CRF's posteriors)")
+    parser.add_argument("--student-hidden", type=int, metavar="UNITS", help="the student's LSTM units per direction "
+                        "(default: the recipe's; fewer tag faster)")
+
+
+def plan_from_args(args: argparse.Namespace):
+    from clinlake.pipelines.training.ner.distill import Plan
+
+    return Plan(members=args.members, silver=args.silver, ratio=args.ratio, labels=args.labels,
+                student_hidden=args.student_hidden)
+
+
 def distill_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="Distil a biomedical NER model's recipe: MEMBERS networks "
                                      "(seeds 13, 14, ...) trained on its training data, their averaged CRF posteriors "
                                      "label SILVER sentences of the shared unlabelled biomedical text, and one student "
-                                     "of the same size trains on gold plus RATIO silver sentences per gold sentence each "
+                                     "of the same size (or of --student-hidden units) trains on gold plus RATIO silver "
+                                     "sentences per gold sentence each "
                                      "epoch; the student is exported, scored on devel and carded like `train ner`. "
                                      "Check it first with `clinlake evaluate distill-cv`; after training, keep its CV "
                                      "with `clinlake train card NAME --cv REPORT`.")
     parser.add_argument("--model", required=True, help="the biomedical model whose recipe is distilled (a name under "
                         "models/)")
     parser.add_argument("--out", type=Path, help="model directory (default: models/<model>, replacing it)")
-    parser.add_argument("--members", type=int, default=3, help="ensemble size (default 3)")
-    parser.add_argument("--silver", type=int, default=20000, help="unlabelled sentences labelled (default 20000)")
-    parser.add_argument("--ratio", type=float, default=1.0, help="silver sentences per gold sentence in each epoch "
-                        "(default 1)")
-    parser.add_argument("--labels", choices=("hard", "soft"), default="hard", help="the ensemble's decoded tags "
-                        "(hard, default) or its posteriors (soft)")
+    add_plan_arguments(parser)
     return parser
 
 
 def run_distill(args: argparse.Namespace) -> int:
     from clinlake.pipelines.training.ner.cv import CrossValidationError
-    from clinlake.pipelines.training.ner.distill import Plan, train_student
+    from clinlake.pipelines.training.ner.distill import train_student
 
     _log_progress()
     model_dir = models_dir() / args.model
@@ -170,7 +188,7 @@ def run_distill(args: argparse.Namespace) -> int:
         print(f"clinlake train distill: no model {args.model!r} under {models_dir()}")
         return 2
     try:
-        plan = Plan(members=args.members, silver=args.silver, ratio=args.ratio, labels=args.labels)
+        plan = plan_from_args(args)
         info = train_student(model_dir, plan, out_dir=args.out or model_dir)
     except CrossValidationError as exc:
         print(f"clinlake train distill: {exc}")

@@ -190,9 +190,17 @@ def retrain_command(corpus: str, name: str, training: dict) -> str:
     if distillation:
         return (f"clinlake train distill --model {name} --members {distillation['members']} "
                 f"--silver {distillation['silver']} --ratio {distillation['ratio']:g} "
-                f"--labels {distillation.get('labels', 'hard')}")
+                f"--labels {distillation.get('labels', 'hard')}"
+                + (f" --student-hidden {distillation['student_hidden']}" if distillation.get("student_hidden") else ""))
     return f"clinlake train ner --corpus {corpus} --name {name} --max-minutes {training['max_minutes']:g}" + \
         training_flags(training)
+
+
+def _student_size(distillation: dict, training: dict) -> str:
+    hidden = distillation.get("student_hidden")
+    if not hidden:
+        return "of the same size"
+    return f"smaller (an LSTM of {hidden} units per direction, the members' {distillation.get('member_hidden', '?')})"
 
 
 def distillation_lines(corpus: str, training: dict) -> list[str]:
@@ -204,7 +212,7 @@ def distillation_lines(corpus: str, training: dict) -> list[str]:
         f"{', '.join(map(str, d['seeds']))}; seed 13's is the recipe's own model) trained on the **train** split of "
         f"{corpus}; their averaged CRF posteriors labelled {d['silver_sentences']:,} sentences "
         f"of `../shared/data/{d['source']}` ({d['silver_entities']:,} entities; none of {corpus}'s train or devel "
-        f"sentences); this student, of the same size, trained for {training['max_epochs']} epochs (the recipe's "
+        f"sentences); this student, {_student_size(d, training)}, trained for {training['max_epochs']} epochs (the recipe's "
         f"selected count) on the {training['train_sentences']} train sentences plus {d['ratio']:g} silver sentence "
         "per gold sentence in each epoch, drawn afresh, "
         + ("learning the ensemble's posteriors (cross-entropy with its own CRF posteriors)"

@@ -132,10 +132,16 @@ def test_a_distilled_student_is_exported_loaded_and_tags(tmp_path, monkeypatch, 
     meta = json.loads((Resolver().model_dir("ncbi_disease") / "model.json").read_text(encoding="utf-8"))
     (teacher / "model.json").write_text(json.dumps(meta), encoding="utf-8")
     out = tmp_path / "student"
-    info = train_student(teacher, Plan(members=2, silver=3, ratio=1.0, max_pieces=20), out_dir=out, shared=tmp_path,
+    plan = Plan(members=2, silver=3, ratio=1.0, max_pieces=20, student_hidden=6)  # members have 8 units
+    info = train_student(teacher, plan, out_dir=out, shared=tmp_path,
                          embeddings_dir=embeddings, models=tmp_path / "models", artifacts=tmp_path / "build")
     distillation = info["distillation"]
     assert distillation["members"] == 2 and distillation["seeds"] == [13, 14] and distillation["silver_sentences"] == 3
+    assert distillation["student_hidden"] == 6 and distillation["member_hidden"] == 8
+    assert info["network"]["hidden"] == 6
+    import onnx
+    lstm = next(n for n in onnx.load(str(out / "model.onnx")).graph.node if n.op_type.endswith("LSTM"))  # int8 or not
+    assert onnx.helper.get_attribute_value(next(a for a in lstm.attribute if a.name == "hidden_size")) == 6
     assert set(distillation["devel_f1_network_alone"]) == {"today", "ensemble", "student"}
     written = json.loads((out / "model.json").read_text(encoding="utf-8"))
     assert written["training"]["distillation"] == distillation and written["tags"] == TAGS
@@ -146,7 +152,9 @@ def test_a_distilled_student_is_exported_loaded_and_tags(tmp_path, monkeypatch, 
     tagged = model.tag([ASTHMA[0], RENAL[0]], every_confidence=True)
     assert [tags for tags, _ in tagged] == [ASTHMA[1], RENAL[1]]  # its training sentences, learned
     assert all(0.5 < c <= 1.0 for _, confidence in tagged for c in confidence)
-    assert "Distilled" in (out / "MODEL_CARD.md").read_text(encoding="utf-8")
+    card = (out / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "Distilled" in card and "an LSTM of 6 units per direction, the members' 8" in card
+    assert "--student-hidden 6" in card  # the retrain command
 
 
 def test_the_crf_posterior_loss_is_the_entropy_of_its_own_posteriors_and_has_no_gradient_there():
@@ -201,3 +209,14 @@ def test_a_soft_label_student_reuses_a_kept_teacher_and_refuses_another_pool(tmp
                    teacher_dir=tmp_path / "soft")
     with pytest.raises(CrossValidationError, match="'hard' or 'soft'"):
         Plan(labels="warm")
+
+
+def test_a_plan_gives_the_student_its_own_lstm_size_and_nothing_else():
+    recipe = Recipe(epochs=5, network={"hidden": 150, "char_filters": 50, "dropout": 0.5}, lr=2e-3, batch_pieces=1000)
+    assert Plan().student_recipe(recipe) is recipe
+    smaller = Plan(student_hidden=100).student_recipe(recipe)
+    assert smaller.network == {"hidden": 100, "char_filters": 50, "dropout": 0.5}
+    assert (smaller.epochs, smaller.lr, smaller.batch_pieces) == (5, 2e-3, 1000)
+    assert recipe.network["hidden"] == 150  # the members' recipe is untouched
+    with pytest.raises(CrossValidationError, match="hidden size must be 1 or more"):
+        Plan(student_hidden=0)

@@ -10,12 +10,14 @@
 * **silver**: a fixed, seeded sample of ``silver`` sentences of the shared unlabelled biomedical
   text (``data/corpus/biomedical_sentences.txt``, held-out test sentences already removed there),
   without any sentence of the corpus's own train and devel splits, labelled by the ensemble.
-* **student**: one network of the same recipe and size, trained for the recipe's epoch count on the
+* **student**: one network of the same recipe and size (or a smaller LSTM: ``student_hidden``, for
+  speed), trained for the recipe's epoch count on the
   gold examples plus, in each epoch, a fresh sample of ``ratio`` silver sentences per gold sentence.
   ``labels="hard"``: the CRF likelihood of the ensemble's decoded tags, silver and gold batched
   together (self-training from an ensemble teacher); ``"soft"``: in batches of their own, the
   cross-entropy between the ensemble's posteriors and the student CRF's own (posterior distillation). Same architecture, same character
-  vocabulary and tag set, so it tags at today's speed.
+  vocabulary and tag set, so at today's size it tags at today's speed; a student with a smaller
+  LSTM (``student_hidden``) is faster in proportion to its LSTM's work.
 
 :func:`distill_fold` runs all three on one cross-validation fold (members and student trained on
 the other blocks only, so the held-out block is held out from the teacher too; with a
@@ -30,7 +32,7 @@ import random
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -59,6 +61,7 @@ class Plan:
     ratio: float = 1.0
     max_pieces: int = 100  # longer unlabelled lines (tables, lists) are left out of the pool
     labels: Literal["hard", "soft"] = "hard"  # the ensemble's decoded tags, or its posteriors
+    student_hidden: int | None = None  # the student's LSTM size per direction (None: the recipe's)
 
     def __post_init__(self) -> None:
         if self.labels not in ("hard", "soft"):
@@ -66,6 +69,14 @@ class Plan:
         if self.members < 1 or self.silver < 0 or self.ratio < 0 or self.max_pieces < 1:
             raise CrossValidationError(f"a distillation plan needs members >= 1 and non-negative silver and "
                                        f"ratio, not {asdict(self)}")
+        if self.student_hidden is not None and self.student_hidden < 1:
+            raise CrossValidationError(f"the student's hidden size must be 1 or more, not {self.student_hidden}")
+
+    def student_recipe(self, recipe: Recipe) -> Recipe:
+        """The student's recipe: the members' own, with ``student_hidden`` as its LSTM size when set."""
+        if self.student_hidden is None:
+            return recipe
+        return replace(recipe, network={**recipe.network, "hidden": self.student_hidden})
 
 
 def silver_pool(corpus: str, plan: Plan, *, shared: Path | None = None) -> list[list[str]]:
@@ -171,7 +182,8 @@ def fit_student(gold: Sequence[Example], silver: Sequence[Example], recipe: Reci
                 targets: Sequence[np.ndarray] | None = None, embeddings_dir: Path | None = None) -> Member:
     """The student: ``recipe`` on ``gold`` plus ``silver`` (their ``targets``' posteriors when
     ``plan.labels`` is soft)."""
-    return fit_recipe(gold, recipe, embeddings_dir=embeddings_dir, silver=silver, silver_ratio=plan.ratio,
+    return fit_recipe(gold, plan.student_recipe(recipe), embeddings_dir=embeddings_dir, silver=silver,
+                      silver_ratio=plan.ratio,
                       silver_targets=targets if plan.labels == "soft" else None)
 
 
@@ -359,6 +371,7 @@ def train_student(model_dir: Path, plan: Plan, *, out_dir: Path, shared: Path | 
                  embeddings_dir=embeddings_dir)
     members, student, silver = run.members, run.student, run.silver
     record = {**asdict(plan), "seeds": [SEED + m for m in range(plan.members)], "source": str(UNLABELLED),
+              "member_hidden": recipe.network.get("hidden"),
               "silver_sentences": len(silver),
               "silver_entities": sum(t.startswith("B-") for _, tags in silver for t in tags)}
     if not refit:
@@ -371,7 +384,8 @@ def train_student(model_dir: Path, plan: Plan, *, out_dir: Path, shared: Path | 
     export(student.net, student.crf, name=meta["name"], corpus=corpus, tags=student.tags, chars=student.chars,
            out_dir=out_dir, info=info, sample=devel[:64], embeddings=student.embeddings, embeddings_dir=embeddings_dir,
            artifacts=artifacts)
-    save_torch_state(out_dir, student.net, student.crf, student.chars, student.tags, recipe.network,
+    save_torch_state(out_dir, student.net, student.crf, student.chars, student.tags,
+                     plan.student_recipe(recipe).network,
                      artifacts=artifacts)
     finish(out_dir, shared=shared, artifacts=artifacts)
     models = models_dir() if models is None else models
