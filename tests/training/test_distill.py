@@ -185,18 +185,21 @@ def test_the_crf_posterior_loss_is_the_entropy_of_its_own_posteriors_and_has_no_
 
 
 def test_a_soft_label_student_reuses_a_kept_teacher_and_refuses_another_pool(tmp_path, tiny_cv):
-    from clinlake.pipelines.training.ner.distill import distill_cv
+    from clinlake.pipelines.training.ner.distill import distill_cv, format_distill_cv
 
     embeddings, model_dir = tiny_cv
     hard, kept = Plan(members=2, silver=3, max_pieces=20), tmp_path / "kept"
     first = distill_cv(None, model_dir, hard, k=3, folds=[1], shared=tmp_path, embeddings_dir=embeddings,
                        predictions_dir=kept)
     assert (kept / "teacher" / "fold1.npz").is_file() and not first["folds"][0]["teacher_reused"]
-    soft = Plan(members=2, silver=3, max_pieces=20, labels="soft")
+    soft = Plan(members=2, silver=3, max_pieces=20, labels="soft", student_hidden=6)  # a smaller student
     again = distill_cv(None, model_dir, soft, k=3, folds=[1], shared=tmp_path, embeddings_dir=embeddings,
                        teacher_dir=kept, predictions_dir=tmp_path / "soft")
     fold = again["folds"][0]
     assert fold["teacher_reused"] and again["plan"]["labels"] == "soft"
+    text = format_distill_cv(again)
+    assert "a student of 6 LSTM units" in text and "(the student alone: a kept teacher)" in text
+    assert "members, labelling, student" in format_distill_cv(first)
     for system in ("today", "ensemble"):  # reused, not retrained
         assert fold["systems"][system] == first["folds"][0]["systems"][system]
     assert read_fold_predictions(tmp_path / "soft" / "today" / "fold1.json.gz") == \

@@ -332,7 +332,9 @@ def format_distill_cv(report: dict) -> str:
     plan = report["plan"]
     lines = [f"{report['k']}-fold distillation CV of {report['recipe_of']}'s recipe on {report['corpus']} "
              f"train+devel ({report['sentences']} sentences; {plan['members']} members, {plan['silver']} silver "
-             f"sentences with {plan['labels']} labels, {plan['ratio']:g} silver per gold sentence each epoch; folds "
+             f"sentences with {plan['labels']} labels, {plan['ratio']:g} silver per gold sentence each epoch; "
+             + (f"a student of {plan['student_hidden']} LSTM units; " if plan.get("student_hidden") else "")
+             + f"folds "
              f"{', '.join(str(f['fold']) for f in report['folds'])})",
              f"{'post-processing':<40} {'system':<9} {'F1 mean ± sd':>15} {'gain vs today':>16} {'folds up':>9}"]
     for variant, rows in report["summary"].items():
@@ -341,7 +343,9 @@ def format_distill_cv(report: dict) -> str:
                          f"{100 * row['gain']['mean']:+9.2f} ± {100 * row['gain']['sd']:4.2f} "
                          f"{row['folds_gaining']:>5}/{len(report['folds'])}")
     seconds = statistics.fmean(f["seconds"] for f in report["folds"])
-    lines.append(f"mean {seconds:.0f} s per fold (members, labelling, student)")
+    reused = all(f.get("teacher_reused") for f in report["folds"])
+    work = "the student alone: a kept teacher" if reused else "members, labelling, student"
+    lines.append(f"mean {seconds:.0f} s per fold ({work})")
     return "\n".join(lines)
 
 
