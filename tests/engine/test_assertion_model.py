@@ -17,7 +17,7 @@ from clinlake.pipelines.engine.assertion.model import (
     CALL_COST_PIECES, MAX_ROWS, encode_target, encode_targets, model_label, pad_batch,
 )
 from clinlake.pipelines.engine.batching import padded_runs
-from clinlake.pipelines.engine.assertion.hybrid import HybridAssertion, HybridPolicy, combine
+from clinlake.pipelines.engine.assertion.hybrid import HybridAssertion, HybridPolicy, combine, needs_model
 from clinlake.pipelines.engine.assertion.engines import load_assertion_engine
 from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
 from clinlake.pipelines.engine.assertion.context import ContextAssertion
@@ -338,6 +338,40 @@ def test_hybrid_in_the_pipeline_interface(model, rules):
     first, second = hybrid.assess(text, sentence, [fever, asthma], None)
     assert first.assertion == "absent" and text[first.cue_start:first.cue_end] == "No"
     assert second.assertion == "present" and second.is_historical
+
+
+def test_the_model_is_asked_only_where_its_answer_can_change_the_hybrid_result():
+    historical = AssertionResult("present", True, 0.9, "history of", 0, 10, "HISTORICAL")
+    absent = AssertionResult("absent", False, 0.9, "no", 0, 2, "NEGATED_EXISTENCE")
+    shipped = HybridPolicy()  # historical from either, the rest from the rules
+    assert not needs_model(historical, shipped) and needs_model(absent, shipped)
+    assert needs_model(historical, HybridPolicy(historical="model"))  # the model may overrule it
+    assert not needs_model(absent, HybridPolicy(negation="either", historical="rules"))
+    assert not needs_model(historical, HybridPolicy(historical="rules"))
+    # where it is not asked, no answer could have changed the result
+    answers = [answer(), answer(historical=0.99), answer(negated=0.99, other=0.99, not_particular=0.99)]
+    for rule, policy in ((historical, shipped), (absent, HybridPolicy(negation="either", historical="rules"))):
+        assert all(combine(rule, a, policy) == rule for a in answers)
+
+
+def test_the_hybrid_runs_the_model_on_the_targets_that_need_it_and_combines_like_combine(model, rules):
+    text = "She reports a cough and chest pain today; no fever; history of asthma and stroke."
+    sentence = whole_sentence(text)
+    targets = [(text.index(w), text.index(w) + len(w)) for w in ("cough", "chest pain", "fever", "asthma", "stroke")]
+    asked: list[tuple] = []
+
+    class Spy:
+        def answers_many(self, text, groups):
+            asked.extend(t for _, targets in groups for t in targets)
+            return model.answers_many(text, groups)
+
+    hybrid = HybridAssertion(rules, Spy(), HybridPolicy())
+    results = hybrid.assess(text, sentence, targets, None)
+    rule_results = rules.assess(text, sentence, targets, None)
+    assert [r.is_historical for r in rule_results] == [False, False, False, True, True]  # "history of"
+    assert asked == targets[:3]  # the rules already call asthma and stroke historical
+    everything = model.answers(text, (sentence.start, sentence.end), targets)
+    assert results == [combine(r, a, HybridPolicy()) for r, a in zip(rule_results, everything)]
 
 
 # --- devel floors (measured values in models/assertion/MODEL_CARD.md) ----------------------

@@ -77,6 +77,15 @@ def _sources(policy: HybridPolicy) -> tuple[tuple[str, str], ...]:
     return tuple(asdict(policy).items())
 
 
+def needs_model(rule: AssertionResult, policy: HybridPolicy) -> bool:
+    """Whether the model's answer can change :func:`combine`'s result for this rule result: an
+    attribute the policy takes from the model, or a union (``either``) the rules have not already
+    made true. When it cannot, :func:`combine` returns the rules' result as it is, so the model is
+    not run for that target (under the shipped policy: targets the rules already call historical)."""
+    flags = _rule_flags(rule)
+    return any(source == "model" or (source == "either" and not flags[key]) for key, source in _sources(policy))
+
+
 def combine(rule: AssertionResult, answer: ModelAnswer, policy: HybridPolicy) -> AssertionResult:
     """One hybrid decision from the rules' result and the model's answer."""
     rules_flags, model_flags = _rule_flags(rule), _model_flags(answer)
@@ -133,8 +142,15 @@ class HybridAssertion:
     def assess_many(self, text: str, groups: Sequence[tuple[Sentence, Sequence[tuple[int, int]], str | None]]
                     ) -> list[list[AssertionResult]]:
         """:meth:`assess` of each (sentence, targets, section) group of one note: the rules
-        group by group, the model on all targets at once."""
+        group by group, then the model at once on the targets whose result it can change
+        (:func:`needs_model`); the others keep the rules' result, as :func:`combine` would."""
         rule_results = self.rules.assess_many(text, groups)
-        answers = self.model.answers_many(text, [((s.start, s.end), targets) for s, targets, _ in groups])
-        return [[combine(r, a, self.policy) for r, a in zip(rules, model)]
-                for rules, model in zip(rule_results, answers, strict=True)]
+        asked = [[needs_model(r, self.policy) for r in rules] for rules in rule_results]
+        answers = iter(self.model.answers_many(text, [
+            ((s.start, s.end), [t for t, ask in zip(targets, flags, strict=True) if ask])
+            for (s, targets, _), flags in zip(groups, asked, strict=True)]))
+        results = []
+        for rules, flags in zip(rule_results, asked):
+            model = iter(next(answers))
+            results.append([combine(r, next(model), self.policy) if ask else r for r, ask in zip(rules, flags)])
+        return results
