@@ -212,9 +212,10 @@ def distillation_lines(corpus: str, training: dict) -> list[str]:
         f"{', '.join(map(str, d['seeds']))}; seed 13's is the recipe's own model) trained on the **train** split of "
         f"{corpus}; their averaged CRF posteriors labelled {d['silver_sentences']:,} sentences "
         f"of `../shared/data/{d['source']}` ({d['silver_entities']:,} entities; none of {corpus}'s train or devel "
-        f"sentences); this student, {_student_size(d, training)}, trained for {training['max_epochs']} epochs (the recipe's "
-        f"selected count) on the {training['train_sentences']} train sentences plus {d['ratio']:g} silver sentence "
-        "per gold sentence in each epoch, drawn afresh, "
+        f"sentences); this student, {_student_size(d, training)}, trained for {training['max_epochs']} epochs "
+        "(the recipe's "
+        f"selected count) on the {training['train_sentences']} train sentences plus {d['ratio']:g} silver "
+        f"sentence{'' if d['ratio'] == 1 else 's'} per gold sentence in each epoch, drawn afresh, "
         + ("learning the ensemble's posteriors (cross-entropy with its own CRF posteriors)"
            if d.get("labels") == "soft" else "learning the ensemble's max-marginal tags (CRF likelihood)")
         + ". Devel was not used for training or selection; the test "
