@@ -138,12 +138,13 @@ def mean_strict(reports: dict) -> float:
 
 
 def finish(model_dir: Path, *, quantize: bool = True, tolerance: float = 0.002, shared: Path | None = None,
-           root: Path | None = None) -> dict:
-    """Document-level devel scores, int8 when the mean strict F1 holds, speed, card."""
+           root: Path | None = None, restore: bool = True) -> dict:
+    """Document-level devel scores, int8 when the mean strict F1 holds, speed, card (``restore``:
+    as in :func:`~clinlake.pipelines.training.ner.export.finish`)."""
     os.environ["OMP_NUM_THREADS"] = "1"
     meta = read_meta(model_dir)
     fp32 = artifacts_dir(model_dir) / "model.fp32.onnx"
-    kept = restore_full_precision(model_dir, meta)
+    kept = restore_full_precision(model_dir, meta) if restore else None
     reports = evaluate_documents(model_dir, meta, shared=shared, root=root)
     quant = kept or {"tried": "none", "kept": False}
     if quantize and not kept:

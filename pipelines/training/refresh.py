@@ -75,7 +75,7 @@ def ship_gazetteer(model_dir: Path, meta: dict, *, on: bool, shared: Path | None
                          "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
-def dequantize_model(name: str, *, models: Path | None = None) -> dict:
+def dequantize_model(name: str, *, models: Path | None = None, artifacts: Path | None = None) -> dict:
     """Rewrite an int8 dynamic-quantised model as the fp32 graph of its int8-rounded weights
     (:mod:`clinlake.pipelines.training.ner.dequantize`: batch-invariant, so the pipeline tags
     many notes' sentences together), then score it on devel, time it and re-card it. The int8
@@ -85,14 +85,20 @@ def dequantize_model(name: str, *, models: Path | None = None) -> dict:
     quant = dict(meta.get("quantization") or {})
     if not quant.get("kept"):
         raise ValueError(f"{name}: model.onnx is not int8 (quantization.kept is false): nothing to dequantise")
-    kept_int8 = artifacts_dir(model_dir) / "model.int8.onnx"
+    kept_int8 = artifacts_dir(model_dir, artifacts=artifacts) / "model.int8.onnx"
     kept_int8.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(model_dir / "model.onnx", kept_int8)
     rewritten = dequantize_graph(kept_int8, model_dir / "model.onnx")
     meta["quantization"] = {"tried": "none", "kept": False}
     write_meta(model_dir, meta)
     is_clinical = meta.get("kind") == "brat"
-    final = (clinical.finish if is_clinical else export.finish)(model_dir, quantize=False)
+    # restore=False: finish() would otherwise put the full-precision export kept under build/ back
+    # as model.onnx (the original network, not its int8-rounded weights; for a model trained
+    # elsewhere and copied in, another network's)
+    if is_clinical:
+        final = clinical.finish(model_dir, quantize=False, restore=False)
+    else:
+        final = export.finish(model_dir, quantize=False, restore=False, artifacts=artifacts)
     final["quantization"] = {**quant, "kept": False, "served": "fp32 graph of the int8 weights",
                              "rewritten": rewritten}
     return export.write_meta_and_card(model_dir, final, clinical_model_card if is_clinical else ner_model_card)

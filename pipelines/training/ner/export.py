@@ -147,14 +147,16 @@ def tokens_per_second(model, sequences: Sequence[Sequence[str]], seconds: float 
 
 
 def finish(model_dir: Path, *, quantize: bool = True, tolerance: float = 0.002, shared: Path | None = None,
-           artifacts: Path | None = None) -> dict:
+           artifacts: Path | None = None, restore: bool = True) -> dict:
     """Evaluate on devel (tokens and raw text), optionally quantise, time on one core,
     write MODEL_CARD.md and the final version. Re-runnable: ``clinlake train card``.
-    ``shared``: the shared data folder (default :func:`~clinlake.pipelines.resources.shared_data`)."""
+    ``shared``: the shared data folder (default :func:`~clinlake.pipelines.resources.shared_data`).
+    ``restore=False`` scores model.onnx as it is, never the full-precision export kept under build/
+    (a dequantised graph must stay what it is)."""
     os.environ["OMP_NUM_THREADS"] = "1"  # one core, as reported on the card
     meta = read_meta(model_dir)
     devel = split_path(meta["corpus"], "devel", shared=shared)
-    kept = restore_full_precision(model_dir, meta, artifacts=artifacts)
+    kept = restore_full_precision(model_dir, meta, artifacts=artifacts) if restore else None
     report = evaluate_model(NerModel(model_dir), devel)
     quant = kept or {"tried": "none", "kept": False}
     if quantize and not kept:  # decided on the model's own (sentence by sentence) F1
