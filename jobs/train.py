@@ -167,8 +167,8 @@ def distill_parser(prog: str) -> argparse.ArgumentParser:
                                      "(seeds 13, 14, ...) trained on its training data, their averaged CRF posteriors "
                                      "label SILVER sentences of the shared unlabelled biomedical text, and one student "
                                      "of the same size (or of --student-hidden units) trains on gold plus RATIO silver "
-                                     "sentences per gold sentence each "
-                                     "epoch; the student is exported, scored on devel and carded like `train ner`. "
+                                     "sentences per gold sentence each epoch; the student is exported, scored on devel "
+                                     "and carded like `train ner`. "
                                      "Check it first with `clinlake evaluate distill-cv`; after training, keep its CV "
                                      "with `clinlake train card NAME --cv REPORT`.")
     parser.add_argument("--model", required=True, help="the biomedical model whose recipe is distilled (a name under "

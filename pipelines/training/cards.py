@@ -196,7 +196,7 @@ def retrain_command(corpus: str, name: str, training: dict) -> str:
         training_flags(training)
 
 
-def _student_size(distillation: dict, training: dict) -> str:
+def _student_size(distillation: dict) -> str:
     hidden = distillation.get("student_hidden")
     if not hidden:
         return "of the same size"
@@ -212,9 +212,8 @@ def distillation_lines(corpus: str, training: dict) -> list[str]:
         f"{', '.join(map(str, d['seeds']))}; seed 13's is the recipe's own model) trained on the **train** split of "
         f"{corpus}; their averaged CRF posteriors labelled {d['silver_sentences']:,} sentences "
         f"of `../shared/data/{d['source']}` ({d['silver_entities']:,} entities; none of {corpus}'s train or devel "
-        f"sentences); this student, {_student_size(d, training)}, trained for {training['max_epochs']} epochs "
-        "(the recipe's "
-        f"selected count) on the {training['train_sentences']} train sentences plus {d['ratio']:g} silver "
+        f"sentences); this student, {_student_size(d)}, trained for {training['max_epochs']} epochs (the "
+        f"recipe's selected count) on the {training['train_sentences']} train sentences plus {d['ratio']:g} silver "
         f"sentence{'' if d['ratio'] == 1 else 's'} per gold sentence in each epoch, drawn afresh, "
         + ("learning the ensemble's posteriors (cross-entropy with its own CRF posteriors)"
            if d.get("labels") == "soft" else "learning the ensemble's max-marginal tags (CRF likelihood)")

@@ -11,8 +11,7 @@
   text (``data/corpus/biomedical_sentences.txt``, held-out test sentences already removed there),
   without any sentence of the corpus's own train and devel splits, labelled by the ensemble.
 * **student**: one network of the same recipe and size (or a smaller LSTM: ``student_hidden``, for
-  speed), trained for the recipe's epoch count on the
-  gold examples plus, in each epoch, a fresh sample of ``ratio`` silver sentences per gold sentence.
+  speed), trained for the recipe's epoch count on the gold examples plus, in each epoch, a fresh sample of ``ratio`` silver sentences per gold sentence.
   ``labels="hard"``: the CRF likelihood of the ensemble's decoded tags, silver and gold batched
   together (self-training from an ensemble teacher); ``"soft"``: in batches of their own, the
   cross-entropy between the ensemble's posteriors and the student CRF's own (posterior distillation). Same architecture, same character
