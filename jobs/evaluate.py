@@ -11,7 +11,7 @@ them, and never prints) and prints the report, as text or ``--json``; it returns
     clinlake evaluate cv --model clinical_core [--predictions DIR | --rescore DIR]
     clinlake evaluate distill-cv --model ncbi_disease [--members 3] [--silver 20000] [--ratio 1] [--labels soft] [--student-hidden N]
                                  [--jobs 2] [--predictions DIR | --teacher DIR]
-    clinlake evaluate assertion-cv [--folds 5] [--members 1] [--maccrobat-history] [--jobs 2] [--out FILE] [--json]
+    clinlake evaluate assertion-cv [--folds 5] [--members 1] [--maccrobat-history] [--fp32] [--jobs 2] [--out FILE] [--json]
 """
 from __future__ import annotations
 
@@ -345,6 +345,8 @@ def add_assertion_cv(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-maccrobat", action="store_true", help="train on the kit rows only")
     parser.add_argument("--maccrobat-history", action="store_true", help="also label MACCROBAT triggers inside "
                         "History spans historical and inside Family_history spans as someone else's")
+    parser.add_argument("--fp32", action="store_true", help="score the float graph only (default: each fold's "
+                        "model is also quantised to static int8, as the shipped one is, and both are scored)")
     parser.add_argument("--jobs", type=int, default=1, help="folds trained at once, one process each (default 1)")
     add_report_arguments(parser)
     parser.set_defaults(run=run_assertion_cv)
@@ -360,7 +362,7 @@ def run_assertion_cv(args: argparse.Namespace) -> int:
         print("clinlake evaluate assertion-cv: --members, --epochs and --jobs must be 1 or more")
         return EXIT_USAGE
     recipe = AssertionRecipe(epochs=args.epochs, members=args.members, maccrobat=not args.no_maccrobat,
-                             maccrobat_history=args.maccrobat_history)
+                             maccrobat_history=args.maccrobat_history, int8=not args.fp32)
     try:
         report = cross_validate_assertion(recipe, k=args.folds, jobs=args.jobs, folds=args.only)
     except CrossValidationError as exc:

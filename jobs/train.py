@@ -263,6 +263,12 @@ def assertion_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--select-epoch", action="store_true",
                         help="score every epoch on devel and retrain for the best count (selection only)")
+    parser.add_argument("--fp32", action="store_true", help="serve the float graph (default: the convolutions "
+                        "quantised to static int8, calibrated on the training examples; the float graph is kept "
+                        "under build/assertion/)")
+    parser.add_argument("--quantize-only", action="store_true",
+                        help="train nothing: quantise the model's float graph to static int8, calibrated on the "
+                        "training examples its config.json records")
     parser.add_argument("--policy-from-cv", type=Path, metavar="REPORT",
                         help="train nothing: write the hybrid policy a cross-validation report chose (clinlake "
                         "evaluate assertion-cv --out REPORT) into the model's hybrid.json")
@@ -270,6 +276,18 @@ def assertion_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def run_assertion(args: argparse.Namespace) -> int:
+    if args.quantize_only:
+        from clinlake.pipelines.training.assertion_int8 import QuantizationError
+
+        try:
+            record = assertion.quantize_trained(
+                args.out or models_dir() / "assertion", kit_train=args.kit_train or assertion.kit_path("train"),
+                maccrobat=None if args.no_maccrobat else args.maccrobat or assertion.maccrobat_train_dir())
+        except QuantizationError as exc:
+            print(f"clinlake train assertion: {exc}")
+            return 2
+        print(json.dumps(record))
+        return 0
     if args.policy_from_cv is not None:
         from clinlake.pipelines.training.assertion_cv import adopt_policy
 
@@ -286,7 +304,7 @@ def run_assertion(args: argparse.Namespace) -> int:
         maccrobat=None if args.no_maccrobat else args.maccrobat or assertion.maccrobat_train_dir(),
         maccrobat_history=args.maccrobat_history, maccrobat_weight=args.maccrobat_weight, epochs=args.epochs,
         seed=args.seed, ensemble=args.ensemble, threads=args.threads, select_epoch=args.select_epoch,
-        progress=lambda line: print(line, file=sys.stderr))
+        int8=not args.fp32, progress=lambda line: print(line, file=sys.stderr))
     print(json.dumps(result))
     return 0
 

@@ -45,7 +45,8 @@ from clinlake.pipelines.engine.assertion.model import (
 from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
 from clinlake.pipelines.engine.text import TextSplitter
 from clinlake.pipelines.evaluation.assertion_kit import evaluate_kit
-from clinlake.pipelines.resources import shared_data
+from clinlake.pipelines.resources import build_dir, shared_data
+from clinlake.pipelines.training.assertion_int8 import quantize_model_dir
 from clinlake.pipelines.engine.pieces import WORD_PIECE
 
 IGNORE = -1
@@ -138,6 +139,36 @@ def maccrobat_examples(folder: str | Path, with_history: bool = False) -> list[E
                 labels["experiencer"] = 1 if _inside(start, end, family) else 0
             examples.append(Example(text, (sentence.start, sentence.end), (start, end), labels, "maccrobat"))
     return examples
+
+
+def training_examples(kit: list[Example], maccrobat: Path | None, *, with_history: bool = False
+                      ) -> tuple[list[Example], dict[str, int]]:
+    """The recipe's examples: the kit rows ``kit``, then MACCROBAT's train documents when ``maccrobat``
+    is a folder; with their counts (rows of each source, MACCROBAT's negated and possible rows)."""
+    counts = {"kit_train": len(kit)}
+    if maccrobat is None or not maccrobat.is_dir():
+        return list(kit), counts
+    extra = maccrobat_examples(maccrobat, with_history=with_history)
+    counts["maccrobat_train"] = len(extra)
+    counts["maccrobat_negated"] = sum(ex.labels["negation"] == 1 for ex in extra)
+    counts["maccrobat_possible"] = sum(ex.labels["certainty"] == 1 for ex in extra)
+    return [*kit, *extra], counts
+
+
+def fp32_copy(model_dir: Path) -> Path:
+    """Where the float graph of an int8 assertion model is kept: build/assertion/<dir name>.fp32.onnx."""
+    return build_dir() / "assertion" / f"{model_dir.resolve().name}.fp32.onnx"
+
+
+def quantize_trained(model_dir: Path, *, kit_train: Path, maccrobat: Path | None) -> dict:
+    """Quantise an exported float model in place, calibrated on the training examples its config
+    records (``clinlake train assertion --quantize-only``): nothing is retrained."""
+    config = json.loads((model_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+    training = config.get("training", {})
+    with_maccrobat = maccrobat if "maccrobat_train" in training.get("examples", {}) else None
+    examples, _ = training_examples(kit_examples(kit_train), with_maccrobat,
+                                    with_history=bool(training.get("maccrobat_history")))
+    return quantize_model_dir(model_dir, examples, keep_fp32=fp32_copy(model_dir))
 
 
 def _inside(start: int, end: int, spans: Iterable[tuple[int, int]]) -> bool:
@@ -363,12 +394,13 @@ def select_hybrid(model_dir: str | Path, kit_devel: str | Path, margin: float = 
 def train_and_export(out: Path, *, kit_train: Path, kit_devel: Path, maccrobat: Path | None,
                      maccrobat_history: bool = False, maccrobat_weight: float = 0.5, epochs: int = 12,
                      seed: int = 13, ensemble: int = 3, threads: int = 1, select_epoch: bool = False,
-                     progress: Callable[[str], None] | None = None) -> dict:
+                     int8: bool = True, progress: Callable[[str], None] | None = None) -> dict:
     """Train the classifier (``ensemble`` members, seeds ``seed``, ``seed + 1``, ...) on the kit's
     train split and, when ``maccrobat`` is a folder, MACCROBAT's train documents; export it to
     ``out`` with its vocabulary and config; score it on ``kit_devel`` and choose the hybrid
     policy there (:func:`select_hybrid`). ``select_epoch``: score every epoch on devel and
-    retrain for the best count (selection only). ``progress`` receives one line per step (row
+    retrain for the best count (selection only). ``int8``: serve the static-int8 graph
+    (:mod:`~clinlake.pipelines.training.assertion_int8`); the float graph is kept under build/. ``progress`` receives one line per step (row
     counts, epoch scores). Returns the devel scores, the hybrid choice and the training time."""
     # torch is imported here, not at module level: only training needs it.
     import torch
@@ -376,14 +408,7 @@ def train_and_export(out: Path, *, kit_train: Path, kit_devel: Path, maccrobat: 
     report = progress or (lambda line: None)
     torch.set_num_threads(threads)
     started = time.time()
-    examples = kit_examples(kit_train)
-    counts = {"kit_train": len(examples)}
-    if maccrobat is not None and maccrobat.is_dir():
-        extra = maccrobat_examples(maccrobat, with_history=maccrobat_history)
-        counts["maccrobat_train"] = len(extra)
-        counts["maccrobat_negated"] = sum(ex.labels["negation"] == 1 for ex in extra)
-        counts["maccrobat_possible"] = sum(ex.labels["certainty"] == 1 for ex in extra)
-        examples += extra
+    examples, counts = training_examples(kit_examples(kit_train), maccrobat, with_history=maccrobat_history)
     vocab = build_vocab(examples)
     report(f"examples {counts}  vocab {len(vocab)}")
     weights = {"kit": 1.0, "maccrobat": maccrobat_weight}
@@ -417,6 +442,8 @@ def train_and_export(out: Path, *, kit_train: Path, kit_devel: Path, maccrobat: 
         "epoch_selection": history,
     }
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    if int8:
+        quantize_model_dir(out, examples, keep_fp32=fp32_copy(out))
     scores = kit_scores(AssertionModel(out), kit_devel)
     hybrid = select_hybrid(out, kit_devel)
     return {"devel": scores, "hybrid": hybrid, "train_seconds": round(train_seconds, 1)}

@@ -8,7 +8,9 @@ here (``clinlake evaluate assertion-cv``):
   (:func:`~pipelines.training.ner.cv.fold_blocks`; each row in one block, deterministic);
 * **training**: for each fold, the recipe's network(s) trained on the other blocks' kit rows plus the
   recipe's extra data (MACCROBAT train documents, as ``clinlake train assertion`` uses them), the
-  same epochs and seeds; nothing is selected on the held-out block;
+  same epochs and seeds; nothing is selected on the held-out block; the fold's model is then quantised
+  to static int8 (calibrated on the fold's training examples) as the shipped model is, and both
+  graphs are scored, so the cost of quantisation is measured on the same networks;
 * **scoring**: on the held-out rows, the rules alone, the model alone and the hybrid under each of the
   27 policies (negation, historical, not-particular × rules / model / either), with the kit metrics
   of ``clinlake evaluate assertion`` (Negated, Historical, Not-particular F1);
@@ -38,7 +40,8 @@ from clinlake.pipelines.engine.assertion.model import (CONFIG_FILE, DEFAULT_WIND
 from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
 from clinlake.pipelines.evaluation.assertion_kit import score_kit, whole_sentence
 from clinlake.pipelines.training.assertion import (build_vocab, export_onnx, headline, kit_path, make_ensemble,
-                                                   maccrobat_examples, maccrobat_train_dir, rows_examples, train)
+                                                   maccrobat_train_dir, rows_examples, train, training_examples)
+from clinlake.pipelines.training.assertion_int8 import quantize_model_dir
 from clinlake.pipelines.training.ner.cv import fold_blocks, spread
 
 METRICS = ("negated_f1", "historical_f1", "not_particular_f1")
@@ -54,6 +57,7 @@ class AssertionRecipe:
     maccrobat: bool = True
     maccrobat_history: bool = False
     maccrobat_weight: float = 0.5
+    int8: bool = True  # score the static-int8 graph the shipped model serves (and the float one beside it)
 
 
 def policy_key(policy: HybridPolicy) -> str:
@@ -112,37 +116,46 @@ def run_fold(rows: Sequence[Mapping[str, str]], blocks: Sequence[range], fold: i
     started = time.time()
     held = [rows[i] for i in blocks[fold]]
     train_rows = [rows[i] for block in blocks if block is not blocks[fold] for i in block]
-    examples = rows_examples(train_rows)
-    counts = {"kit_train": len(examples)}
-    if recipe.maccrobat:
-        extra = maccrobat_examples(maccrobat_train_dir(shared=shared), with_history=recipe.maccrobat_history)
-        counts["maccrobat_train"] = len(extra)
-        examples += extra
+    examples, counts = training_examples(rows_examples(train_rows),
+                                         maccrobat_train_dir(shared=shared) if recipe.maccrobat else None,
+                                         with_history=recipe.maccrobat_history)
+    rules = ContextAssertion.from_file(DEFAULT_RULES_PATH)
     with tempfile.TemporaryDirectory(prefix="assertion-cv-") as directory:
         model = _fold_model(examples, recipe, Path(directory))
-        scores = score_engines(held, ContextAssertion.from_file(DEFAULT_RULES_PATH), model)
+        scores = score_engines(held, rules, model)
+        float_scores = None
+        if recipe.int8:  # the same networks, quantised as the shipped model is: a paired comparison
+            quantize_model_dir(Path(directory), examples)
+            float_scores, scores = scores, score_engines(held, rules, AssertionModel(Path(directory)))
     return {"fold": fold, "held_out": [blocks[fold].start, blocks[fold].stop], "examples": counts,
-            "scores": scores, "seconds": round(time.time() - started, 1)}
+            "scores": scores, **({"scores_fp32": float_scores} if float_scores is not None else {}),
+            "seconds": round(time.time() - started, 1)}
 
 
 def _objective(scores: Mapping[str, float]) -> float:
     return sum(scores[m] for m in METRICS)
 
 
+def _engines(folds: Sequence[dict], key: str) -> dict:
+    return {name: {m: spread([f[key][name][m] for f in folds]) for m in (*METRICS, "negation_accuracy",
+                                                                          "temporality_accuracy")}
+            for name in folds[0][key]}
+
+
 def summarise(folds: Sequence[dict], margin: float = MARGIN) -> dict:
-    """Mean ± sample sd of each engine's metrics over the folds, and the policy chosen by CV."""
-    engines = {name: {m: spread([f["scores"][name][m] for f in folds]) for m in (*METRICS, "negation_accuracy",
-                                                                                    "temporality_accuracy")}
-               for name in folds[0]["scores"]}
+    """Mean ± sample sd of each engine's metrics over the folds, and the policy chosen by CV (on the
+    served graph's scores; with an int8 recipe, the float graph's are summarised beside them)."""
+    engines = _engines(folds, "scores")
     trials = []
     for policy in policies():
         objective = round(statistics.fmean(_objective(f["scores"][policy_key(policy)]) for f in folds), 4)
         trials.append((objective, [policy.negation, policy.historical, policy.not_particular].count("rules"), policy))
     best = max(t[0] for t in trials)
     objective, _, chosen = max((t for t in trials if t[0] >= best - margin), key=lambda t: (t[1], t[0]))
-    return {"engines": engines, "policy_by_cv": {"policy": asdict(chosen), "key": policy_key(chosen),
-                                                 "mean_objective": objective, "best_objective": best,
-                                                 "margin": margin}}
+    floats = {"engines_fp32": _engines(folds, "scores_fp32")} if all("scores_fp32" in f for f in folds) else {}
+    return {"engines": engines, **floats,
+            "policy_by_cv": {"policy": asdict(chosen), "key": policy_key(chosen), "mean_objective": objective,
+                             "best_objective": best, "margin": margin}}
 
 
 def cross_validate_assertion(recipe: AssertionRecipe, *, k: int = 5, jobs: int = 1, folds: Sequence[int] | None = None,
@@ -169,7 +182,8 @@ def format_assertion_cv(report: dict, *, shipped: HybridPolicy | None = None) ->
     recipe = report["recipe"]
     lines = [f"{report['k']}-fold CV of the assertion recipe on the NegEx kit train+devel ({report['rows']} rows; "
              f"{recipe['members']} member(s), {recipe['epochs']} epochs, MACCROBAT "
-             f"{'with history' if recipe['maccrobat_history'] else 'yes' if recipe['maccrobat'] else 'no'})",
+             f"{'with history' if recipe['maccrobat_history'] else 'yes' if recipe['maccrobat'] else 'no'}"
+             f"{'; the static-int8 graph, its float graph below' if recipe.get('int8') else ''})",
              f"{'engine':<70} {'Negated F1':>15} {'Historical F1':>15} {'Not-partic. F1':>15}"]
     names = ["rules", "model"]
     if shipped is not None:
@@ -180,6 +194,10 @@ def format_assertion_cv(report: dict, *, shipped: HybridPolicy | None = None) ->
         label = name + (" (shipped)" if shipped is not None and name == policy_key(shipped) else "") + \
             (" (chosen by CV)" if name == report["policy_by_cv"]["key"] else "")
         lines.append(f"{label:<70} " + " ".join(f"{scores[m]['mean']:7.3f} ± {scores[m]['sd']:.3f}" for m in METRICS))
+    for name in dict.fromkeys(names[1:]) if "engines_fp32" in report else ():
+        scores = report["engines_fp32"][name]
+        lines.append(f"{'float graph: ' + name:<70} " +
+                     " ".join(f"{scores[m]['mean']:7.3f} ± {scores[m]['sd']:.3f}" for m in METRICS))
     return "\n".join(lines)
 
 
