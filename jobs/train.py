@@ -7,6 +7,7 @@ return values; the parsers and the printed reports are here):
     clinlake train embeddings [--dim 200] [--epochs 15]   (the shared word vectors under models/embeddings/;
                                                           every model must then be retrained on them)
     clinlake train distill --model ncbi_disease [--members 3] [--silver 20000] [--ratio 1] [--labels soft] [--student-hidden N] [--out DIR]
+    clinlake train install DIR --name NAME   (a model trained with --out DIR copied into models/NAME)
     clinlake train card ncbi_disease ...     (devel scores, int8 if F1 holds, speed, MODEL_CARD.md)
     clinlake train assertion [--out models/assertion]   (the assertion classifier and its hybrid policy)
     clinlake train lexicons [--shared ../shared] [--out conf/lexicons]   (the dictionary stage's lexicons)
@@ -197,6 +198,29 @@ def run_distill(args: argparse.Namespace) -> int:
     return 0
 
 
+def install_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Copy a NER model trained into another folder (train "
+                                     "distill --out DIR, train ner --out DIR) into models/NAME, with its word-vector "
+                                     "path made right for the new place; then e.g. clinlake train card NAME.")
+    parser.add_argument("source", type=Path, help="the trained model's folder (model.json, model.onnx, ...)")
+    parser.add_argument("--name", required=True, help="the model's name under models/ (its files there are "
+                        "replaced; files the source lacks, e.g. gazetteer.tsv, are kept)")
+    return parser
+
+
+def run_install(args: argparse.Namespace) -> int:
+    if not (args.source / "model.json").is_file():
+        print(f"clinlake train install: no model.json in {args.source}")
+        return 2
+    try:
+        target = refresh.install_model(args.source, args.name)
+    except FileNotFoundError as exc:
+        print(f"clinlake train install: {exc}")
+        return 2
+    print(f"installed {args.source} as {target}")
+    return 0
+
+
 def card_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="Evaluate a trained model on devel, quantise it "
                                      "when F1 holds, time it and (re)write its MODEL_CARD.md.")
@@ -342,6 +366,7 @@ SUBCOMMANDS: dict[str, tuple[Parser, Runner, str]] = {
     "embeddings": (embeddings_parser, run_embeddings, "train the shared fastText word vectors"),
     "distill": (distill_parser, run_distill,
                 "distil an ensemble of a biomedical NER recipe into one student of the same size"),
+    "install": (install_parser, run_install, "copy a NER model trained in another folder into models/NAME"),
     "card": (card_parser, run_card, "evaluate, quantise and write the model card of trained models"),
     "assertion": (assertion_parser, run_assertion,
                   "train the assertion classifier, export it to ONNX and choose its hybrid policy on devel"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from pathlib import Path
 
@@ -110,3 +111,25 @@ def write_models_readme(models: Path | None = None) -> Path:
     path = models / "README.md"
     path.write_text(models_readme(models), encoding="utf-8")
     return path
+
+
+def install_model(source: Path, name: str, *, models: Path | None = None) -> Path:
+    """Copy a NER model trained elsewhere (``train distill --out DIR``, ``train ner --out DIR``) into
+    ``models/<name>``: its files replace those of the same name there (others, e.g. a gazetteer, are
+    kept), and model.json's ``embeddings`` path, written relative to ``source``, is made relative to the
+    new folder, so the installed model loads the same word vectors. Returns the installed folder."""
+    models = models_dir() if models is None else models
+    meta = read_meta(source)
+    embeddings = (source / meta["embeddings"]).resolve()
+    if not embeddings.is_dir():
+        raise FileNotFoundError(f"{source}: its word vectors ({meta['embeddings']}) are not where model.json says")
+    target = models / name
+    target.mkdir(parents=True, exist_ok=True)
+    for path in source.iterdir():
+        if path.is_file() and path.name != "model.json":
+            shutil.copyfile(path, target / path.name)
+    meta["embeddings"] = os.path.relpath(embeddings, target.resolve())
+    meta["name"] = name
+    write_meta(target, meta)
+    write_models_readme(models)
+    return target

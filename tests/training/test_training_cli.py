@@ -19,7 +19,8 @@ def test_train_clinical_cli_rejects_an_unknown_corpus(capsys):
 
 
 def test_every_subcommand_has_its_parser_and_help(capsys):
-    assert list(train.SUBCOMMANDS) == ["ner", "clinical", "embeddings", "distill", "card", "assertion", "lexicons"]
+    assert list(train.SUBCOMMANDS) == ["ner", "clinical", "embeddings", "distill", "install", "card", "assertion",
+                                       "lexicons"]
     for name, (parser, _, _) in train.SUBCOMMANDS.items():
         with pytest.raises(SystemExit) as exit_:
             train.main([name, "--help"])
@@ -51,3 +52,45 @@ def test_lexicons_are_built_from_the_shared_folder_given(tmp_path, capsys):
     assert lines[0].startswith("# Derived by clinlake.pipelines.training.lexicons")
     assert [line for line in lines if not line.startswith("#")] == ["cough", "fever"]
     assert f"PROBLEM         2 terms → {Path(out) / 'problem.txt'}" in capsys.readouterr().out
+
+
+def test_install_copies_a_model_trained_elsewhere_and_points_it_at_the_same_word_vectors(tmp_path, capsys):
+    """A model written with --out DIR names its word vectors relative to DIR; installed under
+    models/NAME it must name the same folder relative to its new place, and load and tag."""
+    import json
+    import os
+    import shutil
+
+    from clinlake.pipelines.engine.ner.model import NerModel
+    from clinlake.pipelines.resources import models_dir
+    from clinlake.pipelines.training.refresh import install_model
+
+    shipped = models_dir() / "ncbi_disease"
+    vectors = (shipped / json.loads((shipped / "model.json").read_text())["embeddings"]).resolve()
+    trained = tmp_path / "elsewhere" / "deep" / "student"
+    trained.mkdir(parents=True)
+    for name in ("model.json", "model.onnx", "MODEL_CARD.md"):
+        shutil.copyfile(shipped / name, trained / name)
+    meta = json.loads((trained / "model.json").read_text())
+    meta["embeddings"] = os.path.relpath(vectors, trained)
+    (trained / "model.json").write_text(json.dumps(meta))
+    models = tmp_path / "models"
+    (models / "ncbi_x").mkdir(parents=True)
+    (models / "embeddings").symlink_to(vectors)  # models/README.md states the shared vectors' size
+    (models / "ncbi_x" / "gazetteer.tsv").write_text("# kept\n")
+    target = install_model(trained, "ncbi_x", models=models)
+    installed = json.loads((target / "model.json").read_text())
+    assert installed["name"] == "ncbi_x" and installed["embeddings"] != meta["embeddings"]
+    assert (target / installed["embeddings"]).resolve() == vectors
+    assert (target / "gazetteer.tsv").read_text() == "# kept\n"  # files the source lacks stay
+    assert (target / "model.onnx").read_bytes() == (shipped / "model.onnx").read_bytes()
+    assert (models / "README.md").read_text().startswith("# Shipped NER models")  # rewritten for the new folder
+    sentence = ["Familial", "adenomatous", "polyposis", "is", "inherited", "."]
+    assert NerModel(target).tag([sentence]) == NerModel(shipped).tag([sentence])
+    missing = tmp_path / "moved"
+    shutil.copytree(trained, missing)
+    (missing / "model.json").write_text(json.dumps({**meta, "embeddings": "no/such/vectors"}))
+    with pytest.raises(FileNotFoundError, match="word vectors"):
+        install_model(missing, "other", models=models)
+    assert train.main(["install", str(tmp_path / "nothing"), "--name", "y"]) == 2
+    assert "no model.json" in capsys.readouterr().out
