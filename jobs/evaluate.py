@@ -345,6 +345,8 @@ def add_assertion_cv(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-maccrobat", action="store_true", help="train on the kit rows only")
     parser.add_argument("--maccrobat-history", action="store_true", help="also label MACCROBAT triggers inside "
                         "History spans historical and inside Family_history spans as someone else's")
+    parser.add_argument("--chia", action="store_true", help="also train on Chia's train conditions: negation from "
+                        "Has_negation, historical / recent from linked Temporal or Observation words")
     parser.add_argument("--fp32", action="store_true", help="score the float graph only (default: each fold's "
                         "model is also quantised to static int8, as the shipped one is, and both are scored)")
     parser.add_argument("--jobs", type=int, default=1, help="folds trained at once, one process each (default 1)")
@@ -362,7 +364,7 @@ def run_assertion_cv(args: argparse.Namespace) -> int:
         print("clinlake evaluate assertion-cv: --members, --epochs and --jobs must be 1 or more")
         return EXIT_USAGE
     recipe = AssertionRecipe(epochs=args.epochs, members=args.members, maccrobat=not args.no_maccrobat,
-                             maccrobat_history=args.maccrobat_history, int8=not args.fp32)
+                             maccrobat_history=args.maccrobat_history, chia=args.chia, int8=not args.fp32)
     try:
         report = cross_validate_assertion(recipe, k=args.folds, jobs=args.jobs, folds=args.only)
     except CrossValidationError as exc:

@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from clinlake.pipelines.corpora.brat import parse_ann, read_text_exact
 from clinlake.pipelines.corpora.label_maps import MACCROBAT_FINDING_TYPES
 from clinlake.pipelines.corpora.negex_kit import locate_phrase, read_kit
 from clinlake.pipelines.engine.assertion.context import ContextAssertion
@@ -64,6 +65,11 @@ def kit_path(split: str, *, shared: Path | None = None) -> Path:
 def maccrobat_train_dir(*, shared: Path | None = None) -> Path:
     """MACCROBAT's BRAT ``train/`` folder under the shared data folder."""
     return (shared_data() if shared is None else shared) / "clinical" / "MACCROBAT" / "train"
+
+
+def chia_train_dir(*, shared: Path | None = None) -> Path:
+    """Chia's BRAT ``train/`` folder under the shared data folder."""
+    return (shared_data() if shared is None else shared) / "clinical" / "Chia" / "train"
 
 
 @dataclass
@@ -141,18 +147,77 @@ def maccrobat_examples(folder: str | Path, with_history: bool = False) -> list[E
     return examples
 
 
-def training_examples(kit: list[Example], maccrobat: Path | None, *, with_history: bool = False
-                      ) -> tuple[list[Example], dict[str, int]]:
+def training_examples(kit: list[Example], maccrobat: Path | None, *, with_history: bool = False,
+                      chia: Path | None = None) -> tuple[list[Example], dict[str, int]]:
     """The recipe's examples: the kit rows ``kit``, then MACCROBAT's train documents when ``maccrobat``
-    is a folder; with their counts (rows of each source, MACCROBAT's negated and possible rows)."""
+    is a folder, then Chia's when ``chia`` is; with their counts (rows of each source, MACCROBAT's
+    negated and possible rows, Chia's negated and historical rows)."""
     counts = {"kit_train": len(kit)}
-    if maccrobat is None or not maccrobat.is_dir():
-        return list(kit), counts
-    extra = maccrobat_examples(maccrobat, with_history=with_history)
-    counts["maccrobat_train"] = len(extra)
-    counts["maccrobat_negated"] = sum(ex.labels["negation"] == 1 for ex in extra)
-    counts["maccrobat_possible"] = sum(ex.labels["certainty"] == 1 for ex in extra)
-    return [*kit, *extra], counts
+    examples = list(kit)
+    if maccrobat is not None and maccrobat.is_dir():
+        extra = maccrobat_examples(maccrobat, with_history=with_history)
+        counts["maccrobat_train"] = len(extra)
+        counts["maccrobat_negated"] = sum(ex.labels["negation"] == 1 for ex in extra)
+        counts["maccrobat_possible"] = sum(ex.labels["certainty"] == 1 for ex in extra)
+        examples += extra
+    if chia is not None and chia.is_dir():
+        extra = chia_examples(chia)
+        counts["chia_train"] = len(extra)
+        counts["chia_negated"] = sum(ex.labels["negation"] == 1 for ex in extra)
+        counts["chia_historical"] = sum(ex.labels["temporality"] == 1 for ex in extra)
+        examples += extra
+    return examples, counts
+
+
+# Chia (trial eligibility criteria) marks time by Temporal / Observation entities linked to a
+# Condition; their words say which side of "now" it lies on. Anything else leaves temporality masked.
+CHIA_PAST = re.compile(r"\b(?:previous(?:ly)?|prior|past|history|ago|preexisting|pre-existing|former(?:ly)?|"
+                       r"last|within)\b", re.I)
+CHIA_PRESENT = re.compile(r"\b(?:current(?:ly)?|active|ongoing|recent|concomitant|concurrent|acute|at screening|"
+                          r"at baseline|undergoing)\b", re.I)
+_R_LINE = re.compile(r"^R\d+\t(\S+) Arg1:(T\d+) Arg2:(T\d+)", re.M)
+
+
+def chia_examples(folder: str | Path) -> list[Example]:
+    """Every Chia ``Condition`` in its sentence (clinlake's splitter): negated where a ``Has_negation``
+    relation leaves it (else affirmed); historical where it is linked to a Temporal or Observation
+    entity saying past ("previous", "history of", "within the last 6 months"), recent where one says
+    present ("current", "active") or where its criterion (line) has no word of the past at all,
+    otherwise temporality masked; certainty and experiencer masked."""
+    splitter = TextSplitter.from_file()
+    examples = []
+    for ann_path in sorted(Path(folder).glob("*.ann")):
+        text = read_text_exact(ann_path.with_suffix(".txt"))
+        document = parse_ann(ann_path.read_text(encoding="utf-8"), source=ann_path.name)
+        entities = {e.id: e for e in document.entities}
+        negated, when = set(), {}
+        for kind, first, second in _R_LINE.findall(ann_path.read_text(encoding="utf-8")):
+            if kind == "Has_negation":
+                negated.add(first)
+            for target, cue in ((first, second), (second, first)):
+                cue_entity = entities.get(cue)
+                if cue_entity is None or cue_entity.type not in ("Temporal", "Observation"):
+                    continue
+                if CHIA_PAST.search(cue_entity.text):
+                    when[target] = 1
+                elif CHIA_PRESENT.search(cue_entity.text):
+                    when.setdefault(target, 0)
+        sentences = splitter.split(text)
+        for entity in entities.values():
+            if entity.type != "Condition" or entity.discontinuous or entity.start >= entity.end:
+                continue
+            sentence = next((s for s in sentences if s.start <= entity.start and entity.end <= s.end), None)
+            if sentence is None:
+                continue
+            # one criterion per line, most without a full stop: the sentence is cut at the line's ends
+            line_start = text.rfind("\n", 0, entity.start) + 1
+            line_end = len(text) if text.find("\n", entity.end) < 0 else text.find("\n", entity.end)
+            span = (max(sentence.start, line_start), min(sentence.end, line_end))
+            temporality = when.get(entity.id, IGNORE if CHIA_PAST.search(text, *span) else 0)
+            labels = {"negation": 1 if entity.id in negated else 0, "certainty": IGNORE,
+                      "temporality": temporality, "experiencer": IGNORE}
+            examples.append(Example(text, span, (entity.start, entity.end), labels, "chia"))
+    return examples
 
 
 def fp32_copy(model_dir: Path) -> Path:

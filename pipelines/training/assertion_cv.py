@@ -39,8 +39,9 @@ from clinlake.pipelines.engine.assertion.model import (CONFIG_FILE, DEFAULT_WIND
                                                        AssertionModel, model_label)
 from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
 from clinlake.pipelines.evaluation.assertion_kit import score_kit, whole_sentence
-from clinlake.pipelines.training.assertion import (build_vocab, export_onnx, headline, kit_path, make_ensemble,
-                                                   maccrobat_train_dir, rows_examples, train, training_examples)
+from clinlake.pipelines.training.assertion import (build_vocab, chia_train_dir, export_onnx, headline, kit_path,
+                                                   make_ensemble, maccrobat_train_dir, rows_examples, train,
+                                                   training_examples)
 from clinlake.pipelines.training.assertion_int8 import quantize_model_dir
 from clinlake.pipelines.training.ner.cv import fold_blocks, spread
 
@@ -57,6 +58,8 @@ class AssertionRecipe:
     maccrobat: bool = True
     maccrobat_history: bool = False
     maccrobat_weight: float = 0.5
+    chia: bool = False  # also Chia train conditions (negation, temporality from linked time words)
+    chia_weight: float = 0.5
     int8: bool = True  # score the static-int8 graph the shipped model serves (and the float one beside it)
 
 
@@ -77,7 +80,7 @@ def kit_rows(*, shared: Path | None = None) -> list[dict[str, str]]:
 def _fold_model(examples, recipe: AssertionRecipe, directory: Path) -> AssertionModel:
     """The fold's network(s), exported and served the way the shipped model is."""
     vocab = build_vocab(examples)
-    weights = {"kit": 1.0, "maccrobat": recipe.maccrobat_weight}
+    weights = {"kit": 1.0, "maccrobat": recipe.maccrobat_weight, "chia": recipe.chia_weight}
     nets = [train(examples, vocab, epochs=recipe.epochs, seed=recipe.seed + i, source_weight=weights)
             for i in range(recipe.members)]
     export_onnx(nets[0] if len(nets) == 1 else make_ensemble(nets), directory / MODEL_FILE, len(vocab))
@@ -118,7 +121,8 @@ def run_fold(rows: Sequence[Mapping[str, str]], blocks: Sequence[range], fold: i
     train_rows = [rows[i] for block in blocks if block is not blocks[fold] for i in block]
     examples, counts = training_examples(rows_examples(train_rows),
                                          maccrobat_train_dir(shared=shared) if recipe.maccrobat else None,
-                                         with_history=recipe.maccrobat_history)
+                                         with_history=recipe.maccrobat_history,
+                                         chia=chia_train_dir(shared=shared) if recipe.chia else None)
     rules = ContextAssertion.from_file(DEFAULT_RULES_PATH)
     with tempfile.TemporaryDirectory(prefix="assertion-cv-") as directory:
         model = _fold_model(examples, recipe, Path(directory))
@@ -183,6 +187,7 @@ def format_assertion_cv(report: dict, *, shipped: HybridPolicy | None = None) ->
     lines = [f"{report['k']}-fold CV of the assertion recipe on the NegEx kit train+devel ({report['rows']} rows; "
              f"{recipe['members']} member(s), {recipe['epochs']} epochs, MACCROBAT "
              f"{'with history' if recipe['maccrobat_history'] else 'yes' if recipe['maccrobat'] else 'no'}"
+             f"{', Chia' if recipe.get('chia') else ''}"
              f"{'; the static-int8 graph, its float graph below' if recipe.get('int8') else ''})",
              f"{'engine':<70} {'Negated F1':>15} {'Historical F1':>15} {'Not-partic. F1':>15}"]
     names = ["rules", "model"]

@@ -30,7 +30,8 @@ CALIBRATION_BATCH = 64
 CALIBRATION_SEED = 0
 QUANTIZED_OPS = ("Conv",)
 VERSION_SUFFIX = "-int8"
-METHOD = "static int8 (QDQ): Conv weights per output channel (int8), activations uint8 with MinMax-calibrated fixed scales"
+METHOD = ("static int8 (QDQ): Conv weights per output channel (int8), activations uint8 with MinMax-calibrated "
+          "fixed scales")
 
 
 def calibration_feeds(examples: Sequence, vocab: Mapping[str, int], window: int, *, rows: int = CALIBRATION_ROWS,
