@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 
 from clinlake.pipelines.corpora.clinical import BRAT_CORPORA
 from clinlake.pipelines.resources import models_dir, package_resource, shared_data
-from clinlake.pipelines.training import assertion, clinical, lexicons, refresh
+from clinlake.pipelines.training import assertion, assertion_data, clinical, lexicons, refresh
 from clinlake.pipelines.training.ner import embeddings, loop
 from clinlake.pipelines.training.ner.corpus import CORPORA
 from clinlake.pipelines.training.ner.network import NETWORK_OPTIONS
@@ -305,8 +305,8 @@ def run_assertion(args: argparse.Namespace) -> int:
 
         try:
             record = assertion.quantize_trained(
-                args.out or models_dir() / "assertion", kit_train=args.kit_train or assertion.kit_path("train"),
-                maccrobat=None if args.no_maccrobat else args.maccrobat or assertion.maccrobat_train_dir())
+                args.out or models_dir() / "assertion", kit_train=args.kit_train or assertion_data.kit_path("train"),
+                maccrobat=None if args.no_maccrobat else args.maccrobat or assertion_data.maccrobat_train_dir())
         except QuantizationError as exc:
             print(f"clinlake train assertion: {exc}")
             return 2
@@ -320,12 +320,12 @@ def run_assertion(args: argparse.Namespace) -> int:
             return 2
         report = json.loads(args.policy_from_cv.read_text(encoding="utf-8"))
         print(json.dumps(adopt_policy(args.out or models_dir() / "assertion", report,
-                                      kit_devel=args.kit_devel or assertion.kit_path("devel"))))
+                                      kit_devel=args.kit_devel or assertion_data.kit_path("devel"))))
         return 0
     result = assertion.train_and_export(
-        args.out or models_dir() / "assertion", kit_train=args.kit_train or assertion.kit_path("train"),
-        kit_devel=args.kit_devel or assertion.kit_path("devel"),
-        maccrobat=None if args.no_maccrobat else args.maccrobat or assertion.maccrobat_train_dir(),
+        args.out or models_dir() / "assertion", kit_train=args.kit_train or assertion_data.kit_path("train"),
+        kit_devel=args.kit_devel or assertion_data.kit_path("devel"),
+        maccrobat=None if args.no_maccrobat else args.maccrobat or assertion_data.maccrobat_train_dir(),
         maccrobat_history=args.maccrobat_history, maccrobat_weight=args.maccrobat_weight, epochs=args.epochs,
         seed=args.seed, ensemble=args.ensemble, threads=args.threads, select_epoch=args.select_epoch,
         int8=not args.fp32, progress=lambda line: print(line, file=sys.stderr))

@@ -39,9 +39,9 @@ from clinlake.pipelines.engine.assertion.model import (CONFIG_FILE, DEFAULT_WIND
                                                        AssertionModel, model_label)
 from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
 from clinlake.pipelines.evaluation.assertion_kit import score_kit, whole_sentence
-from clinlake.pipelines.training.assertion import (build_vocab, chia_train_dir, export_onnx, headline, kit_path,
-                                                   make_ensemble, maccrobat_train_dir, rows_examples, train,
-                                                   training_examples)
+from clinlake.pipelines.training.assertion import build_vocab, export_onnx, headline, make_ensemble, train
+from clinlake.pipelines.training.assertion_data import (chia_train_dir, kit_path, maccrobat_train_dir, rows_examples,
+                                                        training_examples)
 from clinlake.pipelines.training.assertion_int8 import quantize_model_dir
 from clinlake.pipelines.training.ner.cv import fold_blocks, spread
 

@@ -60,7 +60,7 @@ def test_the_policy_chosen_by_cv_is_written_into_the_models_hybrid_file(tmp_path
     import shutil
 
     from clinlake.pipelines.resources import Resolver
-    from clinlake.pipelines.training.assertion import kit_path
+    from clinlake.pipelines.training.assertion_data import kit_path
     from clinlake.pipelines.training.assertion_cv import adopt_policy
 
     model_dir = tmp_path / "assertion"

@@ -1,5 +1,5 @@
 """Training rows of the assertion model from annotated documents (pipelines/training/assertion.py)."""
-from clinlake.pipelines.training.assertion import IGNORE, chia_examples, training_examples
+from clinlake.pipelines.training.assertion_data import IGNORE, chia_examples, training_examples
 
 TEXT = ("No history of diabetes mellitus\n"
         "Current smokers with asthma\n"

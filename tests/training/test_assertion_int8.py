@@ -7,7 +7,7 @@ import pytest
 
 from clinlake.pipelines.engine.assertion.model import (CONFIG_FILE, HEADS, MODEL_DIR_DEFAULT, MODEL_FILE, VOCAB_FILE,
                                                        AssertionModel, pad_batch)
-from clinlake.pipelines.training.assertion import Example
+from clinlake.pipelines.training.assertion_data import Example
 from clinlake.pipelines.training.assertion_int8 import (VERSION_SUFFIX, QuantizationError, calibration_feeds,
                                                         quantize_model_dir)
 
