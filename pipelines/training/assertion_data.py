@@ -164,10 +164,10 @@ def chia_examples(folder: str | Path) -> list[Example]:
     examples = []
     for ann_path in sorted(Path(folder).glob("*.ann")):
         text = read_text_exact(ann_path.with_suffix(".txt"))
-        document = parse_ann(ann_path.read_text(encoding="utf-8"), source=ann_path.name)
-        entities = {e.id: e for e in document.entities}
+        ann = ann_path.read_text(encoding="utf-8")
+        entities = {e.id: e for e in parse_ann(ann, source=ann_path.name).entities}
         negated, when = set(), {}
-        for kind, first, second in _R_LINE.findall(ann_path.read_text(encoding="utf-8")):
+        for kind, first, second in _R_LINE.findall(ann):
             if kind == "Has_negation":
                 negated.add(first)
             for target, cue in ((first, second), (second, first)):
