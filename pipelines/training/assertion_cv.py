@@ -198,12 +198,14 @@ def format_assertion_cv(report: dict, *, shipped: HybridPolicy | None = None) ->
         scores = report["engines"][name]
         label = name + (" (shipped)" if shipped is not None and name == policy_key(shipped) else "") + \
             (" (chosen by CV)" if name == report["policy_by_cv"]["key"] else "")
-        lines.append(f"{label:<70} " + " ".join(f"{scores[m]['mean']:7.3f} ± {scores[m]['sd']:.3f}" for m in METRICS))
+        lines.append(f"{label:<70} {_cells(scores)}")
     for name in dict.fromkeys(names[1:]) if "engines_fp32" in report else ():
-        scores = report["engines_fp32"][name]
-        lines.append(f"{'float graph: ' + name:<70} " +
-                     " ".join(f"{scores[m]['mean']:7.3f} ± {scores[m]['sd']:.3f}" for m in METRICS))
+        lines.append(f"{'float graph: ' + name:<70} {_cells(report['engines_fp32'][name])}")
     return "\n".join(lines)
+
+
+def _cells(scores: Mapping[str, dict]) -> str:
+    return " ".join(f"{scores[m]['mean']:7.3f} ± {scores[m]['sd']:.3f}" for m in METRICS)
 
 
 def adopt_policy(model_dir: Path, report: dict, *, kit_devel: Path) -> dict:
