@@ -238,6 +238,9 @@ def card_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--dequantize", action="store_true", help="rewrite an int8 model as the fp32 graph of its "
                         "int8 weights (batch-invariant: the pipeline then tags many notes' sentences together), "
                         "then score, time and re-card it")
+    parser.add_argument("--int8", action="store_true", help="serve an fp32 model's LSTM in int8 with fixed "
+                        "activation ranges (batch-invariant; pipelines/training/ner/lstm_int8.py) when devel F1 holds "
+                        "within 0.2 points, from model.onnx as it is; then score, time and re-card it")
     return parser
 
 
@@ -258,8 +261,8 @@ def run_card(args: argparse.Namespace) -> int:
         refresh.write_models_readme()
         return 0
     for name in args.names:
-        if args.dequantize:
-            meta = refresh.dequantize_model(name)
+        if args.dequantize or args.int8:
+            meta = refresh.dequantize_model(name) if args.dequantize else refresh.quantize_model(name)
             print(json.dumps({"name": name, "dev": meta["dev"], "quantization": meta["quantization"]})[:2000])
             continue
         meta = refresh.refresh_model(name, quantize=not args.no_quantize, card_only=args.card_only,

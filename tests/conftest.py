@@ -53,3 +53,31 @@ def sample_notes() -> list[dict[str, str]]:
 
     with open(package_resource("samples/mtsamples_sample.csv"), encoding="utf-8", newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="session")
+def fp32_model_dir(tmp_path_factory):
+    """A function giving a copy of a shipped NER model (by name) whose model.onnx is the plain fp32
+    graph of its int8 weights (``plain_fp32_graph``: the shipped graph before its LSTM went int8)."""
+    import json
+
+    pytest.importorskip("onnx")
+    from clinlake.pipelines.resources import package_resource
+    from clinlake.pipelines.training.ner.lstm_int8 import plain_fp32_graph
+
+    made: dict[str, Path] = {}
+
+    def make(name: str) -> Path:
+        if name not in made:
+            shipped = Path(package_resource(f"models/{name}"))
+            target = tmp_path_factory.mktemp("fp32") / name
+            target.mkdir()
+            plain_fp32_graph(shipped / "model.onnx", target / "model.onnx")
+            meta = json.loads((shipped / "model.json").read_text(encoding="utf-8"))
+            meta["embeddings"] = str((shipped / meta["embeddings"]).resolve())
+            meta["quantization"] = {"tried": "none", "kept": False}
+            (target / "model.json").write_text(json.dumps(meta), encoding="utf-8")
+            made[name] = target
+        return made[name]
+
+    return make

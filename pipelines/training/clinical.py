@@ -35,7 +35,7 @@ from clinlake.pipelines.evaluation.brat import evaluate as evaluate_brat
 from clinlake.pipelines.resources import build_dir, package_resource, shared_data, source_root
 from clinlake.pipelines.training.clinical_card import clinical_model_card
 from clinlake.pipelines.training.ner.artifacts import artifacts_dir
-from clinlake.pipelines.training.ner.export import (quantize_dynamic_copy, restore_full_precision, tokens_per_second,
+from clinlake.pipelines.training.ner.export import (quantize_copy, restore_full_precision, tokens_per_second,
                                                     write_meta_and_card)
 from clinlake.pipelines.training.ner.loop import train_and_ship
 
@@ -150,10 +150,10 @@ def finish(model_dir: Path, *, quantize: bool = True, tolerance: float = 0.002, 
     if quantize and not kept:
         fp32.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(model_dir / "model.onnx", fp32)
-        quantize_dynamic_copy(fp32, model_dir / "model.onnx")
+        record = quantize_copy(model_dir, fp32, model_dir / "model.onnx")
         int8_reports = evaluate_documents(model_dir, meta, shared=shared, root=root)
         before, after = mean_strict(reports), mean_strict(int8_reports)
-        quant = {"tried": "int8 dynamic", "dev_f1_fp32": round(before, 4), "dev_f1_int8": round(after, 4),
+        quant = {**record, "dev_f1_fp32": round(before, 4), "dev_f1_int8": round(after, 4),
                  "kept": after >= before - tolerance}
         if quant["kept"]:
             reports = int8_reports

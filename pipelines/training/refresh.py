@@ -17,7 +17,7 @@ from clinlake.pipelines.training.ner import export
 from clinlake.pipelines.training.ner.artifacts import artifacts_dir
 from clinlake.pipelines.training.cv_card import document_level_choice, model_record
 from clinlake.pipelines.training.ner.cv import cv_examples
-from clinlake.pipelines.training.ner.dequantize import dequantize_graph
+from clinlake.pipelines.training.ner.lstm_int8 import plain_fp32_graph
 from clinlake.pipelines.training.ner.gazetteer import learn_gazetteer, write_gazetteer
 
 
@@ -77,9 +77,10 @@ def ship_gazetteer(model_dir: Path, meta: dict, *, on: bool, shared: Path | None
 
 
 def dequantize_model(name: str, *, models: Path | None = None, artifacts: Path | None = None) -> dict:
-    """Rewrite an int8 dynamic-quantised model as the fp32 graph of its int8-rounded weights
+    """Rewrite an int8 model as the fp32 graph of its int8-rounded weights
     (:mod:`clinlake.pipelines.training.ner.dequantize`: batch-invariant, so the pipeline tags
-    many notes' sentences together), then score it on devel, time it and re-card it. The int8
+    many notes' sentences together; a bounded int8 graph, :func:`quantize_model`'s, becomes the plain
+    fp32 graph it was made from), then score it on devel, time it and re-card it. The int8
     graph is kept under build/ner/<name>/model.int8.onnx. Returns the final model.json."""
     model_dir = (models_dir() if models is None else models) / name
     meta = read_meta(model_dir)
@@ -89,7 +90,7 @@ def dequantize_model(name: str, *, models: Path | None = None, artifacts: Path |
     kept_int8 = artifacts_dir(model_dir, artifacts=artifacts) / "model.int8.onnx"
     kept_int8.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(model_dir / "model.onnx", kept_int8)
-    rewritten = dequantize_graph(kept_int8, model_dir / "model.onnx")
+    rewritten = plain_fp32_graph(kept_int8, model_dir / "model.onnx")
     meta["quantization"] = {"tried": "none", "kept": False}
     write_meta(model_dir, meta)
     is_clinical = meta.get("kind") == "brat"
@@ -102,6 +103,29 @@ def dequantize_model(name: str, *, models: Path | None = None, artifacts: Path |
         final = export.finish(model_dir, quantize=False, restore=False, artifacts=artifacts)
     final["quantization"] = {**quant, "kept": False, "served": "fp32 graph of the int8 weights",
                              "rewritten": rewritten}
+    return export.write_meta_and_card(model_dir, final, clinical_model_card if is_clinical else ner_model_card)
+
+
+def quantize_model(name: str, *, models: Path | None = None, tolerance: float = 0.002,
+                   artifacts: Path | None = None) -> dict:
+    """Serve an fp32 model's LSTM in batch-invariant int8 (:mod:`clinlake.pipelines.training.ner.lstm_int8`)
+    when devel F1 holds (within ``tolerance``), from model.onnx as it is (never the full-precision
+    export kept under build/: a dequantised model's graph is the int8-rounded one its card scored);
+    then score, time and re-card it. The fp32 graph is kept under ``artifacts`` (default build/ner/<name>/,
+    the clinical models' always there). Returns the final model.json."""
+    model_dir = (models_dir() if models is None else models) / name
+    meta = read_meta(model_dir)
+    before = dict(meta.get("quantization") or {})
+    if before.get("kept"):
+        raise ValueError(f"{name}: model.onnx is already int8 ({before.get('tried')}); quantise its fp32 graph "
+                         "(clinlake train card --dequantize first)")
+    is_clinical = meta.get("kind") == "brat"
+    if is_clinical:
+        final = clinical.finish(model_dir, quantize=True, tolerance=tolerance, restore=False)
+    else:
+        final = export.finish(model_dir, quantize=True, tolerance=tolerance, restore=False, artifacts=artifacts)
+    if before.get("served"):  # what the fp32 graph was: keep it on record
+        final["quantization"]["from"] = before["served"]
     return export.write_meta_and_card(model_dir, final, clinical_model_card if is_clinical else ner_model_card)
 
 

@@ -10,7 +10,8 @@ import pytest
 from clinlake.pipelines.resources import package_resource
 
 
-def test_dequantize_serves_the_int8_weights_not_a_full_precision_export_kept_under_build(tmp_path, monkeypatch):
+def test_dequantize_serves_the_int8_weights_not_a_full_precision_export_kept_under_build(tmp_path, monkeypatch,
+                                                                                        fp32_model_dir):
     pytest.importorskip("onnx")
     from clinlake.pipelines.training import refresh
     from clinlake.pipelines.training.ner import export
@@ -21,7 +22,7 @@ def test_dequantize_serves_the_int8_weights_not_a_full_precision_export_kept_und
     models = tmp_path / "models"
     target = models / "ncbi_disease"
     target.mkdir(parents=True)
-    export.quantize_dynamic_copy(shipped / "model.onnx", target / "model.onnx")
+    export.quantize_dynamic_copy(fp32_model_dir("ncbi_disease") / "model.onnx", target / "model.onnx")
     meta = json.loads((shipped / "model.json").read_text(encoding="utf-8"))
     meta["embeddings"] = str((shipped / meta["embeddings"]).resolve())
     meta["quantization"] = {"tried": "int8 dynamic", "kept": True}

@@ -80,9 +80,11 @@ class NerModel:
         self.trans = np.asarray(crf["transitions"], dtype=np.float64)
         self.decoder = CrfDecoder(self.start, self.end, self.trans, dtype=np.float32)
         self.outside = self.tags.index("O") if "O" in self.tags else -1
-        # int8 dynamic quantisation scales activations per call, so only an fp32 graph tags a
-        # sentence the same whatever it is batched with (pipelines/training/ner/dequantize.py)
-        self.batch_invariant = not meta.raw.get("quantization", {}).get("kept", False)
+        # int8 dynamic quantisation scales activations per call, so a sentence's tags depend on its
+        # batch-mates, unless the activation ranges are fixed (pipelines/training/ner/lstm_int8.py);
+        # an fp32 graph is batch-invariant (pipelines/training/ner/dequantize.py)
+        quantization = meta.raw.get("quantization", {})
+        self.batch_invariant = not quantization.get("kept", False) or quantization.get("batch_invariant", False)
         self.embeddings = _embeddings(meta.embeddings_dir)
         self.features = WordFeatures(self.embeddings, self.char_map)
         self.session = open_session(directory / "model.onnx")

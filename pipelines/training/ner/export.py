@@ -109,19 +109,29 @@ def quantize_dynamic_copy(full: Path, small: Path) -> None:
     quantize_dynamic(str(full), str(small), weight_type=QuantType.QInt8, op_types_to_quantize=["LSTM", "MatMul", "Gemm"])
 
 
+def quantize_copy(model_dir: Path, full: Path, small: Path) -> dict:
+    """Write the batch-invariant int8 version of ``full`` (a tagger graph of ``model_dir``'s model) to
+    ``small`` (:mod:`clinlake.pipelines.training.ner.lstm_int8`); returns its quantization record."""
+    from clinlake.pipelines.training.ner.lstm_int8 import quantize_bounded
+
+    vectors = Embeddings.load((model_dir / read_meta(model_dir)["embeddings"]).resolve()).vectors
+    return quantize_bounded(full, small, word_vectors=vectors)
+
+
 def quantize_if_it_holds(model_dir: Path, dev_f1: float, tolerance: float, *, shared: Path | None = None,
                          artifacts: Path | None = None) -> dict:
-    """Replace model.onnx by its int8 dynamic quantisation when strict devel F1 drops by at
-    most ``tolerance`` (absolute); returns what was tried and decided."""
+    """Replace model.onnx by its batch-invariant int8 version (:func:`quantize_copy`) when strict
+    devel F1 drops by at most ``tolerance`` (absolute); returns what was tried and decided."""
     model_artifacts = artifacts_dir(model_dir, artifacts=artifacts)
     full, small = model_dir / "model.onnx", model_artifacts / "model.int8.onnx"
     small.parent.mkdir(parents=True, exist_ok=True)
-    quantize_dynamic_copy(full, small)
+    record = quantize_copy(model_dir, full, small)
     candidate = model_dir / "_int8"
     candidate.mkdir(exist_ok=True)
     (candidate / "model.onnx").write_bytes(small.read_bytes())
     meta = read_meta(model_dir)
-    meta["embeddings"] = "../" + meta["embeddings"]  # one level deeper
+    meta["embeddings"] = os.path.relpath((model_dir / meta["embeddings"]).resolve(), candidate.resolve())
+    meta["quantization"] = {**record, "kept": True}  # so the candidate is tagged as it would be served
     write_meta(candidate, meta)
     f1 = evaluate_model(NerModel(candidate), split_path(meta["corpus"], "devel", shared=shared), raw_text=False,
                         abbreviation_reach=None)["tokens"]["overall"]["f1"]
@@ -134,7 +144,7 @@ def quantize_if_it_holds(model_dir: Path, dev_f1: float, tolerance: float, *, sh
         small.replace(full)
     else:
         small.unlink()
-    return {"tried": "int8 dynamic", "dev_f1_fp32": dev_f1, "dev_f1_int8": f1, "kept": keep}
+    return {**record, "dev_f1_fp32": dev_f1, "dev_f1_int8": f1, "kept": keep}
 
 
 def tokens_per_second(model, sequences: Sequence[Sequence[str]], seconds: float = 10.0) -> float:
