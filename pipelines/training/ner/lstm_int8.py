@@ -25,7 +25,8 @@ tests/training/test_lstm_int8.py):
 
 The weights are quantised as before (int8, onnxruntime's ``quantize_dynamic`` on the LSTM only;
 the zero rows and columns leave their scales unchanged). Two hidden units of 150 and two
-input channels of 258 add about 1 % to the LSTM's work; int8 makes it about 1.7x faster.
+input channels of 258 add about 1 % to the LSTM's work; int8 makes the network about 2x faster
+(tagging end to end about 1.7x; benchmarks/ner_speed.py).
 Needs ``onnx`` (train extra)."""
 from __future__ import annotations
 
