@@ -87,18 +87,25 @@ def dequantize_graph(src: Path, dst: Path) -> dict[str, int]:
     if not added:
         raise NotDynamicInt8Error(f"{src} holds no dynamic int8 LSTM or MatMul")
 
-    nodes = [added.get(id(node), node) for node in graph.node if id(node) not in dropped]
-    del graph.node[:]
-    graph.node.extend(nodes)
-    used = {name for node in nodes for name in node.input}
-    kept = [init for init in graph.initializer if init.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept + new_inits)
+    replace_nodes(graph, [added.get(id(node), node) for node in graph.node if id(node) not in dropped], new_inits)
     if any(node.op_type in DYNAMIC_OPS for node in graph.node):
         raise NotDynamicInt8Error("dynamic-quantisation ops left after the rewrite")
     onnx.checker.check_model(model)
     onnx.save(model, str(dst))
     return counts
+
+
+def replace_nodes(graph, nodes: list, initializers: list) -> None:
+    """Make ``nodes`` the graph's nodes, in order, and ``initializers`` (TensorProtos) its new
+    initializers; an old initializer is kept only where a node still reads it and no new one
+    takes its name."""
+    del graph.node[:]
+    graph.node.extend(nodes)
+    used = {name for node in nodes for name in node.input}
+    replaced = {init.name for init in initializers}
+    kept = [init for init in graph.initializer if init.name in used and init.name not in replaced]
+    del graph.initializer[:]
+    graph.initializer.extend(kept + list(initializers))
 
 
 def is_dynamic_int8(path: Path) -> bool:

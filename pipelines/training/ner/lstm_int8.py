@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from clinlake.pipelines.training.ner.dequantize import dequantize_graph, replace_nodes
+
 SATURATED = 50.0  # gate pre-activation of the bound units: sigmoid and tanh give exactly 1.0 in fp32
 CELL = 1000.0  # initial cell state of the bound units: tanh stays exactly ±1 over any sentence length
 BOUND_UNITS = 2
@@ -142,12 +144,7 @@ def bound_lstm(model, *, lo: float, hi: float):
     nodes = []
     for existing in graph.node:
         nodes.extend(added if existing is lstm else [existing])
-    del graph.node[:]
-    graph.node.extend(nodes)
-    used = {name for n in nodes for name in n.input}
-    kept = [init for init in graph.initializer if init.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept + [numpy_helper.from_array(v, k) for k, v in consts.items()])
+    replace_nodes(graph, nodes, [numpy_helper.from_array(v, k) for k, v in consts.items()])
     return model
 
 
@@ -204,18 +201,8 @@ def remove_bounds(model):
         hidden_size=hidden)
     added = {id(node) for node in graph.node
              if any(out.startswith("bounded_") or out.endswith("_with_bounds") for out in node.output)}
-    kept_nodes = []
-    for node in graph.node:
-        if node is strip:
-            kept_nodes.append(restored)
-        elif id(node) not in added:
-            kept_nodes.append(node)
-    del graph.node[:]
-    graph.node.extend(kept_nodes)
-    used = {name for node in kept_nodes for name in node.input}
-    kept = [init for init in graph.initializer if init.name in used and init.name not in plain]
-    del graph.initializer[:]
-    graph.initializer.extend(kept + [numpy_helper.from_array(v.astype(np.float32), k) for k, v in plain.items()])
+    nodes = [restored if node is strip else node for node in graph.node if id(node) not in added]
+    replace_nodes(graph, nodes, [numpy_helper.from_array(v.astype(np.float32), k) for k, v in plain.items()])
     return model
 
 
@@ -224,8 +211,6 @@ def plain_fp32_graph(src: Path, dst: Path) -> dict[str, int]:
     fp32, and for a bounded graph the plain LSTM again (for the shipped models, exactly the fp32
     graph the bounded one was made from). Returns what the rewrite counted (``dequantize_graph``)."""
     import onnx
-
-    from clinlake.pipelines.training.ner.dequantize import dequantize_graph
 
     counts = dequantize_graph(src, dst)
     model = onnx.load(str(dst))
