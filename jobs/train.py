@@ -235,9 +235,9 @@ def card_parser(prog: str) -> argparse.ArgumentParser:
                         "model's recipe in its model.json and rewrite its card (no evaluation); where the report "
                         "scored the document-level variants, model.json's document_level turns on the steps that "
                         "won by CV (the stage's defaults for this model)")
-    parser.add_argument("--dequantize", action="store_true", help="rewrite an int8 model as the fp32 graph of its "
-                        "int8 weights (batch-invariant: the pipeline then tags many notes' sentences together), "
-                        "then score, time and re-card it")
+    parser.add_argument("--dequantize", action="store_true", help="rewrite an int8 model (plain dynamic or --int8's) "
+                        "as the plain fp32 graph of its int8 weights (batch-invariant: the pipeline tags many notes' "
+                        "sentences together), then score, time and re-card it")
     parser.add_argument("--int8", action="store_true", help="serve an fp32 model's LSTM in int8 with fixed "
                         "activation ranges (batch-invariant; pipelines/training/ner/lstm_int8.py) when devel F1 holds "
                         "within 0.2 points, from model.onnx as it is; then score, time and re-card it")
