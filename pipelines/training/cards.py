@@ -108,7 +108,7 @@ def ner_model_card(model_dir: Path, meta: dict) -> str:
            if selection else ").")
         + (" Dynamic quantisation scales activations per onnxruntime batch, so a sentence's scores shift slightly "
            "with the sentences batched with it (on the five devel sets, network batches of 512 to 4,096 pieces "
-           "moved F1 by at most 0.16)." if quant.get("kept") and not quant.get("batch_invariant") else "") + served_note(quant),
+           "moved F1 by at most 0.16)." if quant.get("kept") and not _bounded(quant) else "") + served_note(quant),
         "",
         "## Devel scores (strict, entity level, conlleval semantics)",
         f"Overall F1 **{f1:.2f}** vs the published Spark NLP *test* F1 {target:.2f}: {verdict}. "
@@ -395,8 +395,13 @@ def clinical_models_section(models: Path) -> list[str]:
     ]
 
 
+def _bounded(quant: dict) -> bool:
+    """Serves the int8 LSTM with fixed activation ranges (pipelines/training/ner/lstm_int8.py)."""
+    return bool(quant.get("kept") and quant.get("batch_invariant"))
+
+
 def weights_precision(quant: dict) -> str:
-    if quant.get("kept") and quant.get("batch_invariant"):
+    if _bounded(quant):
         return ("int8 LSTM (weights and activations; activation ranges fixed in the graph, so batch-invariant: "
                 "`pipelines/training/ner/lstm_int8.py`), the rest fp32")
     if quant.get("served"):
@@ -405,13 +410,13 @@ def weights_precision(quant: dict) -> str:
 
 
 def short_precision(quant: dict) -> str:
-    if quant.get("kept") and quant.get("batch_invariant"):
+    if _bounded(quant):
         return "int8 LSTM"
     return "fp32 (int8 weights)" if quant.get("served") else "int8" if quant.get("kept") else "fp32"
 
 
 def served_note(quant: dict) -> str:
-    if quant.get("batch_invariant") and quant.get("kept"):
+    if _bounded(quant):
         return (" Fixed ranges: the LSTM input is clipped to " + "[{:.3f}, {:.3f}]".format(*quant["input_range"])
                 + " (the range its features can take) with two constant channels at the bounds, and two saturated "
                 "hidden units pin each step's state range to [-1, 1], so onnxruntime's per-call scales are constants."

@@ -30,10 +30,10 @@ def refresh_model(name: str, *, quantize: bool = True, card_only: bool = False, 
     speed and card. Returns the model's final model.json."""
     model_dir = (models_dir() if models is None else models) / name
     meta = read_meta(model_dir)
-    is_clinical = meta.get("kind") == "brat"  # a clinical model: document-level evaluation and card
+    is_clinical = _is_clinical(meta)
     finish = clinical.finish if is_clinical else export.finish
     if card_only:  # model.json is rewritten too: its version follows any edit of its record
-        return export.write_meta_and_card(model_dir, meta, clinical_model_card if is_clinical else ner_model_card)
+        return _write_card(model_dir, meta)
     if reexport:
         export.reexport(model_dir, clinical.reexport_sample(meta) if is_clinical else None)
     if meta["training"].get("selection"):
@@ -57,8 +57,7 @@ def record_cv(name: str, report: dict, *, measured: str, models: Path | None = N
         meta["document_level"] = {**{step: c["on"] for step, c in choice.items()},
                                   "chosen_by": f"{meta['cv']['k']}-fold CV, {measured}"}
         ship_gazetteer(model_dir, meta, on=meta["document_level"]["gazetteer"], shared=shared)
-    is_clinical = meta.get("kind") == "brat"
-    return export.write_meta_and_card(model_dir, meta, clinical_model_card if is_clinical else ner_model_card)
+    return _write_card(model_dir, meta)
 
 
 def ship_gazetteer(model_dir: Path, meta: dict, *, on: bool, shared: Path | None = None) -> None:
@@ -93,17 +92,10 @@ def dequantize_model(name: str, *, models: Path | None = None, artifacts: Path |
     rewritten = plain_fp32_graph(kept_int8, model_dir / "model.onnx")
     meta["quantization"] = {"tried": "none", "kept": False}
     write_meta(model_dir, meta)
-    is_clinical = meta.get("kind") == "brat"
-    # restore=False: finish() would otherwise put the full-precision export kept under build/ back
-    # as model.onnx (the original network, not its int8-rounded weights; for a model trained
-    # elsewhere and copied in, another network's)
-    if is_clinical:
-        final = clinical.finish(model_dir, quantize=False, restore=False)
-    else:
-        final = export.finish(model_dir, quantize=False, restore=False, artifacts=artifacts)
+    final = _finish_as_is(model_dir, meta, quantize=False, artifacts=artifacts)
     final["quantization"] = {**quant, "kept": False, "served": "fp32 graph of the int8 weights",
                              "rewritten": rewritten}
-    return export.write_meta_and_card(model_dir, final, clinical_model_card if is_clinical else ner_model_card)
+    return _write_card(model_dir, final)
 
 
 def quantize_model(name: str, *, models: Path | None = None, tolerance: float = 0.002,
@@ -119,14 +111,29 @@ def quantize_model(name: str, *, models: Path | None = None, tolerance: float = 
     if before.get("kept"):
         raise ValueError(f"{name}: model.onnx is already int8 ({before.get('tried')}); quantise its fp32 graph "
                          "(clinlake train card --dequantize first)")
-    is_clinical = meta.get("kind") == "brat"
-    if is_clinical:
-        final = clinical.finish(model_dir, quantize=True, tolerance=tolerance, restore=False)
-    else:
-        final = export.finish(model_dir, quantize=True, tolerance=tolerance, restore=False, artifacts=artifacts)
+    final = _finish_as_is(model_dir, meta, quantize=True, tolerance=tolerance, artifacts=artifacts)
     if before.get("served"):  # what the fp32 graph was: keep it on record
         final["quantization"]["from"] = before["served"]
-    return export.write_meta_and_card(model_dir, final, clinical_model_card if is_clinical else ner_model_card)
+    return _write_card(model_dir, final)
+
+
+def _is_clinical(meta: dict) -> bool:
+    """A clinical (BRAT) model: document-level evaluation and its own card."""
+    return meta.get("kind") == "brat"
+
+
+def _write_card(model_dir: Path, meta: dict) -> dict:
+    return export.write_meta_and_card(model_dir, meta, clinical_model_card if _is_clinical(meta) else ner_model_card)
+
+
+def _finish_as_is(model_dir: Path, meta: dict, *, quantize: bool, tolerance: float = 0.002,
+                  artifacts: Path | None = None) -> dict:
+    """The finish() of the model's kind on model.onnx as it is. restore=False: finish() would otherwise
+    put the full-precision export kept under build/ back as model.onnx (the original network, not its
+    int8-rounded weights; for a model trained elsewhere and copied in, another network's)."""
+    if _is_clinical(meta):
+        return clinical.finish(model_dir, quantize=quantize, tolerance=tolerance, restore=False)
+    return export.finish(model_dir, quantize=quantize, tolerance=tolerance, restore=False, artifacts=artifacts)
 
 
 def write_models_readme(models: Path | None = None) -> Path:
