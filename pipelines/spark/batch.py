@@ -21,7 +21,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import pyarrow as pa
 
 from clinlake.schemas.arrow import arrow_schema, arrow_type
-from clinlake.schemas.tables import NOTE_RESULT_COLUMNS, SPARKNLP_COLUMNS, STATUS_ANNOTATED, STATUS_QUARANTINED
+from clinlake.schemas.tables import NOTE_RESULT_COLUMNS, STATUS_ANNOTATED, STATUS_QUARANTINED
 
 from clinlake.pipelines.engine.columns import ExternalChunk, ExternalChunkError
 from clinlake.pipelines.engine.pipeline import Pipeline
@@ -120,62 +120,32 @@ def entity_record(entity: Entity, version: str, text_sha256: str) -> dict[str, A
     }
 
 
-def sparknlp_annotations(records: Sequence[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
-    """The same entities as Spark NLP ``chunk`` and ``assertion`` annotations.
-
-    Metadata keys follow NerConverter (entity, sentence, chunk, confidence) and AssertionDL
-    (sentence, chunk, confidence); ``entity_id`` is added to both so users can join them
-    explicitly instead of relying on array positions.
-    """
-    chunks, assertions = [], []
-    for index, rec in enumerate(records):
-        shared = {"sentence": str(rec["sentence_index"]), "chunk": str(index), "entity_id": rec["entity_id"]}
-        chunks.append({
-            "annotatorType": "chunk", "begin": rec["begin"], "end": rec["end"], "result": rec["chunk"],
-            "metadata": list({**shared, "entity": rec["label"], "confidence": f"{rec['ner_confidence']:.4f}",
-                              "ner_source": rec["ner_model"]}.items()),
-            "embeddings": [],
-        })
-        if rec["assertion"] is not None:
-            meta = {**shared, "confidence": f"{rec['assertion_confidence']:.4f}",
-                    "is_historical": str(bool(rec["is_historical"])).lower()}
-            assertions.append({
-                "annotatorType": "assertion", "begin": rec["begin"], "end": rec["end"], "result": rec["assertion"],
-                "metadata": list(meta.items()), "embeddings": [],
-            })
-    return chunks, assertions
-
-
-def result_schema(passthrough: pa.Schema | None = None, *, sparknlp: bool = False) -> pa.Schema:
-    columns = NOTE_RESULT_COLUMNS + (SPARKNLP_COLUMNS if sparknlp else ())
-    schema = arrow_schema(columns)
+def result_schema(passthrough: pa.Schema | None = None) -> pa.Schema:
+    schema = arrow_schema(NOTE_RESULT_COLUMNS)
     for field in passthrough or []:
         schema = schema.append(field)
     return schema
 
 
 def annotate_note(pipeline: Pipeline, note_id: str | None, raw_text: Any, pre_reason: str | None,
-                  limits: Limits, *, sparknlp: bool = False,
-                  chunks: dict[str, list[ExternalChunk] | None] | None = None) -> dict[str, Any]:
+                  limits: Limits, *, chunks: dict[str, list[ExternalChunk] | None] | None = None) -> dict[str, Any]:
     """The result row for one note (without pass-through columns)."""
-    row, text, problem = _checked_row(note_id, raw_text, pre_reason, limits, sparknlp=sparknlp)
+    row, text, problem = _checked_row(note_id, raw_text, pre_reason, limits)
     outcome: Any = problem
     if problem is None:
         try:
             outcome = pipeline.annotate_many([text], [chunks])[0]
         except Exception as exc:  # annotate_many returns a note's failure; this is anything else
             outcome = exc
-    return _finished_row(row, text, outcome, pipeline.version, sparknlp=sparknlp)
+    return _finished_row(row, text, outcome, pipeline.version)
 
 
-def _checked_row(note_id: str | None, raw_text: Any, pre_reason: str | None, limits: Limits, *,
-                 sparknlp: bool) -> tuple[dict[str, Any], str | None, Quarantine | None]:
+def _checked_row(note_id: str | None, raw_text: Any, pre_reason: str | None,
+                 limits: Limits) -> tuple[dict[str, Any], str | None, Quarantine | None]:
     """A note's result row before annotation, its text, and why it cannot be annotated (or None)."""
     row: dict[str, Any] = {"note_id": note_id, "status": STATUS_QUARANTINED, "reason": None, "detail": None,
                            "text_sha256": None, "text_length": None, "entity_count": 0, "entities": [],
                            "quarantined_text": None}
-    if sparknlp:
-        row["ner_chunk"], row["assertion_annotations"] = None, None
     text, problem = decode_text(raw_text)
     if text is not None:
         row["text_length"] = len(text)
@@ -191,7 +161,7 @@ def _checked_row(note_id: str | None, raw_text: Any, pre_reason: str | None, lim
 
 
 def _finished_row(row: dict[str, Any], text: str | None, outcome: list[Entity] | Exception | Quarantine,
-                  version: str, *, sparknlp: bool) -> dict[str, Any]:
+                  version: str) -> dict[str, Any]:
     """The row of an annotated note (``outcome``: its entities) or a quarantined one (a
     Quarantine, or the engine's exception: messages carry positions and labels, no note text)."""
     if isinstance(outcome, list):
@@ -201,8 +171,6 @@ def _finished_row(row: dict[str, Any], text: str | None, outcome: list[Entity] |
             outcome = exc
         else:
             row.update(status=STATUS_ANNOTATED, entity_count=len(records), entities=records)
-            if sparknlp:
-                row["ner_chunk"], row["assertion_annotations"] = sparknlp_annotations(records)
             return row
     if isinstance(outcome, ExternalChunkError):
         problem = Quarantine(INVALID_NER_CHUNK, str(outcome))
@@ -217,7 +185,7 @@ def _finished_row(row: dict[str, Any], text: str | None, outcome: list[Entity] |
 
 
 def annotate_batch(pipeline: Pipeline, batch: pa.RecordBatch, *, passthrough: Sequence[str] = (),
-                   limits: Limits = Limits(), sparknlp: bool = False) -> pa.RecordBatch:
+                   limits: Limits = Limits()) -> pa.RecordBatch:
     """Annotate every note of an Arrow batch; one result row per input row, same order. The
     notes that pass the checks go through the engine together (:meth:`Pipeline.annotate_many`)."""
     ids = batch.column(ID_COLUMN).to_pylist()
@@ -225,7 +193,7 @@ def annotate_batch(pipeline: Pipeline, batch: pa.RecordBatch, *, passthrough: Se
     pre = (batch.column(PRE_REASON_COLUMN).to_pylist() if PRE_REASON_COLUMN in batch.schema.names
            else [None] * batch.num_rows)
     chunks = _note_chunks(batch, pipeline.chunk_columns)
-    checked = [_checked_row(i, t, r, limits, sparknlp=sparknlp) for i, t, r in zip(ids, texts, pre)]
+    checked = [_checked_row(i, t, r, limits) for i, t, r in zip(ids, texts, pre)]
     ready = [n for n, (_, _, problem) in enumerate(checked) if problem is None]
     try:
         outcomes: dict[int, Any] = dict(zip(ready, pipeline.annotate_many([checked[n][1] for n in ready],
@@ -233,9 +201,9 @@ def annotate_batch(pipeline: Pipeline, batch: pa.RecordBatch, *, passthrough: Se
     except Exception as exc:  # annotate_many returns failures per note; anything else quarantines the batch's
         # notes (engine_error), never the partition
         outcomes = dict.fromkeys(ready, exc)
-    rows = [_finished_row(row, text, outcomes.get(n, problem), pipeline.version, sparknlp=sparknlp)
+    rows = [_finished_row(row, text, outcomes.get(n, problem), pipeline.version)
             for n, (row, text, problem) in enumerate(checked)]
-    core = result_schema(sparknlp=sparknlp)
+    core = result_schema()
     arrays = [pa.array([row[f.name] for row in rows], type=f.type) for f in core]
     fields = list(core)
     for name in passthrough:

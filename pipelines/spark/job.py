@@ -43,6 +43,7 @@ from clinlake.pipelines.spark.chunks import ChunkColumnError, engine_column, pla
 from clinlake.pipelines.spark.progress import BatchCounter, clear_description, describe
 from clinlake.pipelines.spark.progress import reporting as progress_lines
 from clinlake.pipelines.spark.session import isolate_worker_imports
+from clinlake.pipelines.spark.sparknlp_columns import sparknlp_columns
 from clinlake.pipelines.spark.delta_spark import DeltaSparkTables, quote_name, use_delta_spark
 from clinlake.pipelines.spark.tables import DeltaTables, ParquetTables, read_delta
 
@@ -185,18 +186,16 @@ def annotate_notes(notes: DataFrame, config: JobConfig, counter: BatchCounter | 
     """Run the whole engine on every partition with ``mapInArrow``; one row out per row in.
     ``counter`` counts the finished result batches for the driver's progress lines."""
     passthrough = tuple(config.input.passthrough)
-    sparknlp = config.output.sparknlp_annotations
     limits = Limits(max_text_chars=config.input.max_text_chars,
                     allow_control_characters=config.input.control_characters == "allow")
-    result_columns = NOTE_RESULT_COLUMNS + (SPARKNLP_COLUMNS if sparknlp else ())
-    schema = spark_schema(result_columns, extra=tuple(notes.schema[c] for c in passthrough))
+    schema = spark_schema(NOTE_RESULT_COLUMNS, extra=tuple(notes.schema[c] for c in passthrough))
 
     # Only what the engine is built from travels to the executors, not the whole job config.
     pipeline_conf, resolver = config.pipeline, Resolver(config.base_dir)
 
     def run_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         pipeline = cached_pipeline(pipeline_conf, resolver)  # built once per Python worker
-        results = annotate_batches(pipeline, batches, passthrough=passthrough, limits=limits, sparknlp=sparknlp)
+        results = annotate_batches(pipeline, batches, passthrough=passthrough, limits=limits)
         yield from (map(counter.count, results) if counter is not None else results)
 
     chunks = [engine_column(name) for name in ner_columns(config)]
@@ -212,8 +211,9 @@ def derive_tables(results: DataFrame, config: JobConfig, run_id: str, version: s
                 .select("note_id", F.explode("entities").alias("e"), *passthrough)
                 .select(*[F.col("note_id") if c == "note_id" else F.col(f"e.{c}") for c in entity_cols],
                         *stamp, *passthrough))
-    status_cols = [c.name for c in note_status_table(sparknlp=config.output.sparknlp_annotations)
-                   if c.name not in ("pipeline_version", "run_id")]
+    status_cols = [F.col(c.name) for c in note_status_table() if c.name not in ("pipeline_version", "run_id")]
+    if config.output.sparknlp_annotations:  # derived here, not in the worker: see pipelines/spark/sparknlp_columns.py
+        status_cols += sparknlp_columns(F.col("entities"), F.col("status") == STATUS_ANNOTATED)
     note_status = results.select(*status_cols, *stamp, *passthrough)
     q_cols = [c.name for c in quarantine_table() if c.name not in ("pipeline_version", "run_id")]
     quarantine = results.where(F.col("status") == STATUS_QUARANTINED).select(*q_cols, *stamp, *passthrough)
