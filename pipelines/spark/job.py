@@ -382,17 +382,23 @@ def _local_dir(config: JobConfig, kind: str, run_id: str) -> Path:
 
 
 def _summarise_results(results: DataFrame, summary: RunSummary) -> None:
-    counts = {r["status"]: r["n"] for r in results.groupBy("status").agg(F.count("*").alias("n")).collect()}
-    summary.notes_annotated = counts.get(STATUS_ANNOTATED, 0)
-    summary.notes_quarantined = counts.get(STATUS_QUARANTINED, 0)
-    summary.quarantine_reasons = {
-        r["reason"]: r["n"] for r in results.where(F.col("status") == STATUS_QUARANTINED)
-        .groupBy("reason").agg(F.count("*").alias("n")).collect()}
-    exploded = results.select(F.explode("entities").alias("e"))
-    summary.labels = dict(Counter({r["label"]: r["n"] for r in exploded.groupBy("e.label")
-                                   .agg(F.count("*").alias("n")).collect()}).most_common())
-    summary.assertions = dict(Counter({str(r["assertion"]): r["n"] for r in exploded.groupBy("e.assertion")
-                                       .agg(F.count("*").alias("n")).collect()}).most_common())
+    """Counts for the summary in two Spark jobs (one over the notes, one over their entities),
+    not one per figure: each job re-reads the staging files."""
+    statuses, reasons = Counter(), Counter()
+    for row in results.groupBy("status", "reason").agg(F.count("*").alias("n")).collect():
+        statuses[row["status"]] += row["n"]
+        if row["status"] == STATUS_QUARANTINED:
+            reasons[row["reason"]] += row["n"]
+    summary.notes_annotated = statuses[STATUS_ANNOTATED]
+    summary.notes_quarantined = statuses[STATUS_QUARANTINED]
+    summary.quarantine_reasons = dict(reasons)
+    labels, assertions = Counter(), Counter()
+    for row in (results.select(F.explode("entities").alias("e")).groupBy("e.label", "e.assertion")
+                .agg(F.count("*").alias("n")).collect()):
+        labels[row["label"]] += row["n"]
+        assertions[str(row["assertion"])] += row["n"]
+    summary.labels = dict(labels.most_common())
+    summary.assertions = dict(assertions.most_common())
     summary.entities = sum(summary.labels.values())
 
 
