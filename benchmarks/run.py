@@ -108,6 +108,10 @@ def measure_all(*, quick: bool, smoke: bool = False, skip: set[str] = frozenset(
         "typical_notes": engine_speed.peak_rss(typical),
         "long_note": engine_speed.peak_rss(long_chars=max(profile["long_sizes"]))})
     _section(results, "spark", skip, lambda: spark_speed.spark_runs(spark_notes, profile["spark_modes"], work))
+    if "spark" not in skip and "engine" not in skip:
+        # The engine again, right after the local Spark modes: this VM's speed drifts over minutes, and the
+        # Spark overhead ratios divide by the mean of the two engine runs so a drift does not land on them.
+        _section(results, "engine_after_spark", skip, lambda: engine_speed.engine_throughput(texts))
     if profile["cluster_modes"]:
         _section(results, "cluster", skip,
                  lambda: spark_speed.spark_runs(spark_notes, profile["cluster_modes"], work))
@@ -158,12 +162,17 @@ def ratios(results: dict) -> dict:
         return (mode["seconds"] - (mode["fixed_s"] if marginal else 0)) / mode["notes"]
 
     engine_per_note = engine_s / engine_notes if engine_s and engine_notes else None
+    after_s = _get(results, "engine_after_spark", "seconds")
+    # Spark ratios: the engine's time per note measured before and after the Spark modes, averaged.
+    spark_engine_per_note = ((engine_s + after_s) / 2 / engine_notes if engine_per_note and after_s
+                             else engine_per_note)
     spacy_wps = _get(results, "spacy", "speed", "words_per_s")
     medspacy = _get(results, "medspacy", "entities_per_s") or {}
     return {
-        "spark_overhead_local1_over_engine": _ratio(per_note(spark.get("local[1]")), engine_per_note),
+        "spark_overhead_local1_over_engine": _ratio(per_note(spark.get("local[1]")), spark_engine_per_note),
         "spark_overhead_local1_over_engine_fixed_cost_apart": _ratio(
-            per_note(spark.get("local[1]"), marginal=True), engine_per_note),
+            per_note(spark.get("local[1]"), marginal=True), spark_engine_per_note),
+        "engine_drift_after_spark_over_before": _ratio(after_s, engine_s, 3),
         "scaling_local2_over_local1": _ratio(per_note(spark.get("local[1]")), per_note(spark.get("local[2]"))),
         "scaling_cluster2_over_cluster1": _ratio(per_note(cluster.get("standalone-1")),
                                                  per_note(cluster.get("standalone-2"))),

@@ -39,6 +39,9 @@ def test_benchmark_smoke_run(tmp_path):
     # the Spark job and the engine annotate the same notes into the same number of entities
     assert (spark["notes"], spark["entities"], spark["status"]) == (12, engine["entities"], "succeeded")
     assert results["ratios"]["spark_overhead_local1_over_engine"] > 0
+    # the engine is measured again after the Spark modes, on the same notes, to the same entities
+    assert (results["engine_after_spark"]["notes"], results["engine_after_spark"]["entities"]) == (12, engine["entities"])
+    assert results["ratios"]["engine_drift_after_spark_over_before"] > 0
     assert [row["path"] for row in results["cost"]] == ["engine, 1 core", "Spark local[1]"]
     table = out.with_suffix(".md").read_text(encoding="utf-8")
     assert "### Engine, one process, one thread" in table and "| local[1] | 12 |" in table
