@@ -18,6 +18,8 @@ from __future__ import annotations
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
+from clinlake.pipelines.engine.columns import CHUNK_TYPE
+
 
 def _annotation(kind: str, entity: Column, result: Column, metadata: list[tuple[str, Column]]) -> Column:
     """One Annotation struct with Spark NLP's field names and types (metadata keys in order;
@@ -40,7 +42,7 @@ def _confidence(value: Column) -> Column:
 def ner_chunk_column(entities: Column) -> Column:
     """NerConverter-style ``chunk`` annotations, one per entity, in the entities' order."""
     return F.transform(entities, lambda e, i: _annotation(
-        "chunk", e, e["chunk"],
+        CHUNK_TYPE, e, e["chunk"],
         _shared(e, i) + [("entity", e["label"]), ("confidence", _confidence(e["ner_confidence"])),
                          ("ner_source", e["ner_model"])]))
 
