@@ -27,6 +27,7 @@ from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
 from clinlake.pipelines.evaluation import assertion_brat, assertion_kit, brat, ner
 from clinlake.pipelines.evaluation.ner import ABBREVIATION_REACH
 from clinlake.pipelines.resources import Resolver
+from clinlake.pipelines.training.assertion_distill import SILVER_SOURCES
 from clinlake.jobs.subcommands import group_parser, run_group
 from clinlake.jobs.train import add_plan_arguments, plan_from_args
 
@@ -349,6 +350,17 @@ def add_assertion_cv(commands: argparse._SubParsersAction) -> None:
                         "Has_negation, historical / recent from linked Temporal or Observation words")
     parser.add_argument("--fp32", action="store_true", help="score the float graph only (default: each fold's "
                         "model is also quantised to static int8, as the shipped one is, and both are scored)")
+    parser.add_argument("--student", action="store_true", help="also distil each fold's members into one network "
+                        "(soft labels on masked heads and on unlabelled targets, --silver) and score it beside "
+                        "the members' average and the first member alone (pipelines/training/assertion_distill.py)")
+    parser.add_argument("--silver", default=",".join(SILVER_SOURCES), help="unlabelled targets the student learns "
+                        "the teacher's answers on, comma-separated: notes (entities the default pipeline finds in "
+                        "the bundled MTSamples notes), chia (Chia train conditions); default: %(default)s")
+    parser.add_argument("--silver-weight", type=float, default=0.5, help="loss weight of a silver target "
+                        "(default %(default)s, as shipped; a kit row weighs 1, a MACCROBAT row 0.5)")
+    parser.add_argument("--teacher-mix", type=float, default=0.5, help="share of the teacher's probabilities in "
+                        "the student's loss where a head has a gold label (default %(default)s, as shipped; "
+                        "0: gold alone)")
     parser.add_argument("--jobs", type=int, default=1, help="folds trained at once, one process each (default 1)")
     add_report_arguments(parser)
     parser.set_defaults(run=run_assertion_cv)
@@ -363,8 +375,15 @@ def run_assertion_cv(args: argparse.Namespace) -> int:
     if args.members < 1 or args.epochs < 1 or args.jobs < 1:
         print("clinlake evaluate assertion-cv: --members, --epochs and --jobs must be 1 or more")
         return EXIT_USAGE
+    silver = tuple(s for s in args.silver.split(",") if s)
+    unknown = sorted(set(silver) - set(SILVER_SOURCES))
+    if unknown or not silver:
+        print(f"clinlake evaluate assertion-cv: --silver takes {', '.join(SILVER_SOURCES)}, got {args.silver!r}")
+        return EXIT_USAGE
     recipe = AssertionRecipe(epochs=args.epochs, members=args.members, maccrobat=not args.no_maccrobat,
-                             maccrobat_history=args.maccrobat_history, chia=args.chia, int8=not args.fp32)
+                             maccrobat_history=args.maccrobat_history, chia=args.chia, int8=not args.fp32,
+                             student=args.student, silver=silver, silver_weight=args.silver_weight,
+                             teacher_mix=args.teacher_mix)
     try:
         report = cross_validate_assertion(recipe, k=args.folds, jobs=args.jobs, folds=args.only)
     except CrossValidationError as exc:

@@ -26,6 +26,7 @@ from typing import Callable, Sequence
 from clinlake.pipelines.corpora.clinical import BRAT_CORPORA
 from clinlake.pipelines.resources import models_dir, package_resource, shared_data
 from clinlake.pipelines.training import assertion, assertion_data, clinical, lexicons, refresh
+from clinlake.pipelines.training.assertion_distill import SILVER_SOURCES
 from clinlake.pipelines.training.ner import embeddings, loop
 from clinlake.pipelines.training.ner.corpus import CORPORA
 from clinlake.pipelines.training.ner.network import NETWORK_OPTIONS
@@ -288,6 +289,16 @@ def assertion_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--ensemble", type=int, default=3, help="members trained with seeds seed, seed+1, ...")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-student", dest="student", action="store_false", help="serve the --ensemble members' "
+                        "average (default: one network distilled from them, as shipped: the teacher's probabilities "
+                        "on masked heads, mixed with gold labels, and on unlabelled targets, --silver; "
+                        "pipelines/training/assertion_distill.py)")
+    parser.add_argument("--silver", default=",".join(SILVER_SOURCES), help="the student's unlabelled targets, "
+                        "comma-separated: notes, chia (default: %(default)s)")
+    parser.add_argument("--silver-weight", type=float, default=0.5, help="loss weight of a silver target "
+                        "(default %(default)s)")
+    parser.add_argument("--teacher-mix", type=float, default=0.5, help="share of the teacher's probabilities in the "
+                        "student's loss where a head has a gold label (default %(default)s; 0: gold alone)")
     parser.add_argument("--select-epoch", action="store_true",
                         help="score every epoch on devel and retrain for the best count (selection only)")
     parser.add_argument("--fp32", action="store_true", help="serve the float graph (default: the convolutions "
@@ -322,16 +333,27 @@ def run_assertion(args: argparse.Namespace) -> int:
             print(f"clinlake train assertion: no report {args.policy_from_cv}")
             return 2
         report = json.loads(args.policy_from_cv.read_text(encoding="utf-8"))
-        print(json.dumps(adopt_policy(args.out or models_dir() / "assertion", report,
-                                      kit_devel=args.kit_devel or assertion_data.kit_path("devel"))))
+        try:
+            record = adopt_policy(args.out or models_dir() / "assertion", report,
+                                  kit_devel=args.kit_devel or assertion_data.kit_path("devel"))
+        except ValueError as exc:
+            print(f"clinlake train assertion: {exc}")
+            return 2
+        print(json.dumps(record))
         return 0
+    silver = tuple(s for s in args.silver.split(",") if s)
+    if args.student and (not silver or set(silver) - set(SILVER_SOURCES)):
+        print(f"clinlake train assertion: --silver takes {', '.join(SILVER_SOURCES)}, got {args.silver!r}")
+        return 2
     result = assertion.train_and_export(
         args.out or models_dir() / "assertion", kit_train=args.kit_train or assertion_data.kit_path("train"),
         kit_devel=args.kit_devel or assertion_data.kit_path("devel"),
         maccrobat=None if args.no_maccrobat else args.maccrobat or assertion_data.maccrobat_train_dir(),
         maccrobat_history=args.maccrobat_history, maccrobat_weight=args.maccrobat_weight, epochs=args.epochs,
         seed=args.seed, ensemble=args.ensemble, threads=args.threads, select_epoch=args.select_epoch,
-        int8=not args.fp32, progress=lambda line: print(line, file=sys.stderr))
+        int8=not args.fp32, student=args.student, silver=silver,
+        silver_weight=args.silver_weight, teacher_mix=args.teacher_mix,
+        progress=lambda line: print(line, file=sys.stderr))
     print(json.dumps(result))
     return 0
 

@@ -1,25 +1,24 @@
 """Train the assertion classifier served by :mod:`clinlake.pipelines.engine.assertion.model`
 and export it to ONNX (:func:`train_and_export`).
 
-    clinlake train assertion --out models/assertion   # 3 members, 12 epochs, ~5 min
+    clinlake train assertion --out models/assertion   # 3 members, then one student; 12 epochs, ~10 min
 
 Training data (train splits only; devel is used to pick the epoch count and the hybrid
 policy, never to fit weights): the NegEx kit's train split and MACCROBAT's train documents, read by
-:mod:`~clinlake.pipelines.training.assertion_data`.
+:mod:`~clinlake.pipelines.training.assertion_data`. By default the members' average is distilled
+into one network (:mod:`~clinlake.pipelines.training.assertion_distill`), which is what ships;
+``--no-student`` serves the average itself.
 
-The network (``AssertionNet``, :func:`make_net`) is the one described in
-:mod:`clinlake.pipelines.engine.assertion.model`. Needs the ``train`` extra (torch, onnx). Kept
-small: a couple of minutes on one CPU core. Reports scores and row counts only, never text.
-torch is imported inside the functions that need it (only training does).
+The network (``AssertionNet``, :func:`~clinlake.pipelines.training.assertion_net.make_net`) is the one
+described in :mod:`clinlake.pipelines.engine.assertion.model`. Needs the ``train`` extra (torch, onnx).
+Reports scores and row counts only, never text. torch is imported inside the functions that need it
+(only training does).
 """
 from __future__ import annotations
 
 import itertools
 import json
-import random
 import time
-import warnings
-from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Sequence
@@ -27,15 +26,16 @@ from typing import Callable, Sequence
 from clinlake.pipelines.engine.assertion.context import ContextAssertion
 from clinlake.pipelines.engine.assertion.hybrid import SOURCES, HybridAssertion, HybridPolicy
 from clinlake.pipelines.engine.assertion.model import (
-    BOS, CONFIG_FILE, DEFAULT_WINDOW, EOS, HEADS, HYBRID_FILE, MODEL_FILE, N_POSITIONS, PAD, POS_TARGET, UNK,
-    VOCAB_FILE, AssertionModel, ModelAnswer, encode_target, model_label, normalize, pad_batch,
+    CONFIG_FILE, DEFAULT_WINDOW, HEADS, HYBRID_FILE, MODEL_FILE, VOCAB_FILE, AssertionModel, ModelAnswer, encode_target,
+    model_label, pad_batch,
 )
 from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
 from clinlake.pipelines.evaluation.assertion_kit import evaluate_kit
 from clinlake.pipelines.resources import build_dir
-from clinlake.pipelines.training.assertion_data import IGNORE, Example, kit_examples, training_examples
+from clinlake.pipelines.training.assertion_data import kit_examples, training_examples
+from clinlake.pipelines.training.assertion_distill import SILVER_SOURCES, silver_examples, train_student
 from clinlake.pipelines.training.assertion_int8 import quantize_model_dir
-from clinlake.pipelines.engine.pieces import WORD_PIECE
+from clinlake.pipelines.training.assertion_net import build_vocab, export_onnx, make_ensemble, train
 
 
 def fp32_copy(model_dir: Path) -> Path:
@@ -52,156 +52,6 @@ def quantize_trained(model_dir: Path, *, kit_train: Path, maccrobat: Path | None
     examples, _ = training_examples(kit_examples(kit_train), with_maccrobat,
                                     with_history=bool(training.get("maccrobat_history")))
     return quantize_model_dir(model_dir, examples, keep_fp32=fp32_copy(model_dir))
-
-
-def build_vocab(examples: Sequence[Example], min_count: int = 2) -> dict[str, int]:
-    counts: Counter[str] = Counter()
-    for ex in examples:
-        for match in WORD_PIECE.finditer(ex.text[ex.span[0]:ex.span[1]]):
-            counts[normalize(match.group())] += 1
-    vocab = {PAD: 0, UNK: 1, BOS: 2, EOS: 3}
-    for word, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
-        if count >= min_count and word not in vocab:
-            vocab[word] = len(vocab)
-    return vocab
-
-
-# --- model ------------------------------------------------------------------------------
-
-
-def make_net(n_vocab: int, dim: int = 64, pos_dim: int = 16, channels: int = 96, hidden: int = 64,
-             dropout: float = 0.3):
-    # torch is imported here, not at module level: only training needs it, serving never does.
-    import torch
-    from torch import nn
-
-    class AssertionNet(nn.Module):
-        """Masked two-layer CNN over word+position embeddings; max pools; four heads."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.word = nn.Embedding(n_vocab, dim, padding_idx=0)
-            self.pos = nn.Embedding(N_POSITIONS, pos_dim, padding_idx=0)
-            self.conv1 = nn.Conv1d(dim + pos_dim, channels, 3, padding=1)
-            self.conv2 = nn.Conv1d(channels, channels, 3, padding=2, dilation=2)
-            self.drop = nn.Dropout(dropout)
-            self.hidden = nn.Linear(2 * channels, hidden)
-            self.heads = nn.ModuleList([nn.Linear(hidden, len(classes)) for classes in HEADS.values()])
-
-        def logits(self, tokens, positions):
-            mask = (tokens != 0).unsqueeze(1).to(torch.float32)
-            target = (positions == POS_TARGET).unsqueeze(1).to(torch.float32)
-            x = torch.cat([self.word(tokens), self.pos(positions)], dim=-1).transpose(1, 2)
-            x = self.drop(x)
-            h1 = torch.relu(self.conv1(x)) * mask
-            h2 = torch.relu(self.conv2(h1)) * mask
-            h = h1 + h2
-            # h >= 0 and padding is 0, so a plain max ignores padding exactly.
-            pooled = torch.cat([h.amax(dim=-1), (h * target).amax(dim=-1)], dim=-1)
-            z = torch.relu(self.hidden(self.drop(pooled)))
-            return [head(self.drop(z)) for head in self.heads]
-
-        def forward(self, tokens, positions):
-            return tuple(torch.softmax(lg, dim=-1) for lg in self.logits(tokens, positions))
-
-    return AssertionNet()
-
-
-def _tensors(examples: Sequence[Example], vocab, window: int):
-    # torch is imported here, not at module level: only training needs it, serving never does.
-    import torch
-
-    rows = [encode_target(ex.text, ex.span, ex.target, vocab, window) for ex in examples]
-    tokens, positions = pad_batch(rows)
-    labels = torch.tensor([[ex.labels[h] for h in HEADS] for ex in examples], dtype=torch.long)
-    return torch.from_numpy(tokens), torch.from_numpy(positions), labels
-
-
-def train(
-    examples: Sequence[Example],
-    vocab: dict[str, int],
-    *,
-    epochs: int = 12,
-    batch_size: int = 32,
-    lr: float = 2e-3,
-    seed: int = 13,
-    window: int = DEFAULT_WINDOW,
-    word_dropout: float = 0.1,
-    source_weight: dict[str, float] | None = None,
-    on_epoch=None,
-):
-    # torch is imported here, not at module level: only training needs it, serving never does.
-    import torch
-    from torch import nn
-
-    torch.manual_seed(seed)
-    rng = random.Random(seed)
-    net = make_net(len(vocab))
-    optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    loss_fn = nn.CrossEntropyLoss(ignore_index=IGNORE, reduction="none")
-    weights = source_weight or {}
-    order = list(range(len(examples)))
-    for epoch in range(epochs):
-        net.train()
-        rng.shuffle(order)
-        total = 0.0
-        for first in range(0, len(order), batch_size):
-            batch = [examples[i] for i in order[first:first + batch_size]]
-            tokens, positions, labels = _tensors(batch, vocab, window)
-            if word_dropout:
-                drop = (torch.rand(tokens.shape) < word_dropout) & (tokens > 3)
-                tokens = tokens.masked_fill(drop, 1)
-            w = torch.tensor([weights.get(ex.source, 1.0) for ex in batch])
-            loss = 0.0
-            for k, logits in enumerate(net.logits(tokens, positions)):
-                target = labels[:, k]
-                per_row = loss_fn(logits, target)
-                valid = (target != IGNORE).to(torch.float32) * w
-                loss = loss + (per_row * valid).sum() / max(float(valid.sum()), 1.0)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach())
-        if on_epoch is not None:
-            on_epoch(epoch + 1, net, total)
-    net.eval()
-    return net
-
-
-def make_ensemble(nets):
-    """Average the members' probabilities (one ONNX graph, one session at run time)."""
-    # torch is imported here, not at module level: only training needs it, serving never does.
-    import torch
-    from torch import nn
-
-    class Ensemble(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.members = nn.ModuleList(nets)
-
-        def forward(self, tokens, positions):
-            outs = [member(tokens, positions) for member in self.members]
-            return tuple(torch.stack([o[k] for o in outs]).mean(dim=0) for k in range(len(HEADS)))
-
-    return Ensemble().eval()
-
-
-def export_onnx(net, path: str | Path, vocab_size: int) -> None:
-    # torch is imported here, not at module level: only training needs it, serving never does.
-    import torch
-
-    net.eval()
-    tokens = torch.randint(4, vocab_size, (2, 9), dtype=torch.long)
-    positions = torch.tensor([[2, 3, 4, 1, 1, 10, 11, 12, 13]] * 2, dtype=torch.long)
-    with warnings.catch_warnings():  # the TorchScript exporter is deprecated but exact for this graph
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            net, (tokens, positions), str(path),
-            input_names=["tokens", "positions"], output_names=list(HEADS),
-            dynamic_axes={"tokens": {0: "batch", 1: "length"}, "positions": {0: "batch", 1: "length"},
-                          **{h: {0: "batch"} for h in HEADS}},
-            opset_version=17, dynamo=False,
-        )
 
 
 # --- evaluation helpers -----------------------------------------------------------------
@@ -273,11 +123,15 @@ def select_hybrid(model_dir: str | Path, kit_devel: str | Path, margin: float = 
 def train_and_export(out: Path, *, kit_train: Path, kit_devel: Path, maccrobat: Path | None,
                      maccrobat_history: bool = False, maccrobat_weight: float = 0.5, epochs: int = 12,
                      seed: int = 13, ensemble: int = 3, threads: int = 1, select_epoch: bool = False,
-                     int8: bool = True, progress: Callable[[str], None] | None = None) -> dict:
+                     int8: bool = True, student: bool = True, silver: Sequence[str] | None = None,
+                     silver_weight: float = 0.5, teacher_mix: float = 0.5,
+                     progress: Callable[[str], None] | None = None) -> dict:
     """Train the classifier (``ensemble`` members, seeds ``seed``, ``seed + 1``, ...) on the kit's
     train split and, when ``maccrobat`` is a folder, MACCROBAT's train documents; export it to
     ``out`` with its vocabulary and config; score it on ``kit_devel`` and choose the hybrid
-    policy there (:func:`select_hybrid`). ``select_epoch``: score every epoch on devel and
+    policy there (:func:`select_hybrid`). ``student``: serve one network distilled from the members
+    (:mod:`~clinlake.pipelines.training.assertion_distill`; ``silver``: its unlabelled targets, default all).
+    ``select_epoch``: score every epoch on devel and
     retrain for the best count (selection only). ``int8``: serve the static-int8 graph
     (:mod:`~clinlake.pipelines.training.assertion_int8`); the float graph is kept under build/. ``progress`` receives one line per step (row
     counts, epoch scores). Returns the devel scores, the hybrid choice and the training time."""
@@ -307,6 +161,16 @@ def train_and_export(out: Path, *, kit_train: Path, kit_devel: Path, maccrobat: 
     members = [train(examples, vocab, epochs=epochs, seed=seed + k, source_weight=weights)
                for k in range(ensemble)]
     net = members[0] if len(members) == 1 else make_ensemble(members)
+    distillation = None
+    if student:
+        silver = tuple(silver or SILVER_SOURCES)
+        silver_rows = silver_examples(silver)
+        net, vocab = train_student(examples, silver_rows, net, vocab, epochs=epochs, seed=seed, source_weight=weights,
+                                   silver_weight=silver_weight, teacher_mix=teacher_mix, report=report)
+        distillation = {"teacher_members": ensemble, "silver": list(silver), "silver_targets": len(silver_rows),
+                        "silver_weight": silver_weight, "teacher_mix": teacher_mix,
+                        "labels": "soft: the teacher's averaged probabilities, alone where a head has no gold "
+                                  "label, mixed with it (teacher_mix) where it has"}
     train_seconds = time.time() - started
     out.mkdir(parents=True, exist_ok=True)
     export_onnx(net, out / MODEL_FILE, len(vocab))
@@ -315,7 +179,8 @@ def train_and_export(out: Path, *, kit_train: Path, kit_devel: Path, maccrobat: 
         "version": time.strftime("%Y%m%d", time.gmtime()) + f"-s{seed}",
         "window": DEFAULT_WINDOW,
         "heads": {h: list(c) for h, c in HEADS.items()},
-        "training": {"examples": counts, "epochs": epochs, "seed": seed, "ensemble": ensemble,
+        "training": {"examples": counts, "epochs": epochs, "seed": seed, "ensemble": 1 if student else ensemble,
+                     **({"distillation": distillation} if distillation else {}),
                      "maccrobat_history": maccrobat_history, "maccrobat_weight": maccrobat_weight,
                      "vocab_size": len(vocab), "train_seconds": round(train_seconds, 1)},
         "epoch_selection": history,

@@ -39,10 +39,12 @@ from clinlake.pipelines.engine.assertion.model import (CONFIG_FILE, DEFAULT_WIND
                                                        AssertionModel, model_label)
 from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
 from clinlake.pipelines.evaluation.assertion_kit import score_kit, whole_sentence
-from clinlake.pipelines.training.assertion import build_vocab, export_onnx, headline, make_ensemble, train
+from clinlake.pipelines.training.assertion import headline
 from clinlake.pipelines.training.assertion_data import (chia_train_dir, kit_path, maccrobat_train_dir, rows_examples,
                                                         training_examples)
+from clinlake.pipelines.training.assertion_distill import SILVER_SOURCES, silver_examples, train_student
 from clinlake.pipelines.training.assertion_int8 import quantize_model_dir
+from clinlake.pipelines.training.assertion_net import build_vocab, export_onnx, make_ensemble, train
 from clinlake.pipelines.training.ner.cv import fold_blocks, spread
 
 METRICS = ("negated_f1", "historical_f1", "not_particular_f1")
@@ -61,6 +63,13 @@ class AssertionRecipe:
     chia: bool = False  # also Chia train conditions (negation, temporality from linked time words)
     chia_weight: float = 0.5
     int8: bool = True  # score the static-int8 graph the shipped model serves (and the float one beside it)
+    # distillation (pipelines/training/assertion_distill.py): also a one-network student of the fold's
+    # members (the teacher), trained on the fold's gold examples and unlabelled targets of ``silver``;
+    # scored beside the members' average and beside the first member alone
+    student: bool = False
+    silver: tuple[str, ...] = SILVER_SOURCES
+    silver_weight: float = 0.5
+    teacher_mix: float = 0.5  # share of the teacher's probabilities in a gold-labelled head's loss
 
 
 def policy_key(policy: HybridPolicy) -> str:
@@ -77,13 +86,34 @@ def kit_rows(*, shared: Path | None = None) -> list[dict[str, str]]:
     return read_kit(kit_path("train", shared=shared)) + read_kit(kit_path("devel", shared=shared))
 
 
-def _fold_model(examples, recipe: AssertionRecipe, directory: Path) -> AssertionModel:
-    """The fold's network(s), exported and served the way the shipped model is."""
+def _source_weights(recipe: AssertionRecipe) -> dict[str, float]:
+    return {"kit": 1.0, "maccrobat": recipe.maccrobat_weight, "chia": recipe.chia_weight}
+
+
+def _fold_nets(examples, recipe: AssertionRecipe, *, shared: Path | None) -> dict[str, tuple[object, dict]]:
+    """The fold's networks to score, by report key, each with its vocabulary: ``scores`` the recipe's
+    (its members' average); with ``recipe.student`` also ``scores_student`` (distilled from them) and
+    ``scores_member`` (the first member alone: what one network gives without a teacher)."""
     vocab = build_vocab(examples)
-    weights = {"kit": 1.0, "maccrobat": recipe.maccrobat_weight, "chia": recipe.chia_weight}
+    weights = _source_weights(recipe)
     nets = [train(examples, vocab, epochs=recipe.epochs, seed=recipe.seed + i, source_weight=weights)
             for i in range(recipe.members)]
-    export_onnx(nets[0] if len(nets) == 1 else make_ensemble(nets), directory / MODEL_FILE, len(vocab))
+    served = nets[0] if len(nets) == 1 else make_ensemble(nets)
+    fold_nets: dict[str, tuple[object, dict]] = {"scores": (served, vocab)}
+    if recipe.student:
+        student, student_vocab = train_student(examples, silver_examples(recipe.silver, shared=shared), served,
+                                               vocab, epochs=recipe.epochs, seed=recipe.seed,
+                                               source_weight=weights, silver_weight=recipe.silver_weight,
+                                               teacher_mix=recipe.teacher_mix)
+        fold_nets["scores_student"] = (student, student_vocab)
+        fold_nets["scores_member"] = (nets[0], vocab)
+    return fold_nets
+
+
+def _exported(net, vocab: dict, directory: Path) -> AssertionModel:
+    """A fold's network exported and served the way the shipped model is."""
+    directory.mkdir(parents=True, exist_ok=True)
+    export_onnx(net, directory / MODEL_FILE, len(vocab))
     (directory / VOCAB_FILE).write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
     config = {"version": "cv", "window": DEFAULT_WINDOW, "heads": {h: list(c) for h, c in HEADS.items()}}
     (directory / CONFIG_FILE).write_text(json.dumps(config), encoding="utf-8")
@@ -124,16 +154,16 @@ def run_fold(rows: Sequence[Mapping[str, str]], blocks: Sequence[range], fold: i
                                          with_history=recipe.maccrobat_history,
                                          chia=chia_train_dir(shared=shared) if recipe.chia else None)
     rules = ContextAssertion.from_file(DEFAULT_RULES_PATH)
+    result: dict = {"fold": fold, "held_out": [blocks[fold].start, blocks[fold].stop], "examples": counts}
     with tempfile.TemporaryDirectory(prefix="assertion-cv-") as directory:
-        model = _fold_model(examples, recipe, Path(directory))
-        scores = score_engines(held, rules, model)
-        float_scores = None
-        if recipe.int8:  # the same networks, quantised as the shipped model is: a paired comparison
-            quantize_model_dir(Path(directory), examples)
-            float_scores, scores = scores, score_engines(held, rules, AssertionModel(Path(directory)))
-    return {"fold": fold, "held_out": [blocks[fold].start, blocks[fold].stop], "examples": counts,
-            "scores": scores, **({"scores_fp32": float_scores} if float_scores is not None else {}),
-            "seconds": round(time.time() - started, 1)}
+        for key, (net, vocab) in _fold_nets(examples, recipe, shared=shared).items():
+            model_dir = Path(directory) / key
+            result[key] = score_engines(held, rules, _exported(net, vocab, model_dir))
+            if recipe.int8:  # the same networks, quantised as the shipped model is: a paired comparison
+                quantize_model_dir(model_dir, examples)
+                result[f"{key}_fp32"] = result[key]
+                result[key] = score_engines(held, rules, AssertionModel(model_dir))
+    return {**result, "seconds": round(time.time() - started, 1)}
 
 
 def _objective(scores: Mapping[str, float]) -> float:
@@ -146,20 +176,31 @@ def _engines(folds: Sequence[dict], key: str) -> dict:
             for name in folds[0][key]}
 
 
-def summarise(folds: Sequence[dict], margin: float = MARGIN) -> dict:
-    """Mean ± sample sd of each engine's metrics over the folds, and the policy chosen by CV (on the
-    served graph's scores; with an int8 recipe, the float graph's are summarised beside them)."""
-    engines = _engines(folds, "scores")
+def _policy_by_cv(folds: Sequence[dict], key: str, margin: float) -> dict:
+    """The policy with the best mean objective over the folds' ``key`` scores, preferring the one leaving
+    most to the rules within ``margin`` of the best."""
     trials = []
     for policy in policies():
-        objective = round(statistics.fmean(_objective(f["scores"][policy_key(policy)]) for f in folds), 4)
+        objective = round(statistics.fmean(_objective(f[key][policy_key(policy)]) for f in folds), 4)
         trials.append((objective, [policy.negation, policy.historical, policy.not_particular].count("rules"), policy))
     best = max(t[0] for t in trials)
     objective, _, chosen = max((t for t in trials if t[0] >= best - margin), key=lambda t: (t[1], t[0]))
+    return {"policy": asdict(chosen), "key": policy_key(chosen), "mean_objective": objective,
+            "best_objective": best, "margin": margin}
+
+
+def summarise(folds: Sequence[dict], margin: float = MARGIN) -> dict:
+    """Mean ± sample sd of each engine's metrics over the folds, and the policy chosen by CV (on the
+    served graph's scores; with an int8 recipe, the float graph's are summarised beside them; with a
+    student, its engines and its own policy, and the first member's engines)."""
     floats = {"engines_fp32": _engines(folds, "scores_fp32")} if all("scores_fp32" in f for f in folds) else {}
-    return {"engines": engines, **floats,
-            "policy_by_cv": {"policy": asdict(chosen), "key": policy_key(chosen), "mean_objective": objective,
-                             "best_objective": best, "margin": margin}}
+    students: dict[str, dict] = {}
+    for kind in ("student", "member"):
+        if all(f"scores_{kind}" in f for f in folds):
+            students[f"engines_{kind}"] = _engines(folds, f"scores_{kind}")
+            students[f"policy_by_cv_{kind}"] = _policy_by_cv(folds, f"scores_{kind}", margin)
+    return {"engines": _engines(folds, "scores"), **floats, **students,
+            "policy_by_cv": _policy_by_cv(folds, "scores", margin)}
 
 
 def cross_validate_assertion(recipe: AssertionRecipe, *, k: int = 5, jobs: int = 1, folds: Sequence[int] | None = None,
@@ -188,7 +229,8 @@ def format_assertion_cv(report: dict, *, shipped: HybridPolicy | None = None) ->
              f"{recipe['members']} member(s), {recipe['epochs']} epochs, MACCROBAT "
              f"{'with history' if recipe['maccrobat_history'] else 'yes' if recipe['maccrobat'] else 'no'}"
              f"{', Chia' if recipe.get('chia') else ''}"
-             f"{'; the static-int8 graph, its float graph below' if recipe.get('int8') else ''})",
+             f"{'; the static-int8 graph, its float graph below' if recipe.get('int8') else ''}"
+             f"{_student_recipe(recipe) if recipe.get('student') else ''})",
              f"{'engine':<70} {'Negated F1':>15} {'Historical F1':>15} {'Not-partic. F1':>15}"]
     names = ["rules", "model"]
     if shipped is not None:
@@ -201,7 +243,15 @@ def format_assertion_cv(report: dict, *, shipped: HybridPolicy | None = None) ->
         lines.append(f"{label:<70} {_cells(scores)}")
     for name in dict.fromkeys(names[1:]) if "engines_fp32" in report else ():
         lines.append(f"{'float graph: ' + name:<70} {_cells(report['engines_fp32'][name])}")
+    for kind, title in (("student", "student (one network, distilled)"), ("member", "first member alone")):
+        for name in dict.fromkeys(names[1:]) if f"engines_{kind}" in report else ():
+            lines.append(f"{title + ': ' + name:<70} {_cells(report[f'engines_{kind}'][name])}")
     return "\n".join(lines)
+
+
+def _student_recipe(recipe: Mapping) -> str:
+    return (f"; a student per fold on silver {'+'.join(recipe['silver'])} at weight {recipe['silver_weight']}, "
+            f"teacher mix {recipe.get('teacher_mix', 0.0)}")
 
 
 def _cells(scores: Mapping[str, dict]) -> str:
@@ -215,16 +265,24 @@ def adopt_policy(model_dir: Path, report: dict, *, kit_devel: Path) -> dict:
     from clinlake.pipelines.engine.assertion.hybrid import HybridAssertion
     from clinlake.pipelines.engine.assertion.model import HYBRID_FILE
 
-    chosen = report["policy_by_cv"]
+    # a distilled model takes the policy CV chose for the fold students, the recipe's otherwise
+    config = json.loads((model_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+    student = "distillation" in config.get("training", {})
+    if student and "policy_by_cv_student" not in report:
+        raise ValueError("the model is a distilled student but the CV report scored no students "
+                         "(clinlake evaluate assertion-cv --student)")
+    chosen = report["policy_by_cv_student" if student else "policy_by_cv"]
+    engines = report["engines_student" if student else "engines"]
     policy = HybridPolicy(**chosen["policy"])
     devel = headline(evaluate_kit(kit_devel, HybridAssertion(ContextAssertion.from_file(DEFAULT_RULES_PATH),
                                                              AssertionModel(model_dir), policy)))
     recipe = report["recipe"]
     record = {"policy": asdict(policy),
               "selected_on": f"{report['k']}-fold CV of the NegEx kit train+devel ({report['rows']} rows; "
-                             f"{recipe['members']} member(s) per fold, {recipe['epochs']} epochs)",
+                             f"{recipe['members']} member(s) per fold, {recipe['epochs']} epochs"
+                             f"{', one student distilled from them' if student else ''})",
               "objective": "mean over folds of negated_f1 + historical_f1 + not_particular_f1",
               "margin": chosen["margin"], "best_objective": chosen["best_objective"],
-              "cv": report["engines"][chosen["key"]], "devel": devel}
+              "cv": engines[chosen["key"]], "devel": devel}
     (model_dir / HYBRID_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return record

@@ -55,6 +55,8 @@ class Example:
     target: tuple[int, int]
     labels: dict[str, int] = field(default_factory=dict)  # head -> class index or IGNORE
     source: str = "kit"
+    # head -> a teacher's class probabilities, learnt where the head's label is IGNORE (distillation)
+    soft: dict[str, tuple[float, ...]] | None = None
 
 
 # --- data -------------------------------------------------------------------------------

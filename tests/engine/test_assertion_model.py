@@ -240,7 +240,7 @@ def test_onnx_export_matches_pytorch(tmp_path):
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
-    from clinlake.pipelines.training.assertion import export_onnx, make_ensemble, make_net
+    from clinlake.pipelines.training.assertion_net import export_onnx, make_ensemble, make_net
 
     torch.manual_seed(0)
     net = make_ensemble([make_net(50), make_net(50)])

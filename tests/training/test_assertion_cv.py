@@ -57,6 +57,7 @@ def test_a_fold_trains_on_the_other_blocks_and_scores_every_engine_on_its_own_ro
 
 
 def test_the_policy_chosen_by_cv_is_written_into_the_models_hybrid_file(tmp_path):
+    import json
     import shutil
 
     from clinlake.pipelines.resources import Resolver
@@ -65,6 +66,9 @@ def test_the_policy_chosen_by_cv_is_written_into_the_models_hybrid_file(tmp_path
 
     model_dir = tmp_path / "assertion"
     shutil.copytree(Resolver().model_dir("assertion"), model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    config["training"].pop("distillation", None)  # a model of the recipe itself (the members' average)
+    (model_dir / "config.json").write_text(json.dumps(config))
     chosen = HybridPolicy(negation="rules", historical="either", not_particular="rules")
     cv_scores = {m: {"mean": 0.9, "sd": 0.01} for m in METRICS}
     report = {"k": 5, "rows": 1908, "recipe": {"members": 3, "epochs": 12},
@@ -76,3 +80,60 @@ def test_the_policy_chosen_by_cv_is_written_into_the_models_hybrid_file(tmp_path
     assert HybridPolicy.from_file(model_dir / "hybrid.json") == chosen
     assert record["cv"] == cv_scores and record["selected_on"].startswith("5-fold CV of the NegEx kit train+devel")
     assert 0.9 < record["devel"]["negated_f1"] <= 1.0
+
+
+def test_a_student_fold_scores_the_members_average_the_student_and_the_first_member_on_the_same_rows(monkeypatch):
+    pytest.importorskip("torch")
+    import clinlake.pipelines.training.assertion_cv as assertion_cv
+    from clinlake.pipelines.training.assertion_data import chia_train_dir
+    from clinlake.pipelines.training.assertion_distill import chia_targets
+
+    silver = chia_targets(chia_train_dir())[:60]
+    asked = []
+    monkeypatch.setattr(assertion_cv, "silver_examples",
+                        lambda sources, shared=None: asked.append(tuple(sources)) or silver)
+    recipe = AssertionRecipe(epochs=1, members=2, maccrobat=False, int8=False, student=True, silver=("chia",))
+    report = cross_validate_assertion(recipe, k=5, folds=[1])
+    (fold,) = report["folds"]
+    assert asked == [("chia",)]
+    assert {"scores", "scores_student", "scores_member"} <= set(fold)
+    # three networks, one held-out block: the rules' scores are the same row for row
+    assert fold["scores_student"]["rules"] == fold["scores_member"]["rules"] == fold["scores"]["rules"]
+    assert set(fold["scores_student"]) == set(fold["scores"])
+    assert report["engines_student"]["model"]["historical_f1"]["mean"] == fold["scores_student"]["model"]["historical_f1"]
+    text = format_assertion_cv(report)
+    assert "student (one network, distilled): model" in text and "first member alone: model" in text
+
+
+def test_a_distilled_model_takes_the_policy_cv_chose_for_the_fold_students(tmp_path):
+    import json
+    import shutil
+
+    from clinlake.pipelines.resources import Resolver
+    from clinlake.pipelines.training.assertion_data import kit_path
+    from clinlake.pipelines.training.assertion_cv import adopt_policy
+
+    model_dir = tmp_path / "assertion"
+    shutil.copytree(Resolver().model_dir("assertion"), model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    config["training"]["distillation"] = {"teacher_members": 3}
+    (model_dir / "config.json").write_text(json.dumps(config))
+    recipe_policy = HybridPolicy(negation="rules", historical="either", not_particular="rules")
+    student_policy = HybridPolicy(negation="rules", historical="model", not_particular="rules")
+
+    def chosen(policy):
+        return {"policy": {"negation": policy.negation, "historical": policy.historical,
+                           "not_particular": policy.not_particular},
+                "key": policy_key(policy), "margin": 0.01, "best_objective": 2.7, "mean_objective": 2.7}
+
+    report = {"k": 5, "rows": 1908, "recipe": {"members": 3, "epochs": 12},
+              "engines": {policy_key(recipe_policy): {m: {"mean": 0.8, "sd": 0.0} for m in METRICS}},
+              "policy_by_cv": chosen(recipe_policy)}
+    with pytest.raises(ValueError, match="distilled student but the CV report scored no students"):
+        adopt_policy(model_dir, report, kit_devel=kit_path("devel"))
+    report["engines_student"] = {policy_key(student_policy): {m: {"mean": 0.9, "sd": 0.0} for m in METRICS}}
+    report["policy_by_cv_student"] = chosen(student_policy)
+    record = adopt_policy(model_dir, report, kit_devel=kit_path("devel"))
+    assert HybridPolicy.from_file(model_dir / "hybrid.json") == student_policy
+    assert record["cv"]["historical_f1"] == {"mean": 0.9, "sd": 0.0}
+    assert "one student distilled from them" in record["selected_on"]

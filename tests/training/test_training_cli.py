@@ -94,3 +94,13 @@ def test_install_copies_a_model_trained_elsewhere_and_points_it_at_the_same_word
         install_model(missing, "other", models=models)
     assert train.main(["install", str(tmp_path / "nothing"), "--name", "y"]) == 2
     assert "no model.json" in capsys.readouterr().out
+
+
+def test_train_assertion_student_rejects_an_unknown_silver_source_before_training(capsys, tmp_path):
+    assert train.main(["assertion", "--silver", "notes,web", "--out", str(tmp_path / "m")]) == 2
+    assert "--silver takes notes, chia, got 'notes,web'" in capsys.readouterr().out
+    assert not (tmp_path / "m").exists()
+    args = train.assertion_parser("clinlake train assertion").parse_args([])  # the shipped recipe
+    assert args.student and args.silver == "notes,chia" and args.ensemble == 3
+    assert args.silver_weight == 0.5 and args.teacher_mix == 0.5
+    assert not train.assertion_parser("clinlake train assertion").parse_args(["--no-student"]).student
