@@ -34,7 +34,7 @@ def _vocab() -> dict[str, int]:
 def float_model(tmp_path):
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnx")
-    from clinlake.pipelines.training.assertion import export_onnx, make_ensemble, make_net
+    from clinlake.pipelines.training.assertion_net import export_onnx, make_ensemble, make_net
 
     torch.manual_seed(0)
     vocab = _vocab()
@@ -109,4 +109,6 @@ def test_the_shipped_assertion_model_is_the_static_int8_graph():
     assert config["version"].endswith(VERSION_SUFFIX) and config["quantization"]["ops"] == ["Conv"]
     assert config["quantization"]["calibration_rows"] == 2048
     ops = [n.op_type for n in onnx.load(str(MODEL_DIR_DEFAULT / MODEL_FILE)).graph.node]
-    assert ops.count("Conv") == 6 and ops.count("QuantizeLinear") >= 6  # 3 members x 2 convolutions
+    # one network (a student distilled from 3 members), 2 convolutions
+    assert config["training"]["ensemble"] == 1 and config["training"]["distillation"]["teacher_members"] == 3
+    assert ops.count("Conv") == 2 and ops.count("QuantizeLinear") >= 2
