@@ -27,7 +27,7 @@ from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
 from clinlake.pipelines.evaluation import assertion_brat, assertion_kit, brat, ner
 from clinlake.pipelines.evaluation.ner import ABBREVIATION_REACH
 from clinlake.pipelines.resources import Resolver
-from clinlake.pipelines.training.assertion_distill import SILVER_SOURCES
+from clinlake.pipelines.training.assertion_distill import SILVER_SOURCES, SilverSourceError, parse_silver_sources
 from clinlake.jobs.subcommands import group_parser, run_group
 from clinlake.jobs.train import add_plan_arguments, plan_from_args
 
@@ -375,10 +375,10 @@ def run_assertion_cv(args: argparse.Namespace) -> int:
     if args.members < 1 or args.epochs < 1 or args.jobs < 1:
         print("clinlake evaluate assertion-cv: --members, --epochs and --jobs must be 1 or more")
         return EXIT_USAGE
-    silver = tuple(s for s in args.silver.split(",") if s)
-    unknown = sorted(set(silver) - set(SILVER_SOURCES))
-    if unknown or not silver:
-        print(f"clinlake evaluate assertion-cv: --silver takes {', '.join(SILVER_SOURCES)}, got {args.silver!r}")
+    try:
+        silver = parse_silver_sources(args.silver)
+    except SilverSourceError as exc:
+        print(f"clinlake evaluate assertion-cv: --silver: {exc}")
         return EXIT_USAGE
     recipe = AssertionRecipe(epochs=args.epochs, members=args.members, maccrobat=not args.no_maccrobat,
                              maccrobat_history=args.maccrobat_history, chia=args.chia, int8=not args.fp32,

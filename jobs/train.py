@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 from clinlake.pipelines.corpora.clinical import BRAT_CORPORA
 from clinlake.pipelines.resources import models_dir, package_resource, shared_data
 from clinlake.pipelines.training import assertion, assertion_data, clinical, lexicons, refresh
-from clinlake.pipelines.training.assertion_distill import SILVER_SOURCES
+from clinlake.pipelines.training.assertion_distill import SILVER_SOURCES, SilverSourceError, parse_silver_sources
 from clinlake.pipelines.training.ner import embeddings, loop
 from clinlake.pipelines.training.ner.corpus import CORPORA
 from clinlake.pipelines.training.ner.network import NETWORK_OPTIONS
@@ -341,9 +341,10 @@ def run_assertion(args: argparse.Namespace) -> int:
             return 2
         print(json.dumps(record))
         return 0
-    silver = tuple(s for s in args.silver.split(",") if s)
-    if args.student and (not silver or set(silver) - set(SILVER_SOURCES)):
-        print(f"clinlake train assertion: --silver takes {', '.join(SILVER_SOURCES)}, got {args.silver!r}")
+    try:
+        silver = parse_silver_sources(args.silver)
+    except SilverSourceError as exc:
+        print(f"clinlake train assertion: --silver: {exc}")
         return 2
     result = assertion.train_and_export(
         args.out or models_dir() / "assertion", kit_train=args.kit_train or assertion_data.kit_path("train"),

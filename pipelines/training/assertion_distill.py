@@ -67,11 +67,24 @@ def chia_targets(folder: Path) -> list[Example]:
     return [replace(ex, labels=dict(_NO_LABELS), source=SILVER) for ex in chia_examples(folder)]
 
 
-def silver_examples(sources: Sequence[str], *, shared: Path | None = None) -> list[Example]:
-    """The unlabelled targets of ``sources`` (:data:`SILVER_SOURCES`), in that order."""
+def parse_silver_sources(text: str) -> tuple[str, ...]:
+    """A comma-separated list of silver sources (``--silver notes,chia``), checked."""
+    sources = tuple(part for part in text.split(",") if part)
+    if not sources:
+        raise SilverSourceError(f"no silver source given (known: {', '.join(SILVER_SOURCES)})")
+    _check_sources(sources)
+    return sources
+
+
+def _check_sources(sources: Sequence[str]) -> None:
     unknown = sorted(set(sources) - set(SILVER_SOURCES))
     if unknown:
         raise SilverSourceError(f"unknown silver source {unknown[0]!r} (known: {', '.join(SILVER_SOURCES)})")
+
+
+def silver_examples(sources: Sequence[str], *, shared: Path | None = None) -> list[Example]:
+    """The unlabelled targets of ``sources`` (:data:`SILVER_SOURCES`), in that order."""
+    _check_sources(sources)
     examples: list[Example] = []
     for source in sources:
         examples += note_targets() if source == "notes" else chia_targets(chia_train_dir(shared=shared))

@@ -98,7 +98,9 @@ def test_install_copies_a_model_trained_elsewhere_and_points_it_at_the_same_word
 
 def test_train_assertion_student_rejects_an_unknown_silver_source_before_training(capsys, tmp_path):
     assert train.main(["assertion", "--silver", "notes,web", "--out", str(tmp_path / "m")]) == 2
-    assert "--silver takes notes, chia, got 'notes,web'" in capsys.readouterr().out
+    assert "--silver: unknown silver source 'web' (known: notes, chia)" in capsys.readouterr().out
+    assert train.main(["assertion", "--silver", ",", "--out", str(tmp_path / "m")]) == 2
+    assert "--silver: no silver source given" in capsys.readouterr().out
     assert not (tmp_path / "m").exists()
     args = train.assertion_parser("clinlake train assertion").parse_args([])  # the shipped recipe
     assert args.student and args.silver == "notes,chia" and args.ensemble == 3
