@@ -14,6 +14,9 @@ here (``clinlake evaluate assertion-cv``):
 * **scoring**: on the held-out rows, the rules alone, the model alone and the hybrid under each of the
   27 policies (negation, historical, not-particular × rules / model / either), with the kit metrics
   of ``clinlake evaluate assertion`` (Negated, Historical, Not-particular F1);
+* **distillation** (``--student``): the fold's members also teach one network
+  (:mod:`~clinlake.pipelines.training.assertion_distill`), scored on the same held-out rows beside their
+  average and beside the first member alone, with a policy of its own chosen the same way;
 * **policy by CV**: the policy with the best mean objective (Negated + Historical + Not-particular F1)
   over the folds, preferring the one leaving most to the rules within ``margin`` of the best, as
   :func:`~pipelines.training.assertion.select_hybrid` does on devel.
