@@ -46,6 +46,7 @@ from clinlake.pipelines.spark.session import isolate_worker_imports
 from clinlake.pipelines.spark.sparknlp_columns import sparknlp_columns
 from clinlake.pipelines.spark.delta_spark import DeltaSparkTables, quote_name, use_delta_spark
 from clinlake.pipelines.spark.tables import DeltaTables, ParquetTables, read_delta
+from clinlake.pipelines.spark.worker import worker_pipeline
 
 COPIES_COLUMN = "_copies"  # rows sharing the note id (incremental mode skips only unique, clean ids)
 DUPLICATE_ID = "duplicate_id"
@@ -194,7 +195,7 @@ def annotate_notes(notes: DataFrame, config: JobConfig, counter: BatchCounter | 
     pipeline_conf, resolver = config.pipeline, Resolver(config.base_dir)
 
     def run_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        pipeline = cached_pipeline(pipeline_conf, resolver)  # built once per Python worker
+        pipeline = worker_pipeline(pipeline_conf, resolver)  # built once per Python worker
         results = annotate_batches(pipeline, batches, passthrough=passthrough, limits=limits)
         yield from (map(counter.count, results) if counter is not None else results)
 
