@@ -10,21 +10,13 @@ the one unit every system can be given.
 """
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from clinlake.pipelines.resources import package_resource
+from clinlake.pipelines.resources import sample_texts
 
 LONG_SIZES = (1_000, 10_000, 100_000, 1_000_000)
-
-
-def sample_texts() -> list[str]:
-    """The bundled sample notes' texts, blank ones left out, in file order."""
-    csv.field_size_limit(1 << 30)
-    with open(package_resource("samples/mtsamples_sample.csv"), encoding="utf-8", newline="") as handle:
-        return [row["transcription"] for row in csv.DictReader(handle) if row["transcription"].strip()]
 
 
 def typical_notes(scale: int, texts: Sequence[str] | None = None) -> list[dict[str, str]]:

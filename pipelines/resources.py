@@ -13,6 +13,7 @@ Spark executors), and the checkout's folders through :func:`source_root`.
 """
 from __future__ import annotations
 
+import csv
 import os
 from dataclasses import dataclass
 from importlib import resources
@@ -33,6 +34,21 @@ def package_resource(relative: str) -> Path:
     if first in ("conf", "models", "pipelines"):
         return Path(str(resources.files(f"clinlake.{first}"))) / rest
     return Path(str(resources.files("clinlake"))) / relative
+
+
+SAMPLE_NOTES = "samples/mtsamples_sample.csv"  # the bundled notes (MTSamples), one per row, text in "transcription"
+
+
+def sample_note_rows() -> list[dict[str, str]]:
+    """The rows of the bundled sample notes' CSV, as dicts, in file order."""
+    csv.field_size_limit(1 << 30)  # a transcription is one long field
+    with open(package_resource(SAMPLE_NOTES), encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def sample_texts() -> list[str]:
+    """The bundled sample notes' texts, blank ones left out, in file order."""
+    return [row["transcription"] for row in sample_note_rows() if row["transcription"].strip()]
 
 
 def models_dir() -> Path:

@@ -46,13 +46,9 @@ def pipeline(default_config):
 
 @pytest.fixture(scope="session")
 def sample_notes() -> list[dict[str, str]]:
-    import csv
+    from clinlake.pipelines.resources import sample_note_rows
 
-    csv.field_size_limit(1 << 30)
-    from clinlake.pipelines.resources import package_resource
-
-    with open(package_resource("samples/mtsamples_sample.csv"), encoding="utf-8", newline="") as handle:
-        return list(csv.DictReader(handle))
+    return sample_note_rows()
 
 
 @pytest.fixture(scope="session")

@@ -20,13 +20,12 @@ Nothing here prints or raises with text.
 """
 from __future__ import annotations
 
-import csv
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Literal, Sequence
 
 from clinlake.pipelines.engine.assertion.model import DEFAULT_WINDOW, HEADS, encode_target, pad_batch
-from clinlake.pipelines.resources import package_resource
+from clinlake.pipelines.resources import sample_texts
 from clinlake.pipelines.training.assertion_net import build_vocab, train
 from clinlake.pipelines.training.assertion_data import IGNORE, Example, chia_examples, chia_train_dir
 
@@ -47,9 +46,7 @@ def note_targets(texts: Sequence[str] | None = None) -> list[Example]:
     from clinlake.pipelines.engine.pipeline import Pipeline
 
     if texts is None:
-        csv.field_size_limit(1 << 30)
-        with open(package_resource("samples/mtsamples_sample.csv"), encoding="utf-8", newline="") as handle:
-            texts = [row["transcription"] for row in csv.DictReader(handle) if row["transcription"].strip()]
+        texts = sample_texts()
     # The rules are enough to find targets: entities do not depend on the assertion engine.
     pipeline = Pipeline.from_config(load_config(overrides={"pipeline.assertion.engine": "rules"}))
     examples = []
