@@ -76,14 +76,16 @@ def test_patching_twice_wraps_once(restored):
     assert first is PATCHED
 
 
-def test_prepare_worker_freezes_once(restored):
+def test_prepare_worker_freezes_once(restored, monkeypatch):
+    freezes = []
+    freeze = gc.freeze
+    monkeypatch.setattr(gc, "freeze", lambda: (freezes.append(1), freeze())[1])
     try:
         before = gc.get_freeze_count()
         worker.prepare_worker()
-        frozen = gc.get_freeze_count()
-        assert frozen > before
-        worker.prepare_worker()  # a later task: nothing more is frozen
-        assert gc.get_freeze_count() == frozen
+        assert gc.get_freeze_count() > before and freezes == [1]
+        worker.prepare_worker()  # a later task: nothing is frozen again
+        assert freezes == [1]
         assert getattr(zipimport.zipimporter.invalidate_caches, "rereads_only_when_changed", False) is PATCHED
     finally:
         gc.unfreeze()
