@@ -24,6 +24,12 @@ flags are independent; ``is_negated`` → absent, else ``is_uncertain`` → poss
 HYPOTHETICAL, so a second row also maps ``is_hypothetical`` → possible; whichever of the two has the
 higher possible F1 is the one to quote (the fairest reading for medspaCy). Absent is the same in both.
 
+Entity labels. Each trigger's type maps to a clinlake label (``conf/label_maps/
+maccrobat_clinical_core.yaml``: ``Diagnostic_procedure`` → ``TEST``, …), and clinlake's rows apply the
+default job's ``pipeline.assertion.allowed_by_label`` as the pipeline does (a ``TEST`` is never absent:
+a test "negative for X" was done). That rule is a plain post-filter any user of medspaCy could add, so
+each medspaCy row is also given with it ("+ allowed_by_label"), the like-for-like comparison.
+
 Speed: gold entities per second over the whole per-document work (our splitting, sections and
 assertion; medspaCy's tokenizing, sentence splitting, span building and ConText), single process,
 fastest of ``--repeat`` passes; model loading excluded. Writes
@@ -127,10 +133,10 @@ def run_medspacy(python: Path, data: Path, split, repeat: int) -> tuple[dict, fl
     return out["flags"], out["seconds"], out["version"]
 
 
-def run_ours(name: str, split, repeat: int, config=None) -> tuple[dict, float, object]:
+def run_ours(name: str, split, repeat: int, label_map: dict[str, str], config=None) -> tuple[dict, float, object]:
     from clinlake.pipelines.evaluation.assertion_brat import DocumentAssessor, predict_split
 
-    assessor = DocumentAssessor.from_config(name, config)
+    assessor = DocumentAssessor.from_config(name, config, label_map=label_map)
     if split.docs:
         assessor.predict(split.docs[0])  # warm-up
     best, labels = float("inf"), {}
@@ -161,6 +167,18 @@ def format_table(results: dict[str, dict]) -> str:
     return score_table(results, COLUMNS, rate_key="entities_per_second", cell=8)
 
 
+def with_allowed_labels(predicted: dict, items, label_map: dict[str, str]) -> dict:
+    """Three-way predictions after the default job's ``allowed_by_label`` (a label a trigger's
+    clinlake label may not take becomes present), for a peer that has no such setting."""
+    from clinlake.pipelines.config import load_config
+    from clinlake.pipelines.engine.assertion.by_label import AllowedByLabel, FALLBACK
+
+    allowed = AllowedByLabel.from_config(load_config().pipeline.assertion.allowed_by_label).allowed
+    types = {i.key: i.type for i in items}
+    return {key: label if label is None or label in allowed.get(label_map.get(types[key], ""), (label,)) else FALLBACK
+            for key, label in predicted.items()}
+
+
 def error_counts(split, labels: dict, assessor) -> dict:
     """Our rules' mistakes by (gold, predicted) and by deciding cue word: counts only, no text."""
     from clinlake.pipelines.evaluation.assertion_brat import sentence_of, three_way
@@ -178,7 +196,8 @@ def error_counts(split, labels: dict, assessor) -> dict:
                 continue
             by_pair[f"{item.label}->{three_way(label)}"] += 1
             index = sentence_of(sentences, item.start, item.end)
-            result = pipeline.assess(doc.text, sentences, sections, [(index, item.start, item.end)])[0]
+            result = pipeline.assess(doc.text, sentences, sections, [(index, item.start, item.end)],
+                                     labels=[(assessor.label_map or {}).get(item.type)])[0]
             if three_way(label) != "present":
                 fp_cues[f"{three_way(label)}: {(result.cue or '-').lower()}"] += 1
             else:
@@ -192,9 +211,11 @@ def main(argv=None) -> int:
     parser.add_argument("--errors", action="store_true", help="print our rules' error counts (cue words only)")
     args = parser.parse_args(argv)
 
-    from clinlake.pipelines.evaluation.assertion_brat import read_split, score_pairs, three_way
+    from clinlake.pipelines.corpora.label_maps import load_label_map
+    from clinlake.pipelines.evaluation.assertion_brat import DEFAULT_LABEL_MAP, read_split, score_pairs, three_way
 
     split = read_split(args.data)
+    label_map = load_label_map(DEFAULT_LABEL_MAP)
     items = split.items
     predictions: dict[str, dict] = {}
     speeds: dict[str, float] = {}
@@ -208,8 +229,10 @@ def main(argv=None) -> int:
             name = f"medspaCy {version} {suffix}"
             predictions[name] = {k: medspacy_label(flags.get(k), possible_flags) for k in (i.key for i in items)}
             speeds[name] = seconds
+            predictions[f"{name} + allowed_by_label"] = with_allowed_labels(predictions[name], items, label_map)
+            speeds[f"{name} + allowed_by_label"] = seconds
     for engine in args.engines.split(","):
-        labels, seconds, assessors[engine] = run_ours(engine, split, args.repeat)
+        labels, seconds, assessors[engine] = run_ours(engine, split, args.repeat, label_map)
         raw[engine] = labels
         predictions[f"clinlake {engine}"] = {k: (three_way(v) if v else None) for k, v in labels.items()}
         speeds[f"clinlake {engine}"] = seconds
@@ -229,7 +252,9 @@ def main(argv=None) -> int:
         "gold_scored": dict(gold), "excluded_maybe": maybe, "polarity": dict(split.polarity),
         "maybe_rule": "MAYBE_NEG / MAYBE_POS events are excluded from scoring",
         "label_mapping": {"gold": "NEG->absent, UNCERTAIN->possible, none/POS->present",
-                          "clinlake": "absent->absent, possible->possible, other labels->present",
+                          "clinlake": "absent->absent, possible->possible, other labels->present; trigger "
+                                      "labels from conf/label_maps/maccrobat_clinical_core.yaml, allowed_by_label "
+                                      "of conf/local.yaml applied (also to the medspaCy rows '+ allowed_by_label')",
                           "medspacy": "is_negated->absent, else is_uncertain (row 2: or is_hypothetical)->possible, "
                                       "else present"},
         "results": results, "versions": meta, "repeat": args.repeat,

@@ -6,7 +6,8 @@ them, and never prints) and prints the report, as text or ``--json``; it returns
     clinlake evaluate ner --model ncbi_disease --conll devel.tsv --predictions out.tsv [--json]
     clinlake evaluate assertion --data KIT.tsv [--engine rules|model|hybrid] [--predictions OUT.tsv] [--json]
     clinlake evaluate brat [--model NAME] --data DIR --predictions OUTDIR [--label-map FILE] [--json]
-    clinlake evaluate assertion-brat --data DIR [--engine rules|model|hybrid] [--types T,T|all] [--json]
+    clinlake evaluate assertion-brat --data DIR [--engine rules|model|hybrid] [--types T,T|all]
+                                     [--label-map FILE|none] [--json]
     clinlake evaluate cv --corpus NCBI-disease [--model ncbi_disease] [--folds 5] [--jobs 2] [--out FILE] [--json]
     clinlake evaluate cv --model clinical_core [--predictions DIR | --rescore DIR]
     clinlake evaluate distill-cv --model ncbi_disease [--members 3] [--silver 20000] [--ratio 1] [--labels soft] [--student-hidden N]
@@ -180,6 +181,10 @@ def add_assertion_brat(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--types", help="event types to score, comma-separated, or 'all' (default: Sign_symptom, "
                                         "Disease_disorder, Diagnostic_procedure, Therapeutic_procedure, Medication, "
                                         "Clinical_event)")
+    parser.add_argument("--label-map", default=str(assertion_brat.DEFAULT_LABEL_MAP), metavar="FILE|none",
+                        help="YAML mapping gold types to clinlake labels, so the config's allowed_by_label applies "
+                             "to the triggers as to the pipeline's entities (default: the MACCROBAT -> "
+                             "clinical_core map, conf/label_maps/maccrobat_clinical_core.yaml; 'none': no labels)")
     parser.add_argument("--json", action="store_true", help="print the scores as JSON")
     parser.set_defaults(run=run_assertion_brat)
 
@@ -194,7 +199,8 @@ def run_assertion_brat(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         report = assertion_brat.evaluate(args.data, args.engine, config=args.config,
-                                         types=assertion_brat.parse_types(args.types))
+                                         types=assertion_brat.parse_types(args.types),
+                                         label_map=None if args.label_map.lower() == "none" else args.label_map)
     except (ConfigError, OSError, ValueError) as exc:  # messages name files, lines and keys, never note text
         print(f"{prog}: {exc}")
         return EXIT_USAGE

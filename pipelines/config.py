@@ -173,7 +173,15 @@ class AssertionConfig:
     model: str = "assertion"  # a model name under models/ or a model directory (engine model/hybrid)
     max_scope: int = 12
     section_defaults: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SECTION_DEFAULTS))
+    # Per NER label, the assertion labels its entities may take; any other result becomes present
+    # (pipelines/engine/assertion/by_label.py: a test "negative for X" was done, not absent).
+    allowed_by_label: dict[str, list[str]] = field(default_factory=lambda: {
+        label: list(names) for label, names in DEFAULT_ALLOWED_BY_LABEL.items()})
 
+
+DEFAULT_ALLOWED_BY_LABEL = {
+    "TEST": ("present", "possible", "conditional", "hypothetical", "associated_with_someone_else"),
+}
 
 DEFAULT_SECTION_DEFAULTS = {
     "family_history": "associated_with_someone_else",
@@ -347,6 +355,8 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
     if origin is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key!r} must be a mapping; got {type(value).__name__}")
+        if typing.get_origin(args[1]) is list:  # e.g. allowed_by_label: label -> list of names
+            return {str(k): _coerce(args[1], v, f"{key}.{k}") for k, v in value.items()}
         # Spark options and conf values are strings on the JVM side; YAML may give bools/ints.
         return {str(k): _scalar_to_str(v, f"{key}.{k}") for k, v in value.items()}
     if hint is bool:

@@ -15,6 +15,7 @@ from operator import itemgetter
 from typing import Any, Mapping, Sequence
 
 from clinlake.pipelines.config import JobConfig, NerColumnConfig, PipelineConfig
+from clinlake.pipelines.engine.assertion.by_label import AllowedByLabel
 from clinlake.pipelines.engine.assertion.engines import load_assertion_engine
 from clinlake.pipelines.engine.columns import ColumnNerStage, ExternalChunk, column_stages
 from clinlake.pipelines.engine.dictionary import DictionaryNer, read_lexicon
@@ -38,12 +39,14 @@ class Pipeline:
         ner_stages: Sequence[NerStage],
         assertion: AssertionEngine | None,
         version: str,
+        allowed_by_label: AllowedByLabel = AllowedByLabel({}),
     ) -> None:
         self.splitter = splitter
         self.sections = sections
         self.ner_stages = tuple(ner_stages)
         self.assertion = assertion
         self.version = version
+        self.allowed_by_label = allowed_by_label
 
     @classmethod
     def build(cls, conf: PipelineConfig, resolver: Resolver) -> "Pipeline":
@@ -73,7 +76,8 @@ class Pipeline:
             max_scope=a.max_scope,
         )
         return cls(splitter=splitter, sections=sections, ner_stages=ner_stages,
-                   assertion=assertion, version=pipeline_version(conf, resolver))
+                   assertion=assertion, version=pipeline_version(conf, resolver),
+                   allowed_by_label=AllowedByLabel.from_config(a.allowed_by_label))
 
     @classmethod
     def from_config(cls, config: JobConfig) -> "Pipeline":
@@ -140,14 +144,17 @@ class Pipeline:
         for entity in entities:
             entity.section = section_at(sections, entity.start)
         if self.assertion is not None:
-            results = self.assess(text, sentences, sections, [(e.sentence_index, e.start, e.end) for e in entities])
+            results = self.assess(text, sentences, sections, [(e.sentence_index, e.start, e.end) for e in entities],
+                                  labels=[e.label for e in entities])
             for entity, result in zip(entities, results, strict=True):
                 entity.assertion = result
         return entities
 
     def assess(self, text: str, sentences: Sequence[Sentence], sections: Sequence[Section],
-               targets: Sequence[tuple[int, int, int]]) -> list[AssertionResult]:
-        """The assertion stage on (sentence index, start, end) targets, one result each.
+               targets: Sequence[tuple[int, int, int]], *,
+               labels: Sequence[str | None] | None = None) -> list[AssertionResult]:
+        """The assertion stage on (sentence index, start, end) targets, one result each; with the
+        targets' NER ``labels``, each result restricted to what its label may take (``allowed_by_label``).
 
         The targets of one sentence, when consecutive, are assessed in one call, in the section
         where the first of them starts (as for the pipeline's own entities, which come in text
@@ -161,8 +168,12 @@ class Pipeline:
                            section_at(sections, members[0][1])))
         assess_many = getattr(self.assertion, "assess_many", None)  # optional: see AssertionEngine
         if assess_many is None:
-            return [result for group in groups for result in self.assertion.assess(text, *group)]
-        return [result for results in assess_many(text, groups) for result in results]
+            results = [result for group in groups for result in self.assertion.assess(text, *group)]
+        else:
+            results = [result for results in assess_many(text, groups) for result in results]
+        if labels is None or not self.allowed_by_label:
+            return results
+        return self.allowed_by_label.apply_all(labels, results)
 
     @property
     def ner_stage_names(self) -> list[str]:

@@ -26,13 +26,19 @@ one ``assess`` call per sentence with every gold trigger of that sentence, in th
 first trigger, exactly as for the pipeline's own entities. A trigger that crosses one of our
 sentence boundaries cannot be assessed; it is counted as ``unplaced`` and left out of the scores.
 
+Each trigger also carries the clinlake label its type maps to (``label_map``, by default
+``conf/label_maps/maccrobat_clinical_core.yaml``: ``Diagnostic_procedure`` → ``TEST``, findings →
+``PROBLEM``, …; ``Clinical_event`` maps to none), so the job config's ``allowed_by_label`` applies as
+it does to the pipeline's own entities (a ``TEST`` is never absent by default);
+``label_map=None`` assesses every trigger without a label.
+
 Our six labels are mapped to three: ``absent`` → absent, ``possible`` → possible, everything
 else (present, hypothetical, conditional, associated_with_someone_else) → present. Scores:
 precision / recall / F1 of ``absent`` and of ``possible`` (a predicted absent on a gold present or
 possible entity is a false positive of absent, and so on), accuracy over the three labels, counts.
 
 ``clinlake evaluate assertion-brat --data DIR [--engine rules|model|hybrid] [--config FILE]
-[--json]`` prints :func:`evaluate`'s report (:func:`format_report` is its text). Note text is PHI: nothing here prints, logs or
+[--label-map FILE|none] [--json]`` prints :func:`evaluate`'s report (:func:`format_report` is its text). Note text is PHI: nothing here prints, logs or
 raises with text; reports carry file names, ids, counts and scores only.
 """
 from __future__ import annotations
@@ -45,17 +51,18 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from clinlake.pipelines.config import JobConfig, load_config
 from clinlake.pipelines.corpora.brat import Attribute, Extent, Fragments, read_ann, read_text_exact
-from clinlake.pipelines.corpora.label_maps import MACCROBAT_FINDING_TYPES
+from clinlake.pipelines.corpora.label_maps import MACCROBAT_FINDING_TYPES, load_label_map
 from clinlake.pipelines.engine.pipeline import Pipeline
 from clinlake.pipelines.engine.types import Sentence
 from clinlake.pipelines.evaluation.scoring import precision_recall_f1
-from clinlake.pipelines.resources import Resolver
+from clinlake.pipelines.resources import Resolver, package_resource
 
 DEFAULT_TYPES: frozenset[str] = MACCROBAT_FINDING_TYPES
 POLARITY_LABELS: Mapping[str, str] = {"NEG": "absent", "UNCERTAIN": "possible", "POS": "present"}
 EXCLUDED_POLARITIES: frozenset[str] = frozenset({"MAYBE_NEG", "MAYBE_POS"})
 LABELS: tuple[str, ...] = ("absent", "possible", "present")
 SCORED_LABELS: tuple[str, ...] = ("absent", "possible")
+DEFAULT_LABEL_MAP = package_resource("conf/label_maps/maccrobat_clinical_core.yaml")
 ENGINES: tuple[str, ...] = ("rules", "model", "hybrid")
 
 
@@ -193,22 +200,25 @@ def sentence_of(sentences: Sequence[Sentence], start: int, end: int) -> int | No
 class DocumentAssessor:
     """A pipeline without NER stages whose assertion stage assesses gold triggers instead."""
 
-    def __init__(self, pipeline: Pipeline, name: str = "") -> None:
+    def __init__(self, pipeline: Pipeline, name: str = "", label_map: Mapping[str, str] | None = None) -> None:
         if pipeline.assertion is None:
             raise ValueError("the pipeline to assess with has no assertion stage")
         self.pipeline = pipeline
         self.name = name
+        self.label_map = dict(label_map) if label_map is not None else None
 
     @classmethod
-    def from_config(cls, engine: str = "hybrid", config: JobConfig | str | Path | None = None) -> "DocumentAssessor":
+    def from_config(cls, engine: str = "hybrid", config: JobConfig | str | Path | None = None, *,
+                    label_map: Mapping[str, str] | None = None) -> "DocumentAssessor":
         """The config's ``pipeline`` section (default: conf/local.yaml) with ``engine`` as the
         assertion engine and no NER or dictionary stage (gold triggers take their place), built
-        by :meth:`~clinlake.pipelines.engine.pipeline.Pipeline.build`."""
+        by :meth:`~clinlake.pipelines.engine.pipeline.Pipeline.build`; ``label_map``: gold type ->
+        clinlake label of the triggers (None: no labels)."""
         if engine not in ENGINES:
             raise ValueError(f"unknown assertion engine {engine!r} (allowed: {', '.join(ENGINES)})")
         job = config if isinstance(config, JobConfig) else load_config(config)
         conf = replace(job.pipeline, ner=[], dictionary=[], assertion=replace(job.pipeline.assertion, engine=engine))
-        return cls(Pipeline.build(conf, Resolver(job.base_dir)), engine)
+        return cls(Pipeline.build(conf, Resolver(job.base_dir)), engine, label_map)
 
     def predict(self, doc: GoldDoc) -> list[str | None]:
         """Our six-way label per gold item of ``doc`` (None: the trigger crosses a sentence end)."""
@@ -220,9 +230,11 @@ class DocumentAssessor:
         located = sorted((index, i) for i, item in enumerate(doc.items)
                          if (index := sentence_of(sentences, item.start, item.end)) is not None)
         targets = [(index, doc.items[i].start, doc.items[i].end) for index, i in located]
+        entity_labels = ([self.label_map.get(doc.items[i].type) for _, i in located]
+                         if self.label_map is not None else None)
         labels: list[str | None] = [None] * len(doc.items)
-        for (_, position), result in zip(located, self.pipeline.assess(doc.text, sentences, sections, targets),
-                                         strict=True):
+        for (_, position), result in zip(located, self.pipeline.assess(doc.text, sentences, sections, targets,
+                                                                       labels=entity_labels), strict=True):
             labels[position] = result.assertion
         return labels
 
@@ -305,15 +317,19 @@ def gold_pairs(items: Iterable[GoldItem], predicted: Mapping[str, str | None]) -
 
 
 def evaluate(data: str | Path, engine: str = "hybrid", *, config: JobConfig | str | Path | None = None,
-             types: frozenset[str] | None = DEFAULT_TYPES) -> dict[str, Any]:
-    """Read the split, run one engine, score; a JSON-ready report (no text)."""
+             types: frozenset[str] | None = DEFAULT_TYPES,
+             label_map: str | Path | None = DEFAULT_LABEL_MAP) -> dict[str, Any]:
+    """Read the split, run one engine, score; a JSON-ready report (no text). ``label_map``: the
+    YAML mapping gold types to clinlake labels (None: triggers have no label)."""
     split = read_split(data, types)
-    assessor = DocumentAssessor.from_config(engine, config)
+    assessor = DocumentAssessor.from_config(engine, config,
+                                            label_map=load_label_map(label_map) if label_map is not None else None)
     predicted, seconds = predict_split(assessor, split)
     items = split.items
     scores = score_pairs(gold_pairs(items, predicted))
     return {
         "engine": engine, "data": str(data), "documents": len(split.docs),
+        "label_map": Path(label_map).name if label_map is not None else None,
         "types": sorted(types) if types is not None else "all",
         "gold": dict(Counter(item.label for item in items)),
         "polarity": dict(split.polarity), "excluded_maybe": dict(split.excluded_maybe),
@@ -333,7 +349,8 @@ def format_report(report: Mapping[str, Any]) -> str:
         f"gold trigger entities: absent {gold.get('absent', 0)}, possible {gold.get('possible', 0)}, "
         f"present {gold.get('present', 0)}; excluded: {maybe} MAYBE_NEG/MAYBE_POS, "
         f"{report['other_type_events']} events of other types, {report['unplaced']} crossing a sentence end",
-        "labels: ours absent -> absent, possible -> possible, any other -> present",
+        "labels: ours absent -> absent, possible -> possible, any other -> present; "
+        f"trigger labels from {report.get('label_map') or 'nowhere (none)'}",
         f"scored {report['scored']}   accuracy {report['accuracy']:.3f}",
         f"  {'label':<10} {'P':>7} {'R':>7} {'F1':>7} {'tp':>5} {'fp':>5} {'fn':>5}",
     ]

@@ -243,3 +243,30 @@ def test_evaluate_subcommand_wires_the_options(tmp_path: Path, capsys) -> None:
     out = json.loads(capsys.readouterr().out)
     assert out["engine"] == "rules" and out["per_label"]["possible"]["f1"] == 1.0
     assert main(["assertion-brat", "--data", str(tmp_path / "nope")]) == 2
+
+
+def test_a_test_trigger_with_a_negative_result_is_present_under_the_label_map(tmp_path: Path, capsys) -> None:
+    """MACCROBAT: "HIV serology was negative": the test was done (present, its result negative);
+    "no fever": the finding is absent. Diagnostic_procedure maps to TEST, which the default
+    allowed_by_label keeps from absent; without a label map the rules' absent stands."""
+    text = "HIV serology was negative, and there was no fever."
+    ann = "\n".join([
+        t_line("T1", "Diagnostic_procedure", text, "HIV serology"), "E1\tDiagnostic_procedure:T1 ",
+        t_line("T2", "Sign_symptom", text, "fever"), "E2\tSign_symptom:T2 ", "A2\tPOLARITY E2 NEG",
+    ]) + "\n"
+    write_doc(tmp_path, "note", text, ann)
+    split = read_split(tmp_path)
+    from clinlake.pipelines.corpora.label_maps import load_label_map
+    from clinlake.pipelines.evaluation.assertion_brat import DEFAULT_LABEL_MAP
+
+    labelled = DocumentAssessor.from_config("rules", label_map=load_label_map(DEFAULT_LABEL_MAP))
+    assert predict_split(labelled, split)[0] == {"note:T1": "present", "note:T2": "absent"}
+    assert predict_split(DocumentAssessor.from_config("rules"), split)[0] == {"note:T1": "absent",
+                                                                              "note:T2": "absent"}
+    report = evaluate(tmp_path, "rules")
+    assert report["label_map"] == "maccrobat_clinical_core.yaml" and report["accuracy"] == 1.0
+    assert evaluate(tmp_path, "rules", label_map=None)["per_label"]["absent"]["fp"] == 1
+    assert evaluate_main(["assertion-brat", "--data", str(tmp_path), "--engine", "rules", "--label-map", "none",
+                          "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["label_map"] is None and out["per_label"]["absent"]["fp"] == 1
