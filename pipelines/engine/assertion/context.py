@@ -337,6 +337,13 @@ def _split_pieces(text: str, sentence: Sentence) -> _Pieces:
     spans = [(token.start, token.end) for token in sentence.tokens] or [(sentence.start, sentence.end)]
     starts, ends, norms, is_word = [], [], [], []
     for span_start, span_end in spans:
+        piece = text[span_start:span_end]
+        if piece.isalnum():  # one \w+ run (most tokens): the regex would find just this piece
+            starts.append(span_start)
+            ends.append(span_end)
+            norms.append(piece.lower())
+            is_word.append(True)
+            continue
         for match in WORD_PIECE.finditer(text, span_start, span_end):
             piece = match.group()
             starts.append(match.start())
