@@ -173,9 +173,9 @@ def with_allowed_labels(predicted: dict, items, label_map: dict[str, str]) -> di
     from clinlake.pipelines.config import load_config
     from clinlake.pipelines.engine.assertion.by_label import AllowedByLabel, FALLBACK
 
-    allowed = AllowedByLabel.from_config(load_config().pipeline.assertion.allowed_by_label).allowed
+    allowed = AllowedByLabel.from_config(load_config().pipeline.assertion.allowed_by_label)
     types = {i.key: i.type for i in items}
-    return {key: label if label is None or label in allowed.get(label_map.get(types[key], ""), (label,)) else FALLBACK
+    return {key: label if label is None or allowed.allows(label_map.get(types[key]), label) else FALLBACK
             for key, label in predicted.items()}
 
 

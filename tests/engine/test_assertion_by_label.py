@@ -27,6 +27,8 @@ def test_a_label_may_not_take_absent_the_result_becomes_present_with_its_histori
     with pytest.raises(ValueError):
         rule.apply_all(["TEST"], [NEGATED, NEGATED])
     assert not AllowedByLabel.from_config({}) and rule
+    assert rule.allows("TEST", "possible") and not rule.allows("TEST", "absent")
+    assert rule.allows("PROBLEM", "absent") and rule.allows(None, "absent")
 
 
 def test_unknown_assertion_labels_and_a_missing_present_are_refused() -> None:

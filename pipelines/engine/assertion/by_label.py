@@ -48,10 +48,14 @@ class AllowedByLabel:
     def __bool__(self) -> bool:
         return bool(self.allowed)
 
+    def allows(self, label: str | None, assertion: str) -> bool:
+        """Whether an entity of NER ``label`` (None: unlabelled) may take ``assertion``."""
+        allowed = self.allowed.get(label) if label is not None else None
+        return allowed is None or assertion in allowed
+
     def apply(self, label: str | None, result: AssertionResult) -> AssertionResult:
         """``result``, or ``present`` (historical flag kept, no cue) when ``label`` may not take it."""
-        allowed = self.allowed.get(label) if label is not None else None
-        if allowed is None or result.assertion in allowed:
+        if self.allows(label, result.assertion):
             return result
         return AssertionResult(FALLBACK, result.is_historical, PRESENT_PRIOR)
 
