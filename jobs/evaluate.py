@@ -354,6 +354,8 @@ def add_assertion_cv(commands: argparse._SubParsersAction) -> None:
                         "History spans historical and inside Family_history spans as someone else's")
     parser.add_argument("--chia", action="store_true", help="also train on Chia's train conditions: negation from "
                         "Has_negation, historical / recent from linked Temporal or Observation words")
+    parser.add_argument("--phee", action="store_true", help="also train on PHEE's train effects (adverse and "
+                        "therapeutic): negation from the event's Negated attribute, other heads masked")
     parser.add_argument("--fp32", action="store_true", help="score the float graph only (default: each fold's "
                         "model is also quantised to static int8, as the shipped one is, and both are scored)")
     parser.add_argument("--student", action="store_true", help="also distil each fold's members into one network "
@@ -387,7 +389,8 @@ def run_assertion_cv(args: argparse.Namespace) -> int:
         print(f"clinlake evaluate assertion-cv: --silver: {exc}")
         return EXIT_USAGE
     recipe = AssertionRecipe(epochs=args.epochs, members=args.members, maccrobat=not args.no_maccrobat,
-                             maccrobat_history=args.maccrobat_history, chia=args.chia, int8=not args.fp32,
+                             maccrobat_history=args.maccrobat_history, chia=args.chia, phee=args.phee,
+                             int8=not args.fp32,
                              student=args.student, silver=silver, silver_weight=args.silver_weight,
                              teacher_mix=args.teacher_mix)
     try:

@@ -43,8 +43,8 @@ from clinlake.pipelines.engine.assertion.model import (CONFIG_FILE, DEFAULT_WIND
 from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
 from clinlake.pipelines.evaluation.assertion_kit import score_kit, whole_sentence
 from clinlake.pipelines.training.assertion import headline
-from clinlake.pipelines.training.assertion_data import (chia_train_dir, kit_path, maccrobat_train_dir, rows_examples,
-                                                        training_examples)
+from clinlake.pipelines.training.assertion_data import (chia_train_dir, kit_path, maccrobat_train_dir,
+                                                        phee_train_path, rows_examples, training_examples)
 from clinlake.pipelines.training.assertion_distill import SILVER_SOURCES, silver_examples, train_student
 from clinlake.pipelines.training.assertion_int8 import quantize_model_dir
 from clinlake.pipelines.training.assertion_net import build_vocab, export_onnx, make_ensemble, train
@@ -65,6 +65,8 @@ class AssertionRecipe:
     maccrobat_weight: float = 0.5
     chia: bool = False  # also Chia train conditions (negation, temporality from linked time words)
     chia_weight: float = 0.5
+    phee: bool = False  # also PHEE train effects (negation from the event's Negated attribute)
+    phee_weight: float = 0.5
     int8: bool = True  # score the static-int8 graph the shipped model serves (and the float one beside it)
     # distillation (pipelines/training/assertion_distill.py): also a one-network student of the fold's
     # members (the teacher), trained on the fold's gold examples and unlabelled targets of ``silver``;
@@ -90,7 +92,7 @@ def kit_rows(*, shared: Path | None = None) -> list[dict[str, str]]:
 
 
 def _source_weights(recipe: AssertionRecipe) -> dict[str, float]:
-    return {"kit": 1.0, "maccrobat": recipe.maccrobat_weight, "chia": recipe.chia_weight}
+    return {"kit": 1.0, "maccrobat": recipe.maccrobat_weight, "chia": recipe.chia_weight, "phee": recipe.phee_weight}
 
 
 def _fold_nets(examples, recipe: AssertionRecipe, *, shared: Path | None) -> dict[str, tuple[object, dict]]:
@@ -155,7 +157,8 @@ def run_fold(rows: Sequence[Mapping[str, str]], blocks: Sequence[range], fold: i
     examples, counts = training_examples(rows_examples(train_rows),
                                          maccrobat_train_dir(shared=shared) if recipe.maccrobat else None,
                                          with_history=recipe.maccrobat_history,
-                                         chia=chia_train_dir(shared=shared) if recipe.chia else None)
+                                         chia=chia_train_dir(shared=shared) if recipe.chia else None,
+                                         phee=phee_train_path(shared=shared) if recipe.phee else None)
     rules = ContextAssertion.from_file(DEFAULT_RULES_PATH)
     result: dict = {"fold": fold, "held_out": [blocks[fold].start, blocks[fold].stop], "examples": counts}
     with tempfile.TemporaryDirectory(prefix="assertion-cv-") as directory:
@@ -231,7 +234,7 @@ def format_assertion_cv(report: dict, *, shipped: HybridPolicy | None = None) ->
     lines = [f"{report['k']}-fold CV of the assertion recipe on the NegEx kit train+devel ({report['rows']} rows; "
              f"{recipe['members']} member(s), {recipe['epochs']} epochs, MACCROBAT "
              f"{'with history' if recipe['maccrobat_history'] else 'yes' if recipe['maccrobat'] else 'no'}"
-             f"{', Chia' if recipe.get('chia') else ''}"
+             f"{', Chia' if recipe.get('chia') else ''}{', PHEE' if recipe.get('phee') else ''}"
              f"{'; the static-int8 graph, its float graph below' if recipe.get('int8') else ''}"
              f"{_student_recipe(recipe) if recipe.get('student') else ''})",
              f"{'engine':<70} {'Negated F1':>15} {'Historical F1':>15} {'Not-partic. F1':>15}"]

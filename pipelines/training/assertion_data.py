@@ -11,10 +11,12 @@ assertion-cv`` (:mod:`~clinlake.pipelines.training.assertion`, :mod:`~clinlake.p
   (``UNCERTAIN``); ``MAYBE_*`` values are masked. With ``with_history`` a trigger inside a ``History``
   span is labelled historical (else recent) and one inside a ``Family_history`` span gets the
   experiencer ``other`` (else patient); otherwise those heads are masked for MACCROBAT rows;
-* Chia ``train/`` (BRAT, trial eligibility criteria): see :func:`chia_examples`.
+* Chia ``train/`` (BRAT, trial eligibility criteria): see :func:`chia_examples`;
+* PHEE ``train.json`` (drug-safety case report sentences): see :func:`phee_examples`.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +48,11 @@ def maccrobat_train_dir(*, shared: Path | None = None) -> Path:
 def chia_train_dir(*, shared: Path | None = None) -> Path:
     """Chia's BRAT ``train/`` folder under the shared data folder."""
     return (shared_data() if shared is None else shared) / "clinical" / "Chia" / "train"
+
+
+def phee_train_path(*, shared: Path | None = None) -> Path:
+    """PHEE's ``train.json`` (JSON lines) under the shared data folder."""
+    return (shared_data() if shared is None else shared) / "clinical" / "PHEE" / "train.json"
 
 
 @dataclass
@@ -126,10 +133,11 @@ def maccrobat_examples(folder: str | Path, with_history: bool = False) -> list[E
 
 
 def training_examples(kit: list[Example], maccrobat: Path | None, *, with_history: bool = False,
-                      chia: Path | None = None) -> tuple[list[Example], dict[str, int]]:
+                      chia: Path | None = None, phee: Path | None = None) -> tuple[list[Example], dict[str, int]]:
     """The recipe's examples: the kit rows ``kit``, then MACCROBAT's train documents when ``maccrobat``
-    is a folder, then Chia's when ``chia`` is; with their counts (rows of each source, MACCROBAT's
-    negated and possible rows, Chia's negated and historical rows)."""
+    is a folder, then Chia's when ``chia`` is, then PHEE's when ``phee`` is a file; with their counts
+    (rows of each source, MACCROBAT's negated and possible rows, Chia's negated and historical rows,
+    PHEE's negated rows)."""
     counts = {"kit_train": len(kit)}
     examples = list(kit)
     if maccrobat is not None and maccrobat.is_dir():
@@ -143,6 +151,11 @@ def training_examples(kit: list[Example], maccrobat: Path | None, *, with_histor
         counts["chia_train"] = len(extra)
         counts["chia_negated"] = sum(ex.labels["negation"] == 1 for ex in extra)
         counts["chia_historical"] = sum(ex.labels["temporality"] == 1 for ex in extra)
+        examples += extra
+    if phee is not None and phee.is_file():
+        extra = phee_examples(phee)
+        counts["phee_train"] = len(extra)
+        counts["phee_negated"] = sum(ex.labels["negation"] == 1 for ex in extra)
         examples += extra
     return examples, counts
 
@@ -195,6 +208,40 @@ def chia_examples(folder: str | Path) -> list[Example]:
             labels = {"negation": 1 if entity.id in negated else 0, "certainty": IGNORE,
                       "temporality": temporality, "experiencer": IGNORE}
             examples.append(Example(text, span, (entity.start, entity.end), labels, "chia"))
+    return examples
+
+
+def phee_examples(path: str | Path) -> list[Example]:
+    """The effect of every PHEE event (adverse or therapeutic: a problem) in its sentence, each of its
+    mentions written in one piece: negated where the event's ``Negated`` attribute is true (else
+    affirmed). Certainty is masked: ``Speculated`` doubts the event, the drug causing the effect ("X
+    was the probable cause of the delirium"), not that the effect happened. Temporality and experiencer
+    are masked (a case report's events are neither history nor the present of one admission, and
+    its subject may be a population)."""
+    examples = []
+    with open(path, encoding="utf-8") as lines:
+        for line in lines:
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            text = record["context"]
+            seen = set()
+            for annotation in record.get("annotations") or []:
+                for event in annotation.get("events") or []:
+                    effect = event.get("Effect")
+                    if not isinstance(effect, dict):
+                        continue
+                    negated = bool((event.get("Negated") or {}).get("value"))
+                    for texts, starts in zip(effect.get("text") or [], effect.get("start") or []):
+                        if len(texts) != 1 or (starts[0], negated) in seen:
+                            continue
+                        start, end = starts[0], starts[0] + len(texts[0])
+                        if text[start:end] != texts[0] or start >= end:
+                            continue
+                        seen.add((starts[0], negated))
+                        labels = {"negation": int(negated), "certainty": IGNORE, "temporality": IGNORE,
+                                  "experiencer": IGNORE}
+                        examples.append(Example(text, (0, len(text)), (start, end), labels, "phee"))
     return examples
 
 
