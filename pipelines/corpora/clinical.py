@@ -76,7 +76,7 @@ def non_overlapping(spans: Iterable[tuple[int, int, str]], stats: Stats) -> list
 def document_examples(text: str, spans: Sequence[tuple[int, int, str]], splitter: TextSplitter,
                       stats: Stats) -> list[Example]:
     """One example per sentence of ``text`` (non-overlapping ``spans`` become IOB2 tags)."""
-    sentences = [model_pieces((t.start, t.end, t.text) for t in s.tokens) for s in splitter.split(text)]
+    sentences = [model_pieces(s.tokens) for s in splitter.split(text)]
     sentences = [s for s in sentences if s]
     flat = [(i, j) for i, s in enumerate(sentences) for j in range(len(s))]
     starts = [sentences[i][j][0] for i, j in flat]

@@ -80,8 +80,9 @@ def occurrences(sentences: Sequence[Sequence[str]], candidates: set[tuple[str, .
         by_first.setdefault(candidate[0], []).append(candidate)
     found: dict[tuple[str, ...], list[tuple[int, int]]] = {c: [] for c in candidates}
     for index, tokens in enumerate(sentences):
-        for position, token in enumerate(tokens):
-            for candidate in by_first.get(token, ()):
+        # only tokens some candidate starts with (most start none)
+        for position in [p for p, token in enumerate(tokens) if token in by_first]:
+            for candidate in by_first[tokens[position]]:
                 if tuple(tokens[position:position + len(candidate)]) == candidate:
                     found[candidate].append((index, position))
     return found

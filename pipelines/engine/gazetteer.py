@@ -38,7 +38,7 @@ def is_upper(tokens: Sequence[str]) -> bool:
 
 
 def key(tokens: Sequence[str]) -> tuple[str, ...]:
-    return tuple(t.casefold() for t in tokens)
+    return tuple(map(str.casefold, tokens))
 
 
 def read_gazetteer(path: Path) -> dict[tuple[str, ...], Term]:
@@ -81,10 +81,13 @@ class Gazetteer:
         """(span, term) of each match in one sentence that overlaps none of ``spans`` nor an earlier match."""
         taken = list(spans)
         found: list[tuple[Span, Term]] = []
-        folded, position = key(tokens), 0
-        while position < len(folded):
-            step = 1
-            for n in self.lengths.get(folded[position], ()):
+        folded, lengths = key(tokens), self.lengths
+        resume = 0  # the end of the last match: matches do not overlap
+        # only pieces some term starts with are tried (most pieces start none)
+        for position in [i for i, piece in enumerate(folded) if piece in lengths]:
+            if position < resume:
+                continue
+            for n in lengths[folded[position]]:
                 term = self.terms.get(folded[position:position + n]) if position + n <= len(folded) else None
                 if term is not None and term.upper_only and not is_upper(tokens[position:position + n]):
                     term = None
@@ -92,7 +95,6 @@ class Gazetteer:
                     span = (position, position + n, term.label)
                     taken.append(span)
                     found.append((span, term))
-                    step = n
+                    resume = position + n
                     break
-            position += step
         return found

@@ -160,6 +160,16 @@ def test_encode_targets_equals_one_target_at_a_time(model):
     assert first[0][0] == model.vocab["<s>"] and first[0][-1] != model.vocab["</s>"]  # 40 pieces kept right
     assert last[0][-1] == model.vocab["</s>"] and last[0][0] != model.vocab["<s>"]
     assert len(together[4][0]) == 40 + 1 + 40  # far from both ends: no boundary marks
+    # the serving memo (piece as written -> id) gives the same rows, first call and later ones,
+    # and is emptied rather than grown past its bound
+    memo: dict[str, int] = {}
+    assert encode_targets(text, (0, len(text)), targets, model.vocab, window=40, memo=memo) == together
+    assert memo["DM2"] == model.vocab.get("dm0", model.vocab["<unk>"]) and memo["HTN"] == model.vocab.get("htn", model.vocab["<unk>"])
+    assert encode_targets(text, (0, len(text)), targets, model.vocab, window=40, memo=memo) == together
+    from clinlake.pipelines.engine.assertion import model as model_module
+    memo.update({f"x{i}": 1 for i in range(model_module.MAX_MEMO_PIECES + 1)})
+    assert encode_targets(text, (0, len(text)), targets, model.vocab, window=40, memo=memo) == together
+    assert len(memo) < 100
 
 
 def test_model_batches_a_notes_groups_without_changing_answers(model, rules):

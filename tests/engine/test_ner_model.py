@@ -85,6 +85,7 @@ def test_word_features_memo_matches_direct_featurisation():
     (["B-D"], [(0, 1, "D")]),
     ([], []),
     (["O", "O"], []),
+    (["B-D", "O", "I-D", "I-D", "O", "O"], [(0, 1, "D"), (2, 4, "D")]),  # an O closes; an I- after it opens
 ])
 def test_iob_spans(tags, expected):
     assert iob_spans(tags) == expected

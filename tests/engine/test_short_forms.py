@@ -148,3 +148,17 @@ def test_evaluate_command_rejects_a_negative_reach(tmp_path, capsys):
     conll.write_text("PCL\tB-Anatomy\n\n", encoding="utf-8")
     assert main(["ner", "--model", "ncbi_disease", "--conll", str(conll), "--abbreviation-reach", "-1"]) == 2
     assert "--abbreviation-reach" in capsys.readouterr().out
+
+
+def test_an_entity_confidence_is_numpys_mean_bit_for_bit():
+    # the fast path (a plain sum below numpy's unrolled block) may not change one output bit
+    import numpy as np
+
+    from clinlake.pipelines.engine.short_forms import SEQUENTIAL_BELOW, mean
+
+    rng = np.random.default_rng(7)
+    for n in range(1, 2 * SEQUENTIAL_BELOW + 3):
+        for _ in range(2000):
+            values = (rng.random(n) * rng.choice([1.0, 1e-3, 1e-9], n)).tolist()  # float64, mixed magnitudes
+            assert mean(values) == float(np.mean(values)), values
+    assert mean(np.array([0.25, 0.5], dtype=np.float32).tolist()) == 0.375

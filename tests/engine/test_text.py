@@ -377,3 +377,14 @@ def test_custom_abbreviation_lists():
     text = "Give approx. Ten mg. Then rest."
     assert sentence_texts(text, splitter.split(text)) == ["Give approx. Ten mg.", "Then rest."]
     assert [t.text for t in splitter.tokenize("Dr. Who")] == ["Dr", ".", "Who"]
+
+
+def test_tokens_are_immutable_and_unpack_as_the_ner_featuriser_reads_them():
+    from clinlake.pipelines.engine.ner.features import model_pieces
+
+    token = Token(4, 9, "IL-2b")
+    start, end, text = token
+    assert (start, end, text) == (4, 9, "IL-2b") and token.end == 9
+    with pytest.raises(AttributeError):
+        token.start = 0  # type: ignore[misc]
+    assert model_pieces([token, Token(10, 13, "fev")]) == [(4, 6, "IL"), (6, 7, "-"), (7, 9, "2b"), (10, 13, "fev")]

@@ -110,7 +110,8 @@ class _Lexicon:
     def literal_matches(self, norms: Sequence[str]) -> Iterable[_Match]:
         """Yield (first piece, end piece, rule index) for every literal occurrence."""
         trie, end_key = self.trie, self._END
-        for first in range(len(norms)):
+        # only pieces some rule starts with are walked from (most pieces start none)
+        for first in [i for i, norm in enumerate(norms) if norm in trie]:
             node = trie
             for pos in range(first, len(norms)):
                 node = node.get(norms[pos])

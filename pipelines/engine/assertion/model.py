@@ -119,21 +119,36 @@ def encode_target(
     return encode_targets(text, span, [target], vocab, window)[0]
 
 
+MAX_MEMO_PIECES = 200_000  # a serving model's piece -> id memo is emptied when it grows past this
+
+
 def encode_targets(
     text: str,
     span: tuple[int, int],
     targets: Sequence[tuple[int, int]],
     vocab: Mapping[str, int],
     window: int = DEFAULT_WINDOW,
+    memo: dict[str, int] | None = None,
 ) -> list[tuple[list[int], list[int]]]:
     """:func:`encode_target` of each target of one span, the span's pieces read and looked up
-    once (a sentence with several entities was tokenised once per entity before)."""
+    once (a sentence with several entities was tokenised once per entity before). ``memo`` keeps
+    each piece's id as written, across calls (normalising every piece again cost more than the rest)."""
     lo, hi = span
     matches = list(WORD_PIECE.finditer(text, lo, hi))
     starts = [m.start() for m in matches]
     ends = [m.end() for m in matches]
     unk = vocab[UNK]
-    ids = [vocab.get(normalize(m.group()), unk) for m in matches]
+    if memo is None:
+        ids = [vocab.get(normalize(m.group()), unk) for m in matches]
+    else:
+        if len(memo) > MAX_MEMO_PIECES:
+            memo.clear()
+        pieces = [m.group() for m in matches]
+        ids = [memo.get(piece, -1) for piece in pieces]  # ids are >= 0: -1 is "not seen yet"
+        if -1 in ids:
+            for i, piece in enumerate(pieces):
+                if ids[i] < 0:
+                    ids[i] = memo[piece] = vocab.get(normalize(piece), unk)
     bos, eos = vocab.get(BOS, unk), vocab.get(EOS, unk)
     rows = []
     for t_start, t_end in targets:
@@ -247,6 +262,7 @@ class AssertionModel:
         self.section_defaults = dict(section_defaults or {})
         self._session = open_session(model_dir / MODEL_FILE, threads=threads)
         self._outputs = [o.name for o in self._session.get_outputs()]
+        self._piece_ids: dict[str, int] = {}  # piece as written -> vocabulary id (encode_targets' memo)
 
     def answers(self, text: str, span: tuple[int, int], targets: Sequence[tuple[int, int]]) -> list[ModelAnswer]:
         """Raw model answers for targets inside the text span ``span``."""
@@ -256,7 +272,8 @@ class AssertionModel:
                      ) -> list[list[ModelAnswer]]:
         """:meth:`answers` of each (span, targets) group of one note, all groups' targets
         together (one call per sentence cost more in call overhead than in the CNN)."""
-        rows = [row for span, targets in groups for row in encode_targets(text, span, targets, self.vocab, self.window)]
+        rows = [row for span, targets in groups
+                for row in encode_targets(text, span, targets, self.vocab, self.window, self._piece_ids)]
         # Rows sorted by length and called in runs of similar length: padding every row of a note
         # to its longest was half the CNN's work on the sample notes. A row's answer does not
         # depend on its batch-mates or the padded width (masked after every layer).

@@ -202,6 +202,11 @@ def iob_spans(tags: Sequence[str]) -> list[tuple[int, int, str]]:
     spans: list[tuple[int, int, str]] = []
     current: list = []  # [start, type] of the open entity
     for i, tag in enumerate(tags):
+        if tag == "O":  # most tags: what the general case does for O, without splitting it
+            if current:
+                spans.append((current[0], i, current[1]))
+                current = []
+            continue
         prefix, _, kind = tag.partition("-")
         if prefix == "I" and current and current[1] == kind:
             continue

@@ -31,7 +31,8 @@ CASES = ("pad", "lower", "title", "upper", "mixed", "numeric", "has_digit", "pun
 
 
 def model_pieces(tokens: Iterable[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
-    """Corpus-style pieces (start, end, text) of (start, end, text) tokens, in order."""
+    """Corpus-style pieces (start, end, text) of (start, end, text) tokens, in order (a
+    :class:`~clinlake.pipelines.engine.types.Token` is such a tuple)."""
     pieces: list[tuple[int, int, str]] = []
     for start, _end, text in tokens:
         if text.isalnum():  # one [^\W_]+ run (most tokens): no regex needed

@@ -145,8 +145,8 @@ class NerModel:
             for b, (i, (lo, _hi, keep_lo, keep_hi)) in enumerate(batch):
                 paths[i][keep_lo:keep_hi] = best[b, keep_lo - lo:keep_hi - lo]
                 probs[i][keep_lo:keep_hi] = chosen[b, keep_lo - lo:keep_hi - lo]
-        names = self.tags
-        return [([names[k] for k in path.tolist()], prob.tolist()) for path, prob in zip(paths, probs)]
+        name_of = self.tags.__getitem__
+        return [(list(map(name_of, path.tolist())), prob.tolist()) for path, prob in zip(paths, probs)]
 
 
 def _batches(jobs: list) -> Iterable[list]:

@@ -61,7 +61,7 @@ class ModelNerStage:
         (:attr:`NerModel.batch_invariant`) tags the sentences of all the notes together, in
         length-sorted network batches shared across notes; any other model note by note, so a
         note's entities never depend on the notes beside it."""
-        pieces = [[model_pieces((t.start, t.end, t.text) for t in s.tokens) for s in sentences]
+        pieces = [[model_pieces(s.tokens) for s in sentences]
                   for _, sentences in notes]
         words = [[[p[2] for p in sentence] for sentence in note] for note in pieces]
         # The vote weighs untagged occurrences by the tagger's confidence in O, so it needs every
