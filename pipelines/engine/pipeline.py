@@ -115,9 +115,10 @@ class Pipeline:
         clock.lap("text")
         for group in _groups(list(prepared), [len(texts[i]) for i in prepared], NER_BATCH_CHARS):
             found: dict[int, list[list[Entity]]] = {i: [] for i in group}
+            shared: dict = {}  # what the model stages share within this group (their model pieces)
             for stage in self.ner_stages:
                 items = [(i, texts[i], prepared[i][0], note_chunks[i]) for i in group if i in found]
-                for i, entities in _find_notes(stage, items).items():
+                for i, entities in _find_notes(stage, items, shared).items():
                     if isinstance(entities, Exception):
                         results[i] = entities
                         del found[i]
@@ -223,30 +224,32 @@ def _groups(items: list[int], sizes: list[int], budget: int) -> list[list[int]]:
     return groups
 
 
-def _find_notes(stage: NerStage, items: Sequence[tuple[int, str, Sequence[Sentence], Any]]
+def _find_notes(stage: NerStage, items: Sequence[tuple[int, str, Sequence[Sentence], Any]], shared: dict
                 ) -> dict[int, list[Entity] | Exception]:
-    """One stage's entities for each (index, text, sentences, chunks) note, or the note's exception."""
+    """One stage's entities for each (index, text, sentences, chunks) note, or the note's exception.
+    ``shared`` goes to the stages that share work with each other (``shares_pieces``)."""
+    options = {"shared": shared} if getattr(stage, "shares_pieces", False) else {}
     find_many = getattr(stage, "find_many", None)
     if find_many is not None and len(items) > 1:
         try:
-            return dict(zip((i for i, *_ in items), find_many([(text, sentences) for _, text, sentences, _ in items]),
-                            strict=True))
+            return dict(zip((i for i, *_ in items),
+                            find_many([(text, sentences) for _, text, sentences, _ in items], **options), strict=True))
         except Exception:  # one note broke the shared call: find note by note to tell which
             pass
     found: dict[int, list[Entity] | Exception] = {}
     for i, text, sentences, chunks in items:
         try:
-            found[i] = _find(stage, text, sentences, chunks)
+            found[i] = _find(stage, text, sentences, chunks, options)
         except Exception as exc:
             found[i] = exc
     return found
 
 
 def _find(stage: NerStage, text: str, sentences: Sequence[Sentence],
-          chunks: Mapping[str, Sequence[ExternalChunk] | None] | None) -> list[Entity]:
+          chunks: Mapping[str, Sequence[ExternalChunk] | None] | None, options: Mapping[str, Any]) -> list[Entity]:
     if isinstance(stage, ColumnNerStage):
         return stage.find(text, sentences, (chunks or {}).get(stage.column))
-    return stage.find(text, sentences)
+    return stage.find(text, sentences, **options)
 
 
 def _inside_any(start: int, end: int, spans: Sequence[tuple[int, int]]) -> bool:

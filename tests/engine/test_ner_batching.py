@@ -104,6 +104,37 @@ def test_find_many_tags_notes_together_but_propagates_within_each_note(splitter)
     ]
 
 
+def test_model_stages_of_one_pipeline_cut_each_notes_pieces_once(clinical, splitter, monkeypatch):
+    """Every tagger reads the same model pieces, so the pipeline's model stages share them; the
+    entities are those of each stage on its own."""
+    from clinlake.pipelines.engine import pipeline as engine_pipeline
+    from clinlake.pipelines.engine.ner import stage as stage_module
+    from clinlake.pipelines.engine.sections import SectionDetector
+
+    ncbi = load_model(package_resource("models/ncbi_disease"))
+    stages = [ModelNerStage(ncbi), ModelNerStage(clinical)]  # the first wins overlaps: both keep entities
+    texts = NOTES + ["Familial adenomatous polyposis was excluded."]
+    alone = [[stage.find(t, splitter.split(t)) for t in texts] for stage in stages]
+    cut: list[int] = []
+    real = stage_module.model_pieces
+    monkeypatch.setattr(stage_module, "model_pieces", lambda tokens: cut.append(len(tokens)) or real(tokens))
+    pipe = engine_pipeline.Pipeline(splitter=splitter, sections=SectionDetector.from_file(), ner_stages=stages,
+                                    assertion=None, version="test")
+    results = pipe.annotate_many(texts)
+    assert len(cut) == sum(len(splitter.split(t)) for t in texts)  # once per sentence, not once per stage
+    for note, ncbi_found, clinical_found in zip(results, *alone, strict=True):
+        assert not isinstance(note, Exception)
+        assert sorted((e.start, e.end, e.label, e.source) for e in note) == sorted(
+            (e.start, e.end, e.label, e.source) for e in engine_pipeline.merge_chunks([ncbi_found, clinical_found])
+            if not e.text.isupper() or not pipe.sections.is_heading_label(e.text))
+    assert {e.source.split("@")[0] for note in results for e in note} >= {"clinical_core", "ncbi_disease"}
+    # a stage handed a shared dict by hand: the same entities as without it
+    shared: dict = {}
+    notes = [(t, splitter.split(t)) for t in texts]
+    assert stages[0].find_many(notes, shared=shared) == stages[0].find_many(notes)
+    assert len(shared) == len(texts)
+
+
 @pytest.fixture(scope="module")
 def int8_model_dir(tmp_path_factory, fp32_model_dir) -> Path:
     """clinical_core's fp32 graph quantised to plain int8 dynamic (as training used to ship it)."""

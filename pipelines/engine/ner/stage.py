@@ -53,17 +53,27 @@ class ModelNerStage:
         self.binomial_short_forms = binomial_short_forms
         self.gazetteer = Gazetteer(gazetteer or {})
 
-    def find(self, text: str, sentences: Sequence[Sentence]) -> list[Entity]:
-        return self.find_many([(text, sentences)])[0]
+    shares_pieces = True  # find/find_many take ``shared`` (see :meth:`find_many`)
 
-    def find_many(self, notes: Sequence[tuple[str, Sequence[Sentence]]]) -> list[list[Entity]]:
+    def find(self, text: str, sentences: Sequence[Sentence], *, shared: dict | None = None) -> list[Entity]:
+        return self.find_many([(text, sentences)], shared=shared)[0]
+
+    def find_many(self, notes: Sequence[tuple[str, Sequence[Sentence]]], *,
+                  shared: dict | None = None) -> list[list[Entity]]:
         """:meth:`find` of each (text, sentences) note. A batch-invariant model
         (:attr:`NerModel.batch_invariant`) tags the sentences of all the notes together, in
         length-sorted network batches shared across notes; any other model note by note, so a
-        note's entities never depend on the notes beside it."""
-        pieces = [[model_pieces(s.tokens) for s in sentences]
-                  for _, sentences in notes]
-        words = [[[p[2] for p in sentence] for sentence in note] for note in pieces]
+        note's entities never depend on the notes beside it.
+
+        ``shared``: a dict the pipeline hands every model stage of one batch, so the notes' model
+        pieces are cut once for all the stages (every tagger reads the same pieces). It is keyed by
+        the identity of each note's sentence list, so it must not outlive the lists (the pipeline
+        makes one per batch of notes); nothing in it is modified."""
+        pieces, words = [], []
+        for _, sentences in notes:
+            note_pieces, note_words = _note_pieces(sentences, shared)
+            pieces.append(note_pieces)
+            words.append(note_words)
         # The vote weighs untagged occurrences by the tagger's confidence in O, so it needs every
         # token's confidence; otherwise only entities' are computed. (Computing them only for the
         # sentences a vote reads, in a second network call, cost more on the sample notes: nearly every
@@ -108,6 +118,20 @@ class ModelNerStage:
                 entities.append(Entity(start=start, end=end, text=text[start:end], label=label, confidence=score,
                                        source=self.name + provenance, sentence_index=sentence.index))
         return entities
+
+
+def _note_pieces(sentences: Sequence[Sentence], shared: dict | None
+                 ) -> tuple[list[list[tuple[int, int, str]]], list[list[str]]]:
+    """The model pieces of each sentence of a note and their words, from ``shared`` when another
+    stage has cut them already (see :meth:`ModelNerStage.find_many`)."""
+    key = ("model_pieces", id(sentences))
+    found = shared.get(key) if shared is not None else None
+    if found is None:
+        pieces = [model_pieces(s.tokens) for s in sentences]
+        found = (pieces, [[p[2] for p in sentence] for sentence in pieces])
+        if shared is not None:
+            shared[key] = found
+    return found
 
 
 def document_level_steps(model_meta: Mapping, **chosen: bool | None) -> dict[str, bool]:
