@@ -12,7 +12,7 @@ them, and never prints) and prints the report, as text or ``--json``; it returns
     clinlake evaluate cv --model clinical_core [--predictions DIR | --rescore DIR]
     clinlake evaluate distill-cv --model ncbi_disease [--members 3] [--silver 20000] [--ratio 1] [--labels soft] [--student-hidden N]
                                  [--jobs 2] [--predictions DIR | --teacher DIR]
-    clinlake evaluate assertion-cv [--folds 5] [--members 1] [--maccrobat-history] [--fp32] [--jobs 2] [--out FILE] [--json]
+    clinlake evaluate assertion-cv [--folds 5] [--members 1] [--maccrobat-history] [--window N] [--fp32] [--jobs 2] [--out FILE] [--json]
 """
 from __future__ import annotations
 
@@ -356,6 +356,8 @@ def add_assertion_cv(commands: argparse._SubParsersAction) -> None:
                         "Has_negation, historical / recent from linked Temporal or Observation words")
     parser.add_argument("--phee", action="store_true", help="also train on PHEE's train effects (adverse and "
                         "therapeutic): negation from the event's Negated attribute, other heads masked")
+    parser.add_argument("--window", type=int, default=None, help="pieces of context kept each side of the target, "
+                        "in training and serving (default: the shipped model's, 40)")
     parser.add_argument("--fp32", action="store_true", help="score the float graph only (default: each fold's "
                         "model is also quantised to static int8, as the shipped one is, and both are scored)")
     parser.add_argument("--student", action="store_true", help="also distil each fold's members into one network "
@@ -380,8 +382,8 @@ def run_assertion_cv(args: argparse.Namespace) -> int:
                                                           format_assertion_cv)
     from clinlake.pipelines.training.ner.cv import CrossValidationError
 
-    if args.members < 1 or args.epochs < 1 or args.jobs < 1:
-        print("clinlake evaluate assertion-cv: --members, --epochs and --jobs must be 1 or more")
+    if args.members < 1 or args.epochs < 1 or args.jobs < 1 or (args.window is not None and args.window < 1):
+        print("clinlake evaluate assertion-cv: --members, --epochs, --jobs and --window must be 1 or more")
         return EXIT_USAGE
     try:
         silver = parse_silver_sources(args.silver)
@@ -392,7 +394,8 @@ def run_assertion_cv(args: argparse.Namespace) -> int:
                              maccrobat_history=args.maccrobat_history, chia=args.chia, phee=args.phee,
                              int8=not args.fp32,
                              student=args.student, silver=silver, silver_weight=args.silver_weight,
-                             teacher_mix=args.teacher_mix)
+                             teacher_mix=args.teacher_mix,
+                             **({} if args.window is None else {"window": args.window}))
     try:
         report = cross_validate_assertion(recipe, k=args.folds, jobs=args.jobs, folds=args.only)
     except CrossValidationError as exc:

@@ -68,6 +68,7 @@ class AssertionRecipe:
     phee: bool = False  # also PHEE train effects (negation from the event's Negated attribute)
     phee_weight: float = 0.5
     int8: bool = True  # score the static-int8 graph the shipped model serves (and the float one beside it)
+    window: int = DEFAULT_WINDOW  # pieces of context kept each side of the target, in training and serving
     # distillation (pipelines/training/assertion_distill.py): also a one-network student of the fold's
     # members (the teacher), trained on the fold's gold examples and unlabelled targets of ``silver``;
     # scored beside the members' average and beside the first member alone
@@ -101,26 +102,26 @@ def _fold_nets(examples, recipe: AssertionRecipe, *, shared: Path | None) -> dic
     ``scores_member`` (the first member alone: what one network gives without a teacher)."""
     vocab = build_vocab(examples)
     weights = _source_weights(recipe)
-    nets = [train(examples, vocab, epochs=recipe.epochs, seed=recipe.seed + i, source_weight=weights)
-            for i in range(recipe.members)]
+    nets = [train(examples, vocab, epochs=recipe.epochs, seed=recipe.seed + i, source_weight=weights,
+                  window=recipe.window) for i in range(recipe.members)]
     served = nets[0] if len(nets) == 1 else make_ensemble(nets)
     fold_nets: dict[str, tuple[object, dict]] = {"scores": (served, vocab)}
     if recipe.student:
         student, student_vocab = train_student(examples, silver_examples(recipe.silver, shared=shared), served,
                                                vocab, epochs=recipe.epochs, seed=recipe.seed,
                                                source_weight=weights, silver_weight=recipe.silver_weight,
-                                               teacher_mix=recipe.teacher_mix)
+                                               teacher_mix=recipe.teacher_mix, window=recipe.window)
         fold_nets["scores_student"] = (student, student_vocab)
         fold_nets["scores_member"] = (nets[0], vocab)
     return fold_nets
 
 
-def _exported(net, vocab: dict, directory: Path) -> AssertionModel:
-    """A fold's network exported and served the way the shipped model is."""
+def _exported(net, vocab: dict, directory: Path, window: int = DEFAULT_WINDOW) -> AssertionModel:
+    """A fold's network exported and served the way the shipped model is (its context ``window``)."""
     directory.mkdir(parents=True, exist_ok=True)
     export_onnx(net, directory / MODEL_FILE, len(vocab))
     (directory / VOCAB_FILE).write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    config = {"version": "cv", "window": DEFAULT_WINDOW, "heads": {h: list(c) for h, c in HEADS.items()}}
+    config = {"version": "cv", "window": window, "heads": {h: list(c) for h, c in HEADS.items()}}
     (directory / CONFIG_FILE).write_text(json.dumps(config), encoding="utf-8")
     return AssertionModel(directory)
 
@@ -164,7 +165,7 @@ def run_fold(rows: Sequence[Mapping[str, str]], blocks: Sequence[range], fold: i
     with tempfile.TemporaryDirectory(prefix="assertion-cv-") as directory:
         for key, (net, vocab) in _fold_nets(examples, recipe, shared=shared).items():
             model_dir = Path(directory) / key
-            result[key] = score_engines(held, rules, _exported(net, vocab, model_dir))
+            result[key] = score_engines(held, rules, _exported(net, vocab, model_dir, recipe.window))
             if recipe.int8:  # the same networks, quantised as the shipped model is: a paired comparison
                 quantize_model_dir(model_dir, examples)
                 result[f"{key}_fp32"] = result[key]
@@ -236,6 +237,7 @@ def format_assertion_cv(report: dict, *, shipped: HybridPolicy | None = None) ->
              f"{'with history' if recipe['maccrobat_history'] else 'yes' if recipe['maccrobat'] else 'no'}"
              f"{', Chia' if recipe.get('chia') else ''}{', PHEE' if recipe.get('phee') else ''}"
              f"{'; the static-int8 graph, its float graph below' if recipe.get('int8') else ''}"
+             f"{_window(recipe)}"
              f"{_student_recipe(recipe) if recipe.get('student') else ''})",
              f"{'engine':<70} {'Negated F1':>15} {'Historical F1':>15} {'Not-partic. F1':>15}"]
     names = ["rules", "model"]
@@ -253,6 +255,11 @@ def format_assertion_cv(report: dict, *, shipped: HybridPolicy | None = None) ->
         for name in dict.fromkeys(names[1:]) if f"engines_{kind}" in report else ():
             lines.append(f"{title + ': ' + name:<70} {_cells(report[f'engines_{kind}'][name])}")
     return "\n".join(lines)
+
+
+def _window(recipe: Mapping) -> str:
+    window = recipe.get("window", DEFAULT_WINDOW)
+    return "" if window == DEFAULT_WINDOW else f"; {window} pieces of context each side (shipped: {DEFAULT_WINDOW})"
 
 
 def _student_recipe(recipe: Mapping) -> str:

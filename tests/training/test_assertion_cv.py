@@ -137,3 +137,32 @@ def test_a_distilled_model_takes_the_policy_cv_chose_for_the_fold_students(tmp_p
     assert HybridPolicy.from_file(model_dir / "hybrid.json") == student_policy
     assert record["cv"]["historical_f1"] == {"mean": 0.9, "sd": 0.0}
     assert "one student distilled from them" in record["selected_on"]
+
+
+def test_the_recipes_context_window_reaches_every_network_of_a_fold_and_its_served_model(monkeypatch, tmp_path):
+    pytest.importorskip("torch")
+    import clinlake.pipelines.training.assertion_cv as assertion_cv
+    import clinlake.pipelines.training.assertion_distill as assertion_distill
+    from clinlake.pipelines.training.assertion_data import rows_examples
+    from clinlake.pipelines.training.assertion_net import make_net
+
+    windows = []
+
+    def fake_train(examples, vocab, **options):
+        windows.append(options["window"])
+        return make_net(len(vocab))
+
+    monkeypatch.setattr(assertion_cv, "train", fake_train)
+    monkeypatch.setattr(assertion_distill, "train", fake_train)
+    monkeypatch.setattr(assertion_distill, "teacher_probabilities",
+                        lambda teacher, examples, vocab, window: windows.append(("teacher", window)) or
+                        [{} for _ in examples])
+    examples = rows_examples(kit_rows()[:40])
+    recipe = AssertionRecipe(members=2, student=True, window=12)
+    nets = assertion_cv._fold_nets(examples, recipe, shared=None)
+    assert windows == [12, 12, ("teacher", 12), 12]  # two members, the teacher's labels, the student
+    net, vocab = nets["scores"]
+    served = assertion_cv._exported(net, vocab, tmp_path / "fold", recipe.window)
+    assert served.window == 12
+    assert "12 pieces of context each side" in assertion_cv._window({"window": 12})
+    assert assertion_cv._window({"window": 40}) == ""
