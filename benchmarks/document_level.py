@@ -30,11 +30,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before numpy/onnxruntime start 
 from benchmarks.bench_common import write_results  # noqa: E402
 from clinlake.pipelines.corpora.conll import read_conll  # noqa: E402
 from clinlake.pipelines.engine.ner.model import load_model  # noqa: E402
+from clinlake.pipelines.engine.ner.metadata import read_meta  # noqa: E402
 from clinlake.pipelines.evaluation.ner import tag_tokens_scored  # noqa: E402
 from clinlake.pipelines.evaluation.ner_variants import VARIANTS, Tagged  # noqa: E402
 from clinlake.pipelines.resources import Resolver  # noqa: E402
 from clinlake.pipelines.training.ner.corpus import load_split, split_path  # noqa: E402
-from clinlake.pipelines.training.ner.gazetteer import learn_gazetteer  # noqa: E402
+from clinlake.pipelines.training.ner.gazetteer import learn_gazetteer, read_lexicons  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULTS = "model's defaults"
@@ -75,12 +76,13 @@ class _EntitiesOnly:
 def measure(model_name: str, *, sentences: int, repeat: int) -> dict:
     corpus = MODELS[model_name]
     devel = read_conll(split_path(corpus, "devel"))[:sentences]
-    model = load_model(Resolver().model_dir(model_name))
+    model_dir = Resolver().model_dir(model_name)
+    model = load_model(model_dir)
     tag_default = best_of(repeat, lambda: tag_tokens_scored(_EntitiesOnly(model), devel))
     tag_every = best_of(repeat, lambda: tag_tokens_scored(_EveryConfidence(model), devel))
     scored = tag_tokens_scored(model, devel)
     tagged = Tagged([tokens for tokens, _ in devel], [tags for tags, _ in scored], [conf for _, conf in scored],
-                    gazetteer=learn_gazetteer(load_split(corpus, "train")))
+                    gazetteer=learn_gazetteer(load_split(corpus, "train"), lexicons=read_lexicons(read_meta(model_dir))))
     per_1k = 1000 / len(devel)
     steps = {"tagging (entity confidences)": tag_default, "tagging (every confidence)": tag_every}
     steps.update({name: best_of(repeat, lambda v=variant: v(tagged)) for name, variant in VARIANTS.items()})

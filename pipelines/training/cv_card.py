@@ -24,6 +24,8 @@ def model_record(report: dict, *, measured: str) -> dict:
                                      "folds_gain": [round(f["variants"][name]["f1"] - f["variants"][DEFAULT]["f1"], 4)
                                                     for f in report["folds"]]}
                               for name, v in report["variants"].items()}
+    if report.get("gazetteer_lexicons"):  # the gazetteer variant's open vocabularies
+        record["gazetteer_lexicons"] = report["gazetteer_lexicons"]
     return record
 
 
@@ -129,4 +131,13 @@ def _variant_lines(cv: dict) -> list[str]:
                   "annotators tagged with one label in at least 90 % of their occurrences in train+devel (and at "
                   "least twice), with that share as each match's confidence (`pipelines/engine/gazetteer.py`). "
                   "It is derived from the corpus's annotations, under the corpus's licence (above)."]
+        for lexicon in cv.get("gazetteer_lexicons") or ():
+            lines += ["", f"The gazetteer (in CV and as shipped) also holds the {lexicon['names']:,} names of "
+                      f"`{lexicon['file']}` as {lexicon['label']}, in their plural and hyphenated forms, except names "
+                      "the corpus's annotators left untagged in more than half of their occurrences in the training "
+                      "text; a name the training text never shows matches with confidence 0.5 "
+                      "(`pipelines/training/ner/gazetteer.py`). The names come from WordNet 3.1 (Princeton "
+                      "University, WordNet licence: free use, copy and distribution with its notice, which the "
+                      "lexicon file carries; `clinlake train wordnet`): the multi-word lemmas of organisms, persons "
+                      "excluded (`pipelines/training/ner/wordnet.py`)."]
     return lines

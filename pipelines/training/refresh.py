@@ -18,7 +18,7 @@ from clinlake.pipelines.training.ner.artifacts import artifacts_dir
 from clinlake.pipelines.training.cv_card import document_level_choice, model_record
 from clinlake.pipelines.training.ner.cv import cv_examples
 from clinlake.pipelines.training.ner.lstm_int8 import plain_fp32_graph
-from clinlake.pipelines.training.ner.gazetteer import learn_gazetteer, write_gazetteer
+from clinlake.pipelines.training.ner.gazetteer import learn_gazetteer, read_lexicons, write_gazetteer
 
 
 def refresh_model(name: str, *, quantize: bool = True, card_only: bool = False, reexport: bool = False,
@@ -61,17 +61,20 @@ def record_cv(name: str, report: dict, *, measured: str, models: Path | None = N
 
 
 def ship_gazetteer(model_dir: Path, meta: dict, *, on: bool, shared: Path | None = None) -> None:
-    """Write the model's ``gazetteer.tsv`` (learned from the train+devel its CV used) and record it in
-    ``meta``, or remove both when its stage does not use one."""
+    """Write the model's ``gazetteer.tsv`` (learned from the train+devel its CV used, plus the names of
+    its ``gazetteer_lexicons``) and record it in ``meta``, or remove both when its stage
+    does not use one."""
     path = model_dir / GAZETTEER_FILE
     if not on:
         path.unlink(missing_ok=True)
         meta.pop("gazetteer", None)
         return
     corpus, examples = cv_examples(None, model_dir=model_dir, shared=shared)
-    terms = learn_gazetteer(examples)
-    write_gazetteer(path, terms, source=f"{corpus} train+devel ({len(examples):,} sentences)")
+    lexicons = read_lexicons(meta)
+    terms = learn_gazetteer(examples, lexicons=lexicons)
+    write_gazetteer(path, terms, source=f"{corpus} train+devel ({len(examples):,} sentences)", lexicons=lexicons)
     meta["gazetteer"] = {"file": GAZETTEER_FILE, "terms": len(terms), "learned_from": f"{corpus} train+devel",
+                         **({"lexicons": [lexicon.source for lexicon in lexicons]} if lexicons else {}),
                          "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 

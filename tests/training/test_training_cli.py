@@ -20,7 +20,7 @@ def test_train_clinical_cli_rejects_an_unknown_corpus(capsys):
 
 def test_every_subcommand_has_its_parser_and_help(capsys):
     assert list(train.SUBCOMMANDS) == ["ner", "clinical", "embeddings", "distill", "install", "card", "assertion",
-                                       "lexicons"]
+                                       "lexicons", "wordnet"]
     for name, (parser, _, _) in train.SUBCOMMANDS.items():
         with pytest.raises(SystemExit) as exit_:
             train.main([name, "--help"])

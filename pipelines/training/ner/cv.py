@@ -40,7 +40,7 @@ from clinlake.pipelines.engine.ner.metadata import ModelMeta
 from clinlake.pipelines.evaluation.ner import ABBREVIATION_REACH
 from clinlake.pipelines.evaluation.ner_variants import DEFAULT, Tagged, score_variants
 from clinlake.pipelines.training.ner.corpus import Example, load_split
-from clinlake.pipelines.training.ner.gazetteer import learn_gazetteer
+from clinlake.pipelines.training.ner.gazetteer import Lexicon, learn_gazetteer, read_lexicons
 
 
 class CrossValidationError(ValueError):
@@ -76,15 +76,18 @@ class Recipe:
     network: dict
     lr: float
     batch_pieces: int
+    lexicons: tuple[Lexicon, ...] = ()  # open vocabularies of the gazetteer variant (model.json gazetteer_lexicons)
 
     @classmethod
     def of_model(cls, model_dir: Path, *, epochs: int | None = None) -> "Recipe":
-        training = ModelMeta.load(model_dir).raw.get("training") or {}
+        meta = ModelMeta.load(model_dir).raw
+        training = meta.get("training") or {}
         selected = (training.get("selection") or {}).get("best_epoch") or training.get("best_epoch")
         if epochs is None and not selected:
             raise CrossValidationError(f"{model_dir.name}'s model.json records no selected epoch count: give epochs")
         return cls(epochs=int(epochs or selected), network=dict(training.get("network") or {}),
-                   lr=float(training.get("lr", 2e-3)), batch_pieces=int(training.get("batch_pieces", 1000)))
+                   lr=float(training.get("lr", 2e-3)), batch_pieces=int(training.get("batch_pieces", 1000)),
+                   lexicons=read_lexicons(meta))
 
 
 def run_fold(examples: Sequence[Example], blocks: Sequence[range], fold: int, recipe: Recipe, *,
@@ -101,18 +104,20 @@ def run_fold(examples: Sequence[Example], blocks: Sequence[range], fold: int, re
     predicted = predict_scored(net, crf, held, embeddings, chars, tags)
     if predictions_dir is not None:
         write_fold_predictions(predictions_dir, fold, blocks[fold], predicted)
-    scores = score_fold(train, held, blocks[fold], fold, predicted, abbreviation_reach)
+    scores = score_fold(train, held, blocks[fold], fold, predicted, abbreviation_reach, lexicons=recipe.lexicons)
     return {**scores, "train_sentences": len(train),
             "epochs": record["best_epoch"], "seconds": round(time.time() - started, 1)}
 
 
 def score_fold(train: Sequence[Example], held: Sequence[Example], block: range, fold: int,
-               predicted: Sequence[tuple[list[str], list[float]]], abbreviation_reach: int | None) -> dict:
+               predicted: Sequence[tuple[list[str], list[float]]], abbreviation_reach: int | None, *,
+               lexicons: Sequence[Lexicon] = ()) -> dict:
     """One fold's scores: the shipped post-processing's (f1, precision, recall), the network's alone,
-    and every variant's (the gazetteer variant's gazetteer learned from the fold's training examples)."""
+    and every variant's (the gazetteer variant's gazetteer learned from the fold's training examples,
+    with the model's ``lexicons`` where it names some)."""
     tagged = Tagged(tokens=[p for p, _ in held], tags=[t for t, _ in predicted],
                     confidence=[c for _, c in predicted], abbreviation_reach=abbreviation_reach,
-                    gazetteer=learn_gazetteer(train))
+                    gazetteer=learn_gazetteer(train, lexicons=lexicons))
     variants = score_variants(tagged, [t for _, t in held])
     return {"fold": fold, "held_out": [block.start, block.stop], **variants[DEFAULT],
             "model_alone_f1": variants["network"]["f1"], "variants": variants}
@@ -207,7 +212,13 @@ def cross_validate(corpus: str | None, model_dir: Path, *, k: int = 5, epochs: i
     return {"corpus": corpus, "recipe_of": model_dir.name, "k": k, "sentences": len(examples),
             "recipe": {"epochs": recipe.epochs, "network": recipe.network, "lr": recipe.lr,
                        "batch_pieces": recipe.batch_pieces},
+            **_lexicon_record(recipe.lexicons),
             "abbreviation_reach": abbreviation_reach, "folds": results, **summarise(results)}
+
+
+def _lexicon_record(lexicons: Sequence[Lexicon]) -> dict:
+    return {"gazetteer_lexicons": [{"file": lexicon.source, "label": lexicon.label, "names": len(lexicon.names)}
+                                   for lexicon in lexicons]} if lexicons else {}
 
 
 def rescore(corpus: str | None, predictions_dir: Path, *, k: int = 5,
@@ -217,6 +228,7 @@ def rescore(corpus: str | None, predictions_dir: Path, *, k: int = 5,
     variant scored again without training. The saved blocks must be this corpus's ``k`` blocks."""
     corpus, examples = cv_examples(corpus, model_dir=model_dir, shared=shared)
     blocks = fold_blocks(len(examples), k)
+    lexicons = read_lexicons(ModelMeta.load(model_dir).raw) if model_dir is not None else ()
     paths = sorted(predictions_dir.glob("fold*.json.gz"))
     if not paths:
         raise CrossValidationError(f"no fold predictions (fold<k>.json.gz) in {predictions_dir}")
@@ -229,9 +241,9 @@ def rescore(corpus: str | None, predictions_dir: Path, *, k: int = 5,
                                        f"{k} over {len(examples)} {corpus} sentences")
         train, held = split_fold(examples, blocks, fold)
         predicted = list(zip(saved["tags"], saved["confidence"], strict=True))
-        results.append(score_fold(train, held, blocks[fold], fold, predicted, abbreviation_reach))
+        results.append(score_fold(train, held, blocks[fold], fold, predicted, abbreviation_reach, lexicons=lexicons))
     return {"corpus": corpus, "recipe_of": None, "k": k, "sentences": len(examples), "rescored_from": str(predictions_dir),
-            "abbreviation_reach": abbreviation_reach, "folds": results, **summarise(results)}
+            **_lexicon_record(lexicons), "abbreviation_reach": abbreviation_reach, "folds": results, **summarise(results)}
 
 
 def _fold_job(job: tuple) -> dict:
