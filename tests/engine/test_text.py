@@ -388,3 +388,22 @@ def test_tokens_are_immutable_and_unpack_as_the_ner_featuriser_reads_them():
     with pytest.raises(AttributeError):
         token.start = 0  # type: ignore[misc]
     assert model_pieces([token, Token(10, 13, "fev")]) == [(4, 6, "IL"), (6, 7, "-"), (7, 9, "2b"), (10, 13, "fev")]
+
+
+@pytest.mark.parametrize("char", [",", ".", "_", "'", "İ", "\u00a0", "½", "é", "-"])
+def test_one_character_tokens_are_cut_as_the_piece_regexes_cut_them(char):
+    """The NER featuriser and the ConText rules take a one-character token as its own piece without
+    the regex; what they take must be what the regex finds (nothing for a space, "_" a word piece)."""
+    from clinlake.pipelines.engine.assertion.context import _WORD, _split_pieces
+    from clinlake.pipelines.engine.ner.features import model_pieces
+    from clinlake.pipelines.engine.pieces import CORPUS_PIECE, WORD_PIECE
+
+    text = f"a {char} b"
+    tokens = (Token(0, 1, "a"), Token(2, 3, char), Token(4, 5, "b"))
+    assert model_pieces(tokens) == [(0, 1, "a"), *((2 + m.start(), 2 + m.end(), m.group())
+                                                    for m in CORPUS_PIECE.finditer(char)), (4, 5, "b")]
+    pieces = _split_pieces(text, Sentence(0, 0, 5, tokens))
+    expected = [(2 + m.start(), 2 + m.end(), m.group().lower(), _WORD.match(m.group()) is not None)
+                for m in WORD_PIECE.finditer(char)]
+    assert list(zip(pieces.starts, pieces.ends, pieces.norms, pieces.is_word)) == [
+        (0, 1, "a", True), *expected, (4, 5, "b", True)]

@@ -345,6 +345,12 @@ def _split_pieces(text: str, sentence: Sentence) -> _Pieces:
             norms.append(piece.lower())
             is_word.append(True)
             continue
+        if len(piece) == 1 and not piece.isspace():  # one character ("," "."): likewise one piece
+            starts.append(span_start)
+            ends.append(span_end)
+            norms.append(piece.lower())
+            is_word.append(_WORD.match(piece) is not None)
+            continue
         for match in WORD_PIECE.finditer(text, span_start, span_end):
             piece = match.group()
             starts.append(match.start())

@@ -35,7 +35,8 @@ def model_pieces(tokens: Iterable[tuple[int, int, str]]) -> list[tuple[int, int,
     :class:`~clinlake.pipelines.engine.types.Token` is such a tuple)."""
     pieces: list[tuple[int, int, str]] = []
     for start, _end, text in tokens:
-        if text.isalnum():  # one [^\W_]+ run (most tokens): no regex needed
+        if text.isalnum() or (len(text) == 1 and not text.isspace()):
+            # one [^\W_]+ run (most tokens) or one other character ("," "."): the regex would find just it
             pieces.append((start, start + len(text), text))
         else:
             pieces += [(start + m.start(), start + m.end(), m.group()) for m in CORPUS_PIECE.finditer(text)]
