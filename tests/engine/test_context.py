@@ -460,3 +460,23 @@ def test_devel_split_floor():
     assert evaluation.accuracy["temporality"] >= 0.935
     assert evaluation.per_class["temporality"]["Historical"].f1 >= 0.76
     assert evaluation.accuracy["experiencer"] >= 0.99
+
+
+def test_the_pattern_prefilter_matches_exactly_where_some_pattern_matches():
+    """The rules' regexes are screened by one alternation; the ones starting at a word boundary share
+    it (``\\b(?:X|Y)``), which must never drop a sentence a pattern would match."""
+    import re
+
+    from clinlake.pipelines.engine.assertion.context import _prefilter, _top_level_alternation
+
+    assert _top_level_alternation(r"\bfoo|bar") and not _top_level_alternation(r"\b(?:foo|bar)")
+    assert not _top_level_alternation(r"\bfoo[|]") and not _top_level_alternation(r"\bfoo\|")
+    assert not _top_level_alternation(r"\bx[]|]") and _top_level_alternation(r"\bx[^]]|y")
+    patterns = [re.compile(p) for p in (r"\bfoo|bar", r"\bin\s+(?:19|20)\d\d\b", r"(?<![\w.])\d{1,2}\s*\)",
+                                        r"\bwhen(?=\s[^.;]{1,60}?\boccurs\b)", r"\bx[|]y")]
+    combined = _prefilter(patterns)
+    assert combined.pattern.startswith(r"\b(?:(?:in\s+")  # the bounded ones factored, "\bfoo|bar" not
+    texts = ["crowbar", "foo", "afoo", "in 1996", "in1996", "item 2)", "v2.3)", "when it occurs", "x|y",
+             "ax|y", "nothing here", "when pain"]
+    for text in texts:
+        assert (combined.search(text) is not None) == any(p.search(text) for p in patterns), text
