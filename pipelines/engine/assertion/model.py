@@ -33,6 +33,7 @@ import json
 import re
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -119,6 +120,19 @@ def encode_target(
     return encode_targets(text, span, [target], vocab, window)[0]
 
 
+@lru_cache(maxsize=None)
+def _left_positions(length: int) -> tuple[int, ...]:
+    """Position ids of ``length`` context pieces left of a target, farthest first (lengths are at
+    most the window plus one, so the cache stays small)."""
+    return tuple(_LEFT_POSITIONS[min(length - i, _FAR)] for i in range(length))
+
+
+@lru_cache(maxsize=None)
+def _right_positions(length: int) -> tuple[int, ...]:
+    """Position ids of ``length`` context pieces right of a target, nearest first."""
+    return tuple(_RIGHT_POSITIONS[min(i, _FAR)] for i in range(1, length + 1))
+
+
 MAX_MEMO_PIECES = 200_000  # a serving model's piece -> id memo is emptied when it grows past this
 
 
@@ -163,9 +177,7 @@ def encode_targets(
             left = [bos, *left]
         if len(ids) - first_right <= window:
             right = [*right, eos]
-        positions = [_LEFT_POSITIONS[min(len(left) - i, _FAR)] for i in range(len(left))]
-        positions += [POS_TARGET] * len(inside)
-        positions += [_RIGHT_POSITIONS[min(i, _FAR)] for i in range(1, len(right) + 1)]
+        positions = [*_left_positions(len(left)), *[POS_TARGET] * len(inside), *_right_positions(len(right))]
         rows.append((left + inside + right, positions))
     return rows
 
