@@ -5,6 +5,7 @@ default for the model (:func:`document_level_choice`)."""
 from __future__ import annotations
 
 from clinlake.pipelines.engine.ner.metadata import BUILT_IN_STEPS
+from clinlake.pipelines.training.ner.wordnet import LEXICON as WORDNET_ORGANISMS
 
 DEFAULT = "abbreviations"  # the variant the paired gains are measured against (ner_variants.DEFAULT)
 
@@ -99,6 +100,15 @@ def cv_card_lines(corpus: str, cv: dict | None, *, command: str | None = None, u
             *_variant_lines(cv)]
 
 
+def _lexicon_source(file: str) -> str:
+    """Where a gazetteer lexicon's names come from, for the card."""
+    if file == WORDNET_ORGANISMS:
+        return ("The names come from WordNet 3.1 (Princeton University, WordNet licence: free use, copy and "
+                "distribution with its notice, which the lexicon file carries; `clinlake train wordnet`): the "
+                "multi-word lemmas of organisms, persons excluded (`pipelines/training/ner/wordnet.py`).")
+    return "The lexicon file's header names its source and licence."
+
+
 def _variant_lines(cv: dict) -> list[str]:
     """The card's table of document-level variants scored on the same held-out predictions."""
     variants = cv.get("variants")
@@ -136,8 +146,5 @@ def _variant_lines(cv: dict) -> list[str]:
                       f"`{lexicon['file']}` as {lexicon['label']}, in their plural and hyphenated forms, except names "
                       "the corpus's annotators left untagged in more than half of their occurrences in the training "
                       "text; a name the training text never shows matches with confidence 0.5 "
-                      "(`pipelines/training/ner/gazetteer.py`). The names come from WordNet 3.1 (Princeton "
-                      "University, WordNet licence: free use, copy and distribution with its notice, which the "
-                      "lexicon file carries; `clinlake train wordnet`): the multi-word lemmas of organisms, persons "
-                      "excluded (`pipelines/training/ner/wordnet.py`)."]
+                      "(`pipelines/training/ner/gazetteer.py`). " + _lexicon_source(lexicon["file"])]
     return lines

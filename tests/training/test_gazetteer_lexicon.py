@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from clinlake.pipelines.engine.gazetteer import Term
+from clinlake.pipelines.resources import Resolver
 from clinlake.pipelines.training.ner.gazetteer import (LEXICON_PRIOR, Lexicon, learn_gazetteer, name_variants,
                                                        plural_forms, read_lexicons)
 from clinlake.pipelines.training.ner.wordnet import (WordNetError, organism_names, read_names, read_noun_synsets,
@@ -109,7 +110,6 @@ def test_the_gazetteer_file_carries_each_lexicons_notice_and_reads_back(tmp_path
 
 
 def test_a_model_names_its_lexicon_in_model_json_and_cv_scores_the_gazetteer_with_it():
-    from clinlake.pipelines.resources import Resolver
     from clinlake.pipelines.training.ner.cv import Recipe, score_fold
 
     with pytest.raises(ValueError, match="each of gazetteer_lexicons needs exactly 'file' and 'label'"):
@@ -126,3 +126,12 @@ def test_a_model_names_its_lexicon_in_model_json_and_cv_scores_the_gazetteer_wit
     with_names = score_fold(train, held, range(0, 1), 0, predicted, 20, lexicons=[linnaeus])
     assert without["variants"]["gazetteer"]["f1"] == 0.0
     assert with_names["variants"]["gazetteer"]["recall"] == 1.0 and with_names["variants"]["network"]["f1"] == 0.0
+
+
+def test_the_card_credits_wordnet_only_for_wordnets_names():
+    from clinlake.pipelines.training.cv_card import _lexicon_source
+
+    assert "WordNet 3.1 (Princeton University" in _lexicon_source("conf/lexicons/wordnet_organisms.txt")
+    assert "WordNet" not in _lexicon_source("conf/lexicons/my_species.txt")
+    card = (Resolver().model_dir("linnaeus") / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "15,048 names of `conf/lexicons/wordnet_organisms.txt` as Species" in card
