@@ -26,7 +26,7 @@ from clinlake.pipelines.engine.ner.crf import iob_spans
 from clinlake.pipelines.engine.pieces import CORPUS_PIECE
 from clinlake.pipelines.resources import package_resource
 from clinlake.pipelines.training.ner.corpus import Example
-from clinlake.pipelines.training.ner.wordnet import read_names
+from clinlake.pipelines.training.ner.wordnet import read_lexicon_file
 
 Terms = dict[tuple[str, ...], Term]
 MAX_TOKENS = 6
@@ -57,9 +57,8 @@ def read_lexicons(meta: dict) -> tuple[Lexicon, ...]:
     for spec in meta.get("gazetteer_lexicons") or ():
         if not isinstance(spec, dict) or set(spec) != {"file", "label"} or not all(spec.values()):
             raise ValueError(f"each of gazetteer_lexicons needs exactly 'file' and 'label', not {spec!r}")
-        path = package_resource(spec["file"])
-        notice = tuple(line[1:].strip() for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("#"))
-        lexicons.append(Lexicon(spec["label"], tuple(read_names(path)), spec["file"], notice))
+        names, notice = read_lexicon_file(package_resource(spec["file"]))
+        lexicons.append(Lexicon(spec["label"], tuple(names), spec["file"], tuple(notice)))
     return tuple(lexicons)
 
 

@@ -116,7 +116,13 @@ def write_organism_lexicon(path: Path, names: Iterable[str], *, source: str) -> 
     return path
 
 
+def read_lexicon_file(path: Path) -> tuple[list[str], list[str]]:
+    """(names, comment lines without their "#") of a lexicon file."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return ([line.strip() for line in lines if line.strip() and not line.startswith("#")],
+            [line[1:].strip() for line in lines if line.startswith("#")])
+
+
 def read_names(path: Path) -> list[str]:
     """The names of a lexicon file (``#`` lines are comments)."""
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and not line.startswith("#")]
+    return read_lexicon_file(path)[0]
