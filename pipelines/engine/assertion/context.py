@@ -373,17 +373,12 @@ def _split_pieces(text: str, sentence: Sentence) -> _Pieces:
     starts, ends, norms, is_word = [], [], [], []
     for span_start, span_end in spans:
         piece = text[span_start:span_end]
-        if piece.isalnum():  # one \w+ run (most tokens): the regex would find just this piece
+        # one \w+ run (most tokens) or one other character ("," "."): the regex would find just this piece
+        if piece.isalnum() or (len(piece) == 1 and not piece.isspace()):
             starts.append(span_start)
             ends.append(span_end)
             norms.append(piece.lower())
-            is_word.append(True)
-            continue
-        if len(piece) == 1 and not piece.isspace():  # one character ("," "."): likewise one piece
-            starts.append(span_start)
-            ends.append(span_end)
-            norms.append(piece.lower())
-            is_word.append(_WORD.match(piece) is not None)
+            is_word.append(piece.isalnum() or _WORD.match(piece) is not None)
             continue
         for match in WORD_PIECE.finditer(text, span_start, span_end):
             piece = match.group()
