@@ -32,13 +32,19 @@ CASES = ("pad", "lower", "title", "upper", "mixed", "numeric", "has_digit", "pun
 
 def model_pieces(tokens: Iterable[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
     """Corpus-style pieces (start, end, text) of (start, end, text) tokens, in order (a
-    :class:`~clinlake.pipelines.engine.types.Token` is such a tuple)."""
+    :class:`~clinlake.pipelines.engine.types.Token` is such a tuple). A token's end must be its
+    start plus the length of its text, as the tokenizer makes them: a token that is one piece is
+    returned as it is, not copied (most tokens; fewer objects made per note, less for the
+    garbage collector to walk)."""
     pieces: list[tuple[int, int, str]] = []
-    for start, _end, text in tokens:
+    add = pieces.append
+    for token in tokens:
+        text = token[2]
         if text.isalnum() or (len(text) == 1 and not text.isspace()):
             # one [^\W_]+ run (most tokens) or one other character ("," "."): the regex would find just it
-            pieces.append((start, start + len(text), text))
+            add(token)
         else:
+            start = token[0]
             pieces += [(start + m.start(), start + m.end(), m.group()) for m in CORPUS_PIECE.finditer(text)]
     return pieces
 
