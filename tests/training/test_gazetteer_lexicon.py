@@ -8,7 +8,7 @@ from clinlake.pipelines.engine.gazetteer import Term
 from clinlake.pipelines.resources import Resolver
 from clinlake.pipelines.training.ner.gazetteer import (LEXICON_PRIOR, Lexicon, learn_gazetteer, name_variants,
                                                        plural_forms, read_lexicons)
-from clinlake.pipelines.training.ner.wordnet import (WordNetError, organism_names, read_names, read_noun_synsets,
+from clinlake.pipelines.training.ner.wordnet import (WordNetError, organism_names, read_lexicon_file, read_noun_synsets,
                                                      write_organism_lexicon)
 
 # A miniature data.noun in WordNet's format: offset lex_filenum ss_type w_cnt word lex_id ... p_cnt pointers | gloss
@@ -40,7 +40,7 @@ def test_organism_names_are_the_multi_word_lemmas_below_organism_except_persons(
     lexicon = write_organism_lexicon(tmp_path / "organisms.txt", organism_names(synsets), source="a test")
     text = lexicon.read_text(encoding="utf-8")
     assert "Copyright 2006 by Princeton University" in text  # the licence travels with every copy
-    assert read_names(lexicon) == ["food fish", "rainbow trout", "Salmo gairdneri"]
+    assert read_lexicon_file(lexicon)[0] == ["food fish", "rainbow trout", "Salmo gairdneri"]
 
 
 def test_clinlake_train_wordnet_writes_the_lexicon_from_a_dict_folder(tmp_path, capsys):
@@ -50,7 +50,7 @@ def test_clinlake_train_wordnet_writes_the_lexicon_from_a_dict_folder(tmp_path, 
     (tmp_path / "dict" / "data.noun").write_text(DATA_NOUN, encoding="utf-8")
     out = tmp_path / "organisms.txt"
     assert train.main(["wordnet", "--dict", str(tmp_path / "dict"), "--out", str(out)]) == 0
-    assert "3 organism names" in capsys.readouterr().out and read_names(out)[0] == "food fish"
+    assert "3 organism names" in capsys.readouterr().out and read_lexicon_file(out)[0][0] == "food fish"
     assert train.main(["wordnet", "--dict", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
     assert "clinlake train wordnet: no WordNet file" in capsys.readouterr().out
 

@@ -121,8 +121,3 @@ def read_lexicon_file(path: Path) -> tuple[list[str], list[str]]:
     lines = path.read_text(encoding="utf-8").splitlines()
     return ([line.strip() for line in lines if line.strip() and not line.startswith("#")],
             [line[1:].strip() for line in lines if line.startswith("#")])
-
-
-def read_names(path: Path) -> list[str]:
-    """The names of a lexicon file (``#`` lines are comments)."""
-    return read_lexicon_file(path)[0]
