@@ -229,7 +229,8 @@ class SparkConfig:
     # so Spark's default of 10,000 rows would make memory unbounded per batch.
     arrow_batch_rows: int = 64
     # Notes per engine task. The engine costs CPU per note, not per byte, so the notes are spread over
-    # max(2 x the session's cores, notes / notes_per_partition) tasks: sized by bytes (as Spark and its
+    # max(2 x the session's cores, notes / notes_per_partition) tasks, rounded up to a multiple of the
+    # cores (a last wave that fills every core): sized by bytes (as Spark and its
     # adaptive execution would), a table of short notes ran in one task on one core.
     notes_per_partition: int = 500
     shuffle_partitions: int = 8

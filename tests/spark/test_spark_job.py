@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 from clinlake.jobs.annotate import main as annotate_main
 from clinlake.pipelines.spark.batch import entity_record
 from clinlake.pipelines.config import parse_config
-from clinlake.pipelines.spark.job import run_annotate
+from clinlake.pipelines.spark.job import engine_task_count, run_annotate
 from clinlake.pipelines.spark.tables import read_delta
 from clinlake.schemas.spark import spark_schema
 from clinlake.schemas.tables import entity_table, note_status_table, quarantine_table
@@ -214,3 +214,17 @@ def test_missing_input_column_is_a_clear_error(spark, tmp_path, capsys, notes_ta
                           "--text-column", "text_that_is_not_there", "--output", str(tmp_path / "l")])
     assert code == 2
     assert "has no column(s) ['text_that_is_not_there'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("notes", "cores", "per_task", "tasks"), [
+    (20_352, 2, 500, 42),  # 41 tasks of ~496 notes would leave one core idle for the last one
+    (20_352, 1, 500, 41),
+    (20_000, 2, 500, 40),  # already a multiple of the cores
+    (30, 2, 500, 4),       # a small table: two tasks per core
+    (0, 3, 500, 6),
+    (1_001, 8, 100, 16),   # 11 tasks by size, two per core win
+    (2_001, 8, 100, 24),   # 21 by size, rounded up to three waves of 8
+    (5, 1, 0, 5),          # a non-positive size counts as one note per task
+])
+def test_engine_task_count_is_a_multiple_of_the_cores(notes, cores, per_task, tasks):
+    assert engine_task_count(notes, cores, per_task) == tasks
