@@ -9,7 +9,7 @@ them, and never prints) and prints the report, as text or ``--json``; it returns
     clinlake evaluate assertion-brat --data DIR [--engine rules|model|hybrid] [--types T,T|all]
                                      [--label-map FILE|none] [--json]
     clinlake evaluate cv --corpus NCBI-disease [--model ncbi_disease] [--folds 5] [--jobs 2] [--out FILE] [--json]
-    clinlake evaluate cv --model clinical_core [--predictions DIR | --rescore DIR]
+    clinlake evaluate cv --model clinical_core [--predictions DIR | --rescore DIR] [--vote-weight W]
     clinlake evaluate distill-cv --model ncbi_disease [--members 3] [--silver 20000] [--ratio 1] [--labels soft] [--student-hidden N]
                                  [--jobs 2] [--predictions DIR | --teacher DIR]
     clinlake evaluate assertion-cv [--folds 5] [--members 1] [--maccrobat-history] [--window N] [--fp32] [--jobs 2] [--out FILE] [--json]
@@ -253,6 +253,9 @@ def add_cv(commands: argparse._SubParsersAction) -> None:
                         "confidences here (fold<k>.json.gz), for --rescore")
     parser.add_argument("--rescore", type=Path, metavar="DIR", help="train nothing: score every post-processing "
                         "variant again on the fold predictions a run kept in DIR")
+    parser.add_argument("--vote-weight", type=float, metavar="W", help="the label consistency vote's weight on a "
+                        "tagged occurrence against an untagged one (default: the model's, model.json "
+                        "document_level.consistency_entity_weight, else 1)")
     add_report_arguments(parser)
     parser.set_defaults(run=run_cv)
 
@@ -282,10 +285,10 @@ def _cv_report(args: argparse.Namespace) -> dict:
     model_dir = Path(name) if Path(name).is_dir() else Resolver().model_dir(name)
     if args.rescore is not None:
         return rescore(args.corpus, args.rescore, k=args.folds, abbreviation_reach=args.abbreviation_reach,
-                       model_dir=model_dir)
+                       model_dir=model_dir, consistency_weight=args.vote_weight)
     return cross_validate(args.corpus, model_dir, k=args.folds, epochs=args.epochs, jobs=args.jobs,
                           folds=args.only, abbreviation_reach=args.abbreviation_reach,
-                          predictions_dir=args.predictions)
+                          predictions_dir=args.predictions, consistency_weight=args.vote_weight)
 
 
 def add_distill_cv(commands: argparse._SubParsersAction) -> None:

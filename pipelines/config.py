@@ -142,7 +142,8 @@ class NerModelConfig:
     # note (pipelines/engine/short_forms.py). Built-in default: on.
     propagate_abbreviations: bool | None = None
     # A string tagged somewhere in the note is settled by a confidence-weighted vote over all its
-    # occurrences (pipelines/engine/consistency.py). Built-in default: off.
+    # occurrences (pipelines/engine/consistency.py), a tagged occurrence's vote weighted as the model's
+    # model.json says (document_level.consistency_entity_weight, else 1). Built-in default: off.
     label_consistency: bool | None = None
     # A tagged binomial ("Escherichia coli") tags its other forms ("E. coli", "E coli") for the rest of
     # the note (pipelines/engine/binomials.py). Built-in default: off.

@@ -13,8 +13,12 @@ by a vote over all its occurrences in the document:
   of one of its entities (None: the whole document). An occurrence is *tagged* when an entity
   covers exactly its tokens, *untagged* when no entity overlaps it, and *inside* otherwise (part of
   a longer entity, or overlapping one): inside occurrences neither vote nor change;
-* **vote**: a tagged occurrence votes for its label with the tagger's confidence in it, an untagged
-  one for "outside" with the tagger's mean confidence in O over its tokens;
+* **vote**: a tagged occurrence votes for its label with the tagger's confidence in it times
+  ``entity_weight``, an untagged one for "outside" with the tagger's mean confidence in O over its
+  tokens. With the default weight 1 a string tagged once and left untagged twice stays untagged; a
+  larger weight lets the tagger's positive evidence count for more than its silence, since a tagger
+  misses a rare name far more often than it invents one (a model's ``document_level`` record in
+  model.json sets it, chosen by cross-validation like the steps themselves);
 * **outcome**: a label that wins (strictly more weight than every other choice) tags the
   untagged occurrences and relabels the others; "outside" winning removes the tagged
   occurrences only with ``remove=True``; a tie changes nothing. Entities the vote adds or relabels
@@ -52,8 +56,11 @@ class _Ballot:
         self.weights[choice] = self.weights.get(choice, 0.0) + weight
         self.votes[choice] = self.votes.get(choice, 0) + 1
 
-    def winner(self) -> str | None:
-        ranked = sorted(self.weights.items(), key=lambda item: -item[1])
+    def winner(self, entity_weight: float = 1.0) -> str | None:
+        """The choice with strictly the most weight, a label's weight times ``entity_weight``
+        (None on a tie)."""
+        scaled = {c: w if c == OUTSIDE else w * entity_weight for c, w in self.weights.items()}
+        ranked = sorted(scaled.items(), key=lambda item: -item[1])
         if len(ranked) > 1 and ranked[0][1] - ranked[1][1] <= TIE:
             return None
         return ranked[0][0]
@@ -90,11 +97,15 @@ def occurrences(sentences: Sequence[Sequence[str]], candidates: set[tuple[str, .
 
 def consistent_labels(sentences: Sequence[Sequence[str]], scored: Sequence[Mapping[Span, tuple[float, str]]],
                       token_confidence: Sequence[Sequence[float]], *, reach: int | None = None,
-                      remove: bool = False, min_chars: int = 3) -> list[Scored]:
+                      remove: bool = False, min_chars: int = 3, entity_weight: float = 1.0) -> list[Scored]:
     """The document's entities after the vote, per sentence: span -> (confidence, provenance).
 
     ``scored`` holds each sentence's entities with (confidence, provenance); ``token_confidence``
-    the tagger's confidence in the tag it chose for each token (for an untagged token: in O)."""
+    the tagger's confidence in the tag it chose for each token (for an untagged token: in O);
+    ``entity_weight`` scales a tagged occurrence's vote (the confidence an added entity gets is
+    the unscaled mean)."""
+    if not entity_weight > 0:  # also rejects NaN
+        raise ValueError(f"entity_weight must be a positive number, got {entity_weight!r}")
     result = [dict(s) for s in scored]
     for candidate, places in sorted(occurrences(sentences, _candidates(sentences, scored, min_chars)).items()):
         n = len(candidate)
@@ -107,7 +118,7 @@ def consistent_labels(sentences: Sequence[Sequence[str]], scored: Sequence[Mappi
                 states.append((index, start, overlapping[0]))
         anchors = [index for index, _, span in states if span is not None]
         for group in _groups(states, anchors, reach):
-            _settle(group, scored, token_confidence, result, n, remove)
+            _settle(group, scored, token_confidence, result, n, remove, entity_weight)
     return [dict(sorted(s.items())) for s in result]
 
 
@@ -128,7 +139,7 @@ def _groups(states: list, anchors: list[int], reach: int | None) -> list[list]:
 
 
 def _settle(group: list, scored: Sequence[Mapping[Span, tuple[float, str]]], token_confidence: Sequence[Sequence[float]],
-            result: list[Scored], n: int, remove: bool) -> None:
+            result: list[Scored], n: int, remove: bool, entity_weight: float) -> None:
     ballot = _Ballot()
     for index, start, span in group:
         if span is None:
@@ -136,7 +147,7 @@ def _settle(group: list, scored: Sequence[Mapping[Span, tuple[float, str]]], tok
             ballot.add(OUTSIDE, sum(weights) / len(weights))
         else:
             ballot.add(span[2], scored[index][span][0])
-    winner = ballot.winner()
+    winner = ballot.winner(entity_weight)
     if winner is None or (winner == OUTSIDE and not remove):
         return
     for index, start, span in group:

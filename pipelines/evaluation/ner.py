@@ -154,18 +154,20 @@ def with_abbreviations(tokens: Sequence[Sequence[str]], predicted: Sequence[Sequ
 def post_processed(tokens: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]],
                    confidence: Sequence[Sequence[float]], *, abbreviation_reach: int | None = ABBREVIATION_REACH,
                    abbreviations: bool = True, binomials: bool = False, consistency_reach: int | None = None,
-                   remove: bool = False) -> list[list[str]]:
+                   remove: bool = False, consistency_weight: float = 1.0) -> list[list[str]]:
     """The tagger's ``predicted`` tags after the NER stage's document-level steps over consecutive
     sentences: abbreviation propagation (``abbreviations``, reaching ``abbreviation_reach`` sentences;
     None: off), abbreviated binomials (over the same reach; None: the whole file) and the label
-    consistency vote (``consistency_reach``; None: off), with entity confidences as the stage reports
-    them (:func:`~pipelines.engine.short_forms.scored_spans`)."""
+    consistency vote (``consistency_reach``; None: off; a tagged occurrence's vote weighted by
+    ``consistency_weight``), with entity confidences as the stage reports them
+    (:func:`~pipelines.engine.short_forms.scored_spans`)."""
     scored = scored_spans(tokens, [spans(tags) for tags in predicted], confidence,
                           propagate_abbreviations=abbreviations and abbreviation_reach is not None,
                           reach=abbreviation_reach,
                           binomial_short_forms=binomials)
     if consistency_reach is not None:
-        scored = consistent_labels(tokens, scored, confidence, reach=consistency_reach, remove=remove)
+        scored = consistent_labels(tokens, scored, confidence, reach=consistency_reach, remove=remove,
+                                   entity_weight=consistency_weight)
     return [iob_tags(len(t), found) for t, found in zip(tokens, scored)]
 
 

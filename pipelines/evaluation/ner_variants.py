@@ -13,7 +13,8 @@ tagger's tags (and confidences) of consecutive sentences to new tags:
     ``abbreviation_reach`` sentences (the built-in default, so the paired gains are against it);
   - ``binomials``: abbreviated binomials (:mod:`pipelines.engine.binomials`) over the same reach;
   - ``consistency``: the label consistency vote (:mod:`pipelines.engine.consistency`) over
-    :data:`CONSISTENCY_REACH` neighbouring sentences;
+    :data:`CONSISTENCY_REACH` neighbouring sentences, a tagged occurrence's vote weighted by
+    ``Tagged.consistency_weight`` (the model's, as its stage runs it);
   - ``gazetteer``: the matches of a gazetteer learned from the tagger's own training examples
     (:mod:`pipelines.training.ner.gazetteer`) where no entity overlaps them (scored only when a
     gazetteer is given).
@@ -41,6 +42,7 @@ class Tagged:
     confidence: Sequence[Sequence[float]]  # posterior of each chosen tag, O included
     abbreviation_reach: int | None = ABBREVIATION_REACH
     gazetteer: Mapping[tuple[str, ...], Term] | None = None  # learned from the tagger's training examples
+    consistency_weight: float = 1.0  # the vote's weight on a tagged occurrence (model.json document_level)
 
 
 def variant_name(steps: Iterable[str]) -> str:
@@ -57,7 +59,8 @@ def _variant(steps: frozenset[str]) -> Callable[[Tagged], list[list[str]]]:
         tags = post_processed(tagged.tokens, tagged.tags, tagged.confidence,
                               abbreviation_reach=tagged.abbreviation_reach,
                               abbreviations="abbreviations" in steps, binomials="binomials" in steps,
-                              consistency_reach=CONSISTENCY_REACH if "consistency" in steps else None)
+                              consistency_reach=CONSISTENCY_REACH if "consistency" in steps else None,
+                              consistency_weight=tagged.consistency_weight)
         if "gazetteer" not in steps:
             return tags
         added = with_gazetteer(tagged.tokens, [spans(t) for t in tags], tagged.gazetteer or {})

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clinlake.pipelines.engine.ner.metadata import read_meta
+from clinlake.pipelines.engine.ner.metadata import CONSISTENCY_WEIGHT, read_meta
 from clinlake.pipelines.evaluation.ner import ABBREVIATION_REACH
 from clinlake.pipelines.resources import models_dir
 from clinlake.pipelines.training.cv_card import chosen_variant, cv_card_lines, cv_cell, document_level_choice
@@ -324,7 +324,9 @@ def document_level_section(models: Path) -> list[str]:
         for step, c in document_level_choice(cv).items():
             gain = "–" if c["mean_gain"] is None else f"{100 * c['mean_gain']:+.2f}"
             wins = sum(g > 0 for g in c["folds_gain"])
-            cells.append(f"{'**on**' if c['on'] else 'off'} ({gain}, {wins}/{len(c['folds_gain'])})")
+            weight = cv.get(CONSISTENCY_WEIGHT, 1.0) if step == "label_consistency" else 1.0
+            cells.append(f"{'**on**' if c['on'] else 'off'} ({gain}, {wins}/{len(c['folds_gain'])}"
+                         + (f"; tagged votes ×{weight:g})" if weight != 1.0 else ")"))
         default = chosen_variant(cv)
         with_steps = "–" if default is None else \
             f"{100 * cv['variants'][default]['f1']['mean']:.2f} ± {100 * cv['variants'][default]['f1']['sd']:.2f}"
@@ -342,8 +344,11 @@ def document_level_section(models: Path) -> list[str]:
         "choice alone) and the folds "
         "it gained on. A step is on only with a positive mean gain and more folds gaining than losing "
         "(`clinlake train card NAME --cv REPORT` writes the choice into model.json's `document_level`); a job "
-        "config's stage options override it. *CV F1, default steps*: the folds scored with the steps the model runs "
-        "by default (chosen on the same folds, so slightly optimistic).",
+        "config's stage options override it. *Tagged votes ×N*: the model's label consistency vote weighs a tagged "
+        "occurrence's vote N times an untagged one's (model.json `document_level.consistency_entity_weight`, chosen "
+        "by rescoring the same folds with `clinlake evaluate cv --rescore DIR --vote-weight N`). *CV F1, default "
+        "steps*: the folds scored with the steps the model runs by default (chosen on the same folds, so slightly "
+        "optimistic).",
         "",
         "| model | CV F1 (abbreviations) | abbreviations | label consistency | binomials | gazetteer | "
         "CV F1, default steps |",

@@ -4,7 +4,7 @@ no training, so the cards render cheaply; and which document-level steps the NER
 default for the model (:func:`document_level_choice`)."""
 from __future__ import annotations
 
-from clinlake.pipelines.engine.ner.metadata import BUILT_IN_STEPS
+from clinlake.pipelines.engine.ner.metadata import BUILT_IN_STEPS, CONSISTENCY_WEIGHT
 from clinlake.pipelines.training.ner.wordnet import LEXICON as WORDNET_ORGANISMS
 
 DEFAULT = "abbreviations"  # the variant the paired gains are measured against (ner_variants.DEFAULT)
@@ -27,6 +27,8 @@ def model_record(report: dict, *, measured: str) -> dict:
                               for name, v in report["variants"].items()}
     if report.get("gazetteer_lexicons"):  # the gazetteer variant's open vocabularies
         record["gazetteer_lexicons"] = report["gazetteer_lexicons"]
+    if report.get(CONSISTENCY_WEIGHT, 1.0) != 1.0:  # the weight the consistency variants were scored with
+        record[CONSISTENCY_WEIGHT] = report[CONSISTENCY_WEIGHT]
     return record
 
 
@@ -115,8 +117,11 @@ def _variant_lines(cv: dict) -> list[str]:
     if not variants:
         return []
     choice = document_level_choice(cv)
+    weight = cv.get(CONSISTENCY_WEIGHT, 1.0)
+    vote = ("" if weight == 1.0 else f"; the label consistency vote weighing a tagged occurrence's vote {weight:g} "
+            "times, model.json `document_level.consistency_entity_weight`, chosen on these folds")
     lines = ["", "Document-level steps scored on the same held-out predictions of every fold (paired: the "
-             f"gain is the variant's F1 minus `{DEFAULT}`'s, fold by fold):", "",
+             f"gain is the variant's F1 minus `{DEFAULT}`'s, fold by fold{vote}):", "",
              "| variant | CV F1 | paired gain | folds gaining / losing |", "|---|---|---|---|"]
     for name, v in variants.items():
         gains = v["folds_gain"]

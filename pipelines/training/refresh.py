@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from clinlake.pipelines.engine.gazetteer import FILE as GAZETTEER_FILE
-from clinlake.pipelines.engine.ner.metadata import read_meta, write_meta
+from clinlake.pipelines.engine.ner.metadata import CONSISTENCY_WEIGHT, read_meta, write_meta
 from clinlake.pipelines.resources import models_dir
 from clinlake.pipelines.training import clinical
 from clinlake.pipelines.training.cards import models_readme, ner_model_card
@@ -56,6 +56,8 @@ def record_cv(name: str, report: dict, *, measured: str, models: Path | None = N
         choice = document_level_choice(meta["cv"])
         meta["document_level"] = {**{step: c["on"] for step, c in choice.items()},
                                   "chosen_by": f"{meta['cv']['k']}-fold CV, {measured}"}
+        if choice["label_consistency"]["on"] and CONSISTENCY_WEIGHT in meta["cv"]:  # the vote as CV scored it
+            meta["document_level"][CONSISTENCY_WEIGHT] = meta["cv"][CONSISTENCY_WEIGHT]
         ship_gazetteer(model_dir, meta, on=meta["document_level"]["gazetteer"], shared=shared)
     return _write_card(model_dir, meta)
 

@@ -1,6 +1,8 @@
 """Document-level label consistency: the vote, its ties, conflicting labels, overlapping spans, reach."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from clinlake.pipelines.engine.consistency import VOTED, consistent_labels, occurrences
@@ -50,6 +52,39 @@ def test_a_tie_changes_nothing():
     assert consistent_labels(document, scored, confident(document), min_chars=2) == scored
     untagged_tie = [{(0, 1, "Gene"): (0.7, "")}, {}]
     assert consistent_labels(document, untagged_tie, confident(document, 0.7), min_chars=2) == untagged_tie
+
+
+def test_the_entity_weight_lets_a_tagged_occurrence_outweigh_untagged_ones():
+    # "rainbow trout" tagged once (0.9), left untagged twice with 0.95 in O: 0.9 against 1.9
+    document = [words("rainbow trout were fed ."), words("the rainbow trout grew ."), words("rainbow trout died .")]
+    scored = [{(0, 2, "Species"): (0.9, "")}, {}, {}]
+    tokens = confident(document, 0.95)
+    assert consistent_labels(document, scored, tokens) == scored  # weight 1: outside wins, nothing added
+    assert consistent_labels(document, scored, tokens, entity_weight=2.0) == scored  # 1.8 against 1.9
+    out = consistent_labels(document, scored, tokens, entity_weight=3.0)  # 2.7 against 1.9
+    # added with the tagger's own (unscaled) mean confidence, not the weighted one
+    assert out == [{(0, 2, "Species"): (0.9, "")}, {(1, 3, "Species"): (0.9, VOTED)}, {(0, 2, "Species"): (0.9, VOTED)}]
+    # the weight scales label votes only: between two labels it changes nothing
+    labels = [{(0, 2, "Species"): (0.6, "")}, {(1, 3, "Genus"): (0.9, "")}, {}]
+    heavier = consistent_labels(document, labels, confident(document, 0.1), entity_weight=3.0)
+    assert heavier[0] == {(0, 2, "Genus"): (0.9, VOTED)} and heavier[2] == {(0, 2, "Genus"): (0.9, VOTED)}
+
+
+@pytest.mark.parametrize("weight", [0.0, -1.0, float("nan")])
+def test_a_weight_that_is_not_positive_is_refused(weight):
+    with pytest.raises(ValueError, match="entity_weight must be a positive number"):
+        consistent_labels([words("a b")], [{}], [[0.5, 0.5]], entity_weight=weight)
+
+
+def test_a_models_weight_comes_from_its_document_level_record():
+    from clinlake.pipelines.engine.ner.metadata import ModelMetaError, consistency_entity_weight
+
+    assert consistency_entity_weight({}) == 1.0
+    assert consistency_entity_weight({"document_level": {"label_consistency": True}}) == 1.0
+    assert consistency_entity_weight({"document_level": {"consistency_entity_weight": 3}}) == 3.0
+    for bad in (0, -2, True, "3"):
+        with pytest.raises(ModelMetaError, match="consistency_entity_weight"):
+            consistency_entity_weight({"document_level": {"consistency_entity_weight": bad}})
 
 
 def test_occurrences_inside_or_across_other_entities_neither_vote_nor_change():
@@ -120,6 +155,27 @@ def test_the_ner_stage_votes_within_a_note_when_asked():
         (second, second + 13, "Disease", 0.9, "myopic+consistency", 1)]
     # the tagger was asked for every token's confidence (the vote read the untagged sentence's O)
     assert model.calls and all(every for _, every in model.calls[-3:])
+
+
+def test_the_ner_stage_votes_with_its_models_weight(tmp_path):
+    from clinlake.pipelines.engine.ner.stage import ModelNerStage, load_ner_stage
+    from clinlake.pipelines.engine.text import TextSplitter
+    from clinlake.pipelines.resources import package_resource
+
+    # MyopicTagger tags the phrase only beside its trigger, with 0.9, and reports 0.3 for its O tokens
+    text = "Crohn disease was diagnosed.\nCrohn disease flared. Crohn disease eased. Crohn disease again."
+    sentences = TextSplitter.from_file().split(text)
+    model = MyopicTagger("Crohn disease", "Disease", "diagnosed")
+    # 0.9 against 3 x 0.3 = 0.9: a tie, nothing added; weighted x2 the label wins
+    assert len(ModelNerStage(model, label_consistency=True).find(text, sentences)) == 1
+    voted = ModelNerStage(model, label_consistency=True, consistency_entity_weight=2.0).find(text, sentences)
+    assert [e.source for e in voted] == ["myopic"] + ["myopic+consistency"] * 3
+    assert all(e.confidence == 0.9 for e in voted)
+    # a shipped model's stage takes the weight its model.json records (1 where it records none)
+    for name in ("ncbi_disease", "linnaeus"):
+        meta = json.loads((package_resource(f"models/{name}") / "model.json").read_text(encoding="utf-8"))
+        expected = float(meta["document_level"].get("consistency_entity_weight", 1.0))
+        assert load_ner_stage(package_resource(f"models/{name}")).consistency_entity_weight == expected
 
 
 def test_the_pipeline_config_switches_the_vote_per_stage():

@@ -184,3 +184,53 @@ def test_document_level_steps_are_on_by_default_only_where_they_win_by_cv(tmp_pa
 
     assert ("| `ncbi_disease` | 84.50 ± 0.50 | off (-0.50, 1/3) | off (-0.17, 1/3) | off (+0.00, 0/3) | "
             "**on** (+0.50, 3/3) | 0.00 ± 0.00 |") in models_readme(models)
+
+
+def test_the_votes_weight_a_cv_scored_with_is_kept_where_the_vote_wins(tmp_path):
+    import shutil
+
+    from clinlake.pipelines.engine.ner.metadata import consistency_entity_weight, read_meta
+    from clinlake.pipelines.engine.ner.stage import load_ner_stage
+    from clinlake.pipelines.training.cards import models_readme
+    from clinlake.pipelines.training.refresh import record_cv
+
+    models = tmp_path / "models"
+    for name in ("ncbi_disease", "embeddings"):
+        shutil.copytree(Resolver().model_dir("ncbi_disease").parent / name, models / name)
+    by_fold = {"network": (0.85, 0.86, 0.84), "abbreviations": (0.86, 0.87, 0.85),
+               "abbreviations+consistency": (0.87, 0.88, 0.85)}  # the vote wins on two folds, loses on none
+
+    def report(weight: float, vote: tuple[float, ...]) -> dict:
+        f1 = {**by_fold, "abbreviations+consistency": vote}
+        folds = [{"f1": f1["abbreviations"][i], "model_alone_f1": f1["network"][i],
+                  "variants": {n: {"f1": v[i]} for n, v in f1.items()}} for i in range(3)]
+        summary = {n: {"f1": {"mean": 0.0, "sd": 0.0}, "gain": {"mean": 0.0, "sd": 0.0}} for n in f1}
+        return {"corpus": "NCBI-disease", "k": 3, "sentences": 6347, "recipe": {"epochs": 21},
+                "abbreviation_reach": 20, "consistency_entity_weight": weight, "folds": folds,
+                "f1": {"mean": 0.86, "sd": 0.01}, "model_alone_f1": {"mean": 0.85, "sd": 0.01}, "variants": summary}
+
+    meta = record_cv("ncbi_disease", report(3.0, by_fold["abbreviations+consistency"]), measured="2026-12-07",
+                     models=models)
+    assert meta["cv"]["consistency_entity_weight"] == 3.0
+    assert meta["document_level"]["label_consistency"] is True
+    assert read_meta(models / "ncbi_disease")["document_level"]["consistency_entity_weight"] == 3.0
+    stage = load_ner_stage(models / "ncbi_disease")
+    assert stage.label_consistency and stage.consistency_entity_weight == 3.0
+    card = (models / "ncbi_disease" / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "weighing a tagged occurrence's vote 3 times" in card
+    assert "tagged votes ×3)" in models_readme(models)
+    # the vote loses (two folds down): it is off, and no weight is recorded for it
+    meta = record_cv("ncbi_disease", report(3.0, (0.85, 0.86, 0.86)), measured="2026-12-07", models=models)
+    assert meta["document_level"]["label_consistency"] is False and "consistency_entity_weight" not in meta["document_level"]
+    assert consistency_entity_weight(read_meta(models / "ncbi_disease")) == 1.0  # (the loaded model is cached)
+
+
+def test_a_cv_scores_the_vote_with_the_models_weight_unless_given_one():
+    from clinlake.pipelines.training.ner.cv import _vote_weight
+
+    linnaeus = Resolver().model_dir("linnaeus")
+    assert _vote_weight(linnaeus, None) == 3.0 and _vote_weight(linnaeus, 2) == 2.0
+    assert _vote_weight(Resolver().model_dir("ncbi_disease"), None) == 1.0 and _vote_weight(None, None) == 1.0
+    for bad in (0, -1.5):
+        with pytest.raises(CrossValidationError, match="positive number"):
+            _vote_weight(linnaeus, bad)

@@ -93,6 +93,18 @@ def document_level_defaults(meta: Mapping[str, Any]) -> dict[str, bool]:
     return {step: bool(chosen.get(step, built_in)) for step, built_in in BUILT_IN_STEPS.items()}
 
 
+CONSISTENCY_WEIGHT = "consistency_entity_weight"  # document_level key: the vote's weight on tagged occurrences
+
+
+def consistency_entity_weight(meta: Mapping[str, Any]) -> float:
+    """The label consistency vote's weight on a tagged occurrence (:mod:`pipelines.engine.consistency`)
+    that a model.json's ``document_level`` records (chosen by cross-validation), 1.0 where it names none."""
+    value = (meta.get("document_level") or {}).get(CONSISTENCY_WEIGHT, 1.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ModelMetaError(f"model.json document_level.{CONSISTENCY_WEIGHT} must be a positive number, got {value!r}")
+    return float(value)
+
+
 def read_meta(model_dir: str | Path) -> dict[str, Any]:
     """The whole ``model.json`` of a model directory as a (mutable) dict."""
     return ModelMeta.load(model_dir).to_dict()

@@ -9,7 +9,7 @@ from clinlake.pipelines.engine.gazetteer import FILE as GAZETTEER_FILE
 from clinlake.pipelines.engine.gazetteer import Gazetteer, Term, read_gazetteer
 from clinlake.pipelines.engine.ner.crf import iob_spans
 from clinlake.pipelines.engine.ner.features import model_pieces
-from clinlake.pipelines.engine.ner.metadata import BUILT_IN_STEPS, document_level_defaults
+from clinlake.pipelines.engine.ner.metadata import BUILT_IN_STEPS, consistency_entity_weight, document_level_defaults
 from clinlake.pipelines.engine.ner.model import NerModel, load_model
 from clinlake.pipelines.engine.short_forms import scored_spans
 from clinlake.pipelines.engine.types import Entity, Sentence
@@ -35,7 +35,8 @@ class ModelNerStage:
     and the source ``+gazetteer``.
 
     With ``label_consistency`` the entities then go through the note-level vote of
-    :mod:`pipelines.engine.consistency`; an entity the vote adds or relabels has the source
+    :mod:`pipelines.engine.consistency` (a tagged occurrence's vote weighted by
+    ``consistency_entity_weight``); an entity the vote adds or relabels has the source
     ``+consistency``. The order is the one cross-validation scored: abbreviations, binomials, the
     vote, the gazetteer. Which steps run by default is each model's choice by cross-validation
     (:func:`load_ner_stage`, :func:`document_level_steps`); the constructor's defaults are the
@@ -43,13 +44,15 @@ class ModelNerStage:
 
     def __init__(self, model: NerModel, labels: Sequence[str] = (), label_map: Mapping[str, str] | None = None,
                  propagate_abbreviations: bool = True, label_consistency: bool = False,
-                 binomial_short_forms: bool = False, gazetteer: Mapping[tuple[str, ...], Term] | None = None):
+                 binomial_short_forms: bool = False, gazetteer: Mapping[tuple[str, ...], Term] | None = None,
+                 consistency_entity_weight: float = 1.0):
         self.model = model
         self.name = model.name
         self.label_map = dict(label_map or {})
         self.labels = frozenset(labels)
         self.propagate_abbreviations = propagate_abbreviations
         self.label_consistency = label_consistency
+        self.consistency_entity_weight = consistency_entity_weight
         self.binomial_short_forms = binomial_short_forms
         self.gazetteer = Gazetteer(gazetteer or {})
 
@@ -103,7 +106,7 @@ class ModelNerStage:
                               propagate_abbreviations=self.propagate_abbreviations,
                               binomial_short_forms=self.binomial_short_forms)
         if self.label_consistency:
-            scored = consistent_labels(words, scored, confidences)
+            scored = consistent_labels(words, scored, confidences, entity_weight=self.consistency_entity_weight)
         if self.gazetteer:
             for sentence_words, sentence_spans in zip(words, scored):
                 for span, term in self.gazetteer.matches(sentence_words, list(sentence_spans)):
@@ -149,10 +152,11 @@ def load_ner_stage(model_dir: Path, *, labels: Sequence[str] = (), label_map: Ma
                    propagate_abbreviations: bool | None = None, label_consistency: bool | None = None,
                    binomial_short_forms: bool | None = None, gazetteer: bool | None = None) -> ModelNerStage:
     """The pipeline's entry point (see pipelines/engine/pipeline.py); steps left None follow
-    :func:`document_level_steps`."""
+    :func:`document_level_steps`; the vote's weight is the model's (model.json ``document_level``)."""
     model = load_model(Path(model_dir))
     steps = document_level_steps(model.meta, propagate_abbreviations=propagate_abbreviations,
                                  label_consistency=label_consistency, binomial_short_forms=binomial_short_forms,
                                  gazetteer=gazetteer)
     terms = read_gazetteer(Path(model_dir) / GAZETTEER_FILE) if steps.pop("gazetteer") else None
-    return ModelNerStage(model, labels=labels, label_map=label_map, gazetteer=terms, **steps)
+    return ModelNerStage(model, labels=labels, label_map=label_map, gazetteer=terms,
+                         consistency_entity_weight=consistency_entity_weight(model.meta), **steps)

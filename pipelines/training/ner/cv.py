@@ -18,7 +18,8 @@ Devel F1 selected and reported on one split over-estimated held-out F1 by severa
   ner`` applies it, and the network alone beside it; the report gives every fold, the mean and the
   sample standard deviation;
 * **variants**: every post-processing variant of :mod:`pipelines.evaluation.ner_variants` is scored on
-  the same held-out predictions, with its mean paired difference against the shipped one. With
+  the same held-out predictions, with its mean paired difference against the shipped one (the label
+  consistency vote with the model's weight on tagged occurrences, or the one given). With
   ``predictions_dir`` each fold's held-out tags and confidences are kept (``fold<k>.json.gz``), so
   :func:`rescore` can score variants again, or new ones, without training.
 
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from clinlake.pipelines.engine.ner.metadata import ModelMeta
+from clinlake.pipelines.engine.ner.metadata import CONSISTENCY_WEIGHT, ModelMeta, consistency_entity_weight
 from clinlake.pipelines.evaluation.ner import ABBREVIATION_REACH
 from clinlake.pipelines.evaluation.ner_variants import DEFAULT, Tagged, score_variants
 from clinlake.pipelines.training.ner.corpus import Example, load_split
@@ -92,7 +93,7 @@ class Recipe:
 
 def run_fold(examples: Sequence[Example], blocks: Sequence[range], fold: int, recipe: Recipe, *,
              abbreviation_reach: int | None = ABBREVIATION_REACH, embeddings_dir: Path | None = None,
-             predictions_dir: Path | None = None) -> dict:
+             predictions_dir: Path | None = None, consistency_weight: float = 1.0) -> dict:
     """Train on every block but ``fold`` and score the held-out block."""
     from clinlake.pipelines.training.ner.loop import fit, predict_scored  # torch: only here
 
@@ -104,20 +105,21 @@ def run_fold(examples: Sequence[Example], blocks: Sequence[range], fold: int, re
     predicted = predict_scored(net, crf, held, embeddings, chars, tags)
     if predictions_dir is not None:
         write_fold_predictions(predictions_dir, fold, blocks[fold], predicted)
-    scores = score_fold(train, held, blocks[fold], fold, predicted, abbreviation_reach, lexicons=recipe.lexicons)
+    scores = score_fold(train, held, blocks[fold], fold, predicted, abbreviation_reach, lexicons=recipe.lexicons,
+                        consistency_weight=consistency_weight)
     return {**scores, "train_sentences": len(train),
             "epochs": record["best_epoch"], "seconds": round(time.time() - started, 1)}
 
 
 def score_fold(train: Sequence[Example], held: Sequence[Example], block: range, fold: int,
                predicted: Sequence[tuple[list[str], list[float]]], abbreviation_reach: int | None, *,
-               lexicons: Sequence[Lexicon] = ()) -> dict:
+               lexicons: Sequence[Lexicon] = (), consistency_weight: float = 1.0) -> dict:
     """One fold's scores: the shipped post-processing's (f1, precision, recall), the network's alone,
     and every variant's (the gazetteer variant's gazetteer learned from the fold's training examples,
-    with the model's ``lexicons`` where it names some)."""
+    with the model's ``lexicons`` where it names some; the vote's weight ``consistency_weight``)."""
     tagged = Tagged(tokens=[p for p, _ in held], tags=[t for t, _ in predicted],
                     confidence=[c for _, c in predicted], abbreviation_reach=abbreviation_reach,
-                    gazetteer=learn_gazetteer(train, lexicons=lexicons))
+                    gazetteer=learn_gazetteer(train, lexicons=lexicons), consistency_weight=consistency_weight)
     variants = score_variants(tagged, [t for _, t in held])
     return {"fold": fold, "held_out": [block.start, block.stop], **variants[DEFAULT],
             "model_alone_f1": variants["network"]["f1"], "variants": variants}
@@ -195,15 +197,16 @@ def chosen_folds(k: int, folds: Sequence[int] | None) -> list[int]:
 def cross_validate(corpus: str | None, model_dir: Path, *, k: int = 5, epochs: int | None = None, jobs: int = 1,
                    folds: Sequence[int] | None = None, abbreviation_reach: int | None = ABBREVIATION_REACH,
                    shared: Path | None = None, embeddings_dir: Path | None = None,
-                   predictions_dir: Path | None = None) -> dict:
+                   predictions_dir: Path | None = None, consistency_weight: float | None = None) -> dict:
     """The CV report of ``corpus`` (None: the model's) with the recipe of the model in ``model_dir``
-    (see the module doc)."""
+    (see the module doc); the vote's weight is ``consistency_weight`` (None: the model's own)."""
     corpus, examples = cv_examples(corpus, model_dir=model_dir, shared=shared)
     blocks = fold_blocks(len(examples), k)
     recipe = Recipe.of_model(model_dir, epochs=epochs)
     chosen = chosen_folds(k, folds)
+    weight = _vote_weight(model_dir, consistency_weight)
     options = dict(abbreviation_reach=abbreviation_reach, embeddings_dir=embeddings_dir,
-                   predictions_dir=predictions_dir)
+                   predictions_dir=predictions_dir, consistency_weight=weight)
     if jobs > 1:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             results = list(pool.map(_fold_job, [(examples, blocks, f, recipe, options) for f in chosen]))
@@ -213,7 +216,17 @@ def cross_validate(corpus: str | None, model_dir: Path, *, k: int = 5, epochs: i
             "recipe": {"epochs": recipe.epochs, "network": recipe.network, "lr": recipe.lr,
                        "batch_pieces": recipe.batch_pieces},
             **_lexicon_record(recipe.lexicons),
-            "abbreviation_reach": abbreviation_reach, "folds": results, **summarise(results)}
+            "abbreviation_reach": abbreviation_reach, CONSISTENCY_WEIGHT: weight, "folds": results,
+            **summarise(results)}
+
+
+def _vote_weight(model_dir: Path | None, given: float | None) -> float:
+    """The consistency vote's weight a CV scores with: ``given``, else the model's (model.json), else 1."""
+    if given is not None:
+        if not given > 0:
+            raise CrossValidationError(f"the vote's weight must be a positive number, got {given!r}")
+        return float(given)
+    return consistency_entity_weight(ModelMeta.load(model_dir).raw) if model_dir is not None else 1.0
 
 
 def _lexicon_record(lexicons: Sequence[Lexicon]) -> dict:
@@ -223,12 +236,13 @@ def _lexicon_record(lexicons: Sequence[Lexicon]) -> dict:
 
 def rescore(corpus: str | None, predictions_dir: Path, *, k: int = 5,
             abbreviation_reach: int | None = ABBREVIATION_REACH, model_dir: Path | None = None,
-            shared: Path | None = None) -> dict:
+            shared: Path | None = None, consistency_weight: float | None = None) -> dict:
     """A CV report from the fold predictions a run kept (:func:`write_fold_predictions`): every
     variant scored again without training. The saved blocks must be this corpus's ``k`` blocks."""
     corpus, examples = cv_examples(corpus, model_dir=model_dir, shared=shared)
     blocks = fold_blocks(len(examples), k)
     lexicons = read_lexicons(ModelMeta.load(model_dir).raw) if model_dir is not None else ()
+    weight = _vote_weight(model_dir, consistency_weight)
     paths = sorted(predictions_dir.glob("fold*.json.gz"))
     if not paths:
         raise CrossValidationError(f"no fold predictions (fold<k>.json.gz) in {predictions_dir}")
@@ -241,9 +255,11 @@ def rescore(corpus: str | None, predictions_dir: Path, *, k: int = 5,
                                        f"{k} over {len(examples)} {corpus} sentences")
         train, held = split_fold(examples, blocks, fold)
         predicted = list(zip(saved["tags"], saved["confidence"], strict=True))
-        results.append(score_fold(train, held, blocks[fold], fold, predicted, abbreviation_reach, lexicons=lexicons))
+        results.append(score_fold(train, held, blocks[fold], fold, predicted, abbreviation_reach, lexicons=lexicons,
+                                  consistency_weight=weight))
     return {"corpus": corpus, "recipe_of": None, "k": k, "sentences": len(examples), "rescored_from": str(predictions_dir),
-            **_lexicon_record(lexicons), "abbreviation_reach": abbreviation_reach, "folds": results, **summarise(results)}
+            **_lexicon_record(lexicons), "abbreviation_reach": abbreviation_reach, CONSISTENCY_WEIGHT: weight,
+            "folds": results, **summarise(results)}
 
 
 def _fold_job(job: tuple) -> dict:
@@ -265,6 +281,8 @@ def format_cv(report: dict) -> str:
                      f"{100 * f['precision']:7.2f} {100 * f['recall']:7.2f} {100 * f['model_alone_f1']:7.2f} {seconds}")
     lines.append(f"mean F1 {100 * report['f1']['mean']:.2f} ± {100 * report['f1']['sd']:.2f} (sample sd); "
                  f"network alone {100 * report['model_alone_f1']['mean']:.2f} ± {100 * report['model_alone_f1']['sd']:.2f}")
+    if report.get(CONSISTENCY_WEIGHT, 1.0) != 1.0:
+        lines.append(f"label consistency vote: a tagged occurrence's vote weighs {report[CONSISTENCY_WEIGHT]:g}")
     variants = report.get("variants") or {}
     if variants:
         lines.append(f"{'variant':<46} {'F1 mean ± sd':>16} {'paired gain vs ' + DEFAULT:>30}")
