@@ -15,10 +15,10 @@ by a vote over all its occurrences in the document:
   a longer entity, or overlapping one): inside occurrences neither vote nor change;
 * **vote**: a tagged occurrence votes for its label with the tagger's confidence in it times
   ``entity_weight``, an untagged one for "outside" with the tagger's mean confidence in O over its
-  tokens. With the default weight 1 a string tagged once and left untagged twice stays untagged; a
-  larger weight lets the tagger's positive evidence count for more than its silence, since a tagger
-  misses a rare name far more often than it invents one (a model's ``document_level`` record in
-  model.json sets it, chosen by cross-validation like the steps themselves);
+  tokens. With the default weight 1 a string tagged once and left untagged twice, all with about the
+  same confidence, stays untagged; a larger weight lets the tagger's positive evidence count for more
+  than its silence, since a tagger misses a rare name far more often than it invents one (a model's
+  ``document_level`` record in model.json sets it, chosen by cross-validation like the steps);
 * **outcome**: a label that wins (strictly more weight than every other choice) tags the
   untagged occurrences and relabels the others; "outside" winning removes the tagged
   occurrences only with ``remove=True``; a tie changes nothing. Entities the vote adds or relabels
