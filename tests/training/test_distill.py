@@ -83,6 +83,7 @@ def test_distillation_cv_scores_today_ensemble_and_student_on_held_out_blocks(tm
     assert report["sentences"] == 12 and [f["held_out"] for f in report["folds"]] == [[0, 4], [4, 8], [8, 12]]
     assert all(f["train_sentences"] == 8 and f["silver_sentences"] == 3 for f in report["folds"])
     assert report["model_default_variant"] == "consistency+gazetteer"  # ncbi_disease's model.json choice
+    assert report["consistency_entity_weight"] == 1.0  # scored with the model's vote weight (none recorded: 1)
     assert set(report["summary"]) == {"network", "abbreviations", "consistency+gazetteer"}
     for rows in report["summary"].values():
         assert list(rows) == ["today", "ensemble", "student"]

@@ -39,7 +39,7 @@ import numpy as np
 
 from clinlake.pipelines.corpora.conll import read_conll
 from clinlake.pipelines.engine.ner.crf import CrfDecoder
-from clinlake.pipelines.engine.ner.metadata import ModelMeta
+from clinlake.pipelines.engine.ner.metadata import CONSISTENCY_WEIGHT, ModelMeta, consistency_entity_weight
 from clinlake.pipelines.evaluation.ner import ABBREVIATION_REACH
 from clinlake.pipelines.resources import shared_data
 from clinlake.pipelines.training.cv_card import VARIANT_STEP
@@ -239,9 +239,9 @@ def read_teacher(path: Path, pool: Sequence[Sequence[str]], tags: Sequence[str])
 def distill_fold(examples: Sequence[Example], blocks: Sequence[range], fold: int, recipe: Recipe, plan: Plan,
                  pool: Sequence[Sequence[str]], *, abbreviation_reach: int | None = ABBREVIATION_REACH,
                  embeddings_dir: Path | None = None, predictions_dir: Path | None = None,
-                 teacher_dir: Path | None = None) -> dict:
+                 teacher_dir: Path | None = None, consistency_weight: float = 1.0) -> dict:
     """Today's network (member 0), the ensemble and the student, all trained without ``fold``,
-    scored on it with every post-processing variant. ``teacher_dir``: the ``predictions_dir`` of an
+    scored on it with every post-processing variant (the vote weighted as the model's stage weighs it). ``teacher_dir``: the ``predictions_dir`` of an
     earlier run on the same folds and pool, whose today's and ensemble's predictions and pool
     posteriors are reused (only the student trains)."""
     train, held = split_fold(examples, blocks, fold)
@@ -265,7 +265,8 @@ def distill_fold(examples: Sequence[Example], blocks: Sequence[range], fold: int
     for system in SYSTEMS:
         if predictions_dir is not None:
             write_fold_predictions(predictions_dir / system, fold, blocks[fold], predicted[system])
-        scores[system] = score_fold(train, held, blocks[fold], fold, predicted[system], abbreviation_reach)
+        scores[system] = score_fold(train, held, blocks[fold], fold, predicted[system], abbreviation_reach,
+                                    consistency_weight=consistency_weight)
     entities = sum(t.startswith("B-") for _, ts in run.silver for t in ts)
     return {"fold": fold, "held_out": [blocks[fold].start, blocks[fold].stop], "train_sentences": len(train),
             "silver_sentences": len(run.silver), "silver_entities": entities, "teacher_reused": kept is not None,
@@ -292,9 +293,11 @@ def distill_cv(corpus: str | None, model_dir: Path, plan: Plan, *, k: int = 5, j
     blocks = fold_blocks(len(examples), k)
     recipe = Recipe.of_model(model_dir, epochs=epochs)
     default = model_variant(model_dir)
+    weight = consistency_entity_weight(ModelMeta.load(model_dir).raw)
     pool = silver_pool(corpus, plan, shared=shared)
     jobs_args = [(examples, blocks, f, recipe, plan, pool,
-                  dict(embeddings_dir=embeddings_dir, predictions_dir=predictions_dir, teacher_dir=teacher_dir))
+                  dict(embeddings_dir=embeddings_dir, predictions_dir=predictions_dir, teacher_dir=teacher_dir,
+                       consistency_weight=weight))
                  for f in chosen_folds(k, folds)]
     if jobs > 1:
         with ProcessPoolExecutor(max_workers=jobs) as workers:
@@ -304,7 +307,7 @@ def distill_cv(corpus: str | None, model_dir: Path, plan: Plan, *, k: int = 5, j
     return {"corpus": corpus, "recipe_of": model_dir.name, "k": k, "sentences": len(examples), "plan": asdict(plan),
             "recipe": {"epochs": recipe.epochs, "network": recipe.network, "lr": recipe.lr,
                        "batch_pieces": recipe.batch_pieces},
-            "model_default_variant": default, "folds": results,
+            "model_default_variant": default, CONSISTENCY_WEIGHT: weight, "folds": results,
             "summary": summarise_systems(results, ("network", "abbreviations", default))}
 
 
