@@ -8,8 +8,10 @@ import pytest
 
 from clinlake.pipelines.engine.ner.crf import iob_spans
 from clinlake.pipelines.resources import Resolver
+from clinlake.pipelines.training.ner import cv as cv_module
 from clinlake.pipelines.training.ner.cv import CrossValidationError, Recipe, cross_validate, read_fold_predictions
 from clinlake.pipelines.training.ner.distill import Plan, decode_posteriors, silver_pool
+from clinlake.pipelines.training.ner.gazetteer import Lexicon
 
 TAGS = ["O", "B-Disease", "I-Disease"]
 
@@ -68,15 +70,26 @@ def tiny_cv(tmp_path, monkeypatch, write_vectors):
     return embeddings, Resolver().model_dir("ncbi_disease")
 
 
-def _tiny_recipe(monkeypatch, default_epochs=2, batch_pieces=1000):
+def _tiny_recipe(monkeypatch, default_epochs=2, batch_pieces=1000, lexicons=()):
     monkeypatch.setattr(Recipe, "of_model", classmethod(lambda cls, d, epochs=None: cls(
-        epochs=epochs or default_epochs, network={"hidden": 8, "char_filters": 4}, lr=1e-2, batch_pieces=batch_pieces)))
+        epochs=epochs or default_epochs, network={"hidden": 8, "char_filters": 4}, lr=1e-2, batch_pieces=batch_pieces,
+        lexicons=lexicons)))
 
 
-def test_distillation_cv_scores_today_ensemble_and_student_on_held_out_blocks(tmp_path, tiny_cv):
+def test_distillation_cv_scores_today_ensemble_and_student_on_held_out_blocks(tmp_path, tiny_cv, monkeypatch):
     from clinlake.pipelines.training.ner.distill import distill_cv, format_distill_cv
 
     embeddings, model_dir = tiny_cv
+    # the recipe names an open vocabulary: every gazetteer the folds score with must be learned with it
+    lexicons = (Lexicon(label="Disease", names=("severe asthma",), source="test.txt"),)
+    _tiny_recipe(monkeypatch, lexicons=lexicons)
+    learned = cv_module.learn_gazetteer
+
+    def learn_with_the_recipe_lexicons(examples, **options):
+        assert options.get("lexicons") == lexicons, "a fold's gazetteer was learned without the recipe's lexicons"
+        return learned(examples, **options)
+
+    monkeypatch.setattr(cv_module, "learn_gazetteer", learn_with_the_recipe_lexicons)  # forked workers inherit it
     kept = tmp_path / "kept"
     report = distill_cv(None, model_dir, Plan(members=2, silver=3, ratio=0.5, max_pieces=20), k=3, epochs=2, jobs=2,
                         shared=tmp_path, embeddings_dir=embeddings, predictions_dir=kept)
@@ -84,16 +97,21 @@ def test_distillation_cv_scores_today_ensemble_and_student_on_held_out_blocks(tm
     assert all(f["train_sentences"] == 8 and f["silver_sentences"] == 3 for f in report["folds"])
     assert report["model_default_variant"] == "consistency+gazetteer"  # ncbi_disease's model.json choice
     assert report["consistency_entity_weight"] == 1.0  # scored with the model's vote weight (none recorded: 1)
+    assert report["gazetteer_lexicons"] == [{"file": "test.txt", "label": "Disease", "names": 1}]
     assert set(report["summary"]) == {"network", "abbreviations", "consistency+gazetteer"}
     for rows in report["summary"].values():
         assert list(rows) == ["today", "ensemble", "student"]
         assert rows["today"]["gain"] == {"mean": 0.0, "sd": 0.0} and rows["today"]["folds_gaining"] == 0
     # member 0 is today's recipe exactly: the same held-out tags as plain CV's network
     plain = tmp_path / "plain"
-    cross_validate(None, model_dir, k=3, epochs=2, shared=tmp_path, embeddings_dir=embeddings, predictions_dir=plain)
+    plain_report = cross_validate(None, model_dir, k=3, epochs=2, shared=tmp_path, embeddings_dir=embeddings,
+                                  predictions_dir=plain)
     for fold in range(3):
         today = read_fold_predictions(kept / "today" / f"fold{fold}.json.gz")
         assert today == read_fold_predictions(plain / f"fold{fold}.json.gz")
+        # and scored alike: the gazetteer variants with the recipe's lexicon, the vote with the model's weight
+        scored = report["folds"][fold]["systems"]["today"]["variants"]
+        assert scored == plain_report["folds"][fold]["variants"]
         for system in ("ensemble", "student"):
             saved = read_fold_predictions(kept / system / f"fold{fold}.json.gz")
             assert [len(t) for t in saved["tags"]] == [len(t) for t in today["tags"]]

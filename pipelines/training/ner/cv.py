@@ -215,7 +215,7 @@ def cross_validate(corpus: str | None, model_dir: Path, *, k: int = 5, epochs: i
     return {"corpus": corpus, "recipe_of": model_dir.name, "k": k, "sentences": len(examples),
             "recipe": {"epochs": recipe.epochs, "network": recipe.network, "lr": recipe.lr,
                        "batch_pieces": recipe.batch_pieces},
-            **_lexicon_record(recipe.lexicons),
+            **lexicon_record(recipe.lexicons),
             "abbreviation_reach": abbreviation_reach, CONSISTENCY_WEIGHT: weight, "folds": results,
             **summarise(results)}
 
@@ -229,7 +229,8 @@ def _vote_weight(model_dir: Path | None, given: float | None) -> float:
     return consistency_entity_weight(ModelMeta.load(model_dir).raw) if model_dir is not None else 1.0
 
 
-def _lexicon_record(lexicons: Sequence[Lexicon]) -> dict:
+def lexicon_record(lexicons: Sequence[Lexicon]) -> dict:
+    """The report's record of the open vocabularies its gazetteer variant was scored with (none: nothing)."""
     return {"gazetteer_lexicons": [{"file": lexicon.source, "label": lexicon.label, "names": len(lexicon.names)}
                                    for lexicon in lexicons]} if lexicons else {}
 
@@ -258,7 +259,7 @@ def rescore(corpus: str | None, predictions_dir: Path, *, k: int = 5,
         results.append(score_fold(train, held, blocks[fold], fold, predicted, abbreviation_reach, lexicons=lexicons,
                                   consistency_weight=weight))
     return {"corpus": corpus, "recipe_of": None, "k": k, "sentences": len(examples), "rescored_from": str(predictions_dir),
-            **_lexicon_record(lexicons), "abbreviation_reach": abbreviation_reach, CONSISTENCY_WEIGHT: weight,
+            **lexicon_record(lexicons), "abbreviation_reach": abbreviation_reach, CONSISTENCY_WEIGHT: weight,
             "folds": results, **summarise(results)}
 
 

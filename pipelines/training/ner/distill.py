@@ -45,8 +45,8 @@ from clinlake.pipelines.resources import shared_data
 from clinlake.pipelines.training.cv_card import VARIANT_STEP
 from clinlake.pipelines.training.ner.corpus import SEED, Example, split_path, tag_set, to_pieces
 from clinlake.pipelines.training.ner.cv import (CrossValidationError, Recipe, chosen_folds, cv_examples, fold_blocks,
-                                                read_fold_predictions, score_fold, split_fold, spread,
-                                                write_fold_predictions)
+                                                lexicon_record, read_fold_predictions, score_fold, split_fold,
+                                                spread, write_fold_predictions)
 
 SYSTEMS = ("today", "ensemble", "student")  # what a distillation fold scores, in report order
 UNLABELLED = Path("corpus") / "biomedical_sentences.txt"  # under the shared data folder
@@ -266,7 +266,7 @@ def distill_fold(examples: Sequence[Example], blocks: Sequence[range], fold: int
         if predictions_dir is not None:
             write_fold_predictions(predictions_dir / system, fold, blocks[fold], predicted[system])
         scores[system] = score_fold(train, held, blocks[fold], fold, predicted[system], abbreviation_reach,
-                                    consistency_weight=consistency_weight)
+                                    lexicons=recipe.lexicons, consistency_weight=consistency_weight)
     entities = sum(t.startswith("B-") for _, ts in run.silver for t in ts)
     return {"fold": fold, "held_out": [blocks[fold].start, blocks[fold].stop], "train_sentences": len(train),
             "silver_sentences": len(run.silver), "silver_entities": entities, "teacher_reused": kept is not None,
@@ -307,7 +307,8 @@ def distill_cv(corpus: str | None, model_dir: Path, plan: Plan, *, k: int = 5, j
     return {"corpus": corpus, "recipe_of": model_dir.name, "k": k, "sentences": len(examples), "plan": asdict(plan),
             "recipe": {"epochs": recipe.epochs, "network": recipe.network, "lr": recipe.lr,
                        "batch_pieces": recipe.batch_pieces},
-            "model_default_variant": default, CONSISTENCY_WEIGHT: weight, "folds": results,
+            **lexicon_record(recipe.lexicons), "model_default_variant": default, CONSISTENCY_WEIGHT: weight,
+            "folds": results,
             "summary": summarise_systems(results, ("network", "abbreviations", default))}
 
 
