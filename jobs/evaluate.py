@@ -27,6 +27,7 @@ from clinlake.pipelines.corpora.label_maps import LabelMapError
 from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
 from clinlake.pipelines.evaluation import assertion_brat, assertion_kit, brat, ner
 from clinlake.pipelines.evaluation.ner import ABBREVIATION_REACH
+from clinlake.pipelines.evaluation.ner_variants import StageSteps
 from clinlake.pipelines.resources import Resolver
 from clinlake.pipelines.training.assertion_distill import SILVER_SOURCES, SilverSourceError, parse_silver_sources
 from clinlake.jobs.subcommands import group_parser, run_group
@@ -38,9 +39,12 @@ EXIT_OK, EXIT_USAGE = 0, 2
 def add_ner(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("ner", help="strict entity-level P/R/F1 (conlleval semantics) of an NER model",
                                  description="Tag a token<TAB>IOB2 file with an NER model and score it "
-                                             "(strict entity level, overall and per type): once on the file's "
-                                             "tokens and once on raw text through clinlake's own tokenizer. "
-                                             "Both apply abbreviation propagation, as the pipeline does within "
+                                             "(strict entity level, overall and per type). First on the file's "
+                                             "tokens after the document-level steps the model's NER stage runs "
+                                             "by default (what the pipeline does with this model; see "
+                                             "--no-stage-steps); then on the file's tokens and on raw text "
+                                             "through clinlake's own tokenizer with abbreviation propagation "
+                                             "alone, as the pipeline does within "
                                              "a note: 'long form (SF)', with the long form tagged, makes SF an "
                                              "entity of its label from the definition on (see "
                                              "--abbreviation-reach); "
@@ -58,7 +62,14 @@ def add_ner(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--label-consistency", type=int, metavar="N", dest="consistency_reach",
                         help="also apply the label consistency vote (a string tagged somewhere is settled by a "
                         "confidence-weighted vote over its occurrences, pipelines/engine/consistency.py) over N "
-                        "neighbouring sentences, in corpus-token scoring only; off by default, as in the pipeline")
+                        "neighbouring sentences to the abbreviation scores, in corpus-token scoring only "
+                        "(the model's own steps, scored first, include the vote where the model runs it)")
+    parser.add_argument("--no-stage-steps", action="store_true",
+                        help="skip the first score: the document-level steps the model's NER stage runs by "
+                        "default (model.json document_level: abbreviations, binomials, the consistency vote "
+                        "with the model's weight over 10 sentences either side, the model's gazetteer.tsv), on "
+                        "corpus tokens; with it --predictions holds those tags, without it the abbreviation "
+                        "scores' tags")
     parser.add_argument("--json", action="store_true", help="print the scores as JSON")
     parser.set_defaults(run=run_ner)
 
@@ -80,12 +91,20 @@ def run_ner(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     reach = None if args.no_abbreviations else args.abbreviation_reach
     report = ner.evaluate(model_dir, args.conll, args.predictions, raw_text=not args.no_raw_text,
-                          abbreviation_reach=reach, consistency_reach=args.consistency_reach)
+                          abbreviation_reach=reach, consistency_reach=args.consistency_reach,
+                          stage_steps=None if args.no_stage_steps else StageSteps.of_model(model_dir))
     if args.json:
         print(json.dumps(report, indent=2))
         return EXIT_OK
     how = "model alone" if reach is None else f"with abbreviation propagation, reach {reach} sentences"
     print(f"{report['model']} on {report['file']} ({report['sentences']} sentences)")
+    if "stage_steps" in report:
+        steps = report["stage_steps"]
+        learned = (f", learned from {steps['gazetteer_learned_from']}: optimistic on those files"
+                   if steps["gazetteer_learned_from"] else "")
+        print(ner.format_report(steps["tokens"], f"corpus tokens, the model's stage steps ({steps['steps']}; "
+                                                 f"vote weight {steps['consistency_entity_weight']:g}; "
+                                                 f"{steps['gazetteer_terms']} gazetteer terms{learned}):"))
     if "label_consistency_reach" in report:
         how_tokens = f"{how}; label consistency vote over {report['label_consistency_reach']} sentences"
         print(ner.format_report(report["tokens"], f"corpus tokens (strict, entity level; {how_tokens}):"))

@@ -19,11 +19,16 @@ as the pipeline's NER stage does within a note. CoNLL files keep each document's
 together and in order but mark no document boundaries, so a definition reaches the
 ``abbreviation_reach`` sentences after it (default :data:`ABBREVIATION_REACH`); the model's
 sentence-by-sentence scores are reported next to them (``model_alone``).
+
+``clinlake evaluate ner`` also scores, in token mode, every document-level step the model's stage
+runs by default (``stage_steps``: abbreviations, binomials, the label consistency vote and the
+gazetteer as model.json chooses them, over declared windows of neighbouring sentences): the figure
+that matches what the pipeline does with the model, and the one model cards' CV columns estimate.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Protocol, Sequence
 
 from clinlake.pipelines.corpora.conll import Sentence, read_conll
 from clinlake.pipelines.engine.consistency import consistent_labels
@@ -36,6 +41,14 @@ from clinlake.pipelines.engine.text import TextSplitter
 from clinlake.pipelines.evaluation.scoring import precision_recall_f1
 
 Span = tuple[int, int, str]  # first token, last token + 1, type
+
+
+class PostProcessing(Protocol):
+    """Document-level steps over a tagger's tags of consecutive sentences (as the stage would run them)."""
+    record: dict  # what a report says about them
+
+    def __call__(self, tokens: Sequence[Sequence[str]], tags: Sequence[Sequence[str]],
+                 confidence: Sequence[Sequence[float]]) -> list[list[str]]: ...
 # Sentences after its own that an abbreviation definition reaches in a CoNLL file. Chosen on
 # the devel sets (F1 gain on AnatEM/BC5CDR/NCBI-disease/BioNLP13CG with 10: +0.40/+1.01/+0.40/
 # +0.73; 20: +0.46/+1.08/+0.40/+0.75; 40: the same as 20); an abstract is about ten sentences.
@@ -181,13 +194,16 @@ def format_report(result: dict, title: str) -> str:
 
 
 def evaluate(model_dir: Path, conll: Path, predictions: Path | None, *, raw_text: bool = True,
-             abbreviation_reach: int | None = ABBREVIATION_REACH, consistency_reach: int | None = None) -> dict:
+             abbreviation_reach: int | None = ABBREVIATION_REACH, consistency_reach: int | None = None,
+             stage_steps: PostProcessing | None = None) -> dict:
     return evaluate_model(load_model(model_dir), conll, predictions, raw_text=raw_text,
-                          abbreviation_reach=abbreviation_reach, consistency_reach=consistency_reach)
+                          abbreviation_reach=abbreviation_reach, consistency_reach=consistency_reach,
+                          stage_steps=stage_steps)
 
 
 def evaluate_model(model, conll: Path, predictions: Path | None = None, *, raw_text: bool = True,
-                   abbreviation_reach: int | None = ABBREVIATION_REACH, consistency_reach: int | None = None) -> dict:
+                   abbreviation_reach: int | None = ABBREVIATION_REACH, consistency_reach: int | None = None,
+                   stage_steps: PostProcessing | None = None) -> dict:
     """Token-mode (and raw-text) scores of a loaded NerModel on a token<TAB>tag file, with
     abbreviation propagation reaching ``abbreviation_reach`` sentences (None: the model alone,
     sentence by sentence; the report then has no ``model_alone``).
@@ -195,7 +211,11 @@ def evaluate_model(model, conll: Path, predictions: Path | None = None, *, raw_t
     ``consistency_reach`` (None: off) adds the label consistency vote over that many neighbouring
     sentences, after propagation, in token mode only (the vote weighs the tagger's per-token
     confidence, which the raw-text path does not keep); the token scores before the vote are
-    reported as ``before_label_consistency``."""
+    reported as ``before_label_consistency``.
+
+    ``stage_steps`` (the steps the model's NER stage runs by default,
+    :class:`~pipelines.evaluation.ner_variants.StageSteps`) adds ``stage_steps``: its record and the
+    token-mode scores after it, whose tags are then what ``predictions`` holds."""
     sentences = read_conll(conll)
     gold = [tags for _, tags in sentences]
     tokens = [t for t, _ in sentences]
@@ -211,10 +231,15 @@ def evaluate_model(model, conll: Path, predictions: Path | None = None, *, raw_t
         final = {**final, "tokens": post_processed(tokens, alone["tokens"], [conf for _, conf in scored],
                                                    abbreviation_reach=abbreviation_reach,
                                                    consistency_reach=consistency_reach)}
+    written = final["tokens"]
+    if stage_steps is not None:
+        written = stage_steps(tokens, alone["tokens"], [conf for _, conf in scored])
     if predictions is not None:
-        write_predictions(predictions, sentences, final["tokens"])
+        write_predictions(predictions, sentences, written)
     report = {"model": model.name, "file": str(conll), "sentences": len(sentences),
               **{mode: score_tags(gold, tags) for mode, tags in final.items()}}
+    if stage_steps is not None:
+        report["stage_steps"] = {**stage_steps.record, "tokens": score_tags(gold, written)}
     if abbreviation_reach is not None:
         report["abbreviation_reach"] = abbreviation_reach
         report["model_alone"] = {mode: score_tags(gold, tags) for mode, tags in alone.items()}

@@ -23,15 +23,21 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
-from clinlake.pipelines.engine.gazetteer import Term
+from clinlake.pipelines.engine.gazetteer import FILE as GAZETTEER_FILE, Term, read_gazetteer
+from clinlake.pipelines.engine.ner.metadata import (CONSISTENCY_WEIGHT, ModelMeta, consistency_entity_weight,
+                                                    document_level_defaults)
 from clinlake.pipelines.evaluation.ner import ABBREVIATION_REACH, iob_tags, post_processed, score_tags, spans
 from clinlake.pipelines.training.ner.gazetteer import with_gazetteer
 
 CONSISTENCY_REACH = 10  # sentences either side a vote reaches in a CoNLL file (the devel figures' N)
 DEFAULT = "abbreviations"  # the built-in default of the stage's post-processing
 STEP_ORDER = ("abbreviations", "binomials", "consistency", "gazetteer")  # the order the NER stage runs them in
+# model.json document_level key (the stage's option) → the step's name here
+VARIANT_STEP = {"propagate_abbreviations": "abbreviations", "binomial_short_forms": "binomials",
+                "label_consistency": "consistency", "gazetteer": "gazetteer"}
 
 
 @dataclass(frozen=True)
@@ -91,3 +97,43 @@ def score_variants(tagged: Tagged, gold: Sequence[Sequence[str]], names: Sequenc
         overall = score_tags(gold, VARIANTS[name](tagged))["overall"]
         out[name] = {key: overall[key] for key in ("f1", "precision", "recall")}
     return out
+
+
+def stage_variant(model_meta: Mapping) -> str:
+    """The variant a model's NER stage runs by default: its model.json ``document_level`` choice, the
+    built-in default for any step it does not name (abbreviations only where it names none)."""
+    return variant_name(VARIANT_STEP[step] for step, on in document_level_defaults(model_meta).items() if on)
+
+
+
+@dataclass(frozen=True)
+class StageSteps:
+    """The document-level steps a model's NER stage runs by default, as a post-processing of its tags
+    on consecutive sentences of a CoNLL file (for ``evaluate_model(..., stage_steps=)``): the same
+    variant the CV scores, with the model's vote weight and the gazetteer it ships. A CoNLL file
+    marks no documents, so the declared windows stand in for the note (definitions and binomials
+    :data:`ABBREVIATION_REACH` sentences on, the vote :data:`CONSISTENCY_REACH` either side)."""
+    name: str
+    consistency_weight: float
+    gazetteer: Mapping[tuple[str, ...], Term] | None
+    gazetteer_learned_from: str | None  # a gazetteer learned from the file scored knows its answers
+
+    @classmethod
+    def of_model(cls, model_dir: Path) -> "StageSteps":
+        meta = ModelMeta.load(model_dir).raw
+        name = stage_variant(meta)
+        shipped = "gazetteer" in name.split("+")
+        return cls(name=name, consistency_weight=consistency_entity_weight(meta),
+                   gazetteer=read_gazetteer(model_dir / GAZETTEER_FILE) if shipped else None,
+                   gazetteer_learned_from=(meta.get("gazetteer") or {}).get("learned_from") if shipped else None)
+
+    @property
+    def record(self) -> dict:
+        return {"steps": self.name, "abbreviation_reach": ABBREVIATION_REACH, "consistency_reach": CONSISTENCY_REACH,
+                CONSISTENCY_WEIGHT: self.consistency_weight, "gazetteer_terms": len(self.gazetteer or {}),
+                "gazetteer_learned_from": self.gazetteer_learned_from}
+
+    def __call__(self, tokens: Sequence[Sequence[str]], tags: Sequence[Sequence[str]],
+                 confidence: Sequence[Sequence[float]]) -> list[list[str]]:
+        return VARIANTS[self.name](Tagged(tokens=tokens, tags=tags, confidence=confidence, gazetteer=self.gazetteer,
+                                          consistency_weight=self.consistency_weight))

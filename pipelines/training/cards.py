@@ -151,7 +151,12 @@ def ner_model_card(model_dir: Path, meta: dict) -> str:
         "```",
         f"(`pip install -e '.[train]'`; seed {training['seed']}; writes `models/{meta['name']}/`, evaluates on devel, "
         "quantises if F1 holds and rewrites this card.) Score any token<TAB>tag file with "
-        f"`clinlake evaluate ner --model {meta['name']} --conll FILE --predictions OUT.tsv`.",
+        f"`clinlake evaluate ner --model {meta['name']} --conll FILE --predictions OUT.tsv`: its first score "
+        "(and the predictions) come after the document-level steps this model's NER stage runs by default, as "
+        "the pipeline runs it (over 10 neighbouring sentences either side for the vote, 20 after a definition"
+        + (f"; its gazetteer was learned from {meta['gazetteer']['learned_from']}, so that score is optimistic on "
+           "those files" if (meta.get("gazetteer") or {}).get("learned_from") else "")
+        + "), then the scores with abbreviation propagation alone and of the model alone.",
         "",
         *(["Selection run history (epoch, mean loss, devel F1): "
            + ", ".join(f"{h['epoch']}: {h['loss']:.2f} / {100 * h['dev_f1']:.2f}" for h in selection["history"]),
@@ -290,7 +295,9 @@ def models_readme(models: Path | None = None) -> str:
         "stage; each model's own defaults are chosen by CV, below: "
         "\"long form (SF)\" with the long form tagged makes SF an entity of its label from the definition on; a devel "
         f"file has no document boundaries, so a definition reaches the next {ABBREVIATION_REACH} sentences); "
-        "*model alone* is the tagger sentence by sentence. *CV F1*: mean ± sd over k folds of train+devel "
+        "*model alone* is the tagger sentence by sentence (`clinlake evaluate ner` prints both after its first score, "
+        "which runs every document-level step the model's stage runs by default, with a gazetteer learned from "
+        "train+devel: not an estimate on devel). *CV F1*: mean ± sd over k folds of train+devel "
         "(`clinlake evaluate cv`, each card's \"Cross-validated estimate\"; –: not run yet).",
         "",
         "| model | corpus | devel F1 | model alone | raw-text F1 | CV F1 | published test F1 | gap | model.onnx |",

@@ -5,6 +5,7 @@ default for the model (:func:`document_level_choice`)."""
 from __future__ import annotations
 
 from clinlake.pipelines.engine.ner.metadata import BUILT_IN_STEPS, CONSISTENCY_WEIGHT
+from clinlake.pipelines.evaluation.ner_variants import VARIANT_STEP, variant_name
 from clinlake.pipelines.training.ner.wordnet import LEXICON as WORDNET_ORGANISMS
 
 DEFAULT = "abbreviations"  # the variant the paired gains are measured against (ner_variants.DEFAULT)
@@ -43,14 +44,9 @@ def wins(gains: list[float]) -> bool:
     return sum(gains) > 0 and sum(g > 0 for g in gains) > sum(g < 0 for g in gains)
 
 
-VARIANT_STEP = {"propagate_abbreviations": "abbreviations", "binomial_short_forms": "binomials",
-                "label_consistency": "consistency", "gazetteer": "gazetteer"}
-
 
 def chosen_variant(cv: dict) -> str | None:
     """The variant the model's stage runs by default (its chosen steps), when the CV scored it."""
-    from clinlake.pipelines.evaluation.ner_variants import variant_name
-
     name = variant_name(VARIANT_STEP[step] for step, c in document_level_choice(cv).items() if c["on"])
     return name if name in (cv.get("variants") or {}) else None
 
@@ -60,8 +56,6 @@ def document_level_choice(cv: dict) -> dict:
     order: abbreviations against the network alone; then each other step added to that choice
     against that choice alone (so with abbreviations off, the vote is judged without them). A step is
     on where it wins by CV (:func:`wins`); a step the record did not score keeps its built-in default."""
-    from clinlake.pipelines.evaluation.ner_variants import variant_name
-
     variants = cv.get("variants") or {}
     choice: dict[str, dict] = {}
 

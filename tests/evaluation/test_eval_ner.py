@@ -94,3 +94,54 @@ def test_evaluate_command_usage_errors(tmp_path, capsys):
     assert main([]) == 2
     assert main(["ner", "--model", "ncbi_disease", "--conll", str(tmp_path / "missing.tsv")]) == 2
     assert "no such file" in capsys.readouterr().out
+
+
+@needs_model("linnaeus")
+def test_evaluate_scores_the_steps_the_models_stage_runs_and_tags_as_the_stage_does(tmp_path, capsys):
+    """The first score of ``clinlake evaluate ner`` is the model's own document-level steps (linnaeus:
+    all four, the vote weighing tagged occurrences ×3, WordNet's names in its gazetteer): on a short
+    file it equals what the pipeline's NER stage finds when the same sentences are one note."""
+    from clinlake.jobs.evaluate import main
+    from clinlake.pipelines.engine.ner.stage import load_ner_stage
+    from clinlake.pipelines.engine.text import TextSplitter
+    from clinlake.pipelines.evaluation.ner import iob_tags
+    from clinlake.pipelines.resources import Resolver
+
+    sentences = [("The small white fed on cabbage .", [(1, 3)]),  # a WordNet name: the gazetteer's
+                 ("Wheat yields rose .", [(0, 1)]),  # untagged alone; the vote over the next ones tags it
+                 ("The wheat crop and Triticum aestivum grew .", [(1, 2), (4, 6)]),
+                 ("Wheat was harvested .", [(0, 1)]), ("Wheat straw was burnt .", [(0, 1)])]
+    tokens = [text.split() for text, _ in sentences]
+    gold = [iob_tags(len(t), [(a, b, "Species") for a, b in found]) for t, (_, found) in zip(tokens, sentences)]
+    conll = tmp_path / "gold.tsv"
+    conll.write_text("".join("".join(f"{w}\t{g}\n" for w, g in zip(t, tags)) + "\n" for t, tags in zip(tokens, gold)),
+                     encoding="utf-8")
+    out = tmp_path / "pred.tsv"
+    assert main(["ner", "--model", "linnaeus", "--conll", str(conll), "--predictions", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    steps = report["stage_steps"]
+    assert (steps["steps"], steps["consistency_entity_weight"], steps["consistency_reach"]) == \
+        ("abbreviations+binomials+consistency+gazetteer", 3.0, 10)
+    assert steps["gazetteer_learned_from"] == "LINNAEUS train+devel" and steps["gazetteer_terms"] > 40_000
+    assert steps["tokens"]["overall"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "correct": 6, "predicted": 6,
+                                          "gold": 6}
+    assert report["tokens"]["overall"]["correct"] == 4  # abbreviations alone miss "small white" and "Wheat yields"
+    predicted = [[line.split("\t")[2] for line in block.splitlines()]
+                 for block in out.read_text(encoding="utf-8").strip().split("\n\n")]
+    assert predicted == gold  # --predictions holds the stage steps' tags
+
+    note = "\n".join(text for text, _ in sentences)  # the same sentences as one note, through the stage
+    found = load_ner_stage(Resolver().model_dir("linnaeus")).find(note, TextSplitter.from_file().split(note))
+    firsts = [sum(len(text) + 1 for text, _ in sentences[:i]) for i in range(len(sentences))]
+    by_sentence = [[(len(note[first:e.start].split()), len(note[first:e.end].split()), e.label) for e in found
+                    if first <= e.start < first + len(text)] for first, (text, _) in zip(firsts, sentences)]
+    assert [iob_tags(len(t), spans) for t, spans in zip(tokens, by_sentence)] == predicted
+
+
+def test_the_stage_variant_follows_model_json_and_the_built_in_default():
+    from clinlake.pipelines.evaluation.ner_variants import stage_variant
+
+    assert stage_variant({}) == "abbreviations"  # no record: the stage's built-in default
+    assert stage_variant({"document_level": {"propagate_abbreviations": False}}) == "network"
+    assert stage_variant({"document_level": {"label_consistency": True, "gazetteer": True,
+                                             "chosen_by": "5-fold CV"}}) == "abbreviations+consistency+gazetteer"

@@ -41,8 +41,8 @@ from clinlake.pipelines.corpora.conll import read_conll
 from clinlake.pipelines.engine.ner.crf import CrfDecoder
 from clinlake.pipelines.engine.ner.metadata import CONSISTENCY_WEIGHT, ModelMeta, consistency_entity_weight
 from clinlake.pipelines.evaluation.ner import ABBREVIATION_REACH
+from clinlake.pipelines.evaluation.ner_variants import stage_variant
 from clinlake.pipelines.resources import shared_data
-from clinlake.pipelines.training.cv_card import VARIANT_STEP
 from clinlake.pipelines.training.ner.corpus import SEED, Example, split_path, tag_set, to_pieces
 from clinlake.pipelines.training.ner.cv import (CrossValidationError, Recipe, chosen_folds, cv_examples, fold_blocks,
                                                 lexicon_record, read_fold_predictions, score_fold, split_fold,
@@ -273,14 +273,6 @@ def distill_fold(examples: Sequence[Example], blocks: Sequence[range], fold: int
             "systems": scores, "seconds": round(time.time() - started, 1)}
 
 
-def model_variant(model_dir: Path) -> str:
-    """The post-processing variant the model's NER stage runs by default (its model.json choice)."""
-    from clinlake.pipelines.evaluation.ner_variants import variant_name
-
-    chosen = ModelMeta.load(model_dir).document_level
-    return variant_name(VARIANT_STEP[step] for step, on in chosen.items() if on and step in VARIANT_STEP)
-
-
 def distill_cv(corpus: str | None, model_dir: Path, plan: Plan, *, k: int = 5, jobs: int = 1,
                folds: Sequence[int] | None = None, epochs: int | None = None, shared: Path | None = None,
                embeddings_dir: Path | None = None, predictions_dir: Path | None = None,
@@ -292,7 +284,7 @@ def distill_cv(corpus: str | None, model_dir: Path, plan: Plan, *, k: int = 5, j
     corpus, examples = cv_examples(corpus, model_dir=model_dir, shared=shared)
     blocks = fold_blocks(len(examples), k)
     recipe = Recipe.of_model(model_dir, epochs=epochs)
-    default = model_variant(model_dir)
+    default = stage_variant(ModelMeta.load(model_dir).raw)
     weight = consistency_entity_weight(ModelMeta.load(model_dir).raw)
     pool = silver_pool(corpus, plan, shared=shared)
     jobs_args = [(examples, blocks, f, recipe, plan, pool,
