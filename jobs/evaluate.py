@@ -10,6 +10,7 @@ them, and never prints) and prints the report, as text or ``--json``; it returns
                                      [--label-map FILE|none] [--json]
     clinlake evaluate cv --corpus NCBI-disease [--model ncbi_disease] [--folds 5] [--jobs 2] [--out FILE] [--json]
     clinlake evaluate cv --model clinical_core [--predictions DIR | --rescore DIR] [--vote-weight W]
+                         [--abbreviation-reach N] [--vote-reach N]
     clinlake evaluate distill-cv --model ncbi_disease [--members 3] [--silver 20000] [--ratio 1] [--labels soft] [--student-hidden N]
                                  [--jobs 2] [--predictions DIR | --teacher DIR]
     clinlake evaluate assertion-cv [--folds 5] [--members 1] [--maccrobat-history] [--window N] [--fp32] [--jobs 2] [--out FILE] [--json]
@@ -27,7 +28,7 @@ from clinlake.pipelines.corpora.label_maps import LabelMapError
 from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
 from clinlake.pipelines.evaluation import assertion_brat, assertion_kit, brat, ner
 from clinlake.pipelines.evaluation.ner import ABBREVIATION_REACH
-from clinlake.pipelines.evaluation.ner_variants import StageSteps
+from clinlake.pipelines.evaluation.ner_variants import CONSISTENCY_REACH, StageSteps
 from clinlake.pipelines.resources import Resolver
 from clinlake.pipelines.training.assertion_distill import SILVER_SOURCES, SilverSourceError, parse_silver_sources
 from clinlake.jobs.subcommands import group_parser, run_group
@@ -67,7 +68,9 @@ def add_ner(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-stage-steps", action="store_true",
                         help="skip the first score: the document-level steps the model's NER stage runs by "
                         "default (model.json document_level: abbreviations, binomials, the consistency vote "
-                        "with the model's weight over 10 sentences either side, the model's gazetteer.tsv), on "
+                        "with the model's weight, the model's gazetteer.tsv; over the model's windows, "
+                        "document_level.conll_reach, else 20 sentences after a definition and 10 either side "
+                        "for the vote), on "
                         "corpus tokens; with it --predictions holds those tags, without it the abbreviation "
                         "scores' tags")
     parser.add_argument("--json", action="store_true", help="print the scores as JSON")
@@ -103,6 +106,8 @@ def run_ner(args: argparse.Namespace) -> int:
         learned = (f", learned from {steps['gazetteer_learned_from']}: optimistic on those files"
                    if steps["gazetteer_learned_from"] else "")
         print(ner.format_report(steps["tokens"], f"corpus tokens, the model's stage steps ({steps['steps']}; "
+                                                 f"windows: {steps['abbreviation_reach']} sentences after a "
+                                                 f"definition, {steps['consistency_reach']} either side for the vote; "
                                                  f"vote weight {steps['consistency_entity_weight']:g}; "
                                                  f"{steps['gazetteer_terms']} gazetteer terms{learned}):"))
     if "label_consistency_reach" in report:
@@ -266,8 +271,13 @@ def add_cv(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--epochs", type=int, help="epochs per fold (default: the model's selected epoch count)")
     parser.add_argument("--jobs", type=int, default=1, help="folds trained at once, one process and one torch "
                         "thread each (default 1)")
-    parser.add_argument("--abbreviation-reach", type=int, default=ABBREVIATION_REACH, metavar="N",
-                        help=f"abbreviation propagation reach in sentences (default {ABBREVIATION_REACH})")
+    parser.add_argument("--abbreviation-reach", type=int, metavar="N",
+                        help="sentences after its own that an abbreviation definition or a binomial reaches "
+                        "(default: the model's, model.json document_level.conll_reach, else "
+                        f"{ABBREVIATION_REACH})")
+    parser.add_argument("--vote-reach", type=int, metavar="N", help="sentences either side the label consistency "
+                        "vote reaches (default: the model's, model.json document_level.conll_reach, else "
+                        f"{CONSISTENCY_REACH})")
     parser.add_argument("--predictions", type=Path, metavar="DIR", help="keep each fold's held-out tags and "
                         "confidences here (fold<k>.json.gz), for --rescore")
     parser.add_argument("--rescore", type=Path, metavar="DIR", help="train nothing: score every post-processing "
@@ -296,18 +306,19 @@ def run_cv(args: argparse.Namespace) -> int:
 def _cv_report(args: argparse.Namespace) -> dict:
     from clinlake.pipelines.training.ner.cv import CrossValidationError, cross_validate, rescore
 
-    if args.jobs < 1 or args.abbreviation_reach < 0:
-        raise CrossValidationError("--jobs must be 1 or more and --abbreviation-reach 0 or more")
+    if args.jobs < 1:
+        raise CrossValidationError("--jobs must be 1 or more")
     if not (args.corpus or args.model):
         raise CrossValidationError("name a --corpus or a --model")
     name = args.model or CV_MODELS[args.corpus]
     model_dir = Path(name) if Path(name).is_dir() else Resolver().model_dir(name)
     if args.rescore is not None:
         return rescore(args.corpus, args.rescore, k=args.folds, abbreviation_reach=args.abbreviation_reach,
-                       model_dir=model_dir, consistency_weight=args.vote_weight)
+                       model_dir=model_dir, consistency_weight=args.vote_weight, consistency_reach=args.vote_reach)
     return cross_validate(args.corpus, model_dir, k=args.folds, epochs=args.epochs, jobs=args.jobs,
                           folds=args.only, abbreviation_reach=args.abbreviation_reach,
-                          predictions_dir=args.predictions, consistency_weight=args.vote_weight)
+                          predictions_dir=args.predictions, consistency_weight=args.vote_weight,
+                          consistency_reach=args.vote_reach)
 
 
 def add_distill_cv(commands: argparse._SubParsersAction) -> None:

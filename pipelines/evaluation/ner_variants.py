@@ -13,7 +13,7 @@ tagger's tags (and confidences) of consecutive sentences to new tags:
     ``abbreviation_reach`` sentences (the built-in default, so the paired gains are against it);
   - ``binomials``: abbreviated binomials (:mod:`pipelines.engine.binomials`) over the same reach;
   - ``consistency``: the label consistency vote (:mod:`pipelines.engine.consistency`) over
-    :data:`CONSISTENCY_REACH` neighbouring sentences, a tagged occurrence's vote weighted by
+    ``consistency_reach`` neighbouring sentences (default :data:`CONSISTENCY_REACH`), a tagged occurrence's vote weighted by
     ``Tagged.consistency_weight`` (the model's, as its stage runs it);
   - ``gazetteer``: the matches of a gazetteer learned from the tagger's own training examples
     (:mod:`pipelines.training.ner.gazetteer`) where no entity overlaps them (scored only when a
@@ -27,12 +27,13 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
 from clinlake.pipelines.engine.gazetteer import FILE as GAZETTEER_FILE, Term, read_gazetteer
-from clinlake.pipelines.engine.ner.metadata import (CONSISTENCY_WEIGHT, ModelMeta, consistency_entity_weight,
-                                                    document_level_defaults)
+from clinlake.pipelines.engine.ner.metadata import (CONSISTENCY_WEIGHT, ModelMeta, ModelMetaError,
+                                                    consistency_entity_weight, document_level_defaults)
 from clinlake.pipelines.evaluation.ner import ABBREVIATION_REACH, iob_tags, post_processed, score_tags, spans
 from clinlake.pipelines.training.ner.gazetteer import with_gazetteer
 
 CONSISTENCY_REACH = 10  # sentences either side a vote reaches in a CoNLL file (the devel figures' N)
+CONLL_REACH = "conll_reach"  # model.json document_level key: a model's own windows, where its documents are longer
 DEFAULT = "abbreviations"  # the built-in default of the stage's post-processing
 STEP_ORDER = ("abbreviations", "binomials", "consistency", "gazetteer")  # the order the NER stage runs them in
 # model.json document_level key (the stage's option) → the step's name here
@@ -49,6 +50,35 @@ class Tagged:
     abbreviation_reach: int | None = ABBREVIATION_REACH
     gazetteer: Mapping[tuple[str, ...], Term] | None = None  # learned from the tagger's training examples
     consistency_weight: float = 1.0  # the vote's weight on a tagged occurrence (model.json document_level)
+    consistency_reach: int = CONSISTENCY_REACH  # sentences either side the vote reaches
+
+
+@dataclass(frozen=True)
+class ConllReach:
+    """How many neighbouring sentences stand in for a note in a CoNLL file, which marks no documents:
+    an abbreviation definition or a binomial reaches ``abbreviations`` sentences after its own, the
+    label consistency vote ``consistency`` either side. The pipeline's stage needs none of this (a
+    note is the document); evaluation and CV use the model's (model.json ``document_level.conll_reach``),
+    so a corpus of long full-text articles can declare a window near its document length."""
+    abbreviations: int = ABBREVIATION_REACH
+    consistency: int = CONSISTENCY_REACH
+
+    @classmethod
+    def of_meta(cls, meta: Mapping) -> "ConllReach":
+        given = (meta.get("document_level") or {}).get(CONLL_REACH)
+        if given is None:
+            return cls()
+        if not isinstance(given, Mapping) or not set(given) <= {"abbreviations", "consistency"} or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in given.values()):
+            raise ModelMetaError(f"model.json document_level.{CONLL_REACH} must map 'abbreviations' and/or "
+                                 f"'consistency' to a number of sentences (0 or more), got {given!r}")
+        return cls(**given)
+
+    def is_default(self) -> bool:
+        return self == ConllReach()
+
+    def record(self) -> dict[str, int]:
+        return {"abbreviations": self.abbreviations, "consistency": self.consistency}
 
 
 def variant_name(steps: Iterable[str]) -> str:
@@ -65,7 +95,7 @@ def _variant(steps: frozenset[str]) -> Callable[[Tagged], list[list[str]]]:
         tags = post_processed(tagged.tokens, tagged.tags, tagged.confidence,
                               abbreviation_reach=tagged.abbreviation_reach,
                               abbreviations="abbreviations" in steps, binomials="binomials" in steps,
-                              consistency_reach=CONSISTENCY_REACH if "consistency" in steps else None,
+                              consistency_reach=tagged.consistency_reach if "consistency" in steps else None,
                               consistency_weight=tagged.consistency_weight)
         if "gazetteer" not in steps:
             return tags
@@ -111,12 +141,12 @@ class StageSteps:
     """The document-level steps a model's NER stage runs by default, as a post-processing of its tags
     on consecutive sentences of a CoNLL file (for ``evaluate_model(..., stage_steps=)``): the same
     variant the CV scores, with the model's vote weight and the gazetteer it ships. A CoNLL file
-    marks no documents, so the declared windows stand in for the note (definitions and binomials
-    :data:`ABBREVIATION_REACH` sentences on, the vote :data:`CONSISTENCY_REACH` either side)."""
+    marks no documents, so the model's declared windows stand in for the note (:class:`ConllReach`)."""
     name: str
     consistency_weight: float
     gazetteer: Mapping[tuple[str, ...], Term] | None
     gazetteer_learned_from: str | None  # a gazetteer learned from the file scored knows its answers
+    reach: ConllReach = ConllReach()
 
     @classmethod
     def of_model(cls, model_dir: Path) -> "StageSteps":
@@ -125,15 +155,19 @@ class StageSteps:
         shipped = "gazetteer" in name.split("+")
         return cls(name=name, consistency_weight=consistency_entity_weight(meta),
                    gazetteer=read_gazetteer(model_dir / GAZETTEER_FILE) if shipped else None,
-                   gazetteer_learned_from=(meta.get("gazetteer") or {}).get("learned_from") if shipped else None)
+                   gazetteer_learned_from=(meta.get("gazetteer") or {}).get("learned_from") if shipped else None,
+                   reach=ConllReach.of_meta(meta))
 
     @property
     def record(self) -> dict:
-        return {"steps": self.name, "abbreviation_reach": ABBREVIATION_REACH, "consistency_reach": CONSISTENCY_REACH,
+        return {"steps": self.name, "abbreviation_reach": self.reach.abbreviations,
+                "consistency_reach": self.reach.consistency,
                 CONSISTENCY_WEIGHT: self.consistency_weight, "gazetteer_terms": len(self.gazetteer or {}),
                 "gazetteer_learned_from": self.gazetteer_learned_from}
 
     def __call__(self, tokens: Sequence[Sequence[str]], tags: Sequence[Sequence[str]],
                  confidence: Sequence[Sequence[float]]) -> list[list[str]]:
         return VARIANTS[self.name](Tagged(tokens=tokens, tags=tags, confidence=confidence, gazetteer=self.gazetteer,
-                                          consistency_weight=self.consistency_weight))
+                                          consistency_weight=self.consistency_weight,
+                                          abbreviation_reach=self.reach.abbreviations,
+                                          consistency_reach=self.reach.consistency))

@@ -13,8 +13,10 @@ import numpy as np
 
 from clinlake.pipelines.engine.ner.metadata import CONSISTENCY_WEIGHT, read_meta
 from clinlake.pipelines.evaluation.ner import ABBREVIATION_REACH
+from clinlake.pipelines.evaluation.ner_variants import ConllReach
 from clinlake.pipelines.resources import models_dir
-from clinlake.pipelines.training.cv_card import chosen_variant, cv_card_lines, cv_cell, document_level_choice
+from clinlake.pipelines.training.cv_card import (chosen_variant, cv_card_lines, cv_cell, document_level_choice,
+                                                 scored_reach)
 from clinlake.pipelines.training.ner.network import NETWORK_OPTIONS
 
 # ----------------------------------------------------------------------------- biomedical NER models
@@ -153,7 +155,8 @@ def ner_model_card(model_dir: Path, meta: dict) -> str:
         "quantises if F1 holds and rewrites this card.) Score any token<TAB>tag file with "
         f"`clinlake evaluate ner --model {meta['name']} --conll FILE --predictions OUT.tsv`: its first score "
         "(and the predictions) come after the document-level steps this model's NER stage runs by default, as "
-        "the pipeline runs it (over 10 neighbouring sentences either side for the vote, 20 after a definition"
+        f"the pipeline runs it (over {ConllReach.of_meta(meta).consistency} neighbouring sentences either side for "
+        f"the vote, {ConllReach.of_meta(meta).abbreviations} after a definition"
         + (f"; its gazetteer was learned from {meta['gazetteer']['learned_from']}, so that score is optimistic on "
            "those files" if (meta.get("gazetteer") or {}).get("learned_from") else "")
         + "), then the scores with abbreviation propagation alone and of the model alone.",
@@ -241,6 +244,15 @@ def _refit_lines(corpus: str, training: dict, own_dev: dict) -> list[str]:
         f"shipped model saw devel in training (its own devel F1, {100 * own_dev['tokens']['overall']['f1']:.2f}, "
         "estimates nothing). The test split was never used.",
     ]
+
+
+def _window_note(step: str, reach: ConllReach) -> str:
+    """A models/README.md cell's note of a CoNLL window other than the built-in one."""
+    if reach.is_default():
+        return ""
+    if step == "label_consistency":
+        return f"; ±{reach.consistency} sentences"
+    return f"; {reach.abbreviations} sentences on" if step in ("propagate_abbreviations", "binomial_short_forms") else ""
 
 
 def models_readme(models: Path | None = None) -> str:
@@ -332,8 +344,9 @@ def document_level_section(models: Path) -> list[str]:
             gain = "–" if c["mean_gain"] is None else f"{100 * c['mean_gain']:+.2f}"
             wins = sum(g > 0 for g in c["folds_gain"])
             weight = cv.get(CONSISTENCY_WEIGHT, 1.0) if step == "label_consistency" else 1.0
+            window = _window_note(step, scored_reach(cv))
             cells.append(f"{'**on**' if c['on'] else 'off'} ({gain}, {wins}/{len(c['folds_gain'])}"
-                         + (f"; tagged votes ×{weight:g})" if weight != 1.0 else ")"))
+                         + (f"; tagged votes ×{weight:g}" if weight != 1.0 else "") + window + ")")
         default = chosen_variant(cv)
         with_steps = "–" if default is None else \
             f"{100 * cv['variants'][default]['f1']['mean']:.2f} ± {100 * cv['variants'][default]['f1']['sd']:.2f}"

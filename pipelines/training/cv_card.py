@@ -5,7 +5,8 @@ default for the model (:func:`document_level_choice`)."""
 from __future__ import annotations
 
 from clinlake.pipelines.engine.ner.metadata import BUILT_IN_STEPS, CONSISTENCY_WEIGHT
-from clinlake.pipelines.evaluation.ner_variants import VARIANT_STEP, variant_name
+from clinlake.pipelines.evaluation.ner import ABBREVIATION_REACH
+from clinlake.pipelines.evaluation.ner_variants import CONSISTENCY_REACH, VARIANT_STEP, ConllReach, variant_name
 from clinlake.pipelines.training.ner.wordnet import LEXICON as WORDNET_ORGANISMS
 
 DEFAULT = "abbreviations"  # the variant the paired gains are measured against (ner_variants.DEFAULT)
@@ -30,7 +31,15 @@ def model_record(report: dict, *, measured: str) -> dict:
         record["gazetteer_lexicons"] = report["gazetteer_lexicons"]
     if report.get(CONSISTENCY_WEIGHT, 1.0) != 1.0:  # the weight the consistency variants were scored with
         record[CONSISTENCY_WEIGHT] = report[CONSISTENCY_WEIGHT]
+    if report.get("consistency_reach", CONSISTENCY_REACH) != CONSISTENCY_REACH:  # the vote's window, where declared
+        record["consistency_reach"] = report["consistency_reach"]
     return record
+
+
+def scored_reach(cv: dict) -> ConllReach:
+    """The CoNLL windows a CV record was scored with (older records: the built-in ones)."""
+    return ConllReach(abbreviations=cv.get("abbreviation_reach", ABBREVIATION_REACH),
+                      consistency=cv.get("consistency_reach", CONSISTENCY_REACH))
 
 
 def step_gains(variants: dict, with_it: str, without: str) -> list[float]:
@@ -89,7 +98,9 @@ def cv_card_lines(corpus: str, cv: dict | None, *, command: str | None = None, u
             f"{cv['sentences']:,} {unit} in {cv['k']} contiguous blocks; each fold a fresh network "
             f"trained {cv['epochs']} epochs on the other blocks with the same settings and seed, nothing selected on "
             f"the held-out block): strict F1 **{100 * cv['f1']['mean']:.2f} ± {100 * cv['f1']['sd']:.2f}** (mean ± "
-            f"sample sd over folds, abbreviation reach {cv['abbreviation_reach']}; network alone "
+            f"sample sd over folds, abbreviation reach {cv['abbreviation_reach']}"
+            + (f", vote reach {cv['consistency_reach']} sentences either side" if "consistency_reach" in cv else "")
+            + "; network alone "
             f"{100 * cv['model_alone_f1']['mean']:.2f} ± {100 * cv['model_alone_f1']['sd']:.2f}). Per fold: "
             + ", ".join(f"{100 * f:.2f}" for f in cv["folds_f1"]) + f". Measured {cv['measured']}. The devel F1 "
             "above is one split, which also chose the epoch count; compare variants on this figure.",
@@ -114,6 +125,10 @@ def _variant_lines(cv: dict) -> list[str]:
     weight = cv.get(CONSISTENCY_WEIGHT, 1.0)
     vote = ("" if weight == 1.0 else f"; the label consistency vote weighing a tagged occurrence's vote {weight:g} "
             "times, model.json `document_level.consistency_entity_weight`, chosen on these folds")
+    reach = scored_reach(cv)
+    if not reach.is_default():
+        vote += (f"; a definition or binomial reaching {reach.abbreviations} sentences after it and the vote "
+                 f"{reach.consistency} either side, model.json `document_level.conll_reach`, chosen on these folds")
     lines = ["", "Document-level steps scored on the same held-out predictions of every fold (paired: the "
              f"gain is the variant's F1 minus `{DEFAULT}`'s, fold by fold{vote}):", "",
              "| variant | CV F1 | paired gain | folds gaining / losing |", "|---|---|---|---|"]

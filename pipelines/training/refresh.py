@@ -9,13 +9,14 @@ from pathlib import Path
 
 from clinlake.pipelines.engine.gazetteer import FILE as GAZETTEER_FILE
 from clinlake.pipelines.engine.ner.metadata import CONSISTENCY_WEIGHT, read_meta, write_meta
+from clinlake.pipelines.evaluation.ner_variants import CONLL_REACH
 from clinlake.pipelines.resources import models_dir
 from clinlake.pipelines.training import clinical
 from clinlake.pipelines.training.cards import models_readme, ner_model_card
 from clinlake.pipelines.training.clinical_card import clinical_model_card
 from clinlake.pipelines.training.ner import export
 from clinlake.pipelines.training.ner.artifacts import artifacts_dir
-from clinlake.pipelines.training.cv_card import document_level_choice, model_record
+from clinlake.pipelines.training.cv_card import document_level_choice, model_record, scored_reach
 from clinlake.pipelines.training.ner.cv import cv_examples
 from clinlake.pipelines.training.ner.lstm_int8 import plain_fp32_graph
 from clinlake.pipelines.training.ner.gazetteer import learn_gazetteer, read_lexicons, write_gazetteer
@@ -58,6 +59,9 @@ def record_cv(name: str, report: dict, *, measured: str, models: Path | None = N
                                   "chosen_by": f"{meta['cv']['k']}-fold CV, {measured}"}
         if choice["label_consistency"]["on"] and CONSISTENCY_WEIGHT in meta["cv"]:  # the vote as CV scored it
             meta["document_level"][CONSISTENCY_WEIGHT] = meta["cv"][CONSISTENCY_WEIGHT]
+        reach = scored_reach(meta["cv"])
+        if not reach.is_default():  # the windows the CV scored with stand in for this corpus's documents
+            meta["document_level"][CONLL_REACH] = reach.record()
         ship_gazetteer(model_dir, meta, on=meta["document_level"]["gazetteer"], shared=shared)
     return _write_card(model_dir, meta)
 

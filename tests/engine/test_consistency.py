@@ -225,3 +225,16 @@ def test_evaluation_scores_the_vote_in_token_mode(tmp_path, capsys):
     assert "label consistency vote over 3 sentences" in out and "before the vote: corpus tokens F1" in out
     assert main(["ner", "--model", "ncbi_disease", "--conll", str(conll), "--label-consistency", "-1"]) == 2
     assert "--label-consistency must be 0 or more" in capsys.readouterr().out
+
+
+def test_the_votes_window_in_a_conll_file_is_the_taggeds_consistency_reach():
+    from clinlake.pipelines.evaluation.ner_variants import VARIANTS, Tagged
+
+    # "potato" tagged in the first sentence, untagged 12 sentences later: only a window of 12 or more joins them
+    tokens = [["potato", "plants"]] + [["filler"]] * 11 + [["the", "potato"]]
+    tags = [["B-Species", "O"]] + [["O"]] * 11 + [["O", "O"]]
+    confidence = [[0.9, 0.9]] + [[0.9]] * 11 + [[0.9, 0.6]]
+    near = Tagged(tokens=tokens, tags=tags, confidence=confidence, consistency_weight=3.0)  # the built-in 10
+    far = Tagged(tokens=tokens, tags=tags, confidence=confidence, consistency_weight=3.0, consistency_reach=12)
+    assert VARIANTS["consistency"](near)[-1] == ["O", "O"]
+    assert VARIANTS["consistency"](far)[-1] == ["O", "B-Species"]

@@ -99,7 +99,8 @@ def test_evaluate_command_usage_errors(tmp_path, capsys):
 @needs_model("linnaeus")
 def test_evaluate_scores_the_steps_the_models_stage_runs_and_tags_as_the_stage_does(tmp_path, capsys):
     """The first score of ``clinlake evaluate ner`` is the model's own document-level steps (linnaeus:
-    all four, the vote weighing tagged occurrences ×3, WordNet's names in its gazetteer): on a short
+    all four, the vote weighing tagged occurrences ×3, WordNet's names in its gazetteer, windows of 200
+    sentences for its full-text articles): on a short
     file it equals what the pipeline's NER stage finds when the same sentences are one note."""
     from clinlake.jobs.evaluate import main
     from clinlake.pipelines.engine.ner.stage import load_ner_stage
@@ -120,8 +121,8 @@ def test_evaluate_scores_the_steps_the_models_stage_runs_and_tags_as_the_stage_d
     assert main(["ner", "--model", "linnaeus", "--conll", str(conll), "--predictions", str(out), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     steps = report["stage_steps"]
-    assert (steps["steps"], steps["consistency_entity_weight"], steps["consistency_reach"]) == \
-        ("abbreviations+binomials+consistency+gazetteer", 3.0, 10)
+    assert (steps["steps"], steps["consistency_entity_weight"], steps["abbreviation_reach"],
+            steps["consistency_reach"]) == ("abbreviations+binomials+consistency+gazetteer", 3.0, 200, 200)
     assert steps["gazetteer_learned_from"] == "LINNAEUS train+devel" and steps["gazetteer_terms"] > 40_000
     assert steps["tokens"]["overall"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "correct": 6, "predicted": 6,
                                           "gold": 6}

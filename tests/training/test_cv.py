@@ -234,3 +234,50 @@ def test_a_cv_scores_the_vote_with_the_models_weight_unless_given_one():
     for bad in (0, -1.5):
         with pytest.raises(CrossValidationError, match="positive number"):
             _vote_weight(linnaeus, bad)
+
+
+def test_the_conll_windows_a_cv_scored_with_are_kept_and_read_back_by_evaluation_and_cv(tmp_path):
+    import shutil
+
+    from clinlake.pipelines.engine.ner.metadata import read_meta
+    from clinlake.pipelines.evaluation.ner_variants import ConllReach, StageSteps
+    from clinlake.pipelines.training.ner.cv import conll_reach
+    from clinlake.pipelines.training.refresh import record_cv
+
+    models = tmp_path / "models"
+    for name in ("ncbi_disease", "embeddings"):
+        shutil.copytree(Resolver().model_dir("ncbi_disease").parent / name, models / name)
+    f1 = {"network": (0.85, 0.86, 0.84), "abbreviations": (0.86, 0.87, 0.85)}
+    folds = [{"f1": f1["abbreviations"][i], "model_alone_f1": f1["network"][i],
+              "variants": {n: {"f1": v[i]} for n, v in f1.items()}} for i in range(3)]
+    report = {"corpus": "NCBI-disease", "k": 3, "sentences": 6347, "recipe": {"epochs": 21}, "folds": folds,
+              "abbreviation_reach": 200, "consistency_reach": 150, "f1": {"mean": 0.86, "sd": 0.01},
+              "model_alone_f1": {"mean": 0.85, "sd": 0.01},
+              "variants": {n: {"f1": {"mean": 0.0, "sd": 0.0}, "gain": {"mean": 0.0, "sd": 0.0}} for n in f1}}
+    meta = record_cv("ncbi_disease", report, measured="2026-12-07", models=models)
+    assert meta["cv"]["consistency_reach"] == 150
+    assert read_meta(models / "ncbi_disease")["document_level"]["conll_reach"] == {"abbreviations": 200,
+                                                                                   "consistency": 150}
+    assert "abbreviation reach 200, vote reach 150 sentences either side" in \
+        (models / "ncbi_disease" / "MODEL_CARD.md").read_text(encoding="utf-8")
+    # evaluation and the next CV take the model's windows; a CV may be given others
+    assert StageSteps.of_model(models / "ncbi_disease").record["consistency_reach"] == 150
+    assert conll_reach(models / "ncbi_disease") == ConllReach(abbreviations=200, consistency=150)
+    assert conll_reach(models / "ncbi_disease", 20, None) == ConllReach(abbreviations=20, consistency=150)
+    with pytest.raises(CrossValidationError, match="vote reach must be 0 or more"):
+        conll_reach(models / "ncbi_disease", None, -1)
+    # the built-in windows are not written down
+    report = {**report, "abbreviation_reach": 20, "consistency_reach": 10}
+    meta = record_cv("ncbi_disease", report, measured="2026-12-07", models=models)
+    assert "conll_reach" not in meta["document_level"] and "consistency_reach" not in meta["cv"]
+    assert conll_reach(models / "ncbi_disease") == ConllReach() == ConllReach(20, 10)
+
+
+def test_a_model_json_window_must_be_sentences():
+    from clinlake.pipelines.engine.ner.metadata import ModelMetaError
+    from clinlake.pipelines.evaluation.ner_variants import ConllReach
+
+    assert ConllReach.of_meta({"document_level": {"conll_reach": {"consistency": 50}}}) == ConllReach(20, 50)
+    for bad in ({"consistency": -1}, {"consistency": True}, {"sentences": 5}, 50, {"abbreviations": 2.5}):
+        with pytest.raises(ModelMetaError, match="conll_reach"):
+            ConllReach.of_meta({"document_level": {"conll_reach": bad}})

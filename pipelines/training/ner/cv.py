@@ -39,7 +39,7 @@ from typing import Sequence
 
 from clinlake.pipelines.engine.ner.metadata import CONSISTENCY_WEIGHT, ModelMeta, consistency_entity_weight
 from clinlake.pipelines.evaluation.ner import ABBREVIATION_REACH
-from clinlake.pipelines.evaluation.ner_variants import DEFAULT, Tagged, score_variants
+from clinlake.pipelines.evaluation.ner_variants import CONSISTENCY_REACH, DEFAULT, ConllReach, Tagged, score_variants
 from clinlake.pipelines.training.ner.corpus import Example, load_split
 from clinlake.pipelines.training.ner.gazetteer import Lexicon, learn_gazetteer, read_lexicons
 
@@ -93,7 +93,8 @@ class Recipe:
 
 def run_fold(examples: Sequence[Example], blocks: Sequence[range], fold: int, recipe: Recipe, *,
              abbreviation_reach: int | None = ABBREVIATION_REACH, embeddings_dir: Path | None = None,
-             predictions_dir: Path | None = None, consistency_weight: float = 1.0) -> dict:
+             predictions_dir: Path | None = None, consistency_weight: float = 1.0,
+             consistency_reach: int = CONSISTENCY_REACH) -> dict:
     """Train on every block but ``fold`` and score the held-out block."""
     from clinlake.pipelines.training.ner.loop import fit, predict_scored  # torch: only here
 
@@ -106,20 +107,23 @@ def run_fold(examples: Sequence[Example], blocks: Sequence[range], fold: int, re
     if predictions_dir is not None:
         write_fold_predictions(predictions_dir, fold, blocks[fold], predicted)
     scores = score_fold(train, held, blocks[fold], fold, predicted, abbreviation_reach, lexicons=recipe.lexicons,
-                        consistency_weight=consistency_weight)
+                        consistency_weight=consistency_weight, consistency_reach=consistency_reach)
     return {**scores, "train_sentences": len(train),
             "epochs": record["best_epoch"], "seconds": round(time.time() - started, 1)}
 
 
 def score_fold(train: Sequence[Example], held: Sequence[Example], block: range, fold: int,
                predicted: Sequence[tuple[list[str], list[float]]], abbreviation_reach: int | None, *,
-               lexicons: Sequence[Lexicon] = (), consistency_weight: float = 1.0) -> dict:
+               lexicons: Sequence[Lexicon] = (), consistency_weight: float = 1.0,
+               consistency_reach: int = CONSISTENCY_REACH) -> dict:
     """One fold's scores: the shipped post-processing's (f1, precision, recall), the network's alone,
     and every variant's (the gazetteer variant's gazetteer learned from the fold's training examples,
-    with the model's ``lexicons`` where it names some; the vote's weight ``consistency_weight``)."""
+    with the model's ``lexicons`` where it names some; the vote's weight ``consistency_weight``, its
+    reach ``consistency_reach`` sentences either side)."""
     tagged = Tagged(tokens=[p for p, _ in held], tags=[t for t, _ in predicted],
                     confidence=[c for _, c in predicted], abbreviation_reach=abbreviation_reach,
-                    gazetteer=learn_gazetteer(train, lexicons=lexicons), consistency_weight=consistency_weight)
+                    gazetteer=learn_gazetteer(train, lexicons=lexicons), consistency_weight=consistency_weight,
+                    consistency_reach=consistency_reach)
     variants = score_variants(tagged, [t for _, t in held])
     return {"fold": fold, "held_out": [block.start, block.stop], **variants[DEFAULT],
             "model_alone_f1": variants["network"]["f1"], "variants": variants}
@@ -195,18 +199,21 @@ def chosen_folds(k: int, folds: Sequence[int] | None) -> list[int]:
 
 
 def cross_validate(corpus: str | None, model_dir: Path, *, k: int = 5, epochs: int | None = None, jobs: int = 1,
-                   folds: Sequence[int] | None = None, abbreviation_reach: int | None = ABBREVIATION_REACH,
+                   folds: Sequence[int] | None = None, abbreviation_reach: int | None = None,
                    shared: Path | None = None, embeddings_dir: Path | None = None,
-                   predictions_dir: Path | None = None, consistency_weight: float | None = None) -> dict:
+                   predictions_dir: Path | None = None, consistency_weight: float | None = None,
+                   consistency_reach: int | None = None) -> dict:
     """The CV report of ``corpus`` (None: the model's) with the recipe of the model in ``model_dir``
-    (see the module doc); the vote's weight is ``consistency_weight`` (None: the model's own)."""
+    (see the module doc); the vote's weight is ``consistency_weight``, the reaches in sentences
+    ``abbreviation_reach`` and ``consistency_reach`` (each None: the model's own)."""
     corpus, examples = cv_examples(corpus, model_dir=model_dir, shared=shared)
     blocks = fold_blocks(len(examples), k)
     recipe = Recipe.of_model(model_dir, epochs=epochs)
     chosen = chosen_folds(k, folds)
     weight = _vote_weight(model_dir, consistency_weight)
-    options = dict(abbreviation_reach=abbreviation_reach, embeddings_dir=embeddings_dir,
-                   predictions_dir=predictions_dir, consistency_weight=weight)
+    reach = conll_reach(model_dir, abbreviation_reach, consistency_reach)
+    options = dict(abbreviation_reach=reach.abbreviations, embeddings_dir=embeddings_dir,
+                   predictions_dir=predictions_dir, consistency_weight=weight, consistency_reach=reach.consistency)
     if jobs > 1:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             results = list(pool.map(_fold_job, [(examples, blocks, f, recipe, options) for f in chosen]))
@@ -216,8 +223,8 @@ def cross_validate(corpus: str | None, model_dir: Path, *, k: int = 5, epochs: i
             "recipe": {"epochs": recipe.epochs, "network": recipe.network, "lr": recipe.lr,
                        "batch_pieces": recipe.batch_pieces},
             **lexicon_record(recipe.lexicons),
-            "abbreviation_reach": abbreviation_reach, CONSISTENCY_WEIGHT: weight, "folds": results,
-            **summarise(results)}
+            "abbreviation_reach": reach.abbreviations, "consistency_reach": reach.consistency,
+            CONSISTENCY_WEIGHT: weight, "folds": results, **summarise(results)}
 
 
 def _vote_weight(model_dir: Path | None, given: float | None) -> float:
@@ -229,6 +236,17 @@ def _vote_weight(model_dir: Path | None, given: float | None) -> float:
     return consistency_entity_weight(ModelMeta.load(model_dir).raw) if model_dir is not None else 1.0
 
 
+def conll_reach(model_dir: Path | None, abbreviation_reach: int | None = None,
+                consistency_reach: int | None = None) -> ConllReach:
+    """The windows a CV scores with: each one given, else the model's (model.json), else the built-in."""
+    for name, given in (("abbreviation", abbreviation_reach), ("vote", consistency_reach)):
+        if given is not None and (isinstance(given, bool) or not isinstance(given, int) or given < 0):
+            raise CrossValidationError(f"the {name} reach must be 0 or more sentences, got {given!r}")
+    model = ConllReach.of_meta(ModelMeta.load(model_dir).raw) if model_dir is not None else ConllReach()
+    return ConllReach(abbreviations=model.abbreviations if abbreviation_reach is None else abbreviation_reach,
+                      consistency=model.consistency if consistency_reach is None else consistency_reach)
+
+
 def lexicon_record(lexicons: Sequence[Lexicon]) -> dict:
     """The report's record of the open vocabularies its gazetteer variant was scored with (none: nothing)."""
     return {"gazetteer_lexicons": [{"file": lexicon.source, "label": lexicon.label, "names": len(lexicon.names)}
@@ -236,14 +254,16 @@ def lexicon_record(lexicons: Sequence[Lexicon]) -> dict:
 
 
 def rescore(corpus: str | None, predictions_dir: Path, *, k: int = 5,
-            abbreviation_reach: int | None = ABBREVIATION_REACH, model_dir: Path | None = None,
-            shared: Path | None = None, consistency_weight: float | None = None) -> dict:
+            abbreviation_reach: int | None = None, model_dir: Path | None = None,
+            shared: Path | None = None, consistency_weight: float | None = None,
+            consistency_reach: int | None = None) -> dict:
     """A CV report from the fold predictions a run kept (:func:`write_fold_predictions`): every
     variant scored again without training. The saved blocks must be this corpus's ``k`` blocks."""
     corpus, examples = cv_examples(corpus, model_dir=model_dir, shared=shared)
     blocks = fold_blocks(len(examples), k)
     lexicons = read_lexicons(ModelMeta.load(model_dir).raw) if model_dir is not None else ()
     weight = _vote_weight(model_dir, consistency_weight)
+    reach = conll_reach(model_dir, abbreviation_reach, consistency_reach)
     paths = sorted(predictions_dir.glob("fold*.json.gz"))
     if not paths:
         raise CrossValidationError(f"no fold predictions (fold<k>.json.gz) in {predictions_dir}")
@@ -256,10 +276,11 @@ def rescore(corpus: str | None, predictions_dir: Path, *, k: int = 5,
                                        f"{k} over {len(examples)} {corpus} sentences")
         train, held = split_fold(examples, blocks, fold)
         predicted = list(zip(saved["tags"], saved["confidence"], strict=True))
-        results.append(score_fold(train, held, blocks[fold], fold, predicted, abbreviation_reach, lexicons=lexicons,
-                                  consistency_weight=weight))
+        results.append(score_fold(train, held, blocks[fold], fold, predicted, reach.abbreviations, lexicons=lexicons,
+                                  consistency_weight=weight, consistency_reach=reach.consistency))
     return {"corpus": corpus, "recipe_of": None, "k": k, "sentences": len(examples), "rescored_from": str(predictions_dir),
-            **lexicon_record(lexicons), "abbreviation_reach": abbreviation_reach, CONSISTENCY_WEIGHT: weight,
+            **lexicon_record(lexicons), "abbreviation_reach": reach.abbreviations,
+            "consistency_reach": reach.consistency, CONSISTENCY_WEIGHT: weight,
             "folds": results, **summarise(results)}
 
 
@@ -284,6 +305,9 @@ def format_cv(report: dict) -> str:
                  f"network alone {100 * report['model_alone_f1']['mean']:.2f} ± {100 * report['model_alone_f1']['sd']:.2f}")
     if report.get(CONSISTENCY_WEIGHT, 1.0) != 1.0:
         lines.append(f"label consistency vote: a tagged occurrence's vote weighs {report[CONSISTENCY_WEIGHT]:g}")
+    if "consistency_reach" in report:
+        lines.append(f"windows: a definition or binomial reaches {report['abbreviation_reach']} sentences after it, "
+                     f"the vote {report['consistency_reach']} either side")
     variants = report.get("variants") or {}
     if variants:
         lines.append(f"{'variant':<46} {'F1 mean ± sd':>16} {'paired gain vs ' + DEFAULT:>30}")

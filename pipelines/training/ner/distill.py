@@ -41,11 +41,11 @@ from clinlake.pipelines.corpora.conll import read_conll
 from clinlake.pipelines.engine.ner.crf import CrfDecoder
 from clinlake.pipelines.engine.ner.metadata import CONSISTENCY_WEIGHT, ModelMeta, consistency_entity_weight
 from clinlake.pipelines.evaluation.ner import ABBREVIATION_REACH
-from clinlake.pipelines.evaluation.ner_variants import stage_variant
+from clinlake.pipelines.evaluation.ner_variants import CONSISTENCY_REACH, stage_variant
 from clinlake.pipelines.resources import shared_data
 from clinlake.pipelines.training.ner.corpus import SEED, Example, split_path, tag_set, to_pieces
-from clinlake.pipelines.training.ner.cv import (CrossValidationError, Recipe, chosen_folds, cv_examples, fold_blocks,
-                                                lexicon_record, read_fold_predictions, score_fold, split_fold,
+from clinlake.pipelines.training.ner.cv import (CrossValidationError, Recipe, chosen_folds, conll_reach, cv_examples,
+                                                fold_blocks, lexicon_record, read_fold_predictions, score_fold, split_fold,
                                                 spread, write_fold_predictions)
 
 SYSTEMS = ("today", "ensemble", "student")  # what a distillation fold scores, in report order
@@ -239,9 +239,11 @@ def read_teacher(path: Path, pool: Sequence[Sequence[str]], tags: Sequence[str])
 def distill_fold(examples: Sequence[Example], blocks: Sequence[range], fold: int, recipe: Recipe, plan: Plan,
                  pool: Sequence[Sequence[str]], *, abbreviation_reach: int | None = ABBREVIATION_REACH,
                  embeddings_dir: Path | None = None, predictions_dir: Path | None = None,
-                 teacher_dir: Path | None = None, consistency_weight: float = 1.0) -> dict:
+                 teacher_dir: Path | None = None, consistency_weight: float = 1.0,
+                 consistency_reach: int = CONSISTENCY_REACH) -> dict:
     """Today's network (member 0), the ensemble and the student, all trained without ``fold``,
-    scored on it with every post-processing variant (the vote weighted as the model's stage weighs it). ``teacher_dir``: the ``predictions_dir`` of an
+    scored on it with every post-processing variant (the vote weighted as the model's stage weighs it,
+    the windows the model declares). ``teacher_dir``: the ``predictions_dir`` of an
     earlier run on the same folds and pool, whose today's and ensemble's predictions and pool
     posteriors are reused (only the student trains)."""
     train, held = split_fold(examples, blocks, fold)
@@ -266,7 +268,8 @@ def distill_fold(examples: Sequence[Example], blocks: Sequence[range], fold: int
         if predictions_dir is not None:
             write_fold_predictions(predictions_dir / system, fold, blocks[fold], predicted[system])
         scores[system] = score_fold(train, held, blocks[fold], fold, predicted[system], abbreviation_reach,
-                                    lexicons=recipe.lexicons, consistency_weight=consistency_weight)
+                                    lexicons=recipe.lexicons, consistency_weight=consistency_weight,
+                                    consistency_reach=consistency_reach)
     entities = sum(t.startswith("B-") for _, ts in run.silver for t in ts)
     return {"fold": fold, "held_out": [blocks[fold].start, blocks[fold].stop], "train_sentences": len(train),
             "silver_sentences": len(run.silver), "silver_entities": entities, "teacher_reused": kept is not None,
@@ -286,10 +289,12 @@ def distill_cv(corpus: str | None, model_dir: Path, plan: Plan, *, k: int = 5, j
     recipe = Recipe.of_model(model_dir, epochs=epochs)
     default = stage_variant(ModelMeta.load(model_dir).raw)
     weight = consistency_entity_weight(ModelMeta.load(model_dir).raw)
+    reach = conll_reach(model_dir)
     pool = silver_pool(corpus, plan, shared=shared)
     jobs_args = [(examples, blocks, f, recipe, plan, pool,
                   dict(embeddings_dir=embeddings_dir, predictions_dir=predictions_dir, teacher_dir=teacher_dir,
-                       consistency_weight=weight))
+                       consistency_weight=weight, abbreviation_reach=reach.abbreviations,
+                       consistency_reach=reach.consistency))
                  for f in chosen_folds(k, folds)]
     if jobs > 1:
         with ProcessPoolExecutor(max_workers=jobs) as workers:
@@ -300,6 +305,7 @@ def distill_cv(corpus: str | None, model_dir: Path, plan: Plan, *, k: int = 5, j
             "recipe": {"epochs": recipe.epochs, "network": recipe.network, "lr": recipe.lr,
                        "batch_pieces": recipe.batch_pieces},
             **lexicon_record(recipe.lexicons), "model_default_variant": default, CONSISTENCY_WEIGHT: weight,
+            "abbreviation_reach": reach.abbreviations, "consistency_reach": reach.consistency,
             "folds": results,
             "summary": summarise_systems(results, ("network", "abbreviations", default))}
 
