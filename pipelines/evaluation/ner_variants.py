@@ -135,7 +135,6 @@ def stage_variant(model_meta: Mapping) -> str:
     return variant_name(VARIANT_STEP[step] for step, on in document_level_defaults(model_meta).items() if on)
 
 
-
 @dataclass(frozen=True)
 class StageSteps:
     """The document-level steps a model's NER stage runs by default, as a post-processing of its tags

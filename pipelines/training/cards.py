@@ -76,6 +76,7 @@ def ner_model_card(model_dir: Path, meta: dict) -> str:
     quant = meta["quantization"]
     precision = weights_precision(quant)
     embeddings = (model_dir / meta["embeddings"]).resolve()
+    reach = ConllReach.of_meta(meta)  # the windows its evaluation declares for a CoNLL file
     lines = [
         f"# {meta['name']} — {corpus} NER (BiLSTM-CNN-Char-CRF, ONNX)",
         "",
@@ -155,8 +156,8 @@ def ner_model_card(model_dir: Path, meta: dict) -> str:
         "quantises if F1 holds and rewrites this card.) Score any token<TAB>tag file with "
         f"`clinlake evaluate ner --model {meta['name']} --conll FILE --predictions OUT.tsv`: its first score "
         "(and the predictions) come after the document-level steps this model's NER stage runs by default, as "
-        f"the pipeline runs it (over {ConllReach.of_meta(meta).consistency} neighbouring sentences either side for "
-        f"the vote, {ConllReach.of_meta(meta).abbreviations} after a definition"
+        f"the pipeline runs it (over {reach.consistency} neighbouring sentences either side for "
+        f"the vote, {reach.abbreviations} after a definition"
         + (f"; its gazetteer was learned from {meta['gazetteer']['learned_from']}, so that score is optimistic on "
            "those files" if (meta.get("gazetteer") or {}).get("learned_from") else "")
         + "), then the scores with abbreviation propagation alone and of the model alone.",

@@ -53,7 +53,6 @@ def wins(gains: list[float]) -> bool:
     return sum(gains) > 0 and sum(g > 0 for g in gains) > sum(g < 0 for g in gains)
 
 
-
 def chosen_variant(cv: dict) -> str | None:
     """The variant the model's stage runs by default (its chosen steps), when the CV scored it."""
     name = variant_name(VARIANT_STEP[step] for step, c in document_level_choice(cv).items() if c["on"])
