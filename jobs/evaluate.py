@@ -285,6 +285,10 @@ def add_cv(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--vote-weight", type=float, metavar="W", help="the label consistency vote's weight on a "
                         "tagged occurrence against an untagged one (default: the model's, model.json "
                         "document_level.consistency_entity_weight, else 1)")
+    parser.add_argument("--gazetteer-features", action=argparse.BooleanOptionalAction, default=None,
+                        help="train each fold's network with gazetteer channels in its input (term lists learned "
+                        "from the fold's training blocks, jackknifed on them) or without (default: as the "
+                        "model was trained)")
     add_report_arguments(parser)
     parser.set_defaults(run=run_cv)
 
@@ -318,7 +322,7 @@ def _cv_report(args: argparse.Namespace) -> dict:
     return cross_validate(args.corpus, model_dir, k=args.folds, epochs=args.epochs, jobs=args.jobs,
                           folds=args.only, abbreviation_reach=args.abbreviation_reach,
                           predictions_dir=args.predictions, consistency_weight=args.vote_weight,
-                          consistency_reach=args.vote_reach)
+                          consistency_reach=args.vote_reach, gazetteer_features=args.gazetteer_features)
 
 
 def add_distill_cv(commands: argparse._SubParsersAction) -> None:

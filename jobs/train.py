@@ -76,16 +76,27 @@ def ner_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--embeddings", type=Path, help="word vectors to train on (default: "
                         "the shipped models/embeddings; others, e.g. from `clinlake train embeddings --without-devel "
                         "--out DIR`, are for experiments with --out outside models/)")
+    parser.add_argument("--gazetteer-features", action="store_true", help="the network also reads gazetteer "
+                        "channels: matches of the training split's entity strings, jackknifed over the training "
+                        "sentences; the list ships as gazetteer_features.tsv "
+                        "(pipelines/training/ner/gazetteer_features.py)")
+    parser.add_argument("--refit-epochs", type=int, metavar="N", help="with --refit: train the refit for N epochs "
+                        "instead of the count selected on devel (e.g. the count `clinlake evaluate cv` ran the recipe "
+                        "with, so the shipped network is the recipe the CV estimates)")
     add_training_arguments(parser, max_minutes=12.0)
     return parser
 
 
 def run_ner(args: argparse.Namespace) -> int:
+    if args.refit_epochs is not None and (not args.refit or args.refit_epochs < 1):
+        print("clinlake train ner: --refit-epochs needs --refit and a count of 1 or more")
+        return 2
     _log_progress()
     name = args.name or default_name(args.corpus)
     info = loop.train(args.corpus, name, max_minutes=args.max_minutes, epochs=args.epochs, patience=args.patience,
                       out_dir=args.out or models_dir() / name, lr=args.lr, threads=args.threads,
-                      network=network_options(args), refit=args.refit, embeddings_dir=args.embeddings)
+                      network=network_options(args), refit=args.refit, embeddings_dir=args.embeddings,
+                      gazetteer_features=args.gazetteer_features, refit_epochs=args.refit_epochs)
     print(json.dumps({k: v for k, v in info.items() if k != "history"}))
     return 0
 

@@ -55,7 +55,20 @@ def training_flags(training: dict) -> str:
     flags = "".join(f" --{key.replace('_', '-')} {value}" for key, value in network.items() if key in NETWORK_OPTIONS)
     flags += "".join(f" {flag} {training[key]}" for key, flag, default in TRAINING_FLAGS
                      if training.get(key, default) != default)
+    flags += " --gazetteer-features" if training.get("gazetteer_features") else ""
+    flags += f" --refit-epochs {training['refit_epochs']}" if training.get("refit_epochs") else ""
     return flags + (" --refit" if training.get("refit_on_devel") else "")
+
+
+def _channels_text(training: dict) -> str:
+    """The architecture line's words for a network trained with gazetteer channels (else nothing)."""
+    channels = training.get("gazetteer_features")
+    if not channels:
+        return ""
+    return (f" + gazetteer channels ({2 * len(channels['labels'])}: begins / continues a match of each type's "
+            f"terms, {channels['terms']:,} entity strings of the training data tagged with one type in at least "
+            f"{channels['min_precision']:.0%} of their occurrences, shipped as `gazetteer_features.tsv`; the "
+            f"training sentences' channels jackknifed over {channels['jackknife_parts']} parts)")
 
 
 def devel_estimate(meta: dict) -> dict:
@@ -101,7 +114,8 @@ def ner_model_card(model_dir: Path, meta: dict) -> str:
         "",
         "## Architecture",
         f"Frozen shared fastText vectors (fp16) + character CNN (25-d, {network.get('char_filters', 50)} filters, "
-        f"width 3) + casing embedding (8-d) → dropout {network.get('dropout', 0.5)} → BiLSTM "
+        f"width 3) + casing embedding (8-d){_channels_text(training)} → dropout {network.get('dropout', 0.5)} "
+        "→ BiLSTM "
         f"2×{network.get('hidden', 150)} → linear → linear-chain CRF with IOB2 constraints, NumPy Viterbi. "
         "Tokens are the pipeline tokenizer's tokens split into corpus-style pieces (letter/digit runs, single "
         "other characters). Entity confidence = mean CRF marginal probability of the chosen tags.",

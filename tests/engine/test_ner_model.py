@@ -286,8 +286,19 @@ def test_shipped_model_metadata(name):
     if meta["training"]["refit_on_devel"]:  # the held-out scores come from the train-only selection run
         selection = meta["training"]["selection"]
         assert selection["train_sentences"] < meta["training"]["train_sentences"]
-        assert selection["best_epoch"] == meta["training"]["best_epoch"] == len(meta["training"]["history"])
+        # the refit trains the selected epochs, or the count given with --refit-epochs (the count its CV ran)
+        refit_epochs = meta["training"].get("refit_epochs") or selection["best_epoch"]
+        assert refit_epochs == meta["training"]["best_epoch"] == len(meta["training"]["history"])
+        if meta["training"].get("refit_epochs"):
+            assert meta["cv"]["epochs"] == refit_epochs
         assert selection["dev"]["tokens"]["overall"]["f1"] == selection["dev_f1"] or selection["quantization"]["kept"]
+    # a network trained with gazetteer channels ships their list, as many terms as training learned
+    if meta.get("gazetteer_features"):
+        from clinlake.pipelines.engine.ner.gazetteer_channels import load_channels
+
+        channels = load_channels(directory, meta)
+        assert len(channels.terms) == meta["training"]["gazetteer_features"]["terms"] > 0
+        assert list(channels.labels) == meta["training"]["gazetteer_features"]["labels"] == meta["labels"]
     # a stage that runs the gazetteer by default finds the very file model.json recorded
     if (meta.get("document_level") or {}).get("gazetteer"):
         import hashlib

@@ -39,7 +39,7 @@ def test_impossible_folds_are_refused_by_name():
 def test_the_recipe_is_the_shipped_models_selected_epochs_and_settings():
     ncbi = Recipe.of_model(Resolver().model_dir("ncbi_disease"))
     assert ncbi.epochs == 21 and ncbi.network.get("hidden", 150) == 150 and ncbi.lr == pytest.approx(2e-3)
-    assert Recipe.of_model(Resolver().model_dir("bc5cdr")).epochs == 26  # a refit: the selection's count
+    assert Recipe.of_model(Resolver().model_dir("bc5cdr")).epochs == 26  # a refit: the epochs it trained for
     assert Recipe.of_model(Resolver().model_dir("bc5cdr"), epochs=3).epochs == 3
 
 

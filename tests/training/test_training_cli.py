@@ -35,6 +35,16 @@ def test_ner_options_and_model_names():
     assert args.embeddings is None and args.out is None and args.max_minutes == 12.0 and args.epochs == 40
     assert train.network_options(args) == {"hidden": 150, "char_filters": 50, "dropout": 0.3}
     assert train.default_name("NCBI-disease") == "ncbi_disease" and train.default_name("BioNLP13CG") == "bionlp13cg"
+    assert args.gazetteer_features is False and args.refit_epochs is None
+    args = train.ner_parser("clinlake train ner").parse_args(["--corpus", "BC5CDR", "--refit", "--refit-epochs", "26",
+                                                              "--gazetteer-features"])
+    assert args.refit and args.refit_epochs == 26 and args.gazetteer_features
+
+
+@pytest.mark.parametrize("flags", [["--refit-epochs", "26"], ["--refit", "--refit-epochs", "0"]])
+def test_refit_epochs_need_a_refit_and_a_positive_count(flags, capsys):
+    assert train.main(["ner", "--corpus", "BC5CDR", *flags]) == 2
+    assert "--refit-epochs needs --refit and a count of 1 or more" in capsys.readouterr().out
 
 
 def test_lexicons_are_built_from_the_shared_folder_given(tmp_path, capsys):

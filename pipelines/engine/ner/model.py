@@ -26,6 +26,7 @@ import numpy as np
 from clinlake.pipelines.engine.batching import padded_runs
 from clinlake.pipelines.engine.ner.crf import CrfDecoder
 from clinlake.pipelines.engine.ner.features import Embeddings, WordFeatures, encode_serving_batch
+from clinlake.pipelines.engine.ner.gazetteer_channels import FILE as CHANNELS_FILE, load_channels
 from clinlake.pipelines.engine.ner.metadata import ModelMeta, read_meta
 from clinlake.pipelines.engine.onnx_session import open_session
 
@@ -87,10 +88,12 @@ class NerModel:
         self.batch_invariant = not quantization.get("kept", False) or quantization.get("batch_invariant", False)
         self.embeddings = _embeddings(meta.embeddings_dir)
         self.features = WordFeatures(self.embeddings, self.char_map)
+        self.channels = load_channels(directory, meta.raw)  # gazetteer channels, for a model trained with them
         self.session = open_session(directory / "model.onnx")
         expected = {i.name: i.shape for i in self.session.get_inputs()}["words"][2]
-        if isinstance(expected, int) and expected != self.embeddings.vectors.shape[1]:
-            raise ValueError(f"model {meta.name} was trained on {expected}-d word vectors but "
+        width = self.channels.width if self.channels else 0
+        if isinstance(expected, int) and expected != self.embeddings.vectors.shape[1] + width:
+            raise ValueError(f"model {meta.name} was trained on {expected - width}-d word vectors but "
                              f"{meta.embeddings_dir} holds {self.embeddings.vectors.shape[1]}-d ones: "
                              "retrain it (clinlake train) against these vectors")
 
@@ -111,7 +114,10 @@ class NerModel:
 
     def network_emissions(self, sequences: Sequence[Sequence[str]]) -> np.ndarray:
         """One network call: padded emission scores [batch, longest, tags] (onnxruntime)."""
-        (scores,) = self.session.run(["emissions"], encode_serving_batch(sequences, self.features))
+        feeds = encode_serving_batch(sequences, self.features)
+        if self.channels is not None:
+            feeds = self.channels.with_words(feeds, sequences)
+        (scores,) = self.session.run(["emissions"], feeds)
         return scores
 
     def emissions(self, sequences: Sequence[Sequence[str]]) -> list[np.ndarray]:
@@ -182,9 +188,12 @@ def evict_model(model_dir: Path) -> None:
 
 
 def model_version(model_dir: Path) -> str:
-    """sha256 (first 12 hex digits) of model.onnx plus model.json without its version field."""
+    """sha256 (first 12 hex digits) of model.onnx plus model.json without its version field (and the
+    gazetteer channels' term list of a model that has one: it changes the network's input)."""
     meta = read_meta(model_dir)
     meta.pop("version", None)
     digest = hashlib.sha256((model_dir / "model.onnx").read_bytes())
     digest.update(json.dumps(meta, sort_keys=True).encode())
+    if meta.get("gazetteer_features"):
+        digest.update((model_dir / CHANNELS_FILE).read_bytes())
     return digest.hexdigest()[:12]

@@ -34,6 +34,11 @@ def tag_set(examples: Sequence[Example]) -> list[str]:
     return ["O"] + sorted({t for _, tags in examples for t in tags} - {"O"}, key=lambda t: (t[2:], t[:2]))
 
 
+def entity_labels(tags: Sequence[str]) -> list[str]:
+    """The entity types of a tag set, in its order (B-X, I-X → X)."""
+    return list(dict.fromkeys(t[2:] for t in tags if t != "O"))
+
+
 def split_path(corpus: str, split: str, *, shared: Path | None = None) -> Path:
     """``<shared data>/ner/<corpus>/<split>.tsv`` (default: :func:`~clinlake.pipelines.resources.shared_data`)."""
     return (shared_data() if shared is None else shared) / "ner" / corpus / f"{split}.tsv"

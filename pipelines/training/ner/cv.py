@@ -33,7 +33,7 @@ import json
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -78,17 +78,20 @@ class Recipe:
     lr: float
     batch_pieces: int
     lexicons: tuple[Lexicon, ...] = ()  # open vocabularies of the gazetteer variant (model.json gazetteer_lexicons)
+    gazetteer_features: bool = False  # the network reads gazetteer channels (training.ner.gazetteer_features)
 
     @classmethod
     def of_model(cls, model_dir: Path, *, epochs: int | None = None) -> "Recipe":
         meta = ModelMeta.load(model_dir).raw
         training = meta.get("training") or {}
-        selected = (training.get("selection") or {}).get("best_epoch") or training.get("best_epoch")
+        # the epochs the shipped network trained for (a refit's count, which is its selection's unless
+        # `--refit-epochs` gave another), else its selection's
+        selected = training.get("best_epoch") or (training.get("selection") or {}).get("best_epoch")
         if epochs is None and not selected:
             raise CrossValidationError(f"{model_dir.name}'s model.json records no selected epoch count: give epochs")
         return cls(epochs=int(epochs or selected), network=dict(training.get("network") or {}),
                    lr=float(training.get("lr", 2e-3)), batch_pieces=int(training.get("batch_pieces", 1000)),
-                   lexicons=read_lexicons(meta))
+                   lexicons=read_lexicons(meta), gazetteer_features=bool(training.get("gazetteer_features")))
 
 
 def run_fold(examples: Sequence[Example], blocks: Sequence[range], fold: int, recipe: Recipe, *,
@@ -102,7 +105,7 @@ def run_fold(examples: Sequence[Example], blocks: Sequence[range], fold: int, re
     started = time.time()
     net, crf, tags, chars, embeddings, record = fit(
         train, {}, max_minutes=float("inf"), epochs=recipe.epochs, lr=recipe.lr, batch_pieces=recipe.batch_pieces,
-        threads=1, network=recipe.network, embeddings_dir=embeddings_dir)
+        threads=1, network=recipe.network, embeddings_dir=embeddings_dir, gazetteer_features=recipe.gazetteer_features)
     predicted = predict_scored(net, crf, held, embeddings, chars, tags)
     if predictions_dir is not None:
         write_fold_predictions(predictions_dir, fold, blocks[fold], predicted)
@@ -202,13 +205,16 @@ def cross_validate(corpus: str | None, model_dir: Path, *, k: int = 5, epochs: i
                    folds: Sequence[int] | None = None, abbreviation_reach: int | None = None,
                    shared: Path | None = None, embeddings_dir: Path | None = None,
                    predictions_dir: Path | None = None, consistency_weight: float | None = None,
-                   consistency_reach: int | None = None) -> dict:
+                   consistency_reach: int | None = None, gazetteer_features: bool | None = None) -> dict:
     """The CV report of ``corpus`` (None: the model's) with the recipe of the model in ``model_dir``
     (see the module doc); the vote's weight is ``consistency_weight``, the reaches in sentences
-    ``abbreviation_reach`` and ``consistency_reach`` (each None: the model's own)."""
+    ``abbreviation_reach`` and ``consistency_reach`` (each None: the model's own);
+    ``gazetteer_features`` overrides the recipe's (None: the model's own)."""
     corpus, examples = cv_examples(corpus, model_dir=model_dir, shared=shared)
     blocks = fold_blocks(len(examples), k)
     recipe = Recipe.of_model(model_dir, epochs=epochs)
+    if gazetteer_features is not None:
+        recipe = replace(recipe, gazetteer_features=gazetteer_features)
     chosen = chosen_folds(k, folds)
     weight = _vote_weight(model_dir, consistency_weight)
     reach = conll_reach(model_dir, abbreviation_reach, consistency_reach)
@@ -221,7 +227,7 @@ def cross_validate(corpus: str | None, model_dir: Path, *, k: int = 5, epochs: i
         results = [run_fold(examples, blocks, f, recipe, **options) for f in chosen]
     return {"corpus": corpus, "recipe_of": model_dir.name, "k": k, "sentences": len(examples),
             "recipe": {"epochs": recipe.epochs, "network": recipe.network, "lr": recipe.lr,
-                       "batch_pieces": recipe.batch_pieces},
+                       "batch_pieces": recipe.batch_pieces, "gazetteer_features": recipe.gazetteer_features},
             **lexicon_record(recipe.lexicons),
             "abbreviation_reach": reach.abbreviations, "consistency_reach": reach.consistency,
             CONSISTENCY_WEIGHT: weight, "folds": results, **summarise(results)}

@@ -19,6 +19,7 @@ import onnxruntime as ort
 from clinlake.pipelines.engine.ner.features import (
     MAX_CHARS, Embeddings, WordFeatures, encode_batch, encode_serving_batch,
 )
+from clinlake.pipelines.engine.ner.gazetteer_channels import FILE as CHANNELS_FILE, load_channels
 from clinlake.pipelines.engine.ner.metadata import read_meta, write_meta
 from clinlake.pipelines.engine.ner.model import NerModel, model_version
 from clinlake.pipelines.evaluation.ner import evaluate_model
@@ -26,6 +27,7 @@ from clinlake.pipelines.training.cards import ner_model_card
 from clinlake.pipelines.training.ner.artifacts import artifacts_dir, selection_model_dir
 from clinlake.pipelines.training.ner.corpus import Example, load_split, split_path
 from clinlake.pipelines.training.ner.embeddings import default_embeddings_dir
+from clinlake.pipelines.training.ner.gazetteer_features import write_channel_terms
 from clinlake.pipelines.training.ner.network import build_crf, build_network, serving_onnx, torch_module
 
 log = logging.getLogger("clinlake.train_ner")
@@ -50,6 +52,10 @@ def export(net, crf, *, name: str, corpus: str, tags: list[str], chars: dict[str
     (artifacts_dir(out_dir, artifacts=artifacts) / "model.fp32.onnx").unlink(missing_ok=True)
     sentences = [words for words, _ in sample]
     onnx.save(serving_onnx(net), str(out_dir / "model.onnx"))
+    if net.gazetteer is not None:  # the network reads gazetteer channels: its term list ships beside it
+        extra = {**(extra or {}), "gazetteer_features": write_channel_terms(out_dir, net.gazetteer, source=corpus)}
+    else:
+        (out_dir / CHANNELS_FILE).unlink(missing_ok=True)
     start, end, trans = (s.detach().double().numpy() for s in crf.scores())
     meta = {
         "name": name, "corpus": corpus, "architecture": "BiLSTM-CNN-Char-CRF", "tags": tags,
@@ -72,11 +78,14 @@ def check_onnx(net, onnx_path: Path, sentences: Sequence[Sequence[str]], embeddi
     serving inputs, PyTorch the training-graph inputs); raises when above atol."""
     torch = torch_module()
     features = WordFeatures(embeddings, chars)
-    inputs = {k: torch.from_numpy(v) for k, v in encode_batch(sentences, features).items()}
+    training, serving = encode_batch(sentences, features), encode_serving_batch(sentences, features)
+    if net.gazetteer is not None:
+        training, serving = net.gazetteer.with_words(training, sentences), net.gazetteer.with_words(serving, sentences)
+    inputs = {k: torch.from_numpy(v) for k, v in training.items()}
     with torch.no_grad():
         expected = net.eval()(**inputs).numpy()
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    (got,) = session.run(["emissions"], encode_serving_batch(sentences, features))
+    (got,) = session.run(["emissions"], serving)
     diff = max(float(np.abs(got[b, : len(s)] - expected[b, : len(s)]).max()) for b, s in enumerate(sentences))
     if diff > atol:
         raise RuntimeError(f"ONNX and PyTorch emissions differ by {diff:.2e} > {atol}")
@@ -94,6 +103,7 @@ def load_torch(model_dir: Path, *, artifacts: Path | None = None):
     crf = build_crf(meta["tags"])
     net.load_state_dict(state["net"])
     crf.load_state_dict(state["crf"])
+    net.gazetteer = load_channels(model_dir, meta)
     return net.eval(), crf.eval()
 
 
@@ -129,15 +139,15 @@ def quantize_if_it_holds(model_dir: Path, dev_f1: float, tolerance: float, *, sh
     candidate = model_dir / "_int8"
     candidate.mkdir(exist_ok=True)
     (candidate / "model.onnx").write_bytes(small.read_bytes())
+    if (model_dir / CHANNELS_FILE).is_file():  # the network's gazetteer channels' term list goes with it
+        shutil.copyfile(model_dir / CHANNELS_FILE, candidate / CHANNELS_FILE)
     meta = read_meta(model_dir)
     meta["embeddings"] = os.path.relpath((model_dir / meta["embeddings"]).resolve(), candidate.resolve())
     meta["quantization"] = {**record, "kept": True}  # so the candidate is tagged as it would be served
     write_meta(candidate, meta)
     f1 = evaluate_model(NerModel(candidate), split_path(meta["corpus"], "devel", shared=shared), raw_text=False,
                         abbreviation_reach=None)["tokens"]["overall"]["f1"]
-    for path in (candidate / "model.onnx", candidate / "model.json"):
-        path.unlink()
-    candidate.rmdir()
+    shutil.rmtree(candidate)
     keep = f1 >= dev_f1 - tolerance
     if keep:
         (model_artifacts / "model.fp32.onnx").write_bytes(full.read_bytes())

@@ -6,6 +6,7 @@ Model (Kocaman & Talby 2020 style BiLSTM-CNN-Char, with a CRF; :mod:`.network`):
     word of the NER corpora; :mod:`.embeddings`)
     + character CNN (25-d chars, 50 filters of width 3, max-pooled)
     + casing embedding (8-d)
+    [+ gazetteer channels, with ``--gazetteer-features``: :mod:`.gazetteer_features`]
     → dropout → 1-layer BiLSTM (2 × 150) → dropout → linear emissions → linear-chain CRF
     with IOB2 constraints (O → I-X and X → I-Y forbidden), Viterbi decoding.
 
@@ -39,9 +40,11 @@ from clinlake.pipelines.evaluation.ner import score_spans
 from clinlake.pipelines.resources import models_dir
 from clinlake.pipelines.training.cards import models_readme
 from clinlake.pipelines.training.ner.artifacts import artifacts_dir, selection_model_dir
-from clinlake.pipelines.training.ner.corpus import SEED, Example, load_split, tag_set
+from clinlake.pipelines.training.ner.corpus import SEED, Example, entity_labels, load_split, tag_set
 from clinlake.pipelines.training.ner.embeddings import build_embeddings, default_embeddings_dir
 from clinlake.pipelines.training.ner.export import export, finish
+from clinlake.pipelines.engine.ner.gazetteer_channels import GazetteerChannels
+from clinlake.pipelines.training.ner.gazetteer_features import training_channels
 from clinlake.pipelines.training.ner.network import build_crf, build_network, torch_module
 
 log = logging.getLogger("clinlake.train_ner")
@@ -88,9 +91,15 @@ def word_features(embeddings: Embeddings, chars: dict[str, int]) -> WordFeatures
     return _FEATURES[key]
 
 
-def tensors(examples: Sequence[Example], embeddings: Embeddings, chars: dict[str, int], tag_ids: dict[str, int]):
+def tensors(examples: Sequence[Example], embeddings: Embeddings, chars: dict[str, int], tag_ids: dict[str, int],
+            gazetteer: GazetteerChannels | None = None):
+    """Training-graph inputs and gold tag ids of ``examples``; with ``gazetteer``, its channels join
+    the word vectors (the network's word input is then that much wider)."""
     torch = torch_module()
-    feeds = encode_batch([w for w, _ in examples], word_features(embeddings, chars))
+    sentences = [w for w, _ in examples]
+    feeds = encode_batch(sentences, word_features(embeddings, chars))
+    if gazetteer is not None:
+        feeds = gazetteer.with_words(feeds, sentences)
     inputs = {k: torch.from_numpy(v) for k, v in feeds.items()}
     gold = torch.zeros(inputs["cases"].shape, dtype=torch.long)
     for b, (_, tags) in enumerate(examples):
@@ -143,7 +152,7 @@ def _emissions(net, examples: Sequence[Example], embeddings: Embeddings, chars: 
     tag_ids = {t: i for i, t in enumerate(tags)}
     with torch.no_grad():
         for group in batches(examples, 8192, None):
-            inputs, _ = tensors([examples[i] for i in group], embeddings, chars, tag_ids)
+            inputs, _ = tensors([examples[i] for i in group], embeddings, chars, tag_ids, net.gazetteer)
             yield group, net(**inputs).double().numpy(), inputs["lengths"].tolist()
 
 
@@ -156,7 +165,8 @@ def strict_f1(examples: Sequence[Example], predicted: Sequence[Sequence[str]]) -
 def fit(train_set: Sequence[Example], dev_sets: dict[str, Sequence[Example]], *, max_minutes: float, epochs: int,
         lr: float = 2e-3, batch_pieces: int = 1000, patience: int = 5, threads: int = 1, network: dict | None = None,
         embeddings_dir: Path | None = None, seed: int = SEED, silver: Sequence[Example] = (),
-        silver_ratio: float = 0.0, silver_targets: Sequence[np.ndarray] | None = None):
+        silver_ratio: float = 0.0, silver_targets: Sequence[np.ndarray] | None = None,
+        gazetteer_features: bool = False):
     """Train a fresh network on ``train_set``; keep the epoch with the best mean (over the
     ``dev_sets``) strict devel F1. With no ``dev_sets`` (a refit on train+devel) run exactly
     ``epochs`` epochs and keep the last. ``network``: keyword arguments of :func:`build_network`
@@ -170,7 +180,10 @@ def fit(train_set: Sequence[Example], dev_sets: dict[str, Sequence[Example]], *,
     (one [n, len(tags)] array of tag probabilities per silver example, in the tag order this run
     derives from the gold examples) silver batches train on the CRF posteriors' cross-entropy with
     them (posterior distillation) instead of the likelihood of their tags. The tag set and the
-    character vocabulary come from the gold examples alone, so a student has its teacher's size."""
+    character vocabulary come from the gold examples alone, so a student has its teacher's size.
+
+    ``gazetteer_features``: the network also reads gazetteer channels learned from ``train_set``
+    (jackknifed on it; :mod:`.gazetteer_features`), kept as ``net.gazetteer``."""
     embeddings_dir = default_embeddings_dir() if embeddings_dir is None else embeddings_dir
     torch = torch_module()
     torch.set_num_threads(threads)
@@ -188,8 +201,10 @@ def fit(train_set: Sequence[Example], dev_sets: dict[str, Sequence[Example]], *,
     if silver_targets is not None and [len(w) for w, _ in silver] != [len(t) for t in silver_targets]:
         raise ValueError("silver_targets must hold one row of tag probabilities per token of each silver example")
     network = dict(network or {})
-    word_dim = int(embeddings.vectors.shape[1])
+    gazetteer = training_channels(train_set, entity_labels(tags)) if gazetteer_features else None
+    word_dim = int(embeddings.vectors.shape[1]) + (gazetteer.width if gazetteer else 0)
     net, crf = build_network(len(chars) + 2, len(tags), word_dim=word_dim, **network), build_crf(tags)
+    net.gazetteer = gazetteer
     optimizer = torch.optim.Adam(list(net.parameters()) + list(crf.parameters()), lr=lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 1.0 / (1.0 + 0.05 * e))
     deadline = time.time() + max_minutes * 60
@@ -233,6 +248,7 @@ def fit(train_set: Sequence[Example], dev_sets: dict[str, Sequence[Example]], *,
               "history": history, "max_minutes": max_minutes, "lr": lr, "batch_pieces": batch_pieces, "seed": seed,
               "train_sentences": len(train_set), "refit_on_devel": not dev_sets, "network": network,
               "max_epochs": epochs, "patience": patience, "word_dim": word_dim,
+              **({"gazetteer_features": gazetteer.record()} if gazetteer else {}),
               **({"silver_sentences": len(silver), "silver_ratio": silver_ratio,
                   "silver_labels": "soft" if silver_targets is not None else "hard"} if silver else {})}
     return net, crf, tags, chars, embeddings, record
@@ -259,7 +275,8 @@ def save_torch_state(model_dir: Path, net, crf, chars: dict[str, int], tags: Seq
 def train(corpus: str, name: str, *, max_minutes: float, epochs: int, out_dir: Path, lr: float = 2e-3,
           batch_pieces: int = 1000, patience: int = 5, threads: int = 1, network: dict | None = None,
           embeddings_dir: Path | None = None, refit: bool = False, shared: Path | None = None,
-          models: Path | None = None, artifacts: Path | None = None) -> dict:
+          models: Path | None = None, artifacts: Path | None = None, gazetteer_features: bool = False,
+          refit_epochs: int | None = None) -> dict:
     """Train on ``corpus`` train, keep the epoch with the best strict devel F1, export,
     evaluate and write the model card. Returns the training record.
 
@@ -270,24 +287,27 @@ def train(corpus: str, name: str, *, max_minutes: float, epochs: int, out_dir: P
     selected number of epochs, and that one ships.
 
     ``shared``: the shared data folder (default :func:`~clinlake.pipelines.resources.shared_data`);
-    ``models``, ``artifacts``: as :func:`train_and_ship`."""
+    ``models``, ``artifacts``, ``refit_epochs``: as :func:`train_and_ship`; ``gazetteer_features``: as
+    :func:`fit`."""
     train_set, dev_set = load_split(corpus, "train", shared=shared), load_split(corpus, "devel", shared=shared)
     options = dict(max_minutes=max_minutes, lr=lr, batch_pieces=batch_pieces, patience=patience, threads=threads,
-                   network=network, embeddings_dir=embeddings_dir)
+                   network=network, embeddings_dir=embeddings_dir, gazetteer_features=gazetteer_features)
     finish_model = functools.partial(finish, shared=shared, artifacts=artifacts)
     return train_and_ship(train_set, {corpus: dev_set}, name=name, corpus=corpus, out_dir=out_dir, epochs=epochs,
                           options=options, refit=refit, finish_model=finish_model, sample=dev_set[:64],
-                          models=models, artifacts=artifacts)
+                          models=models, artifacts=artifacts, refit_epochs=refit_epochs)
 
 
 def train_and_ship(train_set: Sequence[Example], dev_sets: dict[str, Sequence[Example]], *, name: str, corpus: str,
                    out_dir: Path, epochs: int, options: dict, refit: bool, finish_model: Callable[[Path], dict],
                    sample: Sequence[Example], extra: dict | None = None, info_extra: dict | None = None,
-                   models: Path | None = None, artifacts: Path | None = None) -> dict:
+                   models: Path | None = None, artifacts: Path | None = None,
+                   refit_epochs: int | None = None) -> dict:
     """What both trainers do once their data are loaded: :func:`fit` (epochs selected on
     ``dev_sets``), with ``refit`` the selection model exported and finished under
     :func:`~.artifacts.selection_model_dir` and a fresh network fitted on train+devel for the
-    selected epoch count; then export to ``out_dir``, PyTorch weights, ``finish_model`` (scores,
+    selected epoch count (or ``refit_epochs``, e.g. the count a cross-validation of the recipe ran);
+    then export to ``out_dir``, PyTorch weights, ``finish_model`` (scores,
     int8, card) and, for a model under ``models`` (default the shipped ``models/``),
     models/README.md. ``info_extra`` joins the training record in model.json; ``artifacts``: the
     training artefacts' root (default ``build/ner/``)."""
@@ -301,8 +321,10 @@ def train_and_ship(train_set: Sequence[Example], dev_sets: dict[str, Sequence[Ex
                sample=sample, embeddings=embeddings, embeddings_dir=embeddings_dir, extra=extra, artifacts=artifacts)
         selected = finish_model(selection_dir)
         refit_set = list(train_set) + [ex for dev in dev_sets.values() for ex in dev]
-        net, crf, tags, chars, embeddings, refit_record = fit(refit_set, {}, epochs=record["best_epoch"], **options)
+        refit_count = refit_epochs or record["best_epoch"]
+        net, crf, tags, chars, embeddings, refit_record = fit(refit_set, {}, epochs=refit_count, **options)
         info = {"corpus": corpus, **refit_record, "max_epochs": epochs, **(info_extra or {}),
+                **({"refit_epochs": refit_epochs} if refit_epochs else {}),
                 "selection": selection_record(record, selected)}
     export(net, crf, name=name, corpus=corpus, tags=tags, chars=chars, out_dir=out_dir, info=info,
            sample=sample, embeddings=embeddings, embeddings_dir=embeddings_dir, extra=extra, artifacts=artifacts)
@@ -331,7 +353,7 @@ def run_epoch(net, crf, optimizer, groups: list[list[int]], train_set: Sequence[
     params = [p for group in optimizer.param_groups for p in group["params"]]
     total, steps = 0.0, 0
     for group in groups:
-        inputs, gold = tensors([train_set[i] for i in group], embeddings, chars, tag_ids)
+        inputs, gold = tensors([train_set[i] for i in group], embeddings, chars, tag_ids, net.gazetteer)
         mask = torch.arange(gold.shape[1]).unsqueeze(0) < inputs["lengths"].unsqueeze(1)
         if soft and group[0] in soft:
             targets = np.zeros((*gold.shape, len(tag_ids)), dtype=np.float32)

@@ -49,14 +49,16 @@ class NotATaggerGraphError(ValueError):
 
 def input_range(arrays: dict[str, np.ndarray], word_vectors: np.ndarray) -> tuple[float, float]:
     """[lo, hi] that holds every value the tagger graph can feed its LSTM: word vectors, the casing
-    table, and the char CNN's max-pooled sum of three gathered taps (floored at ``floor``)."""
+    table, the char CNN's max-pooled sum of three gathered taps (floored at ``floor``), and gazetteer
+    channels' term precisions, in [0, 1], for a model that has them (a no-op for the others: every
+    word-vector table spans 0 and 1)."""
     taps = [arrays[name] for name in sorted(arrays) if name.startswith("char_table_")]
     if not taps or "case_table" not in arrays or "floor" not in arrays:
         raise NotATaggerGraphError("the graph has no char_table_*, case_table or floor initializer")
     char_hi = float(sum(tap.max(axis=0) for tap in taps).max())
     floor = float(arrays["floor"])
-    lo = min(float(word_vectors.min()), float(arrays["case_table"].min()), floor)
-    hi = max(float(word_vectors.max()), float(arrays["case_table"].max()), char_hi, floor)
+    lo = min(float(word_vectors.min()), float(arrays["case_table"].min()), floor, 0.0)
+    hi = max(float(word_vectors.max()), float(arrays["case_table"].max()), char_hi, floor, 1.0)
     return lo, hi
 
 

@@ -35,6 +35,7 @@ def build_network(n_chars: int, n_tags: int, *, word_dim: int = 100, char_dim: i
         def __init__(self) -> None:
             super().__init__()
             self.hidden, self.word_dim = hidden, word_dim
+            self.gazetteer = None  # GazetteerChannels whose channels join the word vectors (training.ner.fit)
             self.char_embed = nn.Embedding(n_chars, char_dim, padding_idx=PAD)
             self.char_cnn = nn.Conv1d(char_dim, char_filters, kernel_size=3, padding=1)
             self.case_embed = nn.Embedding(len(CASES), case_dim, padding_idx=PAD)
