@@ -56,15 +56,22 @@ def test_entity_labels_keep_the_tag_sets_order():
     assert entity_labels(["O", "B-Chemical", "I-Chemical", "B-Disease", "I-Disease"]) == ["Chemical", "Disease"]
 
 
-def test_a_network_fitted_with_gazetteer_features_reads_them_and_records_them(tmp_path, write_vectors):
-    pytest.importorskip("torch")
-    from clinlake.pipelines.training.ner.loop import fit, predict_scored, tensors
+def _fit_tiny(tmp_path, write_vectors, *, epochs: int, gazetteer_features: bool = True):
+    """(examples, fit()'s six results) of a tiny network on :func:`_examples`."""
+    from clinlake.pipelines.training.ner.loop import fit
 
     examples = [tuple(e) for e in _examples()]
+    tmp_path.mkdir(parents=True, exist_ok=True)
     vectors = write_vectors(tmp_path, {w for words, _ in examples for w in words})
-    net, crf, tags, chars, embeddings, record = fit(examples, {}, max_minutes=5, epochs=2, embeddings_dir=vectors,
-                                                    network={"hidden": 8, "char_filters": 4},
-                                                    gazetteer_features=True)
+    return examples, fit(examples, {}, max_minutes=5, epochs=epochs, embeddings_dir=vectors,
+                         network={"hidden": 8, "char_filters": 4}, gazetteer_features=gazetteer_features)
+
+
+def test_a_network_fitted_with_gazetteer_features_reads_them_and_records_them(tmp_path, write_vectors):
+    pytest.importorskip("torch")
+    from clinlake.pipelines.training.ner.loop import predict_scored, tensors
+
+    examples, (net, crf, tags, chars, embeddings, record) = _fit_tiny(tmp_path, write_vectors, epochs=2)
     width = int(embeddings.vectors.shape[1])
     assert record["word_dim"] == width + 2 == net.word_dim
     assert record["gazetteer_features"]["terms"] == 2 and record["gazetteer_features"]["labels"] == ["Disease"]
@@ -73,8 +80,7 @@ def test_a_network_fitted_with_gazetteer_features_reads_them_and_records_them(tm
     assert tuple(inputs["words"].shape) == (2, 2, width + 2)
     assert inputs["words"][0, :, width:].abs().sum() == 0 and inputs["words"][1, 0, width] == 1.0
     assert len(predict_scored(net, crf, examples[:2], embeddings, chars, tags)) == 2
-    _, _, _, _, _, plain = fit(examples, {}, max_minutes=5, epochs=1, embeddings_dir=vectors,
-                               network={"hidden": 8, "char_filters": 4})
+    *_, plain = _fit_tiny(tmp_path / "plain", write_vectors, epochs=1, gazetteer_features=False)[1]
     assert plain["word_dim"] == width and "gazetteer_features" not in plain
 
 
@@ -85,13 +91,9 @@ def test_a_model_with_gazetteer_channels_ships_its_list_and_serves_what_pytorch_
     from clinlake.pipelines.engine.ner.gazetteer_channels import FILE
     from clinlake.pipelines.engine.ner.model import NerModel, model_version
     from clinlake.pipelines.training.ner.export import export
-    from clinlake.pipelines.training.ner.loop import fit
 
-    examples = [tuple(e) for e in _examples()]
-    vectors = write_vectors(tmp_path, {w for words, _ in examples for w in words})
-    net, crf, tags, chars, embeddings, record = fit(examples, {}, max_minutes=5, epochs=1, embeddings_dir=vectors,
-                                                    network={"hidden": 8, "char_filters": 4},
-                                                    gazetteer_features=True)
+    examples, (net, crf, tags, chars, embeddings, record) = _fit_tiny(tmp_path, write_vectors, epochs=1)
+    vectors = tmp_path / "embeddings"
     out = tmp_path / "tiny"
     export(net, crf, name="tiny", corpus="NCBI-disease", tags=tags, chars=chars, out_dir=out, info=record,
            sample=examples[:4], embeddings=embeddings, embeddings_dir=vectors, artifacts=tmp_path / "build")
