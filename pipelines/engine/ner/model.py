@@ -26,7 +26,7 @@ import numpy as np
 from clinlake.pipelines.engine.batching import padded_runs
 from clinlake.pipelines.engine.ner.crf import CrfDecoder
 from clinlake.pipelines.engine.ner.features import Embeddings, WordFeatures, encode_serving_batch
-from clinlake.pipelines.engine.ner.gazetteer_channels import FILE as CHANNELS_FILE, load_channels
+from clinlake.pipelines.engine.ner.gazetteer_channels import load_channels
 from clinlake.pipelines.engine.ner.metadata import ModelMeta, read_meta
 from clinlake.pipelines.engine.onnx_session import open_session
 
@@ -195,5 +195,5 @@ def model_version(model_dir: Path) -> str:
     digest = hashlib.sha256((model_dir / "model.onnx").read_bytes())
     digest.update(json.dumps(meta, sort_keys=True).encode())
     if meta.get("gazetteer_features"):
-        digest.update((model_dir / CHANNELS_FILE).read_bytes())
+        digest.update((model_dir / meta["gazetteer_features"]["file"]).read_bytes())
     return digest.hexdigest()[:12]
