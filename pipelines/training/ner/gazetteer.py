@@ -175,7 +175,16 @@ def write_gazetteer(path: Path, gazetteer: Mapping[tuple[str, ...], Term], *, so
                f"those tagged in under {LEXICON_MIN_SHARE:.0%} of their occurrences there (precision "
                f"{LEXICON_PRIOR} where they never occur); that file's notice:\n"
                + "\n".join(f"#   {line}" for line in lexicon.notice) for lexicon in lexicons),
-             "# pieces<TAB>label<TAB>share of occurrences tagged[<TAB>upper: upper case in every occurrence]"]
-    lines += [f"{' '.join(k)}\t{t.label}\t{t.precision}" + ("\tupper" if t.upper_only else "")
-              for k, t in gazetteer.items()]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+             TERM_LINES_HEADER]
+    write_terms(path, lines, gazetteer)
+
+
+#: The column line above a term list's rows (format: :mod:`pipelines.engine.gazetteer`).
+TERM_LINES_HEADER = "# pieces<TAB>label<TAB>share of occurrences tagged[<TAB>upper: upper case in every occurrence]"
+
+
+def write_terms(path: Path, header: Sequence[str], terms: Mapping[tuple[str, ...], Term]) -> None:
+    """Write ``header`` lines, then one ``pieces<TAB>LABEL<TAB>PRECISION[<TAB>upper]`` row per term: the
+    file :func:`pipelines.engine.gazetteer.read_gazetteer` reads (the step's list and the channels')."""
+    rows = [f"{' '.join(k)}\t{t.label}\t{t.precision}" + ("\tupper" if t.upper_only else "") for k, t in terms.items()]
+    path.write_text("\n".join([*header, *rows]) + "\n", encoding="utf-8")

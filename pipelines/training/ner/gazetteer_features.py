@@ -27,7 +27,7 @@ import numpy as np
 from clinlake.pipelines.engine.gazetteer import Gazetteer
 from clinlake.pipelines.engine.ner.gazetteer_channels import FILE as CHANNELS_FILE, GazetteerChannels
 from clinlake.pipelines.training.ner.corpus import Example
-from clinlake.pipelines.training.ner.gazetteer import Terms, learn_gazetteer
+from clinlake.pipelines.training.ner.gazetteer import TERM_LINES_HEADER, Terms, learn_gazetteer, write_terms
 
 FEATURE_MIN_PRECISION = 0.5  # a string annotators left untagged more often than not stays out
 FEATURE_MIN_COUNT = 1
@@ -57,20 +57,18 @@ class JackknifedChannels(GazetteerChannels):
         return fixed[1] if fixed is not None and fixed[0] is tokens else self.match(tokens)
 
     def record(self) -> dict:
-        """What model.json keeps (``training.gazetteer_features``, and at its top level with the file)."""
+        """What the training record keeps (model.json ``training.gazetteer_features``; the top-level
+        ``gazetteer_features``, file and labels, is :func:`write_channel_terms`'s)."""
         return {"labels": list(self.labels), "terms": len(self.terms), "min_precision": FEATURE_MIN_PRECISION,
                 "min_count": FEATURE_MIN_COUNT, "jackknife_parts": JACKKNIFE_PARTS}
 
 
 def write_channel_terms(model_dir: Path, channels: GazetteerChannels, *, source: str) -> dict:
     """Write the full list to ``<model_dir>/gazetteer_features.tsv``; model.json's ``gazetteer_features``."""
-    lines = [f"# gazetteer channels of the network, learned from {source}: entity strings tagged with one label "
-             f"in at least {FEATURE_MIN_PRECISION:.0%} of their occurrences "
-             "(pipelines/training/ner/gazetteer_features.py)",
-             "# pieces<TAB>label<TAB>share of occurrences tagged[<TAB>upper: upper case in every occurrence]"]
-    lines += [f"{' '.join(k)}\t{t.label}\t{t.precision}" + ("\tupper" if t.upper_only else "")
-              for k, t in channels.terms.items()]
-    (model_dir / CHANNELS_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    header = [f"# gazetteer channels of the network, learned from {source}: entity strings tagged with one label "
+              f"in at least {FEATURE_MIN_PRECISION:.0%} of their occurrences "
+              "(pipelines/training/ner/gazetteer_features.py)", TERM_LINES_HEADER]
+    write_terms(model_dir / CHANNELS_FILE, header, channels.terms)
     return {"file": CHANNELS_FILE, "labels": list(channels.labels)}
 
 
@@ -78,9 +76,9 @@ def training_channels(train: Sequence[Example], labels: Sequence[str], *,
                       parts: int = JACKKNIFE_PARTS) -> JackknifedChannels:
     """Channels whose full list is learned from all of ``train`` and whose training sentences are
     jackknifed: each of ``parts`` contiguous parts matched against the list of the other parts."""
-    channels = JackknifedChannels(feature_terms(train), labels)
     if parts < 2 or len(train) < parts:
         raise ValueError(f"jackknifed gazetteer channels need at least {max(parts, 2)} training sentences and parts")
+    channels = JackknifedChannels(feature_terms(train), labels)
     bounds = np.linspace(0, len(train), parts + 1).round().astype(int)
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         rest = Gazetteer(feature_terms([*train[:lo], *train[hi:]]))

@@ -36,6 +36,7 @@ import numpy as np
 
 from clinlake.pipelines.engine.ner.crf import CrfDecoder, iob_spans
 from clinlake.pipelines.engine.ner.features import MAX_CHARS, Embeddings, WordFeatures, encode_batch
+from clinlake.pipelines.engine.ner.gazetteer_channels import GazetteerChannels
 from clinlake.pipelines.evaluation.ner import score_spans
 from clinlake.pipelines.resources import models_dir
 from clinlake.pipelines.training.cards import models_readme
@@ -43,7 +44,6 @@ from clinlake.pipelines.training.ner.artifacts import artifacts_dir, selection_m
 from clinlake.pipelines.training.ner.corpus import SEED, Example, entity_labels, load_split, tag_set
 from clinlake.pipelines.training.ner.embeddings import build_embeddings, default_embeddings_dir
 from clinlake.pipelines.training.ner.export import export, finish
-from clinlake.pipelines.engine.ner.gazetteer_channels import GazetteerChannels
 from clinlake.pipelines.training.ner.gazetteer_features import training_channels
 from clinlake.pipelines.training.ner.network import build_crf, build_network, torch_module
 
