@@ -289,6 +289,10 @@ def add_cv(commands: argparse._SubParsersAction) -> None:
                         help="train each fold's network with gazetteer channels in its input (term lists learned "
                         "from the fold's training blocks, jackknifed on them) or without (default: as the "
                         "model was trained)")
+    parser.add_argument("--channel-lexicons", action=argparse.BooleanOptionalAction, default=None,
+                        help="with gazetteer channels: their term lists also hold the model's open vocabularies "
+                        "(model.json gazetteer_lexicons, e.g. linnaeus's WordNet organism names), or not "
+                        "(default: as the model was trained)")
     add_report_arguments(parser)
     parser.set_defaults(run=run_cv)
 
@@ -322,7 +326,8 @@ def _cv_report(args: argparse.Namespace) -> dict:
     return cross_validate(args.corpus, model_dir, k=args.folds, epochs=args.epochs, jobs=args.jobs,
                           folds=args.only, abbreviation_reach=args.abbreviation_reach,
                           predictions_dir=args.predictions, consistency_weight=args.vote_weight,
-                          consistency_reach=args.vote_reach, gazetteer_features=args.gazetteer_features)
+                          consistency_reach=args.vote_reach, gazetteer_features=args.gazetteer_features,
+                          channel_lexicons=args.channel_lexicons)
 
 
 def add_distill_cv(commands: argparse._SubParsersAction) -> None:

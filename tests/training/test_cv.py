@@ -281,3 +281,14 @@ def test_a_model_json_window_must_be_sentences():
     for bad in ({"consistency": -1}, {"consistency": True}, {"sentences": 5}, 50, {"abbreviations": 2.5}):
         with pytest.raises(ModelMetaError, match="conll_reach"):
             ConllReach.of_meta({"document_level": {"conll_reach": bad}})
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--model", "bc5cdr", "--gazetteer-features", "--channel-lexicons"], "bc5cdr names no gazetteer_lexicons"),
+    (["--model", "linnaeus", "--channel-lexicons"], "need the channels (--gazetteer-features)"),
+])
+def test_lexicons_in_the_channels_need_a_lexicon_and_the_channels(flags, message, capsys):
+    from clinlake.jobs.evaluate import main as evaluate_main
+
+    assert evaluate_main(["cv", *flags]) == 2  # refused before any corpus is read or network trained
+    assert message in capsys.readouterr().out

@@ -52,6 +52,24 @@ def test_training_sentences_see_the_list_of_the_other_parts_and_new_sentences_th
         training_channels(examples[:3], ["Disease"], parts=5)
 
 
+def test_a_lexicons_names_join_the_channels_with_the_share_the_other_parts_give_them():
+    from clinlake.pipelines.training.ner.gazetteer import LEXICON_PRIOR, Lexicon
+
+    examples = [tuple(e) for e in _examples()]
+    lexicon = Lexicon("Disease", ("gout", "hay fever"), "a test")
+    channels = training_channels(examples, ["Disease"], lexicons=[lexicon], parts=5)
+    assert {("asthma",), ("gout",), ("hay", "fever"), ("hay", "-", "fever")} <= set(channels.terms)
+    assert channels.terms[("gout",)].precision == 1.0  # the examples' own string keeps their precision
+    assert channels.terms[("hay", "fever")].precision == LEXICON_PRIOR  # a name no example shows
+    assert channels.match(["hay", "fever"])[:, 0].tolist() == [LEXICON_PRIOR, 0.0]
+    assert channels.match(["hay", "fever"])[:, 1].tolist() == [0.0, LEXICON_PRIOR]
+    gout = examples[2][0]
+    # its own part is the only one that tags it; the other parts never show it: the lexicon's prior
+    assert channels.of(gout)[0, 0] == LEXICON_PRIOR
+    assert channels.record()["lexicons"] == [{"file": "a test", "label": "Disease"}]
+    assert "lexicons" not in training_channels(examples, ["Disease"], parts=5).record()
+
+
 def test_entity_labels_keep_the_tag_sets_order():
     assert entity_labels(["O", "B-Chemical", "I-Chemical", "B-Disease", "I-Disease"]) == ["Chemical", "Disease"]
 
@@ -141,3 +159,10 @@ def test_the_recipe_and_the_cards_command_are_what_the_shipped_network_trained_w
     assert recipe.epochs == 26 and recipe.gazetteer_features is True
     assert training_flags(training).endswith("--patience 10 --gazetteer-features --refit-epochs 26 --refit")
     assert Recipe.of_model(Resolver().model_dir("linnaeus")).gazetteer_features is False
+    # lexicons in the channels are part of the recipe: read back from the training record
+    wordnet = {"file": "conf/lexicons/wordnet_organisms.txt", "label": "Species"}
+    training["gazetteer_features"]["lexicons"] = [wordnet]
+    (model / "model.json").write_text(json.dumps({**meta, "training": training}), encoding="utf-8")
+    (lexicon,) = Recipe.of_model(model).channel_lexicons
+    assert (lexicon.source, lexicon.label) == (wordnet["file"], "Species") and len(lexicon.names) > 15000
+    assert Recipe.of_model(model).fit_options()["channel_lexicons"] == (lexicon,)

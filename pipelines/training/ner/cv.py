@@ -79,6 +79,7 @@ class Recipe:
     batch_pieces: int
     lexicons: tuple[Lexicon, ...] = ()  # open vocabularies of the gazetteer variant (model.json gazetteer_lexicons)
     gazetteer_features: bool = False  # the network reads gazetteer channels (training.ner.gazetteer_features)
+    channel_lexicons: tuple[Lexicon, ...] = ()  # open vocabularies in the channels' list (their training record's)
 
     @classmethod
     def of_model(cls, model_dir: Path, *, epochs: int | None = None) -> "Recipe":
@@ -91,7 +92,15 @@ class Recipe:
             raise CrossValidationError(f"{model_dir.name}'s model.json records no selected epoch count: give epochs")
         return cls(epochs=int(epochs or selected), network=dict(training.get("network") or {}),
                    lr=float(training.get("lr", 2e-3)), batch_pieces=int(training.get("batch_pieces", 1000)),
-                   lexicons=read_lexicons(meta), gazetteer_features=bool(training.get("gazetteer_features")))
+                   lexicons=read_lexicons(meta), gazetteer_features=bool(training.get("gazetteer_features")),
+                   channel_lexicons=read_lexicons({"gazetteer_lexicons":
+                                                   (training.get("gazetteer_features") or {}).get("lexicons")}))
+
+    def fit_options(self) -> dict:
+        """The keywords of :func:`~.loop.fit` that train this recipe's network (a fixed epoch count, one thread)."""
+        return dict(max_minutes=float("inf"), epochs=self.epochs, lr=self.lr, batch_pieces=self.batch_pieces,
+                    threads=1, network=self.network, gazetteer_features=self.gazetteer_features,
+                    channel_lexicons=self.channel_lexicons)
 
 
 def run_fold(examples: Sequence[Example], blocks: Sequence[range], fold: int, recipe: Recipe, *,
@@ -103,9 +112,7 @@ def run_fold(examples: Sequence[Example], blocks: Sequence[range], fold: int, re
 
     train, held = split_fold(examples, blocks, fold)
     started = time.time()
-    net, crf, tags, chars, embeddings, record = fit(
-        train, {}, max_minutes=float("inf"), epochs=recipe.epochs, lr=recipe.lr, batch_pieces=recipe.batch_pieces,
-        threads=1, network=recipe.network, embeddings_dir=embeddings_dir, gazetteer_features=recipe.gazetteer_features)
+    net, crf, tags, chars, embeddings, record = fit(train, {}, **recipe.fit_options(), embeddings_dir=embeddings_dir)
     predicted = predict_scored(net, crf, held, embeddings, chars, tags)
     if predictions_dir is not None:
         write_fold_predictions(predictions_dir, fold, blocks[fold], predicted)
@@ -205,16 +212,24 @@ def cross_validate(corpus: str | None, model_dir: Path, *, k: int = 5, epochs: i
                    folds: Sequence[int] | None = None, abbreviation_reach: int | None = None,
                    shared: Path | None = None, embeddings_dir: Path | None = None,
                    predictions_dir: Path | None = None, consistency_weight: float | None = None,
-                   consistency_reach: int | None = None, gazetteer_features: bool | None = None) -> dict:
+                   consistency_reach: int | None = None, gazetteer_features: bool | None = None,
+                   channel_lexicons: bool | None = None) -> dict:
     """The CV report of ``corpus`` (None: the model's) with the recipe of the model in ``model_dir``
     (see the module doc); the vote's weight is ``consistency_weight``, the reaches in sentences
     ``abbreviation_reach`` and ``consistency_reach`` (each None: the model's own);
-    ``gazetteer_features`` overrides the recipe's (None: the model's own)."""
-    corpus, examples = cv_examples(corpus, model_dir=model_dir, shared=shared)
-    blocks = fold_blocks(len(examples), k)
+    ``gazetteer_features`` overrides the recipe's (None: the model's own), and so does
+    ``channel_lexicons`` (True: the channels' list also holds the model's ``gazetteer_lexicons``)."""
     recipe = Recipe.of_model(model_dir, epochs=epochs)
     if gazetteer_features is not None:
         recipe = replace(recipe, gazetteer_features=gazetteer_features)
+    if channel_lexicons is not None:
+        if channel_lexicons and not recipe.lexicons:
+            raise CrossValidationError(f"{model_dir.name} names no gazetteer_lexicons to put in the channels")
+        recipe = replace(recipe, channel_lexicons=recipe.lexicons if channel_lexicons else ())
+    if recipe.channel_lexicons and not recipe.gazetteer_features:
+        raise CrossValidationError("lexicons in the gazetteer channels need the channels (--gazetteer-features)")
+    corpus, examples = cv_examples(corpus, model_dir=model_dir, shared=shared)
+    blocks = fold_blocks(len(examples), k)
     chosen = chosen_folds(k, folds)
     weight = _vote_weight(model_dir, consistency_weight)
     reach = conll_reach(model_dir, abbreviation_reach, consistency_reach)
@@ -227,7 +242,9 @@ def cross_validate(corpus: str | None, model_dir: Path, *, k: int = 5, epochs: i
         results = [run_fold(examples, blocks, f, recipe, **options) for f in chosen]
     return {"corpus": corpus, "recipe_of": model_dir.name, "k": k, "sentences": len(examples),
             "recipe": {"epochs": recipe.epochs, "network": recipe.network, "lr": recipe.lr,
-                       "batch_pieces": recipe.batch_pieces, "gazetteer_features": recipe.gazetteer_features},
+                       "batch_pieces": recipe.batch_pieces, "gazetteer_features": recipe.gazetteer_features,
+                       **({"channel_lexicons": [lexicon.source for lexicon in recipe.channel_lexicons]}
+                          if recipe.channel_lexicons else {})},
             **lexicon_record(recipe.lexicons),
             "abbreviation_reach": reach.abbreviations, "consistency_reach": reach.consistency,
             CONSISTENCY_WEIGHT: weight, "folds": results, **summarise(results)}

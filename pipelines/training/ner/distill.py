@@ -132,10 +132,8 @@ def fit_recipe(examples: Sequence[Example], recipe: Recipe, *, embeddings_dir: P
     :func:`~.loop.fit` keywords: seed, silver, ...)."""
     from clinlake.pipelines.training.ner.loop import fit
 
-    net, crf, tags, chars, embeddings, record = fit(
-        examples, {}, max_minutes=float("inf"), epochs=recipe.epochs, lr=recipe.lr, batch_pieces=recipe.batch_pieces,
-        threads=1, network=recipe.network, embeddings_dir=embeddings_dir, gazetteer_features=recipe.gazetteer_features,
-        **options)
+    net, crf, tags, chars, embeddings, record = fit(examples, {}, **recipe.fit_options(),
+                                                    embeddings_dir=embeddings_dir, **options)
     return Member(net, crf, tags, chars, embeddings, record)
 
 

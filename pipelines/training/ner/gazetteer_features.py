@@ -27,16 +27,19 @@ import numpy as np
 from clinlake.pipelines.engine.gazetteer import Gazetteer
 from clinlake.pipelines.engine.ner.gazetteer_channels import FILE as CHANNELS_FILE, GazetteerChannels
 from clinlake.pipelines.training.ner.corpus import Example
-from clinlake.pipelines.training.ner.gazetteer import TERM_LINES_HEADER, Terms, learn_gazetteer, write_terms
+from clinlake.pipelines.training.ner.gazetteer import (TERM_LINES_HEADER, LEXICON_MIN_SHARE, LEXICON_PRIOR, Lexicon,
+                                                      Terms, learn_gazetteer, write_terms)
 
 FEATURE_MIN_PRECISION = 0.5  # a string annotators left untagged more often than not stays out
 FEATURE_MIN_COUNT = 1
 JACKKNIFE_PARTS = 5
 
 
-def feature_terms(examples: Sequence[Example]) -> Terms:
-    """The term list of the channels, learned from ``examples`` (see the module doc)."""
-    return learn_gazetteer(examples, min_precision=FEATURE_MIN_PRECISION, min_count=FEATURE_MIN_COUNT)
+def feature_terms(examples: Sequence[Example], lexicons: Sequence[Lexicon] = ()) -> Terms:
+    """The term list of the channels, learned from ``examples`` (see the module doc), plus the names of
+    ``lexicons`` the examples do not contradict (as the gazetteer step takes them)."""
+    return learn_gazetteer(examples, min_precision=FEATURE_MIN_PRECISION, min_count=FEATURE_MIN_COUNT,
+                           lexicons=lexicons)
 
 
 class JackknifedChannels(GazetteerChannels):
@@ -44,8 +47,9 @@ class JackknifedChannels(GazetteerChannels):
     channels, keyed by the identity of their piece lists; any other sentence is matched against
     the full list (``terms``)."""
 
-    def __init__(self, terms: Terms, labels: Sequence[str]) -> None:
+    def __init__(self, terms: Terms, labels: Sequence[str], lexicons: Sequence[Lexicon] = ()) -> None:
         super().__init__(terms, labels)
+        self.lexicons = tuple(lexicons)
         self._fixed: dict[int, tuple[Sequence[str], np.ndarray]] = {}
 
     def fix(self, tokens: Sequence[str], channels: np.ndarray) -> None:
@@ -60,28 +64,35 @@ class JackknifedChannels(GazetteerChannels):
         """What the training record keeps (model.json ``training.gazetteer_features``; the top-level
         ``gazetteer_features``, file and labels, is :func:`write_channel_terms`'s)."""
         return {"labels": list(self.labels), "terms": len(self.terms), "min_precision": FEATURE_MIN_PRECISION,
-                "min_count": FEATURE_MIN_COUNT, "jackknife_parts": JACKKNIFE_PARTS}
+                "min_count": FEATURE_MIN_COUNT, "jackknife_parts": JACKKNIFE_PARTS,
+                **({"lexicons": [{"file": lexicon.source, "label": lexicon.label} for lexicon in self.lexicons]}
+                   if self.lexicons else {})}
 
 
 def write_channel_terms(model_dir: Path, channels: GazetteerChannels, *, source: str) -> dict:
     """Write the full list to ``<model_dir>/gazetteer_features.tsv``; model.json's ``gazetteer_features``."""
+    lexicons = getattr(channels, "lexicons", ())
     header = [f"# gazetteer channels of the network, learned from {source}: entity strings tagged with one label "
               f"in at least {FEATURE_MIN_PRECISION:.0%} of their occurrences "
-              "(pipelines/training/ner/gazetteer_features.py)", TERM_LINES_HEADER]
+              "(pipelines/training/ner/gazetteer_features.py)",
+              *(f"# plus the names of {lexicon.source} as {lexicon.label} (plural and hyphenated forms), except those "
+                f"tagged in under {LEXICON_MIN_SHARE:.0%} of their occurrences there (precision {LEXICON_PRIOR} where "
+                "they never occur; that file carries its notice)" for lexicon in lexicons), TERM_LINES_HEADER]
     write_terms(model_dir / CHANNELS_FILE, header, channels.terms)
     return {"file": CHANNELS_FILE, "labels": list(channels.labels)}
 
 
-def training_channels(train: Sequence[Example], labels: Sequence[str], *,
+def training_channels(train: Sequence[Example], labels: Sequence[str], *, lexicons: Sequence[Lexicon] = (),
                       parts: int = JACKKNIFE_PARTS) -> JackknifedChannels:
-    """Channels whose full list is learned from all of ``train`` and whose training sentences are
-    jackknifed: each of ``parts`` contiguous parts matched against the list of the other parts."""
+    """Channels whose full list is learned from all of ``train`` (and ``lexicons``) and whose training
+    sentences are jackknifed: each of ``parts`` contiguous parts matched against the list of the other
+    parts (a lexicon name's precision, too, comes from the other parts)."""
     if parts < 2 or len(train) < parts:
         raise ValueError(f"jackknifed gazetteer channels need at least {max(parts, 2)} training sentences and parts")
-    channels = JackknifedChannels(feature_terms(train), labels)
+    channels = JackknifedChannels(feature_terms(train, lexicons), labels, lexicons)
     bounds = np.linspace(0, len(train), parts + 1).round().astype(int)
     for lo, hi in zip(bounds[:-1], bounds[1:]):
-        rest = Gazetteer(feature_terms([*train[:lo], *train[hi:]]))
+        rest = Gazetteer(feature_terms([*train[:lo], *train[hi:]], lexicons))
         for tokens, _ in train[lo:hi]:
             channels.fix(tokens, channels.match(tokens, rest))
     return channels

@@ -44,6 +44,7 @@ from clinlake.pipelines.training.ner.artifacts import artifacts_dir, selection_m
 from clinlake.pipelines.training.ner.corpus import SEED, Example, entity_labels, load_split, tag_set
 from clinlake.pipelines.training.ner.embeddings import build_embeddings, default_embeddings_dir
 from clinlake.pipelines.training.ner.export import export, finish
+from clinlake.pipelines.training.ner.gazetteer import Lexicon
 from clinlake.pipelines.training.ner.gazetteer_features import training_channels
 from clinlake.pipelines.training.ner.network import build_crf, build_network, torch_module
 
@@ -166,7 +167,7 @@ def fit(train_set: Sequence[Example], dev_sets: dict[str, Sequence[Example]], *,
         lr: float = 2e-3, batch_pieces: int = 1000, patience: int = 5, threads: int = 1, network: dict | None = None,
         embeddings_dir: Path | None = None, seed: int = SEED, silver: Sequence[Example] = (),
         silver_ratio: float = 0.0, silver_targets: Sequence[np.ndarray] | None = None,
-        gazetteer_features: bool = False):
+        gazetteer_features: bool = False, channel_lexicons: Sequence[Lexicon] = ()):
     """Train a fresh network on ``train_set``; keep the epoch with the best mean (over the
     ``dev_sets``) strict devel F1. With no ``dev_sets`` (a refit on train+devel) run exactly
     ``epochs`` epochs and keep the last. ``network``: keyword arguments of :func:`build_network`
@@ -183,7 +184,8 @@ def fit(train_set: Sequence[Example], dev_sets: dict[str, Sequence[Example]], *,
     character vocabulary come from the gold examples alone, so a student has its teacher's size.
 
     ``gazetteer_features``: the network also reads gazetteer channels learned from ``train_set``
-    (jackknifed on it; :mod:`.gazetteer_features`), kept as ``net.gazetteer``."""
+    (jackknifed on it; :mod:`.gazetteer_features`), kept as ``net.gazetteer``; their list also holds
+    the names of ``channel_lexicons``."""
     embeddings_dir = default_embeddings_dir() if embeddings_dir is None else embeddings_dir
     torch = torch_module()
     torch.set_num_threads(threads)
@@ -201,7 +203,10 @@ def fit(train_set: Sequence[Example], dev_sets: dict[str, Sequence[Example]], *,
     if silver_targets is not None and [len(w) for w, _ in silver] != [len(t) for t in silver_targets]:
         raise ValueError("silver_targets must hold one row of tag probabilities per token of each silver example")
     network = dict(network or {})
-    gazetteer = training_channels(train_set, entity_labels(tags)) if gazetteer_features else None
+    if channel_lexicons and not gazetteer_features:
+        raise ValueError("channel_lexicons go into gazetteer channels: they need gazetteer_features")
+    gazetteer = (training_channels(train_set, entity_labels(tags), lexicons=channel_lexicons)
+                 if gazetteer_features else None)
     word_dim = int(embeddings.vectors.shape[1]) + (gazetteer.width if gazetteer else 0)
     net, crf = build_network(len(chars) + 2, len(tags), word_dim=word_dim, **network), build_crf(tags)
     net.gazetteer = gazetteer
