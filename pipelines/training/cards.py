@@ -67,7 +67,10 @@ def _channels_text(training: dict) -> str:
         return ""
     return (f" + gazetteer channels ({2 * len(channels['labels'])}: begins / continues a match of each type's "
             f"terms, {channels['terms']:,} entity strings of the training data tagged with one type in at least "
-            f"{channels['min_precision']:.0%} of their occurrences, shipped as `gazetteer_features.tsv`; the "
+            f"{channels['min_precision']:.0%} of their occurrences"
+            + "".join(f" (the count includes the names of `{lexicon['file']}` as {lexicon['label']})"
+                      for lexicon in channels.get("lexicons") or ()) +
+            ", shipped as `gazetteer_features.tsv`; the "
             f"training sentences' channels jackknifed over {channels['jackknife_parts']} parts)")
 
 
