@@ -171,12 +171,16 @@ def write_gazetteer(path: Path, gazetteer: Mapping[tuple[str, ...], Term], *, so
     """``gazetteer.tsv`` (format: :mod:`pipelines.engine.gazetteer`), headed by what it was learned from."""
     lines = [f"# learned from {source}: entity strings tagged with one label in at least {MIN_PRECISION:.0%} of "
              f"their occurrences and at least {MIN_COUNT} times (pipelines/training/ner/gazetteer.py)",
-             *(f"# plus the names of {lexicon.source} as {lexicon.label} (plural and hyphenated forms), except "
-               f"those tagged in under {LEXICON_MIN_SHARE:.0%} of their occurrences there (precision "
-               f"{LEXICON_PRIOR} where they never occur); that file's notice:\n"
-               + "\n".join(f"#   {line}" for line in lexicon.notice) for lexicon in lexicons),
-             TERM_LINES_HEADER]
+             *lexicon_header_lines(lexicons), TERM_LINES_HEADER]
     write_terms(path, lines, gazetteer)
+
+
+def lexicon_header_lines(lexicons: Sequence[Lexicon]) -> list[str]:
+    """A term file's header lines for the lexicons whose names it holds, each with its file's notice."""
+    return [f"# plus the names of {lexicon.source} as {lexicon.label} (plural and hyphenated forms), except "
+            f"those tagged in under {LEXICON_MIN_SHARE:.0%} of their occurrences there (precision "
+            f"{LEXICON_PRIOR} where they never occur); that file's notice:\n"
+            + "\n".join(f"#   {line}" for line in lexicon.notice) for lexicon in lexicons]
 
 
 #: The column line above a term list's rows (format: :mod:`pipelines.engine.gazetteer`).

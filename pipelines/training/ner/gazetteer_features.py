@@ -27,8 +27,8 @@ import numpy as np
 from clinlake.pipelines.engine.gazetteer import Gazetteer
 from clinlake.pipelines.engine.ner.gazetteer_channels import FILE as CHANNELS_FILE, GazetteerChannels
 from clinlake.pipelines.training.ner.corpus import Example
-from clinlake.pipelines.training.ner.gazetteer import (TERM_LINES_HEADER, LEXICON_MIN_SHARE, LEXICON_PRIOR, Lexicon,
-                                                      Terms, learn_gazetteer, write_terms)
+from clinlake.pipelines.training.ner.gazetteer import (TERM_LINES_HEADER, Lexicon, Terms, learn_gazetteer,
+                                                      lexicon_header_lines, write_terms)
 
 FEATURE_MIN_PRECISION = 0.5  # a string annotators left untagged more often than not stays out
 FEATURE_MIN_COUNT = 1
@@ -71,13 +71,10 @@ class JackknifedChannels(GazetteerChannels):
 
 def write_channel_terms(model_dir: Path, channels: GazetteerChannels, *, source: str) -> dict:
     """Write the full list to ``<model_dir>/gazetteer_features.tsv``; model.json's ``gazetteer_features``."""
-    lexicons = getattr(channels, "lexicons", ())
     header = [f"# gazetteer channels of the network, learned from {source}: entity strings tagged with one label "
               f"in at least {FEATURE_MIN_PRECISION:.0%} of their occurrences "
               "(pipelines/training/ner/gazetteer_features.py)",
-              *(f"# plus the names of {lexicon.source} as {lexicon.label} (plural and hyphenated forms), except those "
-                f"tagged in under {LEXICON_MIN_SHARE:.0%} of their occurrences there (precision {LEXICON_PRIOR} where "
-                "they never occur; that file carries its notice)" for lexicon in lexicons), TERM_LINES_HEADER]
+              *lexicon_header_lines(getattr(channels, "lexicons", ())), TERM_LINES_HEADER]
     write_terms(model_dir / CHANNELS_FILE, header, channels.terms)
     return {"file": CHANNELS_FILE, "labels": list(channels.labels)}
 
