@@ -93,8 +93,7 @@ class Recipe:
         return cls(epochs=int(epochs or selected), network=dict(training.get("network") or {}),
                    lr=float(training.get("lr", 2e-3)), batch_pieces=int(training.get("batch_pieces", 1000)),
                    lexicons=read_lexicons(meta), gazetteer_features=bool(training.get("gazetteer_features")),
-                   channel_lexicons=read_lexicons({"gazetteer_lexicons":
-                                                   (training.get("gazetteer_features") or {}).get("lexicons")}))
+                   channel_lexicons=read_lexicons(training.get("gazetteer_features") or {}, key="lexicons"))
 
     def fit_options(self) -> dict:
         """The keywords of :func:`~.loop.fit` that train this recipe's network (a fixed epoch count, one thread)."""

@@ -50,13 +50,14 @@ class Lexicon:
     notice: tuple[str, ...] = ()  # the file's comment lines (provenance, licence), copied into gazetteer.tsv
 
 
-def read_lexicons(meta: dict) -> tuple[Lexicon, ...]:
+def read_lexicons(meta: dict, key: str = "gazetteer_lexicons") -> tuple[Lexicon, ...]:
     """The lexicons a model.json names (``gazetteer_lexicons``: a list of ``file``, a path in the package
-    such as ``conf/lexicons/wordnet_organisms.txt``, and ``label``)."""
+    such as ``conf/lexicons/wordnet_organisms.txt``, and ``label``), or the list under ``key`` of
+    another record (the gazetteer channels' training record keeps its own as ``lexicons``)."""
     lexicons = []
-    for spec in meta.get("gazetteer_lexicons") or ():
+    for spec in meta.get(key) or ():
         if not isinstance(spec, dict) or set(spec) != {"file", "label"} or not all(spec.values()):
-            raise ValueError(f"each of gazetteer_lexicons needs exactly 'file' and 'label', not {spec!r}")
+            raise ValueError(f"each of {key} needs exactly 'file' and 'label', not {spec!r}")
         names, notice = read_lexicon_file(package_resource(spec["file"]))
         lexicons.append(Lexicon(spec["label"], tuple(names), spec["file"], tuple(notice)))
     return tuple(lexicons)
