@@ -13,7 +13,7 @@ them, and never prints) and prints the report, as text or ``--json``; it returns
                          [--abbreviation-reach N] [--vote-reach N]
     clinlake evaluate distill-cv --model ncbi_disease [--members 3] [--silver 20000] [--ratio 1] [--labels soft] [--student-hidden N]
                                  [--jobs 2] [--predictions DIR | --teacher DIR]
-    clinlake evaluate assertion-cv [--folds 5] [--members 1] [--maccrobat-history] [--window N] [--fp32] [--jobs 2] [--out FILE] [--json]
+    clinlake evaluate assertion-cv [--folds 5] [--members 1] [--maccrobat-history] [--window N] [--fp32] [--repeats R] [--jobs 2] [--out FILE] [--json]
 """
 from __future__ import annotations
 
@@ -413,6 +413,9 @@ def add_assertion_cv(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--teacher-mix", type=float, default=0.5, help="share of the teacher's probabilities in "
                         "the student's loss where a head has a gold label (default %(default)s, as shipped; "
                         "0: gold alone)")
+    parser.add_argument("--repeats", type=int, default=1, help="run the whole CV this many times on the same folds "
+                        "with other seeds (seed + 100 per repeat); means and the policy are then over every fold "
+                        "run, and each repeat's mean is reported with their sd (default 1)")
     parser.add_argument("--jobs", type=int, default=1, help="folds trained at once, one process each (default 1)")
     add_report_arguments(parser)
     parser.set_defaults(run=run_assertion_cv)
@@ -424,8 +427,9 @@ def run_assertion_cv(args: argparse.Namespace) -> int:
                                                           format_assertion_cv)
     from clinlake.pipelines.training.ner.cv import CrossValidationError
 
-    if args.members < 1 or args.epochs < 1 or args.jobs < 1 or (args.window is not None and args.window < 1):
-        print("clinlake evaluate assertion-cv: --members, --epochs, --jobs and --window must be 1 or more")
+    if args.members < 1 or args.epochs < 1 or args.jobs < 1 or args.repeats < 1 or \
+            (args.window is not None and args.window < 1):
+        print("clinlake evaluate assertion-cv: --members, --epochs, --jobs, --repeats and --window must be 1 or more")
         return EXIT_USAGE
     try:
         silver = parse_silver_sources(args.silver)
@@ -439,7 +443,7 @@ def run_assertion_cv(args: argparse.Namespace) -> int:
                              teacher_mix=args.teacher_mix,
                              **({} if args.window is None else {"window": args.window}))
     try:
-        report = cross_validate_assertion(recipe, k=args.folds, jobs=args.jobs, folds=args.only)
+        report = cross_validate_assertion(recipe, k=args.folds, jobs=args.jobs, folds=args.only, repeats=args.repeats)
     except CrossValidationError as exc:
         print(f"clinlake evaluate assertion-cv: {exc}")
         return EXIT_USAGE

@@ -12,14 +12,20 @@ here (``clinlake evaluate assertion-cv``):
   to static int8 (calibrated on the fold's training examples) as the shipped model is, and both
   graphs are scored, so the cost of quantisation is measured on the same networks;
 * **scoring**: on the held-out rows, the rules alone, the model alone and the hybrid under each of the
-  27 policies (negation, historical, not-particular × rules / model / either), with the kit metrics
+  27 policies (negation, historical, not-particular × rules / model / either), and each policy whose
+  historical flag heeds the model again with the model's historical answer cut at P(historical) >
+  0.3 and > 0.4 instead of its most probable class (``HISTORICAL_THRESHOLDS``), with the kit metrics
   of ``clinlake evaluate assertion`` (Negated, Historical, Not-particular F1);
 * **distillation** (``--student``): the fold's members also teach one network
   (:mod:`~clinlake.pipelines.training.assertion_distill`), scored on the same held-out rows beside their
   average and beside the first member alone, with a policy of its own chosen the same way;
 * **policy by CV**: the policy with the best mean objective (Negated + Historical + Not-particular F1)
   over the folds, preferring the one leaving most to the rules within ``margin`` of the best, as
-  :func:`~pipelines.training.assertion.select_hybrid` does on devel.
+  :func:`~pipelines.training.assertion.select_hybrid` does on devel, then one without a cut-off;
+* **repeats** (``--repeats R``): the whole CV run ``R`` times on the same folds with other seeds
+  (repeat ``r`` trains with ``seed + SEED_STRIDE * r``). The means and the policy are then over all
+  ``k * R`` fold runs, and ``repeat_spread`` gives each engine's mean per repeat and their sd: how far
+  one CV run's mean moves with the seeds alone, the yardstick a difference between recipes must beat.
 
 Training needs torch (the ``train`` extra). Folds can run in parallel processes.
 """
@@ -31,7 +37,7 @@ import statistics
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -48,10 +54,11 @@ from clinlake.pipelines.training.assertion_data import (chia_train_dir, kit_path
 from clinlake.pipelines.training.assertion_distill import SILVER_SOURCES, silver_examples, train_student
 from clinlake.pipelines.training.assertion_int8 import quantize_model_dir
 from clinlake.pipelines.training.assertion_net import build_vocab, export_onnx, make_ensemble, train
-from clinlake.pipelines.training.ner.cv import fold_blocks, spread
+from clinlake.pipelines.training.ner.cv import CrossValidationError, fold_blocks, spread
 
 METRICS = ("negated_f1", "historical_f1", "not_particular_f1")
 MARGIN = 0.01
+SEED_STRIDE = 100  # repeat r trains with seed + SEED_STRIDE * r (a fold's members use seed, seed + 1, ...)
 
 
 @dataclass(frozen=True)
@@ -78,13 +85,21 @@ class AssertionRecipe:
     teacher_mix: float = 0.5  # share of the teacher's probabilities in a gold-labelled head's loss
 
 
+HISTORICAL_THRESHOLDS = (0.3, 0.4)  # the model's P(historical) cut-offs scored beside its most probable class
+
+
 def policy_key(policy: HybridPolicy) -> str:
-    return f"hybrid negation={policy.negation} historical={policy.historical} not_particular={policy.not_particular}"
+    threshold = "" if policy.historical_threshold is None else f">{policy.historical_threshold:g}"
+    return (f"hybrid negation={policy.negation} historical={policy.historical}{threshold} "
+            f"not_particular={policy.not_particular}")
 
 
-def policies() -> list[HybridPolicy]:
-    """The 27 policies :func:`~pipelines.training.assertion.select_hybrid` chooses among."""
-    return [HybridPolicy(negation=n, historical=h, not_particular=p) for n, h, p in itertools.product(SOURCES, repeat=3)]
+def policies(*, thresholds: Sequence[float] = ()) -> list[HybridPolicy]:
+    """The 27 policies :func:`~pipelines.training.assertion.select_hybrid` chooses among, and with
+    ``thresholds`` each policy whose historical flag heeds the model again at each cut-off."""
+    plain = [HybridPolicy(negation=n, historical=h, not_particular=p) for n, h, p in itertools.product(SOURCES, repeat=3)]
+    return plain + [replace(policy, historical_threshold=t) for t in thresholds for policy in plain
+                    if policy.historical != "rules"]
 
 
 def kit_rows(*, shared: Path | None = None) -> list[dict[str, str]]:
@@ -140,7 +155,7 @@ def score_engines(rows: Sequence[Mapping[str, str]], rules, model: AssertionMode
         answers.append(model.answers(text, (0, len(text)), [span])[0])
     scores = {"rules": headline(score_kit(rows, rule_results)),
               "model": headline(score_kit(rows, [None if a is None else model_label(a) for a in answers]))}
-    for policy in policies():
+    for policy in policies(thresholds=HISTORICAL_THRESHOLDS):
         results = [None if r is None else combine(r, a, policy) for r, a in zip(rule_results, answers)]
         scores[policy_key(policy)] = headline(score_kit(rows, results))
     return scores
@@ -185,12 +200,16 @@ def _engines(folds: Sequence[dict], key: str) -> dict:
 
 def _policy_by_cv(folds: Sequence[dict], key: str, margin: float) -> dict:
     """The policy with the best mean objective over the folds' ``key`` scores, preferring the one leaving
-    most to the rules within ``margin`` of the best."""
+    most to the rules within ``margin`` of the best, then one without a historical cut-off (reports made
+    before the cut-offs were scored hold only the 27 plain policies; those are chosen among)."""
     trials = []
-    for policy in policies():
+    scored = folds[0][key]
+    for policy in (p for p in policies(thresholds=HISTORICAL_THRESHOLDS) if policy_key(p) in scored):
         objective = round(statistics.fmean(_objective(f[key][policy_key(policy)]) for f in folds), 4)
-        trials.append((objective, [policy.negation, policy.historical, policy.not_particular].count("rules"), policy))
+        trials.append((objective, ([policy.negation, policy.historical, policy.not_particular].count("rules"),
+                                   policy.historical_threshold is None), policy))
     best = max(t[0] for t in trials)
+    # within the margin: most left to the rules, then no cut-off of the model's P(historical), then the best
     objective, _, chosen = max((t for t in trials if t[0] >= best - margin), key=lambda t: (t[1], t[0]))
     return {"policy": asdict(chosen), "key": policy_key(chosen), "mean_objective": objective,
             "best_objective": best, "margin": margin}
@@ -199,29 +218,62 @@ def _policy_by_cv(folds: Sequence[dict], key: str, margin: float) -> dict:
 def summarise(folds: Sequence[dict], margin: float = MARGIN) -> dict:
     """Mean ± sample sd of each engine's metrics over the folds, and the policy chosen by CV (on the
     served graph's scores; with an int8 recipe, the float graph's are summarised beside them; with a
-    student, its engines and its own policy, and the first member's engines)."""
+    student, its engines and its own policy, and the first member's engines). Fold runs of several
+    repeats (a ``repeat`` key) also get ``repeat_spread``: see :func:`repeat_spread`."""
     floats = {"engines_fp32": _engines(folds, "scores_fp32")} if all("scores_fp32" in f for f in folds) else {}
     students: dict[str, dict] = {}
     for kind in ("student", "member"):
         if all(f"scores_{kind}" in f for f in folds):
             students[f"engines_{kind}"] = _engines(folds, f"scores_{kind}")
             students[f"policy_by_cv_{kind}"] = _policy_by_cv(folds, f"scores_{kind}", margin)
+    repeats = {"repeat_spread": repeat_spread(folds)} if len({f.get("repeat", 0) for f in folds}) > 1 else {}
     return {"engines": _engines(folds, "scores"), **floats, **students,
-            "policy_by_cv": _policy_by_cv(folds, "scores", margin)}
+            "policy_by_cv": _policy_by_cv(folds, "scores", margin), **repeats}
+
+
+def repeat_spread(folds: Sequence[dict]) -> dict:
+    """For each scored network kind (``scores``, ``scores_student``, ...), engine and metric: the mean
+    over each repeat's folds (in repeat order) and the sample sd of those means. Every repeat must
+    hold the same folds, or the means would not compare."""
+    by_repeat: dict[int, list[dict]] = {}
+    for fold in folds:
+        by_repeat.setdefault(fold.get("repeat", 0), []).append(fold)
+    held = {r: sorted(f["fold"] for f in runs) for r, runs in by_repeat.items()}
+    if len({tuple(v) for v in held.values()}) != 1:
+        raise CrossValidationError(f"the repeats hold different folds: {held}")
+    keys = [k for k in folds[0] if k.startswith("scores") and all(k in f for f in folds)]
+    spread_of: dict = {}
+    for key in keys:
+        spread_of[key] = {}
+        for name in folds[0][key]:
+            spread_of[key][name] = {}
+            for metric in METRICS:
+                means = [round(statistics.fmean(f[key][name][metric] for f in by_repeat[r]), 4)
+                         for r in sorted(by_repeat)]
+                spread_of[key][name][metric] = {"means": means, **spread(means)}
+    return spread_of
 
 
 def cross_validate_assertion(recipe: AssertionRecipe, *, k: int = 5, jobs: int = 1, folds: Sequence[int] | None = None,
-                             shared: Path | None = None) -> dict:
-    """The CV report of ``recipe`` on the kit's train+devel (see the module doc)."""
+                             repeats: int = 1, shared: Path | None = None) -> dict:
+    """The CV report of ``recipe`` on the kit's train+devel (see the module doc), ``repeats`` times
+    over the same folds with other seeds."""
+    if repeats < 1:
+        raise CrossValidationError(f"repeats must be 1 or more, not {repeats}")
     rows = kit_rows(shared=shared)
     blocks = fold_blocks(len(rows), k)
     chosen = list(range(k)) if folds is None else sorted(set(folds))
+    runs = [(r, f) for r in range(repeats) for f in chosen]
+    seeded = [replace(recipe, seed=recipe.seed + SEED_STRIDE * r) for r in range(repeats)]
     if jobs > 1:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            results = list(pool.map(_fold_job, [(rows, blocks, f, recipe, shared) for f in chosen]))
+            results = list(pool.map(_fold_job, [(rows, blocks, f, seeded[r], shared) for r, f in runs]))
     else:
-        results = [run_fold(rows, blocks, f, recipe, shared=shared) for f in chosen]
-    return {"k": k, "rows": len(rows), "recipe": asdict(recipe), "folds": results, **summarise(results)}
+        results = [run_fold(rows, blocks, f, seeded[r], shared=shared) for r, f in runs]
+    if repeats > 1:  # which run of the fold each result is (a single run's report keeps its old form)
+        results = [{**result, "repeat": r, "seed": seeded[r].seed} for (r, _), result in zip(runs, results)]
+    return {"k": k, "rows": len(rows), "recipe": asdict(recipe), **({"repeats": repeats} if repeats > 1 else {}),
+            "folds": results, **summarise(results)}
 
 
 def _fold_job(job: tuple) -> dict:
@@ -238,7 +290,8 @@ def format_assertion_cv(report: dict, *, shipped: HybridPolicy | None = None) ->
              f"{', Chia' if recipe.get('chia') else ''}{', PHEE' if recipe.get('phee') else ''}"
              f"{'; the static-int8 graph, its float graph below' if recipe.get('int8') else ''}"
              f"{_window(recipe)}"
-             f"{_student_recipe(recipe) if recipe.get('student') else ''})",
+             f"{_student_recipe(recipe) if recipe.get('student') else ''}"
+             f"{_repeats(report)})",
              f"{'engine':<70} {'Negated F1':>15} {'Historical F1':>15} {'Not-partic. F1':>15}"]
     names = ["rules", "model"]
     if shipped is not None:
@@ -254,7 +307,19 @@ def format_assertion_cv(report: dict, *, shipped: HybridPolicy | None = None) ->
     for kind, title in (("student", "student (one network, distilled)"), ("member", "first member alone")):
         for name in dict.fromkeys(names[1:]) if f"engines_{kind}" in report else ():
             lines.append(f"{title + ': ' + name:<70} {_cells(report[f'engines_{kind}'][name])}")
+    if "repeat_spread" in report:
+        lines.append(f"mean of each repeat (seeds {', '.join(str(f['seed']) for f in report['folds'] if f['fold'] == report['folds'][0]['fold'])}), "
+                     "and their sd: how far one CV run moves with the seeds")
+        for name in dict.fromkeys(names):
+            cells = " ".join(f"{'/'.join(f'{m:.3f}' for m in cell['means']):>15} ± {cell['sd']:.3f}"
+                             for cell in (report["repeat_spread"]["scores"][name][m] for m in METRICS))
+            lines.append(f"{'repeats: ' + name:<70} {cells}")
     return "\n".join(lines)
+
+
+def _repeats(report: Mapping) -> str:
+    repeats = report.get("repeats", 1)
+    return "" if repeats == 1 else f"; {repeats} repeats on the same folds, seeds {SEED_STRIDE} apart"
 
 
 def _window(recipe: Mapping) -> str:

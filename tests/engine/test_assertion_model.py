@@ -318,9 +318,33 @@ def test_shipped_hybrid_on_hand_written_sentences(sentence, phrase, label, histo
     assert (result.assertion, result.is_historical) == (label, historical)
 
 
+def test_a_historical_cut_off_decides_the_models_historical_answer_where_the_policy_heeds_it():
+    plain = AssertionResult("present", False, 0.9)
+    # P(historical) 0.45 is not the model's most probable class (recent, 0.55) but passes a 0.4 cut-off
+    unsure = answer(historical=0.45)
+    assert not combine(plain, unsure, HybridPolicy(historical="either")).is_historical
+    assert combine(plain, unsure, HybridPolicy(historical="either", historical_threshold=0.4)).is_historical
+    assert combine(plain, unsure, HybridPolicy(historical="model", historical_threshold=0.4)).is_historical
+    assert not combine(plain, unsure, HybridPolicy(historical="model", historical_threshold=0.5)).is_historical
+    # the rules' flag still holds under a union, and a rules-only flag never heeds the model
+    ruled = AssertionResult("present", True, 0.8, "history of", 0, 10, "HISTORICAL")
+    assert combine(ruled, answer(historical=0.1), HybridPolicy(historical="either", historical_threshold=0.4)).is_historical
+    assert not combine(plain, unsure, HybridPolicy(historical="rules", historical_threshold=0.4)).is_historical
+    # the other attributes do not move with it
+    cut = combine(AssertionResult("absent", False, 0.9, "no", 0, 2, "NEGATED"), unsure,
+                  HybridPolicy(historical_threshold=0.4))
+    assert (cut.assertion, cut.is_historical, cut.cue) == ("absent", True, "no")
+
+
 def test_hybrid_policy_validation(tmp_path):
     with pytest.raises(ValueError, match="unknown value 'both'"):
         HybridPolicy(historical="both")
+    for bad in (0.0, 1.0, 1.5, True, "0.4"):
+        with pytest.raises(ValueError, match="historical_threshold"):
+            HybridPolicy(historical_threshold=bad)
+    cut = tmp_path / "cut.json"
+    cut.write_text(json.dumps({"policy": {"historical": "either", "historical_threshold": 0.4}}))
+    assert HybridPolicy.from_file(cut) == HybridPolicy(historical="either", historical_threshold=0.4)
     path = tmp_path / "hybrid.json"
     path.write_text(json.dumps({"policy": {"historicl": "model"}}))
     with pytest.raises(ValueError, match="unknown hybrid policy key 'historicl'"):

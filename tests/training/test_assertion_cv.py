@@ -2,7 +2,8 @@
 import pytest
 
 from clinlake.pipelines.engine.assertion.hybrid import HybridPolicy
-from clinlake.pipelines.training.assertion_cv import (METRICS, AssertionRecipe, cross_validate_assertion,
+from clinlake.pipelines.training.assertion_cv import (HISTORICAL_THRESHOLDS, METRICS, AssertionRecipe,
+                                                      cross_validate_assertion,
                                                       format_assertion_cv, kit_rows, policies, policy_key, summarise)
 
 
@@ -32,6 +33,24 @@ def test_the_policy_chosen_by_cv_is_the_best_mean_and_the_simplest_within_the_ma
     assert summarise(folds, margin=0.0)["policy_by_cv"]["key"] == policy_key(either)
 
 
+def test_a_historical_cut_off_is_chosen_only_when_it_beats_the_best_plain_policy_by_more_than_the_margin():
+    from dataclasses import replace
+
+    plain = HybridPolicy(negation="rules", historical="either", not_particular="rules")
+    cut = replace(plain, historical_threshold=0.4)
+
+    def folds(gain):
+        scores = {policy_key(p): _scores((0.9, 0.5, 0.9)) for p in policies(thresholds=HISTORICAL_THRESHOLDS)}
+        scores.update({"rules": _scores((0.9, 0.5, 0.9)), "model": _scores((0.8, 0.6, 0.8)),
+                       policy_key(plain): _scores((0.95, 0.80, 0.95)), policy_key(cut): _scores((0.95, 0.80 + gain, 0.95))})
+        return [{"scores": scores}]
+
+    assert policy_key(cut) == "hybrid negation=rules historical=either>0.4 not_particular=rules"
+    assert summarise(folds(0.005))["policy_by_cv"]["key"] == policy_key(plain)  # within the margin: no cut-off
+    chosen = summarise(folds(0.02))["policy_by_cv"]
+    assert chosen["key"] == policy_key(cut) and chosen["policy"]["historical_threshold"] == 0.4
+
+
 def test_a_fold_trains_on_the_other_blocks_and_scores_every_engine_on_its_own_rows():
     pytest.importorskip("torch")
     from clinlake.pipelines.engine.assertion.context import ContextAssertion
@@ -45,7 +64,9 @@ def test_a_fold_trains_on_the_other_blocks_and_scores_every_engine_on_its_own_ro
     blocks = fold_blocks(len(rows), 5)
     (fold,) = report["folds"]
     assert report["rows"] == len(rows) and fold["held_out"] == [blocks[2].start, blocks[2].stop]
-    assert set(fold["scores"]) == {"rules", "model", *(policy_key(p) for p in policies())}
+    assert set(fold["scores"]) == {"rules", "model",
+                                   *(policy_key(p) for p in policies(thresholds=HISTORICAL_THRESHOLDS))}
+    assert len(fold["scores"]) == 2 + 27 + 2 * 18  # historical from the model or either: 18 policies per cut-off
     held = rows[blocks[2].start:blocks[2].stop]
     rules, _ = predict_kit(held, ContextAssertion.from_file(DEFAULT_RULES_PATH))
     assert fold["scores"]["rules"] == headline(score_kit(held, rules))  # the held-out rows, nothing else
@@ -166,3 +187,39 @@ def test_the_recipes_context_window_reaches_every_network_of_a_fold_and_its_serv
     assert served.window == 12
     assert "12 pieces of context each side" in assertion_cv._window({"window": 12})
     assert assertion_cv._window({"window": 40}) == ""
+
+
+def test_repeats_run_every_fold_again_with_seeds_a_stride_apart_and_report_each_repeats_mean(monkeypatch):
+    from clinlake.pipelines.training import assertion_cv
+    from clinlake.pipelines.training.assertion_cv import SEED_STRIDE, repeat_spread
+    from clinlake.pipelines.training.ner.cv import CrossValidationError
+
+    trained = []
+
+    def fake_fold(rows, blocks, fold, recipe, *, shared=None):
+        trained.append((fold, recipe.seed, recipe.epochs))
+        historical = 0.7 + fold / 100 + (recipe.seed - 13) / 1000  # fold 1, seed 113: 0.81
+        scores = {name: _scores((0.9, historical, 0.9)) for name in ("rules", "model",
+                                                                     *(policy_key(p) for p in policies()))}
+        return {"fold": fold, "held_out": [blocks[fold].start, blocks[fold].stop], "scores": scores}
+
+    monkeypatch.setattr(assertion_cv, "run_fold", fake_fold)
+    report = cross_validate_assertion(AssertionRecipe(epochs=3), k=5, folds=[3, 1], repeats=3)
+    assert trained == [(1, 13, 3), (3, 13, 3), (1, 113, 3), (3, 113, 3), (1, 213, 3), (3, 213, 3)]
+    assert SEED_STRIDE == 100 and report["repeats"] == 3 and report["recipe"]["seed"] == 13
+    assert [(f["repeat"], f["fold"], f["seed"]) for f in report["folds"]] == \
+        [(0, 1, 13), (0, 3, 13), (1, 1, 113), (1, 3, 113), (2, 1, 213), (2, 3, 213)]
+    # repeat means: (0.71 + 0.73) / 2 = 0.72, then +0.1 and +0.2 with the seeds
+    cell = report["repeat_spread"]["scores"]["rules"]["historical_f1"]
+    assert cell == {"means": [0.72, 0.82, 0.92], "mean": 0.82, "sd": 0.1}
+    # the engines' mean and sd are over all six fold runs
+    assert report["engines"]["rules"]["historical_f1"]["mean"] == 0.82
+    text = format_assertion_cv(report)
+    assert "3 repeats on the same folds" in text and "0.720/0.820/0.920 ± 0.100" in text
+    # one run keeps the single-run report (no repeat keys); repeats that hold other folds do not compare
+    single = cross_validate_assertion(AssertionRecipe(), k=5, folds=[0])
+    assert "repeats" not in single and "repeat" not in single["folds"][0] and "repeat_spread" not in single
+    with pytest.raises(CrossValidationError, match="different folds"):
+        repeat_spread([{**report["folds"][0], "repeat": 0}, {**report["folds"][3], "repeat": 1}])
+    with pytest.raises(CrossValidationError, match="repeats must be 1 or more"):
+        cross_validate_assertion(AssertionRecipe(), k=5, repeats=0)

@@ -7,7 +7,7 @@ Which engine answers which attribute is a :class:`HybridPolicy`, stored with the
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
@@ -17,6 +17,7 @@ from clinlake.pipelines.engine.types import AssertionEngine, AssertionResult, Se
 
 
 SOURCES = ("rules", "model", "either")
+ATTRIBUTES = ("negation", "possible", "historical", "not_particular", "other")
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,10 @@ class HybridPolicy:
     pseudo-triggers and terminators leave no cue, so a negation union can override them,
     which is why the shipped policy takes negation from the rules). The defaults are the
     shipped ``hybrid.json``.
+
+    ``historical_threshold``: where the historical flag heeds the model, the model says historical
+    when its probability of the class is above this; ``None``, when historical is its most probable
+    temporality class (as the model engine alone decides).
     """
 
     negation: str = "rules"
@@ -35,11 +40,18 @@ class HybridPolicy:
     historical: str = "either"
     not_particular: str = "rules"
     other: str = "rules"
+    historical_threshold: float | None = None
 
     def __post_init__(self) -> None:
-        for key, value in asdict(self).items():
+        for key in ATTRIBUTES:
+            value = getattr(self, key)
             if value not in SOURCES:
                 raise ValueError(f"hybrid policy {key!r} has unknown value {value!r} (allowed: {', '.join(SOURCES)})")
+        threshold = self.historical_threshold
+        if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+                                      or not 0.0 < threshold < 1.0):
+            raise ValueError(f"hybrid policy 'historical_threshold' must be a probability between 0 and 1 "
+                             f"(exclusive) or null, not {threshold!r}")
 
     @classmethod
     def from_file(cls, path: str | Path) -> "HybridPolicy":
@@ -61,11 +73,11 @@ def _rule_flags(result: AssertionResult) -> dict[str, bool]:
     }
 
 
-def _model_flags(answer: ModelAnswer) -> dict[str, bool]:
+def _model_flags(answer: ModelAnswer, historical_threshold: float | None = None) -> dict[str, bool]:
     return {
         "negation": answer.negated > 0.5,
         "possible": answer.possible > 0.5,
-        "historical": answer.is_historical,
+        "historical": answer.is_historical if historical_threshold is None else answer.historical > historical_threshold,
         "not_particular": answer.is_not_particular,
         "other": answer.other > 0.5,
     }
@@ -73,8 +85,8 @@ def _model_flags(answer: ModelAnswer) -> dict[str, bool]:
 
 @lru_cache(maxsize=16)
 def _sources(policy: HybridPolicy) -> tuple[tuple[str, str], ...]:
-    """(attribute, source) pairs of a policy, made once per policy (asdict per entity was slow)."""
-    return tuple(asdict(policy).items())
+    """(attribute, source) pairs of a policy, made once per policy (building them per entity was slow)."""
+    return tuple((key, getattr(policy, key)) for key in ATTRIBUTES)
 
 
 def needs_model(rule: AssertionResult, policy: HybridPolicy) -> bool:
@@ -88,7 +100,7 @@ def needs_model(rule: AssertionResult, policy: HybridPolicy) -> bool:
 
 def combine(rule: AssertionResult, answer: ModelAnswer, policy: HybridPolicy) -> AssertionResult:
     """One hybrid decision from the rules' result and the model's answer."""
-    rules_flags, model_flags = _rule_flags(rule), _model_flags(answer)
+    rules_flags, model_flags = _rule_flags(rule), _model_flags(answer, policy.historical_threshold)
     rule_decided = rule.cue is not None and rule.cue_category != "HISTORICAL"
     flags = {}
     for key, source in _sources(policy):
