@@ -385,7 +385,8 @@ def add_assertion_cv(commands: argparse._SubParsersAction) -> None:
                                              "train+devel rows: k contiguous blocks; for each, a fresh network "
                                              "trained on the other blocks (plus MACCROBAT train, as clinlake train "
                                              "assertion does), scored on the held-out block as rules, model and "
-                                             "hybrid under all 27 policies; prints mean ± sd over folds and the "
+                                             "hybrid under all 27 policies (and, where the historical flag heeds the model, with its "
+                                             "P(historical) cut at 0.3 and 0.4); prints mean ± sd over folds and the "
                                              "policy chosen by CV (pipelines/training/assertion_cv.py).")
     add_fold_arguments(parser)
     parser.add_argument("--members", type=int, default=1, help="networks averaged per fold (default 1; the "

@@ -308,8 +308,8 @@ def format_assertion_cv(report: dict, *, shipped: HybridPolicy | None = None) ->
         for name in dict.fromkeys(names[1:]) if f"engines_{kind}" in report else ():
             lines.append(f"{title + ': ' + name:<70} {_cells(report[f'engines_{kind}'][name])}")
     if "repeat_spread" in report:
-        lines.append(f"mean of each repeat (seeds {', '.join(str(f['seed']) for f in report['folds'] if f['fold'] == report['folds'][0]['fold'])}), "
-                     "and their sd: how far one CV run moves with the seeds")
+        seeds = ", ".join(map(str, sorted({f["seed"] for f in report["folds"]})))
+        lines.append(f"mean of each repeat (seeds {seeds}), and their sd: how far one CV run moves with the seeds")
         for name in dict.fromkeys(names):
             cells = " ".join(f"{'/'.join(f'{m:.3f}' for m in cell['means']):>15} ± {cell['sd']:.3f}"
                              for cell in (report["repeat_spread"]["scores"][name][m] for m in METRICS))
