@@ -403,6 +403,9 @@ def add_assertion_cv(commands: argparse._SubParsersAction) -> None:
                         "in training and serving (default: the shipped model's, 40)")
     parser.add_argument("--fp32", action="store_true", help="score the float graph only (default: each fold's "
                         "model is also quantised to static int8, as the shipped one is, and both are scored)")
+    parser.add_argument("--cues", action="store_true", help="the networks also read the ConText rules' cues of the "
+                        "target's sentence: each cue piece's category and whether it modifies the target "
+                        "(pipelines/engine/assertion/model.py)")
     parser.add_argument("--student", action="store_true", help="also distil each fold's members into one network "
                         "(soft labels on masked heads and on unlabelled targets, --silver) and score it beside "
                         "the members' average and the first member alone (pipelines/training/assertion_distill.py)")
@@ -439,7 +442,7 @@ def run_assertion_cv(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     recipe = AssertionRecipe(epochs=args.epochs, members=args.members, maccrobat=not args.no_maccrobat,
                              maccrobat_history=args.maccrobat_history, chia=args.chia, phee=args.phee,
-                             int8=not args.fp32,
+                             int8=not args.fp32, cues=args.cues,
                              student=args.student, silver=silver, silver_weight=args.silver_weight,
                              teacher_mix=args.teacher_mix,
                              **({} if args.window is None else {"window": args.window}))

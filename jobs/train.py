@@ -311,6 +311,9 @@ def assertion_parser(prog: str) -> argparse.ArgumentParser:
                         "(default %(default)s)")
     parser.add_argument("--teacher-mix", type=float, default=0.5, help="share of the teacher's probabilities in the "
                         "student's loss where a head has a gold label (default %(default)s; 0: gold alone)")
+    parser.add_argument("--cues", action="store_true", help="the networks also read the ConText rules' cues of the "
+                        "target's sentence (each cue piece's category and whether it modifies the target; listed "
+                        "in config.json as cue_categories)")
     parser.add_argument("--select-epoch", action="store_true",
                         help="score every epoch on devel and retrain for the best count (selection only)")
     parser.add_argument("--fp32", action="store_true", help="serve the float graph (default: the convolutions "
@@ -365,7 +368,7 @@ def run_assertion(args: argparse.Namespace) -> int:
         maccrobat_history=args.maccrobat_history, maccrobat_weight=args.maccrobat_weight, epochs=args.epochs,
         seed=args.seed, ensemble=args.ensemble, threads=args.threads, select_epoch=args.select_epoch,
         int8=not args.fp32, student=args.student, silver=silver,
-        silver_weight=args.silver_weight, teacher_mix=args.teacher_mix,
+        silver_weight=args.silver_weight, teacher_mix=args.teacher_mix, cues=args.cues,
         progress=lambda line: print(line, file=sys.stderr))
     print(json.dumps(result))
     return 0

@@ -26,16 +26,16 @@ from typing import Callable, Sequence
 from clinlake.pipelines.engine.assertion.context import ContextAssertion
 from clinlake.pipelines.engine.assertion.hybrid import SOURCES, HybridAssertion, HybridPolicy
 from clinlake.pipelines.engine.assertion.model import (
-    CONFIG_FILE, DEFAULT_WINDOW, HEADS, HYBRID_FILE, MODEL_FILE, VOCAB_FILE, AssertionModel, ModelAnswer, encode_target,
-    model_label, pad_batch,
+    CONFIG_FILE, CUE_CATEGORIES, DEFAULT_WINDOW, HEADS, HYBRID_FILE, MODEL_FILE, VOCAB_FILE, AssertionModel,
+    ModelAnswer, encode_targets, model_label,
 )
 from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
 from clinlake.pipelines.evaluation.assertion_kit import evaluate_kit
 from clinlake.pipelines.resources import build_dir
-from clinlake.pipelines.training.assertion_data import kit_examples, training_examples
+from clinlake.pipelines.training.assertion_data import kit_examples, training_examples, with_cues
 from clinlake.pipelines.training.assertion_distill import SILVER_SOURCES, silver_examples, train_student
 from clinlake.pipelines.training.assertion_int8 import quantize_model_dir
-from clinlake.pipelines.training.assertion_net import build_vocab, export_onnx, make_ensemble, train
+from clinlake.pipelines.training.assertion_net import build_vocab, export_onnx, make_ensemble, torch_inputs, train
 
 
 def fp32_copy(model_dir: Path) -> Path:
@@ -51,6 +51,8 @@ def quantize_trained(model_dir: Path, *, kit_train: Path, maccrobat: Path | None
     with_maccrobat = maccrobat if "maccrobat_train" in training.get("examples", {}) else None
     examples, _ = training_examples(kit_examples(kit_train), with_maccrobat,
                                     with_history=bool(training.get("maccrobat_history")))
+    if config.get("cue_categories"):
+        examples = with_cues(examples, ContextAssertion.from_file(DEFAULT_RULES_PATH))
     return quantize_model_dir(model_dir, examples, keep_fp32=fp32_copy(model_dir))
 
 
@@ -77,19 +79,22 @@ def headline(evaluation) -> dict[str, float]:
 
 
 class _TorchEngine:
-    """The in-memory network behind ``assess`` (for scoring epochs before export)."""
+    """The in-memory network behind ``assess`` (for scoring epochs before export); a cue-reading
+    network (``cue_categories``) is given the cues of ``rules``."""
 
-    def __init__(self, net, vocab, window: int) -> None:
+    def __init__(self, net, vocab, window: int, cue_categories=(), rules: ContextAssertion | None = None) -> None:
         self.net, self.vocab, self.window = net, vocab, window
+        self.cue_categories, self.rules = tuple(cue_categories), rules
 
     def assess(self, text, sentence, targets, section=None):
         # torch is imported here, not at module level: only training needs it, serving never does.
         import torch
 
-        rows = [encode_target(text, (sentence.start, sentence.end), t, self.vocab, self.window) for t in targets]
-        tokens, positions = pad_batch(rows)
+        cues = self.rules.assess_with_cues(text, sentence, targets)[1] if self.cue_categories else None
+        rows = encode_targets(text, (sentence.start, sentence.end), targets, self.vocab, self.window, cues=cues,
+                              cue_categories=self.cue_categories)
         with torch.no_grad():
-            outs = [o.numpy() for o in self.net(torch.from_numpy(tokens), torch.from_numpy(positions))]
+            outs = [o.numpy() for o in self.net(*torch_inputs(rows))]
         return [model_label(ModelAnswer.from_probs({h: outs[k][i] for k, h in enumerate(HEADS)}))
                 for i in range(len(targets))]
 
@@ -124,7 +129,7 @@ def train_and_export(out: Path, *, kit_train: Path, kit_devel: Path, maccrobat: 
                      maccrobat_history: bool = False, maccrobat_weight: float = 0.5, epochs: int = 12,
                      seed: int = 13, ensemble: int = 3, threads: int = 1, select_epoch: bool = False,
                      int8: bool = True, student: bool = True, silver: Sequence[str] | None = None,
-                     silver_weight: float = 0.5, teacher_mix: float = 0.5,
+                     silver_weight: float = 0.5, teacher_mix: float = 0.5, cues: bool = False,
                      progress: Callable[[str], None] | None = None) -> dict:
     """Train the classifier (``ensemble`` members, seeds ``seed``, ``seed + 1``, ...) on the kit's
     train split and, when ``maccrobat`` is a folder, MACCROBAT's train documents; export it to
@@ -133,8 +138,10 @@ def train_and_export(out: Path, *, kit_train: Path, kit_devel: Path, maccrobat: 
     (:mod:`~clinlake.pipelines.training.assertion_distill`; ``silver``: its unlabelled targets, default all).
     ``select_epoch``: score every epoch on devel and
     retrain for the best count (selection only). ``int8``: serve the static-int8 graph
-    (:mod:`~clinlake.pipelines.training.assertion_int8`); the float graph is kept under build/. ``progress`` receives one line per step (row
-    counts, epoch scores). Returns the devel scores, the hybrid choice and the training time."""
+    (:mod:`~clinlake.pipelines.training.assertion_int8`); the float graph is kept under build/. ``cues``: the
+    networks also read the ConText rules' cues (:data:`CUE_CATEGORIES`, recorded in config.json). ``progress``
+    receives one line per step (row counts, epoch scores). Returns the devel scores, the hybrid choice and the
+    training time."""
     # torch is imported here, not at module level: only training needs it.
     import torch
 
@@ -142,6 +149,10 @@ def train_and_export(out: Path, *, kit_train: Path, kit_devel: Path, maccrobat: 
     torch.set_num_threads(threads)
     started = time.time()
     examples, counts = training_examples(kit_examples(kit_train), maccrobat, with_history=maccrobat_history)
+    rules = ContextAssertion.from_file(DEFAULT_RULES_PATH)
+    cue_categories = CUE_CATEGORIES if cues else ()
+    if cues:
+        examples = with_cues(examples, rules)
     vocab = build_vocab(examples)
     report(f"examples {counts}  vocab {len(vocab)}")
     weights = {"kit": 1.0, "maccrobat": maccrobat_weight}
@@ -149,24 +160,28 @@ def train_and_export(out: Path, *, kit_train: Path, kit_devel: Path, maccrobat: 
     if select_epoch:
         def score(epoch, net, loss):
             net.eval()
-            scores = kit_scores(_TorchEngine(net, vocab, DEFAULT_WINDOW), kit_devel)
+            scores = kit_scores(_TorchEngine(net, vocab, DEFAULT_WINDOW, cue_categories, rules), kit_devel)
             history.append({"epoch": epoch, "loss": round(loss, 2), **scores})
             report(json.dumps(history[-1]))
 
-        train(examples, vocab, epochs=epochs, seed=seed, source_weight=weights, on_epoch=score)
+        train(examples, vocab, epochs=epochs, seed=seed, source_weight=weights, cue_categories=cue_categories,
+              on_epoch=score)
         best = max(history, key=lambda h: (h["historical_f1"] + h["negated_f1"] + h["not_particular_f1"],
                                            -h["epoch"]))
         epochs = best["epoch"]
         report(f"selected epochs={epochs} on devel")
-    members = [train(examples, vocab, epochs=epochs, seed=seed + k, source_weight=weights)
-               for k in range(ensemble)]
+    members = [train(examples, vocab, epochs=epochs, seed=seed + k, source_weight=weights,
+                     cue_categories=cue_categories) for k in range(ensemble)]
     net = members[0] if len(members) == 1 else make_ensemble(members)
     distillation = None
     if student:
         silver = tuple(silver or SILVER_SOURCES)
         silver_rows = silver_examples(silver)
+        if cues:
+            silver_rows = with_cues(silver_rows, rules)
         net, vocab = train_student(examples, silver_rows, net, vocab, epochs=epochs, seed=seed, source_weight=weights,
-                                   silver_weight=silver_weight, teacher_mix=teacher_mix, report=report)
+                                   silver_weight=silver_weight, teacher_mix=teacher_mix, cue_categories=cue_categories,
+                                   report=report)
         distillation = {"teacher_members": ensemble, "silver": list(silver), "silver_targets": len(silver_rows),
                         "silver_weight": silver_weight, "teacher_mix": teacher_mix,
                         "labels": "soft: the teacher's averaged probabilities, alone where a head has no gold "
@@ -179,6 +194,7 @@ def train_and_export(out: Path, *, kit_train: Path, kit_devel: Path, maccrobat: 
         "version": time.strftime("%Y%m%d", time.gmtime()) + f"-s{seed}",
         "window": DEFAULT_WINDOW,
         "heads": {h: list(c) for h, c in HEADS.items()},
+        **({"cue_categories": list(cue_categories)} if cue_categories else {}),
         "training": {"examples": counts, "epochs": epochs, "seed": seed, "ensemble": 1 if student else ensemble,
                      **({"distillation": distillation} if distillation else {}),
                      "maccrobat_history": maccrobat_history, "maccrobat_weight": maccrobat_weight,

@@ -44,13 +44,13 @@ from typing import Mapping, Sequence
 from clinlake.pipelines.corpora.negex_kit import locate_phrase, read_kit
 from clinlake.pipelines.engine.assertion.context import ContextAssertion
 from clinlake.pipelines.engine.assertion.hybrid import SOURCES, HybridPolicy, combine
-from clinlake.pipelines.engine.assertion.model import (CONFIG_FILE, DEFAULT_WINDOW, HEADS, MODEL_FILE, VOCAB_FILE,
-                                                       AssertionModel, model_label)
+from clinlake.pipelines.engine.assertion.model import (CONFIG_FILE, CUE_CATEGORIES, DEFAULT_WINDOW, HEADS, MODEL_FILE,
+                                                       VOCAB_FILE, AssertionModel, model_label)
 from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
 from clinlake.pipelines.evaluation.assertion_kit import score_kit, whole_sentence
 from clinlake.pipelines.training.assertion import headline
 from clinlake.pipelines.training.assertion_data import (chia_train_dir, kit_path, maccrobat_train_dir,
-                                                        phee_train_path, rows_examples, training_examples)
+                                                        phee_train_path, rows_examples, training_examples, with_cues)
 from clinlake.pipelines.training.assertion_distill import SILVER_SOURCES, silver_examples, train_student
 from clinlake.pipelines.training.assertion_int8 import quantize_model_dir
 from clinlake.pipelines.training.assertion_net import build_vocab, export_onnx, make_ensemble, train
@@ -76,6 +76,8 @@ class AssertionRecipe:
     phee_weight: float = 0.5
     int8: bool = True  # score the static-int8 graph the shipped model serves (and the float one beside it)
     window: int = DEFAULT_WINDOW  # pieces of context kept each side of the target, in training and serving
+    # the network also reads the ConText rules' cues of the target's sentence (model.py, "cue_categories")
+    cues: bool = False
     # distillation (pipelines/training/assertion_distill.py): also a one-network student of the fold's
     # members (the teacher), trained on the fold's gold examples and unlabelled targets of ``silver``;
     # scored beside the members' average and beside the first member alone
@@ -111,32 +113,44 @@ def _source_weights(recipe: AssertionRecipe) -> dict[str, float]:
     return {"kit": 1.0, "maccrobat": recipe.maccrobat_weight, "chia": recipe.chia_weight, "phee": recipe.phee_weight}
 
 
-def _fold_nets(examples, recipe: AssertionRecipe, *, shared: Path | None) -> dict[str, tuple[object, dict]]:
+def cue_categories(recipe: AssertionRecipe) -> tuple[str, ...]:
+    """The rule categories the recipe's networks read as cues (none unless ``recipe.cues``)."""
+    return CUE_CATEGORIES if recipe.cues else ()
+
+
+def _fold_nets(examples, recipe: AssertionRecipe, *, shared: Path | None, rules: ContextAssertion
+               ) -> dict[str, tuple[object, dict]]:
     """The fold's networks to score, by report key, each with its vocabulary: ``scores`` the recipe's
     (its members' average); with ``recipe.student`` also ``scores_student`` (distilled from them) and
     ``scores_member`` (the first member alone: what one network gives without a teacher)."""
     vocab = build_vocab(examples)
     weights = _source_weights(recipe)
+    cues = cue_categories(recipe)
     nets = [train(examples, vocab, epochs=recipe.epochs, seed=recipe.seed + i, source_weight=weights,
-                  window=recipe.window) for i in range(recipe.members)]
+                  window=recipe.window, cue_categories=cues) for i in range(recipe.members)]
     served = nets[0] if len(nets) == 1 else make_ensemble(nets)
     fold_nets: dict[str, tuple[object, dict]] = {"scores": (served, vocab)}
     if recipe.student:
-        student, student_vocab = train_student(examples, silver_examples(recipe.silver, shared=shared), served,
+        silver = silver_examples(recipe.silver, shared=shared)
+        student, student_vocab = train_student(examples, with_cues(silver, rules) if cues else silver, served,
                                                vocab, epochs=recipe.epochs, seed=recipe.seed,
                                                source_weight=weights, silver_weight=recipe.silver_weight,
-                                               teacher_mix=recipe.teacher_mix, window=recipe.window)
+                                               teacher_mix=recipe.teacher_mix, window=recipe.window,
+                                               cue_categories=cues)
         fold_nets["scores_student"] = (student, student_vocab)
         fold_nets["scores_member"] = (nets[0], vocab)
     return fold_nets
 
 
-def _exported(net, vocab: dict, directory: Path, window: int = DEFAULT_WINDOW) -> AssertionModel:
-    """A fold's network exported and served the way the shipped model is (its context ``window``)."""
+def _exported(net, vocab: dict, directory: Path, window: int = DEFAULT_WINDOW,
+              cues: Sequence[str] = ()) -> AssertionModel:
+    """A fold's network exported and served the way the shipped model is (its context ``window``;
+    ``cues``: the rule categories a cue-reading network was trained with)."""
     directory.mkdir(parents=True, exist_ok=True)
     export_onnx(net, directory / MODEL_FILE, len(vocab))
     (directory / VOCAB_FILE).write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    config = {"version": "cv", "window": window, "heads": {h: list(c) for h, c in HEADS.items()}}
+    config = {"version": "cv", "window": window, "heads": {h: list(c) for h, c in HEADS.items()},
+              **({"cue_categories": list(cues)} if cues else {})}
     (directory / CONFIG_FILE).write_text(json.dumps(config), encoding="utf-8")
     return AssertionModel(directory)
 
@@ -151,8 +165,9 @@ def score_engines(rows: Sequence[Mapping[str, str]], rules, model: AssertionMode
             rule_results.append(None)
             answers.append(None)
             continue
-        rule_results.append(rules.assess(text, whole_sentence(text), [span])[0])
-        answers.append(model.answers(text, (0, len(text)), [span])[0])
+        results, cues = rules.assess_with_cues(text, whole_sentence(text), [span])
+        rule_results.append(results[0])
+        answers.append(model.answers(text, (0, len(text)), [span], cues if model.reads_cues else None)[0])
     scores = {"rules": headline(score_kit(rows, rule_results)),
               "model": headline(score_kit(rows, [None if a is None else model_label(a) for a in answers]))}
     for policy in policies(thresholds=HISTORICAL_THRESHOLDS):
@@ -176,11 +191,14 @@ def run_fold(rows: Sequence[Mapping[str, str]], blocks: Sequence[range], fold: i
                                          chia=chia_train_dir(shared=shared) if recipe.chia else None,
                                          phee=phee_train_path(shared=shared) if recipe.phee else None)
     rules = ContextAssertion.from_file(DEFAULT_RULES_PATH)
+    if recipe.cues:
+        examples = with_cues(examples, rules)
     result: dict = {"fold": fold, "held_out": [blocks[fold].start, blocks[fold].stop], "examples": counts}
     with tempfile.TemporaryDirectory(prefix="assertion-cv-") as directory:
-        for key, (net, vocab) in _fold_nets(examples, recipe, shared=shared).items():
+        for key, (net, vocab) in _fold_nets(examples, recipe, shared=shared, rules=rules).items():
             model_dir = Path(directory) / key
-            result[key] = score_engines(held, rules, _exported(net, vocab, model_dir, recipe.window))
+            result[key] = score_engines(held, rules, _exported(net, vocab, model_dir, recipe.window,
+                                                               cue_categories(recipe)))
             if recipe.int8:  # the same networks, quantised as the shipped model is: a paired comparison
                 quantize_model_dir(model_dir, examples)
                 result[f"{key}_fp32"] = result[key]
@@ -288,6 +306,7 @@ def format_assertion_cv(report: dict, *, shipped: HybridPolicy | None = None) ->
              f"{recipe['members']} member(s), {recipe['epochs']} epochs, MACCROBAT "
              f"{'with history' if recipe['maccrobat_history'] else 'yes' if recipe['maccrobat'] else 'no'}"
              f"{', Chia' if recipe.get('chia') else ''}{', PHEE' if recipe.get('phee') else ''}"
+             f"{'; networks read the ConText cues' if recipe.get('cues') else ''}"
              f"{'; the static-int8 graph, its float graph below' if recipe.get('int8') else ''}"
              f"{_window(recipe)}"
              f"{_student_recipe(recipe) if recipe.get('student') else ''}"
@@ -349,6 +368,12 @@ def adopt_policy(model_dir: Path, report: dict, *, kit_devel: Path) -> dict:
     if student and "policy_by_cv_student" not in report:
         raise ValueError("the model is a distilled student but the CV report scored no students "
                          "(clinlake evaluate assertion-cv --student)")
+    # a policy chosen for networks that read the rules' cues does not fit one that does not, and back
+    reads_cues = bool(config.get("cue_categories"))
+    if reads_cues != bool(report["recipe"].get("cues")):
+        raise ValueError(f"the model {'reads' if reads_cues else 'does not read'} the rules' cues but the CV "
+                         f"report's networks {'did not' if reads_cues else 'did'} (clinlake evaluate assertion-cv "
+                         f"{'--cues' if reads_cues else 'without --cues'})")
     chosen = report["policy_by_cv_student" if student else "policy_by_cv"]
     engines = report["engines_student" if student else "engines"]
     policy = HybridPolicy(**chosen["policy"])
@@ -358,7 +383,8 @@ def adopt_policy(model_dir: Path, report: dict, *, kit_devel: Path) -> dict:
     record = {"policy": asdict(policy),
               "selected_on": f"{report['k']}-fold CV of the NegEx kit train+devel ({report['rows']} rows; "
                              f"{recipe['members']} member(s) per fold, {recipe['epochs']} epochs"
-                             f"{', one student distilled from them' if student else ''})",
+                             f"{', one student distilled from them' if student else ''}"
+                             f"{'; the networks read the rules cues' if reads_cues else ''})",
               "objective": "mean over folds of negated_f1 + historical_f1 + not_particular_f1",
               "margin": chosen["margin"], "best_objective": chosen["best_objective"],
               "cv": engines[chosen["key"]], "devel": devel}

@@ -18,14 +18,17 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from clinlake.pipelines.corpora.brat import parse_ann, read_text_exact
 from clinlake.pipelines.corpora.label_maps import MACCROBAT_FINDING_TYPES
 from clinlake.pipelines.corpora.negex_kit import locate_phrase, read_kit
+from clinlake.pipelines.engine.assertion.context import ContextAssertion, Cue
+from clinlake.pipelines.engine.pieces import WORD_PIECE
 from clinlake.pipelines.engine.text import TextSplitter
+from clinlake.pipelines.engine.types import Sentence, Token
 from clinlake.pipelines.resources import shared_data
 
 IGNORE = -1
@@ -64,6 +67,21 @@ class Example:
     source: str = "kit"
     # head -> a teacher's class probabilities, learnt where the head's label is IGNORE (distillation)
     soft: dict[str, tuple[float, ...]] | None = None
+    # the ConText rules' cues of the target's sentence (:func:`with_cues`), for a cue-reading network
+    cues: tuple[Cue, ...] | None = None
+
+
+def span_sentence(text: str, span: tuple[int, int]) -> Sentence:
+    """``text[span]`` as one Sentence of word pieces (note offsets), as the rules read an example."""
+    lo, hi = span
+    return Sentence(0, lo, hi, tuple(Token(m.start(), m.end(), m.group()) for m in WORD_PIECE.finditer(text, lo, hi)))
+
+
+def with_cues(examples: Sequence[Example], rules: ContextAssertion) -> list[Example]:
+    """Copies of ``examples`` carrying the cues ``rules`` find for their targets (no section: the
+    examples' sources have none)."""
+    return [replace(ex, cues=rules.assess_with_cues(ex.text, span_sentence(ex.text, ex.span), [ex.target])[1][0])
+            for ex in examples]
 
 
 # --- data -------------------------------------------------------------------------------

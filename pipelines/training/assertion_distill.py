@@ -24,9 +24,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Literal, Sequence
 
-from clinlake.pipelines.engine.assertion.model import DEFAULT_WINDOW, HEADS, encode_target, pad_batch
+from clinlake.pipelines.engine.assertion.model import DEFAULT_WINDOW, HEADS
 from clinlake.pipelines.resources import sample_texts
-from clinlake.pipelines.training.assertion_net import build_vocab, train
+from clinlake.pipelines.training.assertion_net import build_vocab, encode_example, torch_inputs, train
 from clinlake.pipelines.training.assertion_data import IGNORE, Example, chia_examples, chia_train_dir
 
 SilverSource = Literal["notes", "chia"]
@@ -89,8 +89,10 @@ def silver_examples(sources: Sequence[str], *, shared: Path | None = None) -> li
 
 
 def teacher_probabilities(teacher, examples: Sequence[Example], vocab: dict[str, int], *,
-                          window: int = DEFAULT_WINDOW, batch_size: int = 256) -> list[dict[str, tuple[float, ...]]]:
-    """The teacher network's (an ensemble's averaged) probabilities of every head, per example."""
+                          window: int = DEFAULT_WINDOW, batch_size: int = 256,
+                          cue_categories: Sequence[str] = ()) -> list[dict[str, tuple[float, ...]]]:
+    """The teacher network's (an ensemble's averaged) probabilities of every head, per example
+    (``cue_categories``: the teacher reads the examples' cues)."""
     import torch  # training only
 
     teacher.eval()
@@ -100,9 +102,8 @@ def teacher_probabilities(teacher, examples: Sequence[Example], vocab: dict[str,
     with torch.no_grad():
         for first in range(0, len(order), batch_size):
             chunk = order[first:first + batch_size]
-            tokens, positions = pad_batch([encode_target(examples[i].text, examples[i].span, examples[i].target,
-                                                         vocab, window) for i in chunk])
-            outputs = [o.numpy() for o in teacher(torch.from_numpy(tokens), torch.from_numpy(positions))]
+            inputs = torch_inputs([encode_example(examples[i], vocab, window, cue_categories) for i in chunk])
+            outputs = [o.numpy() for o in teacher(*inputs)]
             for row, i in enumerate(chunk):
                 probs[i] = {head: tuple(float(p) for p in outputs[k][row]) for k, head in enumerate(HEADS)}
     return probs
@@ -115,15 +116,17 @@ def with_teacher(examples: Sequence[Example], probs: Sequence[dict[str, tuple[fl
 
 def train_student(gold: Sequence[Example], silver: Sequence[Example], teacher, teacher_vocab: dict[str, int], *,
                   epochs: int, seed: int, source_weight: dict[str, float], silver_weight: float = 1.0,
-                  teacher_mix: float = 0.0, window: int = DEFAULT_WINDOW,
+                  teacher_mix: float = 0.0, window: int = DEFAULT_WINDOW, cue_categories: Sequence[str] = (),
                   report: Callable[[str], None] = lambda line: None):
     """One network trained on ``gold`` (gold labels, mixed ``teacher_mix`` : 1 - ``teacher_mix`` with the
     teacher's; the teacher's alone where masked) and ``silver`` (the teacher's on every head); returns
-    (network, its vocabulary: words of gold and silver alike)."""
+    (network, its vocabulary: words of gold and silver alike). ``cue_categories``: teacher and student
+    read the rules' cues (every example must carry them)."""
     examples = list(gold) + list(silver)
-    labelled = with_teacher(examples, teacher_probabilities(teacher, examples, teacher_vocab, window=window))
+    labelled = with_teacher(examples, teacher_probabilities(teacher, examples, teacher_vocab, window=window,
+                                                            cue_categories=cue_categories))
     vocab = build_vocab(labelled)
     report(f"student: {len(gold)} gold and {len(silver)} silver targets, vocab {len(vocab)}")
     weights = {**source_weight, SILVER: silver_weight}
     return train(labelled, vocab, epochs=epochs, seed=seed, source_weight=weights, teacher_mix=teacher_mix,
-                 window=window), vocab
+                 window=window, cue_categories=cue_categories), vocab

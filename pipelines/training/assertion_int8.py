@@ -23,7 +23,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from clinlake.pipelines.engine.assertion.model import (CONFIG_FILE, DEFAULT_WINDOW, MODEL_FILE, VOCAB_FILE,
-                                                       encode_target, pad_batch)
+                                                       model_feeds)
+from clinlake.pipelines.training.assertion_net import encode_example
 
 CALIBRATION_ROWS = 2048
 CALIBRATION_BATCH = 64
@@ -35,17 +36,15 @@ METHOD = ("static int8 (QDQ): Conv weights per output channel (int8), activation
 
 
 def calibration_feeds(examples: Sequence, vocab: Mapping[str, int], window: int, *, rows: int = CALIBRATION_ROWS,
-                      batch: int = CALIBRATION_BATCH, seed: int = CALIBRATION_SEED) -> list[dict[str, np.ndarray]]:
+                      batch: int = CALIBRATION_BATCH, seed: int = CALIBRATION_SEED,
+                      cue_categories: Sequence[str] = ()) -> list[dict[str, np.ndarray]]:
     """Model inputs of ``rows`` training examples drawn with ``seed`` (all of them when fewer), in
-    batches of ``batch`` rows of similar length, as the engine feeds the model."""
+    batches of ``batch`` rows of similar length, as the engine feeds the model (with the examples' cues
+    for a cue-reading model: ``cue_categories``)."""
     chosen = list(examples) if len(examples) <= rows else random.Random(seed).sample(list(examples), rows)
-    encoded = sorted((encode_target(ex.text, ex.span, ex.target, vocab, window) for ex in chosen),
+    encoded = sorted((encode_example(ex, vocab, window, cue_categories) for ex in chosen),
                      key=lambda row: len(row[0]))
-    feeds = []
-    for lo in range(0, len(encoded), batch):
-        tokens, positions = pad_batch(encoded[lo:lo + batch])
-        feeds.append({"tokens": tokens, "positions": positions})
-    return feeds
+    return [model_feeds(encoded[lo:lo + batch]) for lo in range(0, len(encoded), batch)]
 
 
 def quantize_conv_int8(fp32_path: Path, out_path: Path, feeds: Sequence[Mapping[str, np.ndarray]]) -> dict:
@@ -92,7 +91,8 @@ def quantize_model_dir(model_dir: Path, examples: Sequence, *, keep_fp32: Path |
     if keep_fp32 is not None:
         keep_fp32.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(model_dir / MODEL_FILE, keep_fp32)
-    feeds = calibration_feeds(examples, vocab, int(config.get("window", DEFAULT_WINDOW)))
+    feeds = calibration_feeds(examples, vocab, int(config.get("window", DEFAULT_WINDOW)),
+                              cue_categories=tuple(config.get("cue_categories") or ()))
     record = quantize_conv_int8(model_dir / MODEL_FILE, model_dir / MODEL_FILE, feeds)
     config["quantization"] = record
     config["version"] = f"{config.get('version', 'unknown')}{VERSION_SUFFIX}"

@@ -92,11 +92,16 @@ def test_the_policy_chosen_by_cv_is_written_into_the_models_hybrid_file(tmp_path
     (model_dir / "config.json").write_text(json.dumps(config))
     chosen = HybridPolicy(negation="rules", historical="either", not_particular="rules")
     cv_scores = {m: {"mean": 0.9, "sd": 0.01} for m in METRICS}
-    report = {"k": 5, "rows": 1908, "recipe": {"members": 3, "epochs": 12},
+    reads_cues = bool(config.get("cue_categories"))
+    report = {"k": 5, "rows": 1908, "recipe": {"members": 3, "epochs": 12, "cues": not reads_cues},
               "engines": {policy_key(chosen): cv_scores},
               "policy_by_cv": {"policy": {"negation": "rules", "historical": "either", "not_particular": "rules"},
                                "key": policy_key(chosen), "margin": 0.01, "best_objective": 2.73,
                                "mean_objective": 2.73}}
+    # a policy chosen for networks that read the rules' cues does not fit one that does not, and back
+    with pytest.raises(ValueError, match="cues"):
+        adopt_policy(model_dir, report, kit_devel=kit_path("devel"))
+    report["recipe"]["cues"] = reads_cues
     record = adopt_policy(model_dir, report, kit_devel=kit_path("devel"))
     assert HybridPolicy.from_file(model_dir / "hybrid.json") == chosen
     assert record["cv"] == cv_scores and record["selected_on"].startswith("5-fold CV of the NegEx kit train+devel")
@@ -147,7 +152,7 @@ def test_a_distilled_model_takes_the_policy_cv_chose_for_the_fold_students(tmp_p
                            "not_particular": policy.not_particular},
                 "key": policy_key(policy), "margin": 0.01, "best_objective": 2.7, "mean_objective": 2.7}
 
-    report = {"k": 5, "rows": 1908, "recipe": {"members": 3, "epochs": 12},
+    report = {"k": 5, "rows": 1908, "recipe": {"members": 3, "epochs": 12, "cues": bool(config.get("cue_categories"))},
               "engines": {policy_key(recipe_policy): {m: {"mean": 0.8, "sd": 0.0} for m in METRICS}},
               "policy_by_cv": chosen(recipe_policy)}
     with pytest.raises(ValueError, match="distilled student but the CV report scored no students"):
@@ -160,33 +165,51 @@ def test_a_distilled_model_takes_the_policy_cv_chose_for_the_fold_students(tmp_p
     assert "one student distilled from them" in record["selected_on"]
 
 
-def test_the_recipes_context_window_reaches_every_network_of_a_fold_and_its_served_model(monkeypatch, tmp_path):
+def test_the_recipes_context_window_and_cues_reach_every_network_of_a_fold_and_its_served_model(monkeypatch,
+                                                                                                   tmp_path):
     pytest.importorskip("torch")
     import clinlake.pipelines.training.assertion_cv as assertion_cv
     import clinlake.pipelines.training.assertion_distill as assertion_distill
-    from clinlake.pipelines.training.assertion_data import rows_examples
-    from clinlake.pipelines.training.assertion_net import make_net
+    from clinlake.pipelines.engine.assertion.context import ContextAssertion
+    from clinlake.pipelines.engine.assertion.model import CUE_CATEGORIES
+    from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
+    from clinlake.pipelines.training.assertion_data import rows_examples, with_cues
+    from clinlake.pipelines.training.assertion_net import make_net, n_cue_ids
 
-    windows = []
+    seen = []
 
     def fake_train(examples, vocab, **options):
-        windows.append(options["window"])
-        return make_net(len(vocab))
+        cues = options["cue_categories"]
+        seen.append((options["window"], cues, all(ex.cues is not None for ex in examples) if cues else None))
+        return make_net(len(vocab), n_cues=n_cue_ids(cues))
+
+    def fake_teacher(teacher, examples, vocab, window, cue_categories):
+        seen.append(("teacher", window, cue_categories))
+        return [{} for _ in examples]
 
     monkeypatch.setattr(assertion_cv, "train", fake_train)
     monkeypatch.setattr(assertion_distill, "train", fake_train)
-    monkeypatch.setattr(assertion_distill, "teacher_probabilities",
-                        lambda teacher, examples, vocab, window: windows.append(("teacher", window)) or
-                        [{} for _ in examples])
+    monkeypatch.setattr(assertion_distill, "teacher_probabilities", fake_teacher)
+    monkeypatch.setattr(assertion_cv, "silver_examples", lambda sources, shared: rows_examples(kit_rows()[40:50]))
+    rules = ContextAssertion.from_file(DEFAULT_RULES_PATH)
     examples = rows_examples(kit_rows()[:40])
     recipe = AssertionRecipe(members=2, student=True, window=12)
-    nets = assertion_cv._fold_nets(examples, recipe, shared=None)
-    assert windows == [12, 12, ("teacher", 12), 12]  # two members, the teacher's labels, the student
+    nets = assertion_cv._fold_nets(examples, recipe, shared=None, rules=rules)
+    assert seen == [(12, (), None), (12, (), None), ("teacher", 12, ()), (12, (), None)]  # members, teacher, student
     net, vocab = nets["scores"]
     served = assertion_cv._exported(net, vocab, tmp_path / "fold", recipe.window)
-    assert served.window == 12
+    assert served.window == 12 and not served.reads_cues
     assert "12 pieces of context each side" in assertion_cv._window({"window": 12})
     assert assertion_cv._window({"window": 40}) == ""
+
+    seen.clear()
+    cued = AssertionRecipe(members=2, student=True, cues=True)
+    nets = assertion_cv._fold_nets(with_cues(examples, rules), cued, shared=None, rules=rules)
+    # the members, the teacher and the student (gold and silver targets) all read the cues
+    assert seen == [(40, CUE_CATEGORIES, True)] * 2 + [("teacher", 40, CUE_CATEGORIES), (40, CUE_CATEGORIES, True)]
+    net, vocab = nets["scores_student"]
+    served = assertion_cv._exported(net, vocab, tmp_path / "cued", cued.window, assertion_cv.cue_categories(cued))
+    assert served.reads_cues and served.cue_categories == CUE_CATEGORIES
 
 
 def test_repeats_run_every_fold_again_with_seeds_a_stride_apart_and_report_each_repeats_mean(monkeypatch):

@@ -65,7 +65,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 from clinlake.pipelines.engine.assertion.rules import (
     CATEGORY_LABEL, CUT_BY, HISTORICAL, HISTORICAL_DEFAULT, LABEL_CATEGORY, LABEL_PRECEDENCE,
@@ -196,6 +196,17 @@ class _Scoped:
     end_char: int
 
 
+class Cue(NamedTuple):
+    """One trigger the rules chose in a sentence, as seen from one target: its span (note offsets),
+    its category, and whether it modifies that target (the target lies in its scope). The assertion
+    model can read a target's cues as an input (:func:`~clinlake.pipelines.engine.assertion.model.encode_targets`)."""
+
+    start: int
+    end: int
+    category: str
+    modifies: bool
+
+
 # --- engine -----------------------------------------------------------------------------
 
 
@@ -239,6 +250,23 @@ class ContextAssertion:
         section: str | None = None,
     ) -> list[AssertionResult]:
         """One ``AssertionResult`` per target span (note offsets, end exclusive), in order."""
+        return self._assess(text, sentence, targets, section, None)
+
+    def assess_with_cues(
+        self,
+        text: str,
+        sentence: Sentence,
+        targets: Sequence[tuple[int, int]],
+        section: str | None = None,
+    ) -> tuple[list[AssertionResult], list[tuple[Cue, ...]]]:
+        """:meth:`assess`, and for each target the triggers of its sentence as :class:`Cue` s, in text
+        order (the same analysis: a pseudo-trigger inside a target is ignored for that target).
+        Section defaults are not cues: they have no span."""
+        cues: list[tuple[Cue, ...]] = []
+        return self._assess(text, sentence, targets, section, cues), cues
+
+    def _assess(self, text: str, sentence: Sentence, targets: Sequence[tuple[int, int]], section: str | None,
+                cues: list[tuple[Cue, ...]] | None) -> list[AssertionResult]:
         for start, end in targets:
             if not sentence.start <= start < end <= sentence.end:
                 raise ValueError(
@@ -260,12 +288,21 @@ class ContextAssertion:
             if ignored not in analyses:
                 analyses[ignored] = self._analyse(candidates, ignored, pieces)
             results.append(self._decide(text, target, analyses[ignored], default))
+            if cues is not None:
+                cues.append(tuple(Cue(item.trigger.start_char, item.trigger.end_char, item.trigger.rule.category,
+                                      _modifies(item, target)) for item in analyses[ignored]))
         return results
 
     def assess_many(self, text: str, groups: Sequence[tuple[Sentence, Sequence[tuple[int, int]], str | None]]
                     ) -> list[list[AssertionResult]]:
         """:meth:`assess` of each (sentence, targets, section) group of one note."""
         return [self.assess(text, sentence, targets, section) for sentence, targets, section in groups]
+
+    def assess_many_with_cues(self, text: str, groups: Sequence[tuple[Sentence, Sequence[tuple[int, int]], str | None]]
+                              ) -> tuple[list[list[AssertionResult]], list[list[tuple[Cue, ...]]]]:
+        """:meth:`assess_with_cues` of each (sentence, targets, section) group of one note."""
+        pairs = [self.assess_with_cues(text, sentence, targets, section) for sentence, targets, section in groups]
+        return [results for results, _ in pairs], [cues for _, cues in pairs]
 
     # -- matching ---------------------------------------------------------------------
 

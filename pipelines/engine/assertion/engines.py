@@ -28,7 +28,10 @@ def load_assertion_engine(
         raise ValueError(f"unknown assertion engine {engine!r} (allowed: rules, model, hybrid, none)")
     model_path = Path(model_dir) if model_dir is not None else MODEL_DIR_DEFAULT
     if engine == "model":
-        return AssertionModel(model_path, section_defaults=section_defaults)
+        model = AssertionModel(model_path, section_defaults=section_defaults)
+        if model.reads_cues:  # its cues come from the configured rules (section defaults are the model's own)
+            model.cue_rules = ContextAssertion.from_file(rules_path or DEFAULT_RULES_PATH, max_scope=max_scope)
+        return model
     rules = ContextAssertion.from_file(rules_path or DEFAULT_RULES_PATH, section_defaults=section_defaults,
                                        max_scope=max_scope)
     if engine == "rules":

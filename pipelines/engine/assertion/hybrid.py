@@ -98,9 +98,14 @@ def needs_model(rule: AssertionResult, policy: HybridPolicy) -> bool:
     return any(source == "model" or (source == "either" and not flags[key]) for key, source in _sources(policy))
 
 
-def combine(rule: AssertionResult, answer: ModelAnswer, policy: HybridPolicy) -> AssertionResult:
-    """One hybrid decision from the rules' result and the model's answer."""
+def combine(rule: AssertionResult, answer: ModelAnswer, policy: HybridPolicy, *,
+            section_historical: bool = False) -> AssertionResult:
+    """One hybrid decision from the rules' result and the model's answer. ``section_historical``: the
+    target's section makes it historical by default (the model cannot see sections, so a policy taking
+    the historical flag from the model alone keeps it, as the model engine alone does)."""
     rules_flags, model_flags = _rule_flags(rule), _model_flags(answer, policy.historical_threshold)
+    if section_historical:
+        model_flags["historical"] = True
     rule_decided = rule.cue is not None and rule.cue_category != "HISTORICAL"
     flags = {}
     for key, source in _sources(policy):
@@ -156,13 +161,22 @@ class HybridAssertion:
         """:meth:`assess` of each (sentence, targets, section) group of one note: the rules
         group by group, then the model at once on the targets whose result it can change
         (:func:`needs_model`); the others keep the rules' result, as :func:`combine` would."""
-        rule_results = self.rules.assess_many(text, groups)
+        cues = None
+        if self.model.reads_cues:  # the model reads the rules' cues: one analysis serves both
+            rule_results, cues = self.rules.assess_many_with_cues(text, groups)
+        else:
+            rule_results = self.rules.assess_many(text, groups)
         asked = [[needs_model(r, self.policy) for r in rules] for rules in rule_results]
         answers = iter(self.model.answers_many(text, [
             ((s.start, s.end), [t for t, ask in zip(targets, flags, strict=True) if ask])
-            for (s, targets, _), flags in zip(groups, asked, strict=True)]))
+            for (s, targets, _), flags in zip(groups, asked, strict=True)],
+            None if cues is None else [[c for c, ask in zip(group_cues, flags) if ask]
+                                       for group_cues, flags in zip(cues, asked)]))
+        defaults = getattr(self.rules, "section_defaults", {})
         results = []
-        for rules, flags in zip(rule_results, asked):
+        for (_, _, section), rules, flags in zip(groups, rule_results, asked):
             model = iter(next(answers))
-            results.append([combine(r, next(model), self.policy) if ask else r for r, ask in zip(rules, flags)])
+            section_historical = section is not None and defaults.get(section) == "historical"
+            results.append([combine(r, next(model), self.policy, section_historical=section_historical) if ask else r
+                            for r, ask in zip(rules, flags)])
         return results

@@ -19,6 +19,14 @@ softmax heads answer four questions:
 * ``temporality`` recent | historical | not_particular  (hypothetical/conditional)
 * ``experiencer`` patient | other
 
+A model whose ``config.json`` lists ``cue_categories`` also reads the ConText rules' analysis of the
+sentence (a third input, ``cues``): each piece of a trigger the rules chose carries its category, and
+whether that trigger modifies the target (:class:`~clinlake.pipelines.engine.assertion.context.Cue`;
+ids: 0 none, ``1 + k`` a modifying cue of the k-th category, ``1 + K + k`` one that does not). So the
+network learns from the kit when to trust the lexicon's cues instead of relearning them from a few
+hundred rows. The hybrid hands the model the cues of its own rules; the model engine alone runs the
+rules for them (``cue_rules``).
+
 :func:`model_label` turns the four answers into one of the six i2b2 labels plus the
 historical flag (associated_with_someone_else > hypothetical > absent > possible > present,
 as in the rules). Padding is masked after every layer, so a target's result does not
@@ -39,6 +47,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from clinlake.pipelines.engine.assertion.context import ContextAssertion, Cue
 from clinlake.pipelines.engine.batching import padded_runs
 from clinlake.pipelines.engine.onnx_session import open_session
 from clinlake.pipelines.engine.pieces import WORD_PIECE
@@ -70,6 +79,11 @@ MAX_ROWS = 512  # targets per network call (bounded memory on notes with thousan
 # measured at ~25 pieces on one core): rows of unequal length go in separate calls when padding
 # them to one width would cost more than this.
 CALL_COST_PIECES = 24
+
+# The rule categories a cue-reading model is trained with (written to its config.json; the serving
+# model reads its own list from there). PSEUDO and TERMINATE triggers have no scope and are no cues.
+CUE_CATEGORIES: tuple[str, ...] = ("CONDITIONAL", "FAMILY", "HISTORICAL", "HYPOTHETICAL", "NEGATED_EXISTENCE",
+                                   "POSSIBLE_EXISTENCE")
 
 _DIGIT = re.compile(r"\d")
 
@@ -111,13 +125,36 @@ def encode_target(
     target: tuple[int, int],
     vocab: Mapping[str, int],
     window: int = DEFAULT_WINDOW,
-) -> tuple[list[int], list[int]]:
-    """(token ids, position ids) for one target inside the text span ``span`` (note offsets).
+    *,
+    cues: Sequence[Cue] | None = None,
+    cue_categories: Sequence[str] = CUE_CATEGORIES,
+) -> tuple[list[int], ...]:
+    """(token ids, position ids) for one target inside the text span ``span`` (note offsets), and
+    the cue ids when ``cues`` (the target's :class:`Cue` s) is given.
 
     Pieces overlapping the target are the target; ``window`` pieces are kept each side.
     A sentence boundary inside the window is marked with ``<s>`` / ``</s>``.
     """
-    return encode_targets(text, span, [target], vocab, window)[0]
+    return encode_targets(text, span, [target], vocab, window, cues=None if cues is None else [cues],
+                          cue_categories=cue_categories)[0]
+
+
+def _cue_row(starts: Sequence[int], lo: int, hi: int, cues: Sequence[Cue], cue_categories: Sequence[str]) -> list[int]:
+    """Cue ids of pieces ``lo``..``hi`` (exclusive): a piece inside a cue's span gets its id; a cue
+    modifying the target wins over one that does not (chosen triggers never overlap, but pattern
+    and literal matches are selected apart)."""
+    row = [0] * (hi - lo)
+    n = len(cue_categories)
+    for cue in cues:
+        try:
+            k = cue_categories.index(cue.category)
+        except ValueError:  # a category the model was not trained with
+            continue
+        value = 1 + k + (0 if cue.modifies else n)
+        for i in range(max(lo, bisect_left(starts, cue.start)), min(hi, bisect_left(starts, cue.end))):
+            if row[i - lo] == 0 or (cue.modifies and row[i - lo] > n):
+                row[i - lo] = value
+    return row
 
 
 @lru_cache(maxsize=None)
@@ -143,10 +180,14 @@ def encode_targets(
     vocab: Mapping[str, int],
     window: int = DEFAULT_WINDOW,
     memo: dict[str, int] | None = None,
-) -> list[tuple[list[int], list[int]]]:
+    *,
+    cues: Sequence[Sequence[Cue]] | None = None,
+    cue_categories: Sequence[str] = CUE_CATEGORIES,
+) -> list[tuple[list[int], ...]]:
     """:func:`encode_target` of each target of one span, the span's pieces read and looked up
     once (a sentence with several entities was tokenised once per entity before). ``memo`` keeps
-    each piece's id as written, across calls (normalising every piece again cost more than the rest)."""
+    each piece's id as written, across calls (normalising every piece again cost more than the rest).
+    ``cues``: each target's cues (aligned with ``targets``): rows then carry cue ids as a third list."""
     lo, hi = span
     matches = list(WORD_PIECE.finditer(text, lo, hi))
     starts = [m.start() for m in matches]
@@ -178,18 +219,38 @@ def encode_targets(
         if len(ids) - first_right <= window:
             right = [*right, eos]
         positions = [*_left_positions(len(left)), *[POS_TARGET] * len(inside), *_right_positions(len(right))]
-        rows.append((left + inside + right, positions))
+        if cues is None:
+            rows.append((left + inside + right, positions))
+            continue
+        lo = max(0, first_inside - window)
+        cue_row = _cue_row(starts, lo, min(len(ids), first_right + window), cues[len(rows)], cue_categories)
+        cue_left = cue_row[:first_inside - lo]
+        cue_inside = cue_row[first_inside - lo:first_right - lo][:MAX_TARGET_PIECES] or [0]
+        cue_right = cue_row[first_right - lo:]
+        if len(left) > len(cue_left):
+            cue_left = [0, *cue_left]  # <s>
+        if len(right) > len(cue_right):
+            cue_right = [*cue_right, 0]  # </s>
+        rows.append((left + inside + right, positions, cue_left + cue_inside + cue_right))
     return rows
 
 
-def pad_batch(rows: Sequence[tuple[list[int], list[int]]]) -> tuple[np.ndarray, np.ndarray]:
-    width = max(len(ids) for ids, _ in rows)
-    tokens = np.zeros((len(rows), width), dtype=np.int64)
-    positions = np.zeros((len(rows), width), dtype=np.int64)
-    for i, (ids, pos) in enumerate(rows):
-        tokens[i, : len(ids)] = ids
-        positions[i, : len(pos)] = pos
-    return tokens, positions
+def pad_batch(rows: Sequence[tuple[list[int], ...]]) -> tuple[np.ndarray, ...]:
+    """The rows' lists (token ids, position ids[, cue ids]) as zero-padded [rows, width] arrays."""
+    width = max(len(row[0]) for row in rows)
+    arrays = tuple(np.zeros((len(rows), width), dtype=np.int64) for _ in rows[0])
+    for i, row in enumerate(rows):
+        for array, values in zip(arrays, row):
+            array[i, : len(values)] = values
+    return arrays
+
+
+INPUT_NAMES: tuple[str, ...] = ("tokens", "positions", "cues")
+
+
+def model_feeds(rows: Sequence[tuple[list[int], ...]]) -> dict[str, np.ndarray]:
+    """The network's inputs for ``rows`` (``tokens``, ``positions`` and, for a cue-reading model, ``cues``)."""
+    return dict(zip(INPUT_NAMES, pad_batch(rows)))
 
 
 # --- label mapping ----------------------------------------------------------------------
@@ -261,7 +322,11 @@ class AssertionModel:
         *,
         section_defaults: Mapping[str, str] | None = None,
         threads: int | None = None,
+        cue_rules: ContextAssertion | None = None,
     ) -> None:
+        """``cue_rules``: the ConText rules whose cues a cue-reading model is given when it is the
+        engine alone (:meth:`assess_many`; default: the shipped rule file, loaded when first needed).
+        Callers of :meth:`answers_many` pass the cues themselves, as the hybrid does."""
         model_dir = Path(model_dir)
         for name in (MODEL_FILE, VOCAB_FILE, CONFIG_FILE):
             if not (model_dir / name).is_file():
@@ -272,29 +337,49 @@ class AssertionModel:
         self.window = int(self.config.get("window", DEFAULT_WINDOW))
         self.name = f"assertion-model@{self.config.get('version', 'unknown')}"
         self.section_defaults = dict(section_defaults or {})
+        # a model trained with the rules' cues as an input lists their categories (empty: it reads none)
+        self.cue_categories: tuple[str, ...] = tuple(self.config.get("cue_categories") or ())
+        self.cue_rules = cue_rules
         self._session = open_session(model_dir / MODEL_FILE, threads=threads)
+        inputs = {i.name for i in self._session.get_inputs()}
+        if ("cues" in inputs) != bool(self.cue_categories):
+            raise ValueError(f"assertion model in {model_dir}: config.json's cue_categories and the graph's "
+                             f"inputs ({', '.join(sorted(inputs))}) disagree")
         self._outputs = [o.name for o in self._session.get_outputs()]
         self._piece_ids: dict[str, int] = {}  # piece as written -> vocabulary id (encode_targets' memo)
 
-    def answers(self, text: str, span: tuple[int, int], targets: Sequence[tuple[int, int]]) -> list[ModelAnswer]:
-        """Raw model answers for targets inside the text span ``span``."""
-        return self.answers_many(text, [(span, targets)])[0]
+    @property
+    def reads_cues(self) -> bool:
+        """Whether the network takes the rules' cues as an input (then :meth:`answers_many` needs them)."""
+        return bool(self.cue_categories)
 
-    def answers_many(self, text: str, groups: Sequence[tuple[tuple[int, int], Sequence[tuple[int, int]]]]
-                     ) -> list[list[ModelAnswer]]:
+    def answers(self, text: str, span: tuple[int, int], targets: Sequence[tuple[int, int]],
+                cues: Sequence[Sequence[Cue]] | None = None) -> list[ModelAnswer]:
+        """Raw model answers for targets inside the text span ``span`` (``cues``: each target's, for a
+        model that :attr:`reads_cues`)."""
+        return self.answers_many(text, [(span, targets)], None if cues is None else [cues])[0]
+
+    def answers_many(self, text: str, groups: Sequence[tuple[tuple[int, int], Sequence[tuple[int, int]]]],
+                     cues: Sequence[Sequence[Sequence[Cue]]] | None = None) -> list[list[ModelAnswer]]:
         """:meth:`answers` of each (span, targets) group of one note, all groups' targets
-        together (one call per sentence cost more in call overhead than in the CNN)."""
-        rows = [row for span, targets in groups
-                for row in encode_targets(text, span, targets, self.vocab, self.window, self._piece_ids)]
+        together (one call per sentence cost more in call overhead than in the CNN). ``cues``: per
+        group, each target's cues (:meth:`ContextAssertion.assess_with_cues`); required by a model that
+        :attr:`reads_cues`, ignored by one that does not."""
+        if self.cue_categories and cues is None:
+            raise ValueError(f"{self.name} reads the rules' cues: pass cues= (ContextAssertion.assess_with_cues)")
+        if not self.cue_categories:
+            cues = None
+        rows = [row for k, (span, targets) in enumerate(groups)
+                for row in encode_targets(text, span, targets, self.vocab, self.window, self._piece_ids,
+                                          cues=None if cues is None else cues[k], cue_categories=self.cue_categories)]
         # Rows sorted by length and called in runs of similar length: padding every row of a note
         # to its longest was half the CNN's work on the sample notes. A row's answer does not
         # depend on its batch-mates or the padded width (masked after every layer).
         order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))
         answers: list[ModelAnswer] = [None] * len(rows)  # type: ignore[list-item]
         for lo, hi in padded_runs([len(rows[i][0]) for i in order], call_cost=CALL_COST_PIECES, max_rows=MAX_ROWS):
-            tokens, positions = pad_batch([rows[i] for i in order[lo:hi]])
-            outputs = dict(zip(self._outputs, self._session.run(self._outputs, {"tokens": tokens,
-                                                                                  "positions": positions})))
+            feeds = model_feeds([rows[i] for i in order[lo:hi]])
+            outputs = dict(zip(self._outputs, self._session.run(self._outputs, feeds)))
             for i, answer in zip(order[lo:hi], ModelAnswer.from_batch(outputs)):
                 answers[i] = answer
         grouped, at = [], 0
@@ -313,7 +398,14 @@ class AssertionModel:
         """:meth:`assess` of each (sentence, targets, section) group of one note, batched."""
         for sentence, targets, _ in groups:
             _check_targets(sentence, targets)
-        answers = self.answers_many(text, [((s.start, s.end), targets) for s, targets, _ in groups])
+        cues = None
+        if self.cue_categories:
+            if self.cue_rules is None:
+                from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
+
+                self.cue_rules = ContextAssertion.from_file(DEFAULT_RULES_PATH)
+            cues = [self.cue_rules.assess_with_cues(text, s, targets)[1] for s, targets, _ in groups]
+        answers = self.answers_many(text, [((s.start, s.end), targets) for s, targets, _ in groups], cues)
         results = []
         for (_, _, section), group_answers in zip(groups, answers):
             labels = [model_label(a) for a in group_answers]
