@@ -467,7 +467,7 @@ def test_the_pattern_prefilter_matches_exactly_where_some_pattern_matches():
     it (``\\b(?:X|Y)``), which must never drop a sentence a pattern would match."""
     import re
 
-    from clinlake.pipelines.engine.assertion.context import _prefilter, _top_level_alternation
+    from clinlake.pipelines.engine.assertion.lexicon import _prefilter, _top_level_alternation
 
     assert _top_level_alternation(r"\bfoo|bar") and not _top_level_alternation(r"\b(?:foo|bar)")
     assert not _top_level_alternation(r"\bfoo[|]") and not _top_level_alternation(r"\bfoo\|")

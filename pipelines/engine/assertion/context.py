@@ -1,8 +1,8 @@
 """ConText-style rule-based assertion (Harkema, Chapman et al. 2009; cf. medspaCy).
 
-The lexicon lives in ``conf/context_rules.yaml`` (read and validated by :mod:`.rules`); this
-module compiles it once
-into a token trie (literals) plus a few regexes (inflection patterns), and decides for
+The lexicon lives in ``conf/context_rules.yaml`` (read and validated by :mod:`.rules`, compiled
+once by :mod:`.lexicon` into a token trie (literals) plus a few regexes (inflection patterns)); this
+module decides for
 each target span in a sentence which i2b2 assertion label applies and whether the
 mention is historical.
 
@@ -65,108 +65,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
+from clinlake.pipelines.engine.assertion.lexicon import CompiledLexicon, Match
 from clinlake.pipelines.engine.assertion.rules import (
     CATEGORY_LABEL, CUT_BY, HISTORICAL, HISTORICAL_DEFAULT, LABEL_CATEGORY, LABEL_PRECEDENCE,
     PRESENT_PRIOR, PSEUDO, SECTION_DEFAULT_CONFIDENCE, SECTION_DEFAULT_VALUES, TARGET_DIRECTION, TERMINATE,
-    ContextRule, is_positive_int, load_rules, reject_duplicates, rule_pieces,
+    ContextRule, is_positive_int, load_rules, reject_duplicates,
 )
 from clinlake.pipelines.engine.pieces import WORD_PIECE
 from clinlake.pipelines.engine.types import AssertionResult, Sentence
 
 _WORD = re.compile(r"\w")
-
-
-# --- compiled lexicon -------------------------------------------------------------------
-
-
-# A rule match: (first piece, end piece exclusive, rule index).
-_Match = tuple[int, int, int]
-
-
-class _Lexicon:
-    """Rules compiled for matching: a trie over literal pieces plus the pattern regexes."""
-
-    _END = ""  # trie key holding the rule index; '' can never be a piece
-
-    def __init__(self, rules: Sequence[ContextRule]) -> None:
-        self.rules = tuple(rules)
-        self.trie: dict[str, Any] = {}
-        self.patterns: list[tuple[re.Pattern[str], int]] = []
-        for index, rule in enumerate(self.rules):
-            if rule.pattern is None:
-                self._insert(rule_pieces(rule.literal), index)
-            else:
-                self.patterns.append((re.compile(rule.pattern), index))
-        self.any_pattern = _prefilter([regex for regex, _ in self.patterns])
-
-    def _insert(self, pieces: tuple[str, ...], index: int) -> None:
-        node = self.trie
-        for piece in pieces:
-            node = node.setdefault(piece, {})
-        node.setdefault(self._END, index)  # first rule in file order wins a tie
-
-    def literal_matches(self, norms: Sequence[str]) -> Iterable[_Match]:
-        """Yield (first piece, end piece, rule index) for every literal occurrence."""
-        trie, end_key = self.trie, self._END
-        # only pieces some rule starts with are walked from (most pieces start none)
-        for first in [i for i, norm in enumerate(norms) if norm in trie]:
-            node = trie
-            for pos in range(first, len(norms)):
-                node = node.get(norms[pos])
-                if node is None:
-                    break
-                if end_key in node:
-                    yield first, pos + 1, node[end_key]
-
-
-_WORD_BOUNDARY = "\\b"
-
-
-def _top_level_alternation(pattern: str) -> bool:
-    """Whether ``pattern`` has a "|" outside every group and character class ("\\bfoo|bar")."""
-    depth, in_class, escaped = 0, False, False
-    for at, char in enumerate(pattern):
-        if escaped:
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif in_class:
-            in_class = char != "]" or pattern[at - 1] == "["  # "[]...]": a leading "]" is a member
-        elif char == "[":
-            in_class = True
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-        elif char == "|" and depth == 0:
-            return True
-    return False
-
-
-def _prefilter(patterns: Sequence[re.Pattern[str]]) -> re.Pattern[str] | None:
-    """One alternation of all patterns, so most sentences (which match none) cost one scan.
-
-    None when no safe combination exists: capture groups could be backreferenced and
-    would be renumbered, and global inline flags may not be combined.
-    """
-    if not patterns or any(regex.groups for regex in patterns):
-        return None
-    # The patterns that start at a word boundary share one "\b(?:...)": tried once per position
-    # instead of once per pattern, the scan takes half the time (the same matches: \b(?:X|Y) is
-    # \bX|\bY, so long as X and Y have no "|" of their own at the top level).
-    def factored(pattern: str) -> bool:
-        return pattern.startswith(_WORD_BOUNDARY) and not _top_level_alternation(pattern)
-
-    bounded = [regex.pattern[len(_WORD_BOUNDARY):] for regex in patterns if factored(regex.pattern)]
-    others = [regex.pattern for regex in patterns if not factored(regex.pattern)]
-    branches = ([_WORD_BOUNDARY + "(?:" + "|".join(f"(?:{p})" for p in bounded) + ")"] if bounded else []) \
-        + [f"(?:{p})" for p in others]
-    try:
-        return re.compile("|".join(branches))
-    except re.error:
-        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +137,7 @@ class ContextAssertion:
         reject_duplicates(rules)
         self.max_scope = max_scope
         self.section_defaults = _check_section_defaults(section_defaults or {})
-        self._lexicon = _Lexicon(rules)
+        self._lexicon = CompiledLexicon(rules)
 
     @classmethod
     def from_file(
@@ -279,7 +189,7 @@ class ContextAssertion:
         candidates = self._candidates(text, sentence, pieces)
         pseudo = [c for c in candidates if self._lexicon.rules[c[2]].category == PSEUDO]
         default = self.section_defaults.get(section) if section is not None else None
-        analyses: dict[frozenset[_Match], list[_Scoped]] = {}
+        analyses: dict[frozenset[Match], list[_Scoped]] = {}
         results = []
         for target in targets:
             # A pseudo-trigger inside the target is part of what is being asserted:
@@ -306,7 +216,7 @@ class ContextAssertion:
 
     # -- matching ---------------------------------------------------------------------
 
-    def _candidates(self, text: str, sentence: Sentence, pieces: _Pieces) -> list[_Match]:
+    def _candidates(self, text: str, sentence: Sentence, pieces: _Pieces) -> list[Match]:
         """Every rule match as (first piece, end piece, rule index), overlaps included."""
         candidates = list(self._lexicon.literal_matches(pieces.norms))
         candidates.extend(self._pattern_matches(text, sentence, pieces))
@@ -314,8 +224,8 @@ class ContextAssertion:
 
     def _analyse(
         self,
-        candidates: Sequence[_Match],
-        ignored: frozenset[_Match],
+        candidates: Sequence[Match],
+        ignored: frozenset[Match],
         pieces: _Pieces,
     ) -> list[_Scoped]:
         """Select triggers among ``candidates`` (minus ``ignored``) and compute their scopes."""
@@ -327,7 +237,7 @@ class ContextAssertion:
         ]
         return [self._scope(trigger, triggers, pieces) for trigger in triggers if _has_scope(trigger)]
 
-    def _pattern_matches(self, text: str, sentence: Sentence, pieces: _Pieces) -> list[_Match]:
+    def _pattern_matches(self, text: str, sentence: Sentence, pieces: _Pieces) -> list[Match]:
         lexicon = self._lexicon
         if not lexicon.patterns or not pieces.norms:
             return []
@@ -435,7 +345,7 @@ def _lower_same_length(text: str) -> str:
     return "".join(ch if len(ch.lower()) != 1 else ch.lower() for ch in text)
 
 
-def _select(candidates: Sequence[_Match], rules: Sequence[ContextRule]) -> list[_Match]:
+def _select(candidates: Sequence[Match], rules: Sequence[ContextRule]) -> list[Match]:
     """PSEUDO matches first, then longest non-overlapping matches; returned in text order."""
     pseudo = [c for c in candidates if rules[c[2]].category == PSEUDO]
     others = [c for c in candidates if rules[c[2]].category != PSEUDO]
@@ -453,7 +363,7 @@ def _select(candidates: Sequence[_Match], rules: Sequence[ContextRule]) -> list[
     return sorted(chosen)
 
 
-def _span_overlaps(pieces: _Pieces, candidate: _Match, target: tuple[int, int]) -> bool:
+def _span_overlaps(pieces: _Pieces, candidate: Match, target: tuple[int, int]) -> bool:
     first, end, _ = candidate
     return pieces.starts[first] < target[1] and pieces.ends[end - 1] > target[0]
 
