@@ -406,6 +406,9 @@ def add_assertion_cv(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--cues", action="store_true", help="the networks also read the ConText rules' cues of the "
                         "target's sentence: each cue piece's category and whether it modifies the target "
                         "(pipelines/engine/assertion/model.py)")
+    parser.add_argument("--cue-dropout", type=float, default=0.0, metavar="P", help="with --cues: show this share "
+                        "of each batch's training rows without their cues, so the network also learns to judge from "
+                        "the words alone (default 0, as in clinlake train assertion --cues)")
     parser.add_argument("--student", action="store_true", help="also distil each fold's members into one network "
                         "(soft labels on masked heads and on unlabelled targets, --silver) and score it beside "
                         "the members' average and the first member alone (pipelines/training/assertion_distill.py)")
@@ -435,6 +438,9 @@ def run_assertion_cv(args: argparse.Namespace) -> int:
             (args.window is not None and args.window < 1):
         print("clinlake evaluate assertion-cv: --members, --epochs, --jobs, --repeats and --window must be 1 or more")
         return EXIT_USAGE
+    if not 0.0 <= args.cue_dropout <= 1.0 or (args.cue_dropout and not args.cues):
+        print("clinlake evaluate assertion-cv: --cue-dropout takes a share from 0 to 1, and only with --cues")
+        return EXIT_USAGE
     try:
         silver = parse_silver_sources(args.silver)
     except SilverSourceError as exc:
@@ -442,7 +448,7 @@ def run_assertion_cv(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     recipe = AssertionRecipe(epochs=args.epochs, members=args.members, maccrobat=not args.no_maccrobat,
                              maccrobat_history=args.maccrobat_history, chia=args.chia, phee=args.phee,
-                             int8=not args.fp32, cues=args.cues,
+                             int8=not args.fp32, cues=args.cues, cue_dropout=args.cue_dropout,
                              student=args.student, silver=silver, silver_weight=args.silver_weight,
                              teacher_mix=args.teacher_mix,
                              **({} if args.window is None else {"window": args.window}))

@@ -78,6 +78,7 @@ class AssertionRecipe:
     window: int = DEFAULT_WINDOW  # pieces of context kept each side of the target, in training and serving
     # the network also reads the ConText rules' cues of the target's sentence (model.py, "cue_categories")
     cues: bool = False
+    cue_dropout: float = 0.0  # share of training rows shown without their cues (assertion_net.train)
     # distillation (pipelines/training/assertion_distill.py): also a one-network student of the fold's
     # members (the teacher), trained on the fold's gold examples and unlabelled targets of ``silver``;
     # scored beside the members' average and beside the first member alone
@@ -127,7 +128,8 @@ def _fold_nets(examples, recipe: AssertionRecipe, *, shared: Path | None, rules:
     weights = _source_weights(recipe)
     cues = cue_categories(recipe)
     nets = [train(examples, vocab, epochs=recipe.epochs, seed=recipe.seed + i, source_weight=weights,
-                  window=recipe.window, cue_categories=cues) for i in range(recipe.members)]
+                  window=recipe.window, cue_categories=cues, cue_dropout=recipe.cue_dropout)
+            for i in range(recipe.members)]
     served = nets[0] if len(nets) == 1 else make_ensemble(nets)
     fold_nets: dict[str, tuple[object, dict]] = {"scores": (served, vocab)}
     if recipe.student:
@@ -136,7 +138,7 @@ def _fold_nets(examples, recipe: AssertionRecipe, *, shared: Path | None, rules:
                                                vocab, epochs=recipe.epochs, seed=recipe.seed,
                                                source_weight=weights, silver_weight=recipe.silver_weight,
                                                teacher_mix=recipe.teacher_mix, window=recipe.window,
-                                               cue_categories=cues)
+                                               cue_categories=cues, cue_dropout=recipe.cue_dropout)
         fold_nets["scores_student"] = (student, student_vocab)
         fold_nets["scores_member"] = (nets[0], vocab)
     return fold_nets
@@ -306,7 +308,7 @@ def format_assertion_cv(report: dict, *, shipped: HybridPolicy | None = None) ->
              f"{recipe['members']} member(s), {recipe['epochs']} epochs, MACCROBAT "
              f"{'with history' if recipe['maccrobat_history'] else 'yes' if recipe['maccrobat'] else 'no'}"
              f"{', Chia' if recipe.get('chia') else ''}{', PHEE' if recipe.get('phee') else ''}"
-             f"{'; networks read the ConText cues' if recipe.get('cues') else ''}"
+             f"{_cues(recipe)}"
              f"{'; the static-int8 graph, its float graph below' if recipe.get('int8') else ''}"
              f"{_window(recipe)}"
              f"{_student_recipe(recipe) if recipe.get('student') else ''}"
@@ -329,16 +331,24 @@ def format_assertion_cv(report: dict, *, shipped: HybridPolicy | None = None) ->
     if "repeat_spread" in report:
         seeds = ", ".join(map(str, sorted({f["seed"] for f in report["folds"]})))
         lines.append(f"mean of each repeat (seeds {seeds}), and their sd: how far one CV run moves with the seeds")
-        for name in dict.fromkeys(names):
-            cells = " ".join(f"{'/'.join(f'{m:.3f}' for m in cell['means']):>15} ± {cell['sd']:.3f}"
-                             for cell in (report["repeat_spread"]["scores"][name][m] for m in METRICS))
-            lines.append(f"{'repeats: ' + name:<70} {cells}")
+        for kind, title in (("scores", "repeats: "), ("scores_student", "repeats, student: ")):
+            for name in dict.fromkeys(names) if kind in report["repeat_spread"] else ():
+                cells = " ".join(f"{'/'.join(f'{m:.3f}' for m in cell['means']):>15} ± {cell['sd']:.3f}"
+                                 for cell in (report["repeat_spread"][kind][name][m] for m in METRICS))
+                lines.append(f"{title + name:<70} {cells}")
     return "\n".join(lines)
 
 
 def _repeats(report: Mapping) -> str:
     repeats = report.get("repeats", 1)
     return "" if repeats == 1 else f"; {repeats} repeats on the same folds, seeds {SEED_STRIDE} apart"
+
+
+def _cues(recipe: Mapping) -> str:
+    if not recipe.get("cues"):
+        return ""
+    dropout = recipe.get("cue_dropout", 0.0)
+    return "; networks read the ConText cues" + (f" ({dropout:g} of training rows without)" if dropout else "")
 
 
 def _window(recipe: Mapping) -> str:

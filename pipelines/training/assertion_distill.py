@@ -117,11 +117,11 @@ def with_teacher(examples: Sequence[Example], probs: Sequence[dict[str, tuple[fl
 def train_student(gold: Sequence[Example], silver: Sequence[Example], teacher, teacher_vocab: dict[str, int], *,
                   epochs: int, seed: int, source_weight: dict[str, float], silver_weight: float = 1.0,
                   teacher_mix: float = 0.0, window: int = DEFAULT_WINDOW, cue_categories: Sequence[str] = (),
-                  report: Callable[[str], None] = lambda line: None):
+                  cue_dropout: float = 0.0, report: Callable[[str], None] = lambda line: None):
     """One network trained on ``gold`` (gold labels, mixed ``teacher_mix`` : 1 - ``teacher_mix`` with the
     teacher's; the teacher's alone where masked) and ``silver`` (the teacher's on every head); returns
     (network, its vocabulary: words of gold and silver alike). ``cue_categories``: teacher and student
-    read the rules' cues (every example must carry them)."""
+    read the rules' cues (every example must carry them; ``cue_dropout``: see :func:`train`)."""
     examples = list(gold) + list(silver)
     labelled = with_teacher(examples, teacher_probabilities(teacher, examples, teacher_vocab, window=window,
                                                             cue_categories=cue_categories))
@@ -129,4 +129,4 @@ def train_student(gold: Sequence[Example], silver: Sequence[Example], teacher, t
     report(f"student: {len(gold)} gold and {len(silver)} silver targets, vocab {len(vocab)}")
     weights = {**source_weight, SILVER: silver_weight}
     return train(labelled, vocab, epochs=epochs, seed=seed, source_weight=weights, teacher_mix=teacher_mix,
-                 window=window, cue_categories=cue_categories), vocab
+                 window=window, cue_categories=cue_categories, cue_dropout=cue_dropout), vocab

@@ -138,10 +138,12 @@ def train(
     source_weight: dict[str, float] | None = None,
     teacher_mix: float = 0.0,
     cue_categories: Sequence[str] = (),
+    cue_dropout: float = 0.0,
     on_epoch=None,
 ):
     """One network trained on ``examples``; with ``cue_categories`` it reads the rules' cues (the
-    examples must carry them: :func:`~clinlake.pipelines.training.assertion_data.with_cues`)."""
+    examples must carry them: :func:`~clinlake.pipelines.training.assertion_data.with_cues`), and
+    ``cue_dropout`` of the rows of each batch are shown without theirs."""
     # torch is imported here, not at module level: only training needs it, serving never does.
     import torch
     from torch import nn
@@ -164,6 +166,10 @@ def train(
             if word_dropout:
                 drop = (torch.rand(tokens.shape) < word_dropout) & (tokens > 3)
                 tokens = tokens.masked_fill(drop, 1)
+            if cue_dropout and others[1:]:
+                # a row seen without its cues must be judged from its words: the network then keeps
+                # what it learns without cues (bare list lines, family words) instead of leaning on them
+                others[1] = others[1].masked_fill((torch.rand(tokens.shape[0]) < cue_dropout)[:, None], 0)
             w = torch.tensor([weights.get(ex.source, 1.0) for ex in batch])
             loss = 0.0
             for k, logits in enumerate(net.logits(tokens, *others)):

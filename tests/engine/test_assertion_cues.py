@@ -152,3 +152,30 @@ def test_a_section_that_makes_targets_historical_holds_where_the_model_decides_t
     (in_section,) = hybrid.assess(text, whole_sentence(text), [(0, 6)], "past_medical_history")
     assert in_section.is_historical is True
     assert np.isfinite(in_section.confidence)
+
+
+def test_cue_dropout_hides_a_share_of_the_rows_cues_from_training(rules):
+    torch = pytest.importorskip("torch")
+    from clinlake.pipelines.training.assertion_net import build_vocab, make_net, n_cue_ids, train
+
+    texts = ["She denies chest pain .", "History of asthma as a child .", "No cough today .", "Mother had cancer ."]
+    examples = []
+    for i, text in enumerate(texts * 4):
+        target = span_of(text, text.split()[-2])
+        labels = {"negation": i % 2, "certainty": 0, "temporality": i % 3, "experiencer": 0}
+        examples.append(Example(text, (0, len(text)), target, labels, "kit"))
+    examples = with_cues(examples, rules)
+    assert sum(1 for ex in examples if ex.cues) >= 12  # the rules find cues in most rows
+    vocab = build_vocab(examples, min_count=1)
+
+    def cue_change(dropout: float) -> float:
+        torch.manual_seed(5)  # train() seeds with 5 then builds the net: the same initial weights
+        start = make_net(len(vocab), n_cues=n_cue_ids(CUE_CATEGORIES)).cue.weight.detach().clone()
+        net = train(examples, vocab, epochs=2, batch_size=4, seed=5, cue_categories=CUE_CATEGORIES,
+                    cue_dropout=dropout)
+        return float((net.cue.weight.detach() - start).abs().max())
+
+    # every row without its cues: the cue embedding learns nothing (only AdamW's weight decay moves it)
+    assert cue_change(1.0) < 1e-4
+    assert cue_change(0.5) > 1e-3
+    assert cue_change(0.0) > 1e-3

@@ -1,4 +1,6 @@
 """Cross-validation of the assertion recipe and the hybrid policy (pipelines/training/assertion_cv.py)."""
+from dataclasses import asdict
+
 import pytest
 
 from clinlake.pipelines.engine.assertion.hybrid import HybridPolicy
@@ -180,7 +182,8 @@ def test_the_recipes_context_window_and_cues_reach_every_network_of_a_fold_and_i
 
     def fake_train(examples, vocab, **options):
         cues = options["cue_categories"]
-        seen.append((options["window"], cues, all(ex.cues is not None for ex in examples) if cues else None))
+        seen.append((options["window"], cues, all(ex.cues is not None for ex in examples) if cues else None,
+                     options["cue_dropout"]))
         return make_net(len(vocab), n_cues=n_cue_ids(cues))
 
     def fake_teacher(teacher, examples, vocab, window, cue_categories):
@@ -195,7 +198,7 @@ def test_the_recipes_context_window_and_cues_reach_every_network_of_a_fold_and_i
     examples = rows_examples(kit_rows()[:40])
     recipe = AssertionRecipe(members=2, student=True, window=12)
     nets = assertion_cv._fold_nets(examples, recipe, shared=None, rules=rules)
-    assert seen == [(12, (), None), (12, (), None), ("teacher", 12, ()), (12, (), None)]  # members, teacher, student
+    assert seen == [(12, (), None, 0.0), (12, (), None, 0.0), ("teacher", 12, ()), (12, (), None, 0.0)]  # members, teacher, student
     net, vocab = nets["scores"]
     served = assertion_cv._exported(net, vocab, tmp_path / "fold", recipe.window)
     assert served.window == 12 and not served.reads_cues
@@ -203,10 +206,14 @@ def test_the_recipes_context_window_and_cues_reach_every_network_of_a_fold_and_i
     assert assertion_cv._window({"window": 40}) == ""
 
     seen.clear()
-    cued = AssertionRecipe(members=2, student=True, cues=True)
+    cued = AssertionRecipe(members=2, student=True, cues=True, cue_dropout=0.25)
     nets = assertion_cv._fold_nets(with_cues(examples, rules), cued, shared=None, rules=rules)
-    # the members, the teacher and the student (gold and silver targets) all read the cues
-    assert seen == [(40, CUE_CATEGORIES, True)] * 2 + [("teacher", 40, CUE_CATEGORIES), (40, CUE_CATEGORIES, True)]
+    # the members, the teacher and the student (gold and silver targets) all read the cues, and all
+    # trained networks are shown some rows without them
+    assert seen == [(40, CUE_CATEGORIES, True, 0.25)] * 2 + [("teacher", 40, CUE_CATEGORIES),
+                                                              (40, CUE_CATEGORIES, True, 0.25)]
+    assert "(0.25 of training rows without)" in assertion_cv._cues(asdict(cued))
+    assert assertion_cv._cues(asdict(recipe)) == ""
     net, vocab = nets["scores_student"]
     served = assertion_cv._exported(net, vocab, tmp_path / "cued", cued.window, assertion_cv.cue_categories(cued))
     assert served.reads_cues and served.cue_categories == CUE_CATEGORIES
