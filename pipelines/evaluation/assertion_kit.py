@@ -43,15 +43,22 @@ Tokenizer = Callable[[str], Sequence[Token]]
 UNLOCATED_LABELS: Mapping[str, str] = {"negation": "Affirmed", "temporality": "Recent", "experiencer": "Patient"}
 
 
-def regex_tokenize(text: str) -> list[Token]:
+def regex_tokenize(text: str, span: tuple[int, int] | None = None) -> list[Token]:
     """Word / single-punctuation tokens (:data:`~clinlake.pipelines.engine.pieces.WORD_PIECE`)
-    with offsets relative to ``text``."""
-    return [Token(m.start(), m.end(), m.group()) for m in WORD_PIECE.finditer(text)]
+    of ``text`` (or of ``text[span]``), with offsets relative to ``text``."""
+    lo, hi = span or (0, len(text))
+    return [Token(m.start(), m.end(), m.group()) for m in WORD_PIECE.finditer(text, lo, hi)]
 
 
 def whole_sentence(text: str, tokenizer: Tokenizer = regex_tokenize) -> Sentence:
     """The whole string as one Sentence (index 0), tokenized by ``tokenizer``."""
     return Sentence(0, 0, len(text), tuple(tokenizer(text)))
+
+
+def span_sentence(text: str, span: tuple[int, int]) -> Sentence:
+    """``text[span]`` as one Sentence (index 0) of word pieces, offsets into ``text``: how the rules
+    read a training example's sentence inside its document (:func:`whole_sentence` of a kit row)."""
+    return Sentence(0, span[0], span[1], tuple(regex_tokenize(text, span)))
 
 
 def to_kit_labels(result: AssertionResult) -> dict[str, str]:

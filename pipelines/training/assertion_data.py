@@ -26,9 +26,8 @@ from clinlake.pipelines.corpora.brat import parse_ann, read_text_exact
 from clinlake.pipelines.corpora.label_maps import MACCROBAT_FINDING_TYPES
 from clinlake.pipelines.corpora.negex_kit import locate_phrase, read_kit
 from clinlake.pipelines.engine.assertion.context import ContextAssertion, Cue
-from clinlake.pipelines.engine.pieces import WORD_PIECE
 from clinlake.pipelines.engine.text import TextSplitter
-from clinlake.pipelines.engine.types import Sentence, Token
+from clinlake.pipelines.evaluation.assertion_kit import span_sentence
 from clinlake.pipelines.resources import shared_data
 
 IGNORE = -1
@@ -69,12 +68,6 @@ class Example:
     soft: dict[str, tuple[float, ...]] | None = None
     # the ConText rules' cues of the target's sentence (:func:`with_cues`), for a cue-reading network
     cues: tuple[Cue, ...] | None = None
-
-
-def span_sentence(text: str, span: tuple[int, int]) -> Sentence:
-    """``text[span]`` as one Sentence of word pieces (note offsets), as the rules read an example."""
-    lo, hi = span
-    return Sentence(0, lo, hi, tuple(Token(m.start(), m.end(), m.group()) for m in WORD_PIECE.finditer(text, lo, hi)))
 
 
 def with_cues(examples: Sequence[Example], rules: ContextAssertion) -> list[Example]:

@@ -11,8 +11,8 @@ from clinlake.pipelines.engine.assertion.model import (CONFIG_FILE, CUE_CATEGORI
                                                        AssertionModel, ModelAnswer, encode_targets, model_feeds)
 from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
 from clinlake.pipelines.engine.types import AssertionResult
-from clinlake.pipelines.evaluation.assertion_kit import whole_sentence
-from clinlake.pipelines.training.assertion_data import Example, span_sentence, with_cues
+from clinlake.pipelines.evaluation.assertion_kit import span_sentence, whole_sentence
+from clinlake.pipelines.training.assertion_data import Example, with_cues
 
 N = len(CUE_CATEGORIES)
 NEG, HIST = 1 + CUE_CATEGORIES.index("NEGATED_EXISTENCE"), 1 + CUE_CATEGORIES.index("HISTORICAL")
@@ -81,6 +81,7 @@ def test_with_cues_attaches_the_rules_cues_of_each_examples_target(rules):
     assert example.cues is None
     sentence = span_sentence(text, span)
     assert (sentence.start, sentence.end) == span and sentence.tokens[0].text == "She"
+    assert span_sentence(text, (0, len(text))) == whole_sentence(text)  # a kit row is its whole text
 
 
 @pytest.fixture()

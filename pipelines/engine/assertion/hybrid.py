@@ -12,8 +12,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
+from clinlake.pipelines.engine.assertion.context import ContextAssertion
 from clinlake.pipelines.engine.assertion.model import HYBRID_FILE, AssertionModel, ModelAnswer, model_label
-from clinlake.pipelines.engine.types import AssertionEngine, AssertionResult, Sentence
+from clinlake.pipelines.engine.assertion.rules import HISTORICAL_DEFAULT
+from clinlake.pipelines.engine.types import AssertionResult, Sentence
 
 
 SOURCES = ("rules", "model", "either")
@@ -143,7 +145,7 @@ def combine(rule: AssertionResult, answer: ModelAnswer, policy: HybridPolicy, *,
 class HybridAssertion:
     """Rules and model together, attribute by attribute (see :class:`HybridPolicy`)."""
 
-    def __init__(self, rules: AssertionEngine, model: AssertionModel, policy: HybridPolicy | None = None) -> None:
+    def __init__(self, rules: ContextAssertion, model: AssertionModel, policy: HybridPolicy | None = None) -> None:
         self.rules = rules
         self.model = model
         if policy is None:
@@ -168,15 +170,17 @@ class HybridAssertion:
             rule_results = self.rules.assess_many(text, groups)
         asked = [[needs_model(r, self.policy) for r in rules] for rules in rule_results]
         answers = iter(self.model.answers_many(text, [
-            ((s.start, s.end), [t for t, ask in zip(targets, flags, strict=True) if ask])
-            for (s, targets, _), flags in zip(groups, asked, strict=True)],
-            None if cues is None else [[c for c, ask in zip(group_cues, flags) if ask]
-                                       for group_cues, flags in zip(cues, asked)]))
-        defaults = getattr(self.rules, "section_defaults", {})
+            ((s.start, s.end), _asked(targets, flags)) for (s, targets, _), flags in zip(groups, asked, strict=True)],
+            None if cues is None else [_asked(group_cues, flags) for group_cues, flags in zip(cues, asked)]))
         results = []
         for (_, _, section), rules, flags in zip(groups, rule_results, asked):
             model = iter(next(answers))
-            section_historical = section is not None and defaults.get(section) == "historical"
+            section_historical = section is not None and self.rules.section_defaults.get(section) == HISTORICAL_DEFAULT
             results.append([combine(r, next(model), self.policy, section_historical=section_historical) if ask else r
                             for r, ask in zip(rules, flags)])
         return results
+
+
+def _asked(items: Sequence, flags: Sequence[bool]) -> list:
+    """The items (targets, or their cues) whose flag says the model is asked about them."""
+    return [item for item, ask in zip(items, flags, strict=True) if ask]

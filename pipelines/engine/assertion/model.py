@@ -48,6 +48,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from clinlake.pipelines.engine.assertion.context import ContextAssertion, Cue
+from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH, HISTORICAL_DEFAULT
 from clinlake.pipelines.engine.batching import padded_runs
 from clinlake.pipelines.engine.onnx_session import open_session
 from clinlake.pipelines.engine.pieces import WORD_PIECE
@@ -401,10 +402,8 @@ class AssertionModel:
         cues = None
         if self.cue_categories:
             if self.cue_rules is None:
-                from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
-
                 self.cue_rules = ContextAssertion.from_file(DEFAULT_RULES_PATH)
-            cues = [self.cue_rules.assess_with_cues(text, s, targets)[1] for s, targets, _ in groups]
+            cues = self.cue_rules.assess_many_with_cues(text, groups)[1]
         answers = self.answers_many(text, [((s.start, s.end), targets) for s, targets, _ in groups], cues)
         results = []
         for (_, _, section), group_answers in zip(groups, answers):
@@ -418,7 +417,7 @@ def _apply_section_default(result: AssertionResult, default: str) -> AssertionRe
     """Section defaults for the model engine: a family-history section makes the relative
     the experiencer; a history section sets the historical flag; others apply when the
     model found nothing (``present``)."""
-    if default == "historical":
+    if default == HISTORICAL_DEFAULT:
         return AssertionResult(result.assertion, True, result.confidence)
     if default == "associated_with_someone_else" or result.assertion == "present":
         return AssertionResult(default, result.is_historical, result.confidence)
