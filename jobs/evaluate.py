@@ -409,6 +409,10 @@ def add_assertion_cv(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--cue-dropout", type=float, default=0.0, metavar="P", help="with --cues: show this share "
                         "of each batch's training rows without their cues, so the network also learns to judge from "
                         "the words alone (default 0, as in clinlake train assertion --cues)")
+    parser.add_argument("--cue-model", action="store_true", help="also train one cue-reading network per fold "
+                        "(as clinlake train assertion --cues --ensemble 1 --no-student) and score the policies "
+                        "that take the not-particular flag from it, asked only where the rules see a hypothetical "
+                        "or conditional cue in the sentence (pipelines/engine/assertion/hybrid.py, cue_model)")
     parser.add_argument("--student", action="store_true", help="also distil each fold's members into one network "
                         "(soft labels on masked heads and on unlabelled targets, --silver) and score it beside "
                         "the members' average and the first member alone (pipelines/training/assertion_distill.py)")
@@ -449,7 +453,7 @@ def run_assertion_cv(args: argparse.Namespace) -> int:
     recipe = AssertionRecipe(epochs=args.epochs, members=args.members, maccrobat=not args.no_maccrobat,
                              maccrobat_history=args.maccrobat_history, chia=args.chia, phee=args.phee,
                              int8=not args.fp32, cues=args.cues, cue_dropout=args.cue_dropout,
-                             student=args.student, silver=silver, silver_weight=args.silver_weight,
+                             cue_model=args.cue_model, student=args.student, silver=silver, silver_weight=args.silver_weight,
                              teacher_mix=args.teacher_mix,
                              **({} if args.window is None else {"window": args.window}))
     try:

@@ -324,7 +324,10 @@ def assertion_parser(prog: str) -> argparse.ArgumentParser:
                         "training examples its config.json records")
     parser.add_argument("--policy-from-cv", type=Path, metavar="REPORT",
                         help="train nothing: write the hybrid policy a cross-validation report chose (clinlake "
-                        "evaluate assertion-cv --out REPORT) into the model's hybrid.json")
+                        "evaluate assertion-cv --out REPORT) into the model's hybrid.json; a policy taking the "
+                        "not-particular flag from a cue model (assertion-cv --cue-model) names the model "
+                        "directory's sibling assertion_cues (clinlake train assertion --cues --ensemble 1 "
+                        "--no-student --out models/assertion_cues)")
     return parser
 
 

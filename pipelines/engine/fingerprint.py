@@ -8,6 +8,7 @@ from pathlib import Path
 
 from clinlake import __version__
 from clinlake.pipelines.config import NerModelConfig, PipelineConfig
+from clinlake.pipelines.engine.assertion.hybrid import cue_model_dir
 from clinlake.pipelines.engine.ner.metadata import META_FILE, ModelMeta
 from clinlake.pipelines.resources import Resolver
 
@@ -50,6 +51,10 @@ def conf_models(conf: PipelineConfig, resolver: Resolver) -> list[Path]:
     models = [resolver.model_dir(m.model) for m in conf.ner if isinstance(m, NerModelConfig)]
     if conf.assertion.engine in ("model", "hybrid"):
         models.append(resolver.model_dir(conf.assertion.model))
+    if conf.assertion.engine == "hybrid":  # and the cue model its policy may name
+        cue_model = cue_model_dir(resolver.model_dir(conf.assertion.model))
+        if cue_model is not None:
+            models.append(cue_model)
     return models
 
 

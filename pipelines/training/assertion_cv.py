@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -43,7 +44,7 @@ from typing import Mapping, Sequence
 
 from clinlake.pipelines.corpora.negex_kit import locate_phrase, read_kit
 from clinlake.pipelines.engine.assertion.context import ContextAssertion
-from clinlake.pipelines.engine.assertion.hybrid import SOURCES, HybridPolicy, combine
+from clinlake.pipelines.engine.assertion.hybrid import CUE_MODEL, SOURCES, HybridPolicy, combine, needs_cue_model
 from clinlake.pipelines.engine.assertion.model import (CONFIG_FILE, CUE_CATEGORIES, DEFAULT_WINDOW, HEADS, MODEL_FILE,
                                                        VOCAB_FILE, AssertionModel, model_label)
 from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
@@ -86,6 +87,9 @@ class AssertionRecipe:
     silver: tuple[str, ...] = SILVER_SOURCES
     silver_weight: float = 0.5
     teacher_mix: float = 0.5  # share of the teacher's probabilities in a gold-labelled head's loss
+    # also one cue-reading network per fold (members=1, no student), scored as the source of the
+    # not-particular flag where the rules see a hypothetical or conditional cue (hybrid.py, cue_model)
+    cue_model: bool = False
 
 
 HISTORICAL_THRESHOLDS = (0.3, 0.4)  # the model's P(historical) cut-offs scored beside its most probable class
@@ -97,10 +101,13 @@ def policy_key(policy: HybridPolicy) -> str:
             f"not_particular={policy.not_particular}")
 
 
-def policies(*, thresholds: Sequence[float] = ()) -> list[HybridPolicy]:
-    """The 27 policies :func:`~pipelines.training.assertion.select_hybrid` chooses among, and with
-    ``thresholds`` each policy whose historical flag heeds the model again at each cut-off."""
-    plain = [HybridPolicy(negation=n, historical=h, not_particular=p) for n, h, p in itertools.product(SOURCES, repeat=3)]
+def policies(*, thresholds: Sequence[float] = (), cue_model: bool = False) -> list[HybridPolicy]:
+    """The 27 policies :func:`~pipelines.training.assertion.select_hybrid` chooses among (36 with
+    ``cue_model``: the not-particular flag from it too), and with ``thresholds`` each policy whose
+    historical flag heeds the model again at each cut-off."""
+    not_particular = (*SOURCES, CUE_MODEL) if cue_model else SOURCES
+    plain = [HybridPolicy(negation=n, historical=h, not_particular=p)
+             for n, h, p in itertools.product(SOURCES, SOURCES, not_particular)]
     return plain + [replace(policy, historical_threshold=t) for t in thresholds for policy in plain
                     if policy.historical != "rules"]
 
@@ -157,23 +164,30 @@ def _exported(net, vocab: dict, directory: Path, window: int = DEFAULT_WINDOW,
     return AssertionModel(directory)
 
 
-def score_engines(rows: Sequence[Mapping[str, str]], rules, model: AssertionModel) -> dict[str, dict[str, float]]:
-    """Kit scores of the rules, the model and every hybrid policy on ``rows`` (each engine asked once per row)."""
-    rule_results, answers = [], []
+def score_engines(rows: Sequence[Mapping[str, str]], rules, model: AssertionModel,
+                  cue_model: AssertionModel | None = None) -> dict[str, dict[str, float]]:
+    """Kit scores of the rules, the model and every hybrid policy on ``rows`` (each engine asked once per
+    row; ``cue_model`` only about the rows the hybrid would ask it about, :func:`needs_cue_model`)."""
+    rule_results, answers, cue_answers = [], [], []
+    asks_cue_model = HybridPolicy(not_particular=CUE_MODEL)
     for row in rows:
         text = row["sentence"]
         span = locate_phrase(row["phrase"], text)
         if span is None:
             rule_results.append(None)
             answers.append(None)
+            cue_answers.append(None)
             continue
         results, cues = rules.assess_with_cues(text, whole_sentence(text), [span])
         rule_results.append(results[0])
         answers.append(model.answers(text, (0, len(text)), [span], cues if model.reads_cues else None)[0])
+        asked = cue_model is not None and needs_cue_model(cues[0], asks_cue_model)
+        cue_answers.append(cue_model.answers(text, (0, len(text)), [span], cues)[0] if asked else None)
     scores = {"rules": headline(score_kit(rows, rule_results)),
               "model": headline(score_kit(rows, [None if a is None else model_label(a) for a in answers]))}
-    for policy in policies(thresholds=HISTORICAL_THRESHOLDS):
-        results = [None if r is None else combine(r, a, policy) for r, a in zip(rule_results, answers)]
+    for policy in policies(thresholds=HISTORICAL_THRESHOLDS, cue_model=cue_model is not None):
+        results = [None if r is None else combine(r, a, policy, cue_answer=c)
+                   for r, a, c in zip(rule_results, answers, cue_answers)]
         scores[policy_key(policy)] = headline(score_kit(rows, results))
     return scores
 
@@ -197,15 +211,31 @@ def run_fold(rows: Sequence[Mapping[str, str]], blocks: Sequence[range], fold: i
         examples = with_cues(examples, rules)
     result: dict = {"fold": fold, "held_out": [blocks[fold].start, blocks[fold].stop], "examples": counts}
     with tempfile.TemporaryDirectory(prefix="assertion-cv-") as directory:
+        cue_model = _fold_cue_model(examples, recipe, rules, Path(directory) / "cue_model") \
+            if recipe.cue_model else None
         for key, (net, vocab) in _fold_nets(examples, recipe, shared=shared, rules=rules).items():
             model_dir = Path(directory) / key
             result[key] = score_engines(held, rules, _exported(net, vocab, model_dir, recipe.window,
-                                                               cue_categories(recipe)))
+                                                               cue_categories(recipe)), cue_model)
             if recipe.int8:  # the same networks, quantised as the shipped model is: a paired comparison
                 quantize_model_dir(model_dir, examples)
                 result[f"{key}_fp32"] = result[key]
-                result[key] = score_engines(held, rules, AssertionModel(model_dir))
+                result[key] = score_engines(held, rules, AssertionModel(model_dir), cue_model)
     return {**result, "seconds": round(time.time() - started, 1)}
+
+
+def _fold_cue_model(examples, recipe: AssertionRecipe, rules: ContextAssertion, directory: Path) -> AssertionModel:
+    """The fold's cue model: one network reading the rules' cues (the recipe's data, window and seed),
+    served as the shipped one is (static int8 when the recipe's networks are)."""
+    cue_examples = examples if recipe.cues else with_cues(examples, rules)
+    vocab = build_vocab(cue_examples)
+    net = train(cue_examples, vocab, epochs=recipe.epochs, seed=recipe.seed, source_weight=_source_weights(recipe),
+                window=recipe.window, cue_categories=CUE_CATEGORIES)
+    model = _exported(net, vocab, directory, recipe.window, CUE_CATEGORIES)
+    if recipe.int8:
+        quantize_model_dir(directory, cue_examples)
+        model = AssertionModel(directory)
+    return model
 
 
 def _objective(scores: Mapping[str, float]) -> float:
@@ -224,7 +254,7 @@ def _policy_by_cv(folds: Sequence[dict], key: str, margin: float) -> dict:
     before the cut-offs were scored hold only the 27 plain policies; those are chosen among)."""
     trials = []
     scored = folds[0][key]
-    for policy in (p for p in policies(thresholds=HISTORICAL_THRESHOLDS) if policy_key(p) in scored):
+    for policy in (p for p in policies(thresholds=HISTORICAL_THRESHOLDS, cue_model=True) if policy_key(p) in scored):
         objective = round(statistics.fmean(_objective(f[key][policy_key(policy)]) for f in folds), 4)
         trials.append((objective, ([policy.negation, policy.historical, policy.not_particular].count("rules"),
                                    policy.historical_threshold is None), policy))
@@ -345,10 +375,12 @@ def _repeats(report: Mapping) -> str:
 
 
 def _cues(recipe: Mapping) -> str:
+    cue_model = "; a cue model per fold for not_particular=cue_model" if recipe.get("cue_model") else ""
     if not recipe.get("cues"):
-        return ""
+        return cue_model
     dropout = recipe.get("cue_dropout", 0.0)
-    return "; networks read the ConText cues" + (f" ({dropout:g} of training rows without)" if dropout else "")
+    return "; networks read the ConText cues" + (f" ({dropout:g} of training rows without)" if dropout else "") + \
+        cue_model
 
 
 def _window(recipe: Mapping) -> str:
@@ -365,11 +397,13 @@ def _cells(scores: Mapping[str, dict]) -> str:
     return " ".join(f"{scores[m]['mean']:7.3f} ± {scores[m]['sd']:.3f}" for m in METRICS)
 
 
-def adopt_policy(model_dir: Path, report: dict, *, kit_devel: Path) -> dict:
+def adopt_policy(model_dir: Path, report: dict, *, kit_devel: Path, cue_model_dir: Path | None = None) -> dict:
     """Write the policy a CV report chose into the model's ``hybrid.json``, with its CV scores and,
-    for reference, its scores on the kit's devel split (which the CV also covered)."""
+    for reference, its scores on the kit's devel split (which the CV also covered). A policy taking the
+    not-particular flag from a cue model names ``cue_model_dir`` there (default: the model directory's
+    sibling ``assertion_cues``), relative to the model's directory."""
     from clinlake.pipelines.evaluation.assertion_kit import evaluate_kit
-    from clinlake.pipelines.engine.assertion.hybrid import HybridAssertion
+    from clinlake.pipelines.engine.assertion.hybrid import CUE_MODEL_DIR_KEY, HybridAssertion
     from clinlake.pipelines.engine.assertion.model import HYBRID_FILE
 
     # a distilled model takes the policy CV chose for the fold students, the recipe's otherwise
@@ -387,14 +421,23 @@ def adopt_policy(model_dir: Path, report: dict, *, kit_devel: Path) -> dict:
     chosen = report["policy_by_cv_student" if student else "policy_by_cv"]
     engines = report["engines_student" if student else "engines"]
     policy = HybridPolicy(**chosen["policy"])
+    cue_model, cue_record = None, {}
+    if policy.asks_cue_model:
+        cue_model_dir = Path(cue_model_dir or model_dir.parent / "assertion_cues")
+        if not (cue_model_dir / CONFIG_FILE).is_file():
+            raise ValueError(f"the policy takes the not-particular flag from a cue model, but {cue_model_dir} holds "
+                             "none (clinlake train assertion --cues --ensemble 1 --no-student --out DIR)")
+        cue_model = AssertionModel(cue_model_dir)
+        cue_record = {CUE_MODEL_DIR_KEY: os.path.relpath(cue_model_dir.resolve(), Path(model_dir).resolve())}
     devel = headline(evaluate_kit(kit_devel, HybridAssertion(ContextAssertion.from_file(DEFAULT_RULES_PATH),
-                                                             AssertionModel(model_dir), policy)))
+                                                             AssertionModel(model_dir), policy, cue_model=cue_model)))
     recipe = report["recipe"]
-    record = {"policy": asdict(policy),
+    record = {"policy": asdict(policy), **cue_record,
               "selected_on": f"{report['k']}-fold CV of the NegEx kit train+devel ({report['rows']} rows; "
                              f"{recipe['members']} member(s) per fold, {recipe['epochs']} epochs"
                              f"{', one student distilled from them' if student else ''}"
-                             f"{'; the networks read the rules cues' if reads_cues else ''})",
+                             f"{'; the networks read the rules cues' if reads_cues else ''}"
+                             f"{'; and one cue-reading network per fold' if recipe.get('cue_model') else ''})",
               "objective": "mean over folds of negated_f1 + historical_f1 + not_particular_f1",
               "margin": chosen["margin"], "best_objective": chosen["best_objective"],
               "cv": engines[chosen["key"]], "devel": devel}

@@ -253,3 +253,29 @@ def test_repeats_run_every_fold_again_with_seeds_a_stride_apart_and_report_each_
         repeat_spread([{**report["folds"][0], "repeat": 0}, {**report["folds"][3], "repeat": 1}])
     with pytest.raises(CrossValidationError, match="repeats must be 1 or more"):
         cross_validate_assertion(AssertionRecipe(), k=5, repeats=0)
+
+
+def test_a_cue_model_fold_scores_the_policies_taking_not_particular_from_it_and_leaves_the_rest_alone(monkeypatch):
+    pytest.importorskip("torch")
+    import clinlake.pipelines.training.assertion_cv as assertion_cv
+    from clinlake.pipelines.engine.assertion.hybrid import CUE_MODEL
+
+    trained = []
+    real_train = assertion_cv.train
+    monkeypatch.setattr(assertion_cv, "train", lambda examples, vocab, **kw: trained.append(
+        (bool(kw.get("cue_categories")), all(e.cues is not None for e in examples))) or real_train(examples, vocab, **kw))
+    report = cross_validate_assertion(AssertionRecipe(epochs=1, maccrobat=False, int8=False, cue_model=True),
+                                      k=5, folds=[3])
+    (fold,) = report["folds"]
+    # the cue model reads cues and is trained on examples carrying them; the recipe's own network does not
+    assert sorted(trained) == [(False, False), (True, True)]
+    with_cue_model = policies(thresholds=HISTORICAL_THRESHOLDS, cue_model=True)
+    assert len(policies(cue_model=True)) == 36
+    assert set(fold["scores"]) == {"rules", "model", *(policy_key(p) for p in with_cue_model)}
+    for policy in policies():  # asking the cue model changes the not-particular flag alone
+        cue_scores = fold["scores"][policy_key(HybridPolicy(negation=policy.negation, historical=policy.historical,
+                                                            not_particular=CUE_MODEL))]
+        same = fold["scores"][policy_key(HybridPolicy(negation=policy.negation, historical=policy.historical,
+                                                      not_particular="rules"))]
+        assert cue_scores["historical_f1"] == same["historical_f1"]
+    assert "a cue model per fold" in format_assertion_cv(report)

@@ -3,6 +3,11 @@
 Which engine answers which attribute is a :class:`HybridPolicy`, stored with the model
 (``hybrid.json``) after being chosen by cross-validation on the NegEx kit's train+devel
 (``clinlake evaluate assertion-cv``, ``clinlake train assertion --policy-from-cv``).
+
+A policy may take the not-particular flag from a second, cue-reading network (``cue_model``):
+one trained on the rules' cues as well as the words, asked only about targets whose sentence holds
+a hypothetical or conditional cue (:func:`needs_cue_model`), so it costs little. It is not the main
+network because reading cues lowers that network's historical F1 (README, "Assertion engines").
 """
 from __future__ import annotations
 
@@ -10,16 +15,26 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
-from clinlake.pipelines.engine.assertion.context import ContextAssertion
+from clinlake.pipelines.engine.assertion.context import ContextAssertion, Cue
 from clinlake.pipelines.engine.assertion.model import HYBRID_FILE, AssertionModel, ModelAnswer, model_label
 from clinlake.pipelines.engine.assertion.rules import HISTORICAL_DEFAULT
 from clinlake.pipelines.engine.types import AssertionResult, Sentence
 
 
 SOURCES = ("rules", "model", "either")
+CUE_MODEL = "cue_model"  # a source of the not-particular flag alone (see the module doc)
 ATTRIBUTES = ("negation", "possible", "historical", "not_particular", "other")
+# the rule categories whose cue in a target's sentence has the cue model asked about that target
+CUE_MODEL_CATEGORIES = frozenset({"HYPOTHETICAL", "CONDITIONAL"})
+CUE_MODEL_DIR_KEY = "cue_model_dir"  # hybrid.json: the cue model's directory, relative to the model's
+
+Source = Literal["rules", "model", "either", "cue_model"]
+
+
+class HybridPolicyError(ValueError):
+    """A hybrid policy that names an unknown source, or one the engine cannot serve."""
 
 
 @dataclass(frozen=True)
@@ -30,29 +45,32 @@ class HybridPolicy:
     (a union; for negation, the model is heard only where no rule cue decided the label -
     pseudo-triggers and terminators leave no cue, so a negation union can override them,
     which is why the shipped policy takes negation from the rules). The defaults are the
-    shipped ``hybrid.json``.
+    shipped ``hybrid.json``. ``not_particular`` may also be ``cue_model``: the cue-reading network's
+    flag where it is asked (:func:`needs_cue_model`), the rules' elsewhere.
 
     ``historical_threshold``: where the historical flag heeds the model, the model says historical
     when its probability of the class is above this; ``None``, when historical is its most probable
     temporality class (as the model engine alone decides).
     """
 
-    negation: str = "rules"
-    possible: str = "rules"
-    historical: str = "either"
-    not_particular: str = "rules"
-    other: str = "rules"
+    negation: Source = "rules"
+    possible: Source = "rules"
+    historical: Source = "either"
+    not_particular: Source = "rules"
+    other: Source = "rules"
     historical_threshold: float | None = None
 
     def __post_init__(self) -> None:
         for key in ATTRIBUTES:
             value = getattr(self, key)
-            if value not in SOURCES:
-                raise ValueError(f"hybrid policy {key!r} has unknown value {value!r} (allowed: {', '.join(SOURCES)})")
+            allowed = (*SOURCES, CUE_MODEL) if key == "not_particular" else SOURCES
+            if value not in allowed:
+                raise HybridPolicyError(f"hybrid policy {key!r} has unknown value {value!r} "
+                                        f"(allowed: {', '.join(allowed)})")
         threshold = self.historical_threshold
         if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
                                       or not 0.0 < threshold < 1.0):
-            raise ValueError(f"hybrid policy 'historical_threshold' must be a probability between 0 and 1 "
+            raise HybridPolicyError(f"hybrid policy 'historical_threshold' must be a probability between 0 and 1 "
                              f"(exclusive) or null, not {threshold!r}")
 
     @classmethod
@@ -61,8 +79,12 @@ class HybridPolicy:
         policy = data.get("policy", data)
         unknown = sorted(set(policy) - set(cls.__dataclass_fields__))
         if unknown:
-            raise ValueError(f"{Path(path).name}: unknown hybrid policy key {unknown[0]!r}")
+            raise HybridPolicyError(f"{Path(path).name}: unknown hybrid policy key {unknown[0]!r}")
         return cls(**policy)
+
+    @property
+    def asks_cue_model(self) -> bool:
+        return self.not_particular == CUE_MODEL
 
 
 def _rule_flags(result: AssertionResult) -> dict[str, bool]:
@@ -100,19 +122,32 @@ def needs_model(rule: AssertionResult, policy: HybridPolicy) -> bool:
     return any(source == "model" or (source == "either" and not flags[key]) for key, source in _sources(policy))
 
 
-def combine(rule: AssertionResult, answer: ModelAnswer, policy: HybridPolicy, *,
-            section_historical: bool = False) -> AssertionResult:
+def needs_cue_model(cues: Sequence[Cue], policy: HybridPolicy) -> bool:
+    """Whether the cue model is asked about a target, given the rules' cues of its sentence: where the
+    policy takes the not-particular flag from it and a hypothetical or conditional cue is in the
+    sentence (whether or not its scope reaches the target). Elsewhere the rules' flag stands: in
+    cross-validation the cue model never called a target not-particular without such a cue."""
+    return policy.asks_cue_model and any(cue.category in CUE_MODEL_CATEGORIES for cue in cues)
+
+
+def combine(rule: AssertionResult, answer: ModelAnswer | None, policy: HybridPolicy, *,
+            section_historical: bool = False, cue_answer: ModelAnswer | None = None) -> AssertionResult:
     """One hybrid decision from the rules' result and the model's answer. ``section_historical``: the
     target's section makes it historical by default (the model cannot see sections, so a policy taking
-    the historical flag from the model alone keeps it, as the model engine alone does)."""
-    rules_flags, model_flags = _rule_flags(rule), _model_flags(answer, policy.historical_threshold)
-    if section_historical:
+    the historical flag from the model alone keeps it, as the model engine alone does). ``answer`` is
+    None where the model was not asked (:func:`needs_model`: it could not change the result);
+    ``cue_answer``, the cue model's, None where it was not asked (:func:`needs_cue_model`)."""
+    rules_flags = _rule_flags(rule)
+    model_flags = rules_flags if answer is None else _model_flags(answer, policy.historical_threshold)
+    if section_historical and answer is not None:
         model_flags["historical"] = True
     rule_decided = rule.cue is not None and rule.cue_category != "HISTORICAL"
     flags = {}
     for key, source in _sources(policy):
         if source == "rules":
             flags[key] = rules_flags[key]
+        elif source == CUE_MODEL:
+            flags[key] = rules_flags[key] if cue_answer is None else cue_answer.is_not_particular
         elif source == "model":
             flags[key] = model_flags[key]
         elif key == "negation":
@@ -137,21 +172,41 @@ def combine(rule: AssertionResult, answer: ModelAnswer, policy: HybridPolicy, *,
             return AssertionResult(label, historical, rule.confidence)
         return AssertionResult(label, historical, rule.confidence, rule.cue, rule.cue_start, rule.cue_end,
                                rule.cue_category)
-    model_result = model_label(answer)
-    confidence = model_result.confidence if label == model_result.assertion else 0.5
-    return AssertionResult(label, historical, confidence)
+    return AssertionResult(label, historical, _confidence(label, rule, answer, cue_answer))
+
+
+def _confidence(label: str, rule: AssertionResult, answer: ModelAnswer | None, cue_answer: ModelAnswer | None) -> float:
+    """The confidence of a label the rules did not give: the cue model's where its not-particular flag
+    made or unmade it, else the model's where its own label agrees, else 0.5."""
+    rules_not_particular = rule.assertion in ("hypothetical", "conditional")
+    if cue_answer is not None and (label == "hypothetical") != rules_not_particular:
+        return cue_answer.not_particular if label == "hypothetical" else 1.0 - cue_answer.not_particular
+    if answer is not None:
+        model_result = model_label(answer)
+        if label == model_result.assertion:
+            return model_result.confidence
+    return 0.5
 
 
 class HybridAssertion:
-    """Rules and model together, attribute by attribute (see :class:`HybridPolicy`)."""
+    """Rules and model together, attribute by attribute (see :class:`HybridPolicy`); ``cue_model``, the
+    cue-reading network of a policy that takes the not-particular flag from one."""
 
-    def __init__(self, rules: ContextAssertion, model: AssertionModel, policy: HybridPolicy | None = None) -> None:
+    def __init__(self, rules: ContextAssertion, model: AssertionModel, policy: HybridPolicy | None = None, *,
+                 cue_model: AssertionModel | None = None) -> None:
         self.rules = rules
         self.model = model
-        if policy is None:
+        if policy is None:  # the model's own policy, and the cue model hybrid.json names with it
             hybrid_file = model.model_dir / HYBRID_FILE
             policy = HybridPolicy.from_file(hybrid_file) if hybrid_file.is_file() else HybridPolicy()
+            if policy.asks_cue_model and cue_model is None:
+                cue_model = _cue_model_of(hybrid_file)
+        if policy.asks_cue_model and (cue_model is None or not cue_model.reads_cues):
+            raise HybridPolicyError("the hybrid policy takes the not-particular flag from a cue-reading model "
+                                    "(cue_model) but none was given" if cue_model is None else
+                                    f"the cue model {cue_model.model_dir} does not read the rules' cues")
         self.policy = policy
+        self.cue_model = cue_model if policy.asks_cue_model else None
 
     def assess(
         self, text: str, sentence: Sentence, targets: Sequence[tuple[int, int]], section: str | None = None
@@ -162,23 +217,52 @@ class HybridAssertion:
                     ) -> list[list[AssertionResult]]:
         """:meth:`assess` of each (sentence, targets, section) group of one note: the rules
         group by group, then the model at once on the targets whose result it can change
-        (:func:`needs_model`); the others keep the rules' result, as :func:`combine` would."""
+        (:func:`needs_model`), and the cue model on those it is asked about (:func:`needs_cue_model`);
+        a target neither is asked about keeps the rules' result, as :func:`combine` would."""
         cues = None
-        if self.model.reads_cues:  # the model reads the rules' cues: one analysis serves both
+        if self.model.reads_cues or self.cue_model is not None:  # one analysis serves rules and networks
             rule_results, cues = self.rules.assess_many_with_cues(text, groups)
         else:
             rule_results = self.rules.assess_many(text, groups)
         asked = [[needs_model(r, self.policy) for r in rules] for rules in rule_results]
-        answers = iter(self.model.answers_many(text, [
-            ((s.start, s.end), _asked(targets, flags)) for (s, targets, _), flags in zip(groups, asked, strict=True)],
-            None if cues is None else [_asked(group_cues, flags) for group_cues, flags in zip(cues, asked)]))
+        answers = self._answers(self.model, text, groups, asked, cues if self.model.reads_cues else None)
+        cue_asked = [[False] * len(rules) for rules in rule_results] if cues is None else \
+            [[needs_cue_model(c, self.policy) for c in group_cues] for group_cues in cues]
+        cue_answers = self._answers(self.cue_model, text, groups, cue_asked, cues)
         results = []
-        for (_, _, section), rules, flags in zip(groups, rule_results, asked):
-            model = iter(next(answers))
+        for (_, _, section), rules, flags, cue_flags, model, cue_model in zip(
+                groups, rule_results, asked, cue_asked, answers, cue_answers, strict=True):
             section_historical = section is not None and self.rules.section_defaults.get(section) == HISTORICAL_DEFAULT
-            results.append([combine(r, next(model), self.policy, section_historical=section_historical) if ask else r
-                            for r, ask in zip(rules, flags)])
+            model, cue_model = iter(model), iter(cue_model)
+            results.append([combine(r, next(model) if ask else None, self.policy, section_historical=section_historical,
+                                    cue_answer=next(cue_model) if cue_ask else None) if ask or cue_ask else r
+                            for r, ask, cue_ask in zip(rules, flags, cue_flags)])
         return results
+
+    @staticmethod
+    def _answers(model: AssertionModel | None, text: str, groups, asked: list[list[bool]],
+                 cues: list | None) -> list[list[ModelAnswer]]:
+        """A network's answers per group, for the asked targets only (one call for the note)."""
+        if model is None or not any(map(any, asked)):
+            return [[] for _ in groups]
+        return model.answers_many(text, [((s.start, s.end), _asked(targets, flags))
+                                         for (s, targets, _), flags in zip(groups, asked, strict=True)],
+                                  None if cues is None else [_asked(c, flags) for c, flags in zip(cues, asked)])
+
+
+def cue_model_dir(model_dir: Path) -> Path | None:
+    """The cue model's directory the model's hybrid.json names (``cue_model_dir``, relative to the
+    model's directory), or None."""
+    hybrid_file = Path(model_dir) / HYBRID_FILE
+    if not hybrid_file.is_file():
+        return None
+    directory = json.loads(hybrid_file.read_text(encoding="utf-8")).get(CUE_MODEL_DIR_KEY)
+    return None if directory is None else (hybrid_file.parent / directory).resolve()
+
+
+def _cue_model_of(hybrid_file: Path) -> AssertionModel | None:
+    directory = cue_model_dir(hybrid_file.parent)
+    return None if directory is None else AssertionModel(directory)
 
 
 def _asked(items: Sequence, flags: Sequence[bool]) -> list:

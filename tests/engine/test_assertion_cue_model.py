@@ -1,0 +1,151 @@
+"""The hybrid's second, cue-reading network for the not-particular flag (hybrid.py, ``cue_model``)."""
+from __future__ import annotations
+
+import pytest
+
+from clinlake.pipelines.engine.assertion.context import ContextAssertion, Cue
+from clinlake.pipelines.engine.assertion.hybrid import (CUE_MODEL, HybridAssertion, HybridPolicy, HybridPolicyError,
+                                                        combine, needs_cue_model)
+from clinlake.pipelines.engine.assertion.model import AssertionModel, ModelAnswer
+from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
+from clinlake.pipelines.engine.types import AssertionResult
+from clinlake.pipelines.evaluation.assertion_kit import span_sentence
+
+ASKS = HybridPolicy(not_particular=CUE_MODEL)
+
+
+def answer(**probs: float) -> ModelAnswer:
+    values = {"negated": 0.0, "possible": 0.0, "historical": 0.0, "not_particular": 0.0, "other": 0.0}
+    return ModelAnswer(**{**values, **probs})
+
+
+class RecordingCueModel:
+    """Stands in for a cue-reading AssertionModel: answers not-particular for every target it is
+    asked about and records which targets those were, with the cues it was given."""
+
+    reads_cues = True
+    model_dir = "recording"
+
+    def __init__(self, not_particular: float) -> None:
+        self.not_particular = not_particular
+        self.asked: list[tuple[tuple[int, int], tuple]] = []
+
+    def answers_many(self, text, groups, cues=None):
+        assert cues is not None, "the hybrid must give the cue model the rules' cues"
+        out = []
+        for (_, targets), group_cues in zip(groups, cues, strict=True):
+            self.asked.extend(zip(targets, group_cues, strict=True))
+            out.append([answer(not_particular=self.not_particular) for _ in targets])
+        return out
+
+
+@pytest.fixture(scope="module")
+def rules() -> ContextAssertion:
+    return ContextAssertion.from_file(DEFAULT_RULES_PATH)
+
+
+@pytest.fixture(scope="module")
+def model() -> AssertionModel:
+    return AssertionModel()
+
+
+def span_of(text: str, phrase: str) -> tuple[int, int]:
+    start = text.index(phrase)
+    return start, start + len(phrase)
+
+
+def test_only_the_not_particular_flag_may_come_from_the_cue_model():
+    assert HybridPolicy(not_particular="cue_model").asks_cue_model
+    assert not HybridPolicy().asks_cue_model
+    for attribute in ("negation", "possible", "historical", "other"):
+        with pytest.raises(HybridPolicyError, match=f"{attribute}.*cue_model"):
+            HybridPolicy(**{attribute: "cue_model"})
+
+
+def test_the_cue_model_is_asked_only_where_a_hypothetical_or_conditional_cue_is_in_the_sentence():
+    hypothetical_elsewhere = (Cue(0, 4, "HYPOTHETICAL", False),)
+    conditional = (Cue(10, 14, "CONDITIONAL", True),)
+    negation_only = (Cue(0, 2, "NEGATED_EXISTENCE", True),)
+    assert needs_cue_model(hypothetical_elsewhere, ASKS) and needs_cue_model(conditional, ASKS)
+    assert not needs_cue_model(negation_only, ASKS) and not needs_cue_model((), ASKS)
+    assert not needs_cue_model(conditional, HybridPolicy(not_particular="model"))
+
+
+def test_combine_takes_the_not_particular_flag_from_the_cue_model_where_it_was_asked():
+    conditional = AssertionResult("conditional", False, 0.75, "if", 0, 2, "CONDITIONAL")
+    present = AssertionResult("present", False, 0.8)
+    no, yes = answer(not_particular=0.1), answer(not_particular=0.9)
+    # it unmakes the rules' conditional, and makes a hypothetical the rules missed
+    overruled = combine(conditional, None, ASKS, cue_answer=no)
+    assert (overruled.assertion, overruled.confidence, overruled.cue) == ("present", pytest.approx(0.9), None)
+    made = combine(present, None, ASKS, cue_answer=yes)
+    assert (made.assertion, made.confidence) == ("hypothetical", pytest.approx(0.9))
+    # agreeing, the rules' result stands with its cue; not asked, the rules' flag stands
+    assert combine(conditional, None, ASKS, cue_answer=yes) == conditional
+    assert combine(present, answer(not_particular=0.99), ASKS) == present
+    # the other attributes still follow the main model: historical=either by default
+    assert combine(present, answer(historical=0.9), ASKS, cue_answer=no).is_historical is True
+
+
+def test_the_hybrid_asks_the_cue_model_about_the_gated_targets_only_with_their_cues(rules, model):
+    cue_model = RecordingCueModel(not_particular=0.95)
+    hybrid = HybridAssertion(rules, model, HybridPolicy(not_particular=CUE_MODEL), cue_model=cue_model)
+    text = "Call for any fever or severe depression. No cough."
+    first, second = span_sentence(text, (0, 40)), span_sentence(text, (41, len(text)))
+    targets = [span_of(text, "fever"), span_of(text, "severe depression")]
+    cough = span_of(text, "cough")
+    results = hybrid.assess_many(text, [(first, targets, None), (second, [cough], None)])
+    # both targets of the sentence with the hypothetical "call for" are asked, the cough is not
+    assert [target for target, _ in cue_model.asked] == targets
+    assert all(any(c.category == "HYPOTHETICAL" for c in cues) for _, cues in cue_model.asked)
+    assert [r.assertion for r in results[0]] == ["hypothetical", "hypothetical"]
+    assert results[1][0].assertion == "absent"
+    rule_results = rules.assess_many(text, [(first, targets, None), (second, [cough], None)])
+    assert results[1] == rule_results[1]
+
+
+def test_a_policy_asking_for_a_cue_model_needs_one_that_reads_cues(rules, model):
+    with pytest.raises(HybridPolicyError, match="cue_model"):
+        HybridAssertion(rules, model, HybridPolicy(not_particular=CUE_MODEL))
+    with pytest.raises(HybridPolicyError, match="does not read"):
+        HybridAssertion(rules, model, HybridPolicy(not_particular=CUE_MODEL), cue_model=model)
+    # a policy that does not ask keeps no cue model, and never runs one
+    assert HybridAssertion(rules, model, HybridPolicy(), cue_model=RecordingCueModel(0.9)).cue_model is None
+
+
+def test_the_shipped_hybrid_loads_the_cue_model_its_policy_names():
+    from clinlake.pipelines.engine.assertion.engines import load_assertion_engine
+    from clinlake.pipelines.engine.assertion.hybrid import cue_model_dir
+    from clinlake.pipelines.engine.assertion.model import MODEL_DIR_DEFAULT
+
+    shipped = cue_model_dir(MODEL_DIR_DEFAULT)
+    assert shipped == (MODEL_DIR_DEFAULT.parent / "assertion_cues").resolve()
+    assert {"model.onnx", "vocab.json", "config.json", "MODEL_CARD.md"} <= {p.name for p in shipped.iterdir()}
+    hybrid = load_assertion_engine("hybrid")
+    assert hybrid.policy.asks_cue_model and hybrid.cue_model.reads_cues
+    assert hybrid.cue_model.model_dir.resolve() == shipped
+    text = "Call for any fever or severe depression."
+    targets = [span_of(text, "fever"), span_of(text, "severe depression")]
+    results = hybrid.assess(text, span_sentence(text, (0, len(text))), targets)
+    assert [r.assertion for r in results] == ["hypothetical", "hypothetical"]
+
+
+def test_the_pipeline_version_follows_the_cue_model_files_not_its_card(tmp_path):
+    import shutil
+
+    from clinlake.pipelines.config import load_config
+    from clinlake.pipelines.engine.assertion.model import MODEL_DIR_DEFAULT
+    from clinlake.pipelines.engine.fingerprint import conf_models, pipeline_version
+    from clinlake.pipelines.resources import Resolver
+
+    for name in ("assertion", "assertion_cues"):
+        shutil.copytree(MODEL_DIR_DEFAULT.parent / name, tmp_path / name)
+    config = load_config(overrides={"pipeline.assertion.model": str(tmp_path / "assertion")})
+    resolver = Resolver(config.base_dir)
+    assert (tmp_path / "assertion_cues").resolve() in conf_models(config.pipeline, resolver)
+    before = pipeline_version(config.pipeline, resolver)
+    (tmp_path / "assertion_cues" / "MODEL_CARD.md").write_text("edited card", encoding="utf-8")
+    assert pipeline_version(config.pipeline, resolver) == before
+    with open(tmp_path / "assertion_cues" / "vocab.json", "a", encoding="utf-8") as vocab:
+        vocab.write(" ")
+    assert pipeline_version(config.pipeline, resolver) != before
