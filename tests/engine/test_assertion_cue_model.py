@@ -113,39 +113,61 @@ def test_a_policy_asking_for_a_cue_model_needs_one_that_reads_cues(rules, model)
     assert HybridAssertion(rules, model, HybridPolicy(), cue_model=RecordingCueModel(0.9)).cue_model is None
 
 
-def test_the_shipped_hybrid_loads_the_cue_model_its_policy_names():
-    from clinlake.pipelines.engine.assertion.engines import load_assertion_engine
-    from clinlake.pipelines.engine.assertion.hybrid import cue_model_dir
-    from clinlake.pipelines.engine.assertion.model import MODEL_DIR_DEFAULT
-
-    shipped = cue_model_dir(MODEL_DIR_DEFAULT)
-    assert shipped == (MODEL_DIR_DEFAULT.parent / "assertion_cues").resolve()
-    assert {"model.onnx", "vocab.json", "config.json", "MODEL_CARD.md"} <= {p.name for p in shipped.iterdir()}
-    hybrid = load_assertion_engine("hybrid")
-    assert hybrid.policy.asks_cue_model and hybrid.cue_model.reads_cues
-    assert hybrid.cue_model.model_dir.resolve() == shipped
-    text = "Call for any fever or severe depression."
-    targets = [span_of(text, "fever"), span_of(text, "severe depression")]
-    results = hybrid.assess(text, span_sentence(text, (0, len(text))), targets)
-    assert [r.assertion for r in results] == ["hypothetical", "hypothetical"]
-
-
-def test_the_pipeline_version_follows_the_cue_model_files_not_its_card(tmp_path):
+@pytest.fixture()
+def model_pair(tmp_path):
+    """A copy of the shipped model whose hybrid.json asks a cue model (a small untrained one) for the
+    not-particular flag, as ``clinlake train assertion --policy-from-cv`` writes it."""
+    import json
     import shutil
 
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from clinlake.pipelines.engine.assertion.model import (CONFIG_FILE, CUE_CATEGORIES, HEADS, HYBRID_FILE,
+                                                           MODEL_DIR_DEFAULT, MODEL_FILE, VOCAB_FILE)
+    from clinlake.pipelines.training.assertion_net import export_onnx, make_net, n_cue_ids
+
+    main, cues = tmp_path / "assertion", tmp_path / "assertion_cues"
+    shutil.copytree(MODEL_DIR_DEFAULT, main)
+    cues.mkdir()
+    torch.manual_seed(0)
+    vocab = {"<pad>": 0, "<unk>": 1, "<s>": 2, "</s>": 3, "call": 4, "for": 5, "fever": 6}
+    export_onnx(make_net(len(vocab), n_cues=n_cue_ids(CUE_CATEGORIES)).eval(), cues / MODEL_FILE, len(vocab))
+    (cues / VOCAB_FILE).write_text(json.dumps(vocab), encoding="utf-8")
+    (cues / CONFIG_FILE).write_text(json.dumps({"version": "t-cues", "window": 40, "cue_categories": list(CUE_CATEGORIES),
+                                                "heads": {h: list(c) for h, c in HEADS.items()}}))
+    record = json.loads((main / HYBRID_FILE).read_text())
+    record["policy"]["not_particular"] = CUE_MODEL
+    record["cue_model_dir"] = "../assertion_cues"
+    (main / HYBRID_FILE).write_text(json.dumps(record))
+    return main, cues
+
+
+def test_a_hybrid_loads_the_cue_model_its_hybrid_file_names(model_pair):
+    from clinlake.pipelines.engine.assertion.engines import load_assertion_engine
+    from clinlake.pipelines.engine.assertion.hybrid import cue_model_dir
+
+    main, cues = model_pair
+    assert cue_model_dir(main) == cues.resolve()
+    hybrid = load_assertion_engine("hybrid", model_dir=main)
+    assert hybrid.policy.asks_cue_model and hybrid.cue_model.reads_cues
+    assert hybrid.cue_model.model_dir.resolve() == cues.resolve()
+    text = "Call for any fever."
+    (result,) = hybrid.assess(text, span_sentence(text, (0, len(text))), [span_of(text, "fever")])
+    assert result.assertion in ("hypothetical", "present")  # the untrained network's flag, not an error
+
+
+def test_the_pipeline_version_follows_the_cue_model_files_not_its_card(model_pair):
     from clinlake.pipelines.config import load_config
-    from clinlake.pipelines.engine.assertion.model import MODEL_DIR_DEFAULT
     from clinlake.pipelines.engine.fingerprint import conf_models, pipeline_version
     from clinlake.pipelines.resources import Resolver
 
-    for name in ("assertion", "assertion_cues"):
-        shutil.copytree(MODEL_DIR_DEFAULT.parent / name, tmp_path / name)
-    config = load_config(overrides={"pipeline.assertion.model": str(tmp_path / "assertion")})
+    main, cues = model_pair
+    config = load_config(overrides={"pipeline.assertion.model": str(main)})
     resolver = Resolver(config.base_dir)
-    assert (tmp_path / "assertion_cues").resolve() in conf_models(config.pipeline, resolver)
+    assert cues.resolve() in conf_models(config.pipeline, resolver)
     before = pipeline_version(config.pipeline, resolver)
-    (tmp_path / "assertion_cues" / "MODEL_CARD.md").write_text("edited card", encoding="utf-8")
+    (cues / "MODEL_CARD.md").write_text("edited card", encoding="utf-8")
     assert pipeline_version(config.pipeline, resolver) == before
-    with open(tmp_path / "assertion_cues" / "vocab.json", "a", encoding="utf-8") as vocab:
+    with open(cues / "vocab.json", "a", encoding="utf-8") as vocab:
         vocab.write(" ")
     assert pipeline_version(config.pipeline, resolver) != before
