@@ -44,7 +44,8 @@ from typing import Mapping, Sequence
 
 from clinlake.pipelines.corpora.negex_kit import locate_phrase, read_kit
 from clinlake.pipelines.engine.assertion.context import ContextAssertion
-from clinlake.pipelines.engine.assertion.hybrid import CUE_MODEL, SOURCES, HybridPolicy, combine, needs_cue_model
+from clinlake.pipelines.engine.assertion.hybrid import (CUE_MODEL, SOURCES, HybridPolicy, combine,
+                                                        has_not_particular_cue)
 from clinlake.pipelines.engine.assertion.model import (CONFIG_FILE, CUE_CATEGORIES, DEFAULT_WINDOW, HEADS, MODEL_FILE,
                                                        VOCAB_FILE, AssertionModel, model_label)
 from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
@@ -167,9 +168,8 @@ def _exported(net, vocab: dict, directory: Path, window: int = DEFAULT_WINDOW,
 def score_engines(rows: Sequence[Mapping[str, str]], rules, model: AssertionModel,
                   cue_model: AssertionModel | None = None) -> dict[str, dict[str, float]]:
     """Kit scores of the rules, the model and every hybrid policy on ``rows`` (each engine asked once per
-    row; ``cue_model`` only about the rows the hybrid would ask it about, :func:`needs_cue_model`)."""
+    row; ``cue_model`` only about the rows the hybrid would ask it about, :func:`has_not_particular_cue`)."""
     rule_results, answers, cue_answers = [], [], []
-    asks_cue_model = HybridPolicy(not_particular=CUE_MODEL)
     for row in rows:
         text = row["sentence"]
         span = locate_phrase(row["phrase"], text)
@@ -181,7 +181,7 @@ def score_engines(rows: Sequence[Mapping[str, str]], rules, model: AssertionMode
         results, cues = rules.assess_with_cues(text, whole_sentence(text), [span])
         rule_results.append(results[0])
         answers.append(model.answers(text, (0, len(text)), [span], cues if model.reads_cues else None)[0])
-        asked = cue_model is not None and needs_cue_model(cues[0], asks_cue_model)
+        asked = cue_model is not None and has_not_particular_cue(cues[0])
         cue_answers.append(cue_model.answers(text, (0, len(text)), [span], cues)[0] if asked else None)
     scores = {"rules": headline(score_kit(rows, rule_results)),
               "model": headline(score_kit(rows, [None if a is None else model_label(a) for a in answers]))}

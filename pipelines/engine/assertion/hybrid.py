@@ -123,12 +123,17 @@ def needs_model(rule: AssertionResult, policy: HybridPolicy) -> bool:
     return any(source == "model" or (source == "either" and not flags[key]) for key, source in _sources(policy))
 
 
+def has_not_particular_cue(cues: Sequence[Cue]) -> bool:
+    """Whether a target's sentence holds a hypothetical or conditional cue of the rules (whether or not
+    its scope reaches the target): the targets a cue model is asked about. Elsewhere the rules' flag
+    stands: in cross-validation the cue model never called a target not-particular without such a cue."""
+    return any(cue.category in CUE_MODEL_CATEGORIES for cue in cues)
+
+
 def needs_cue_model(cues: Sequence[Cue], policy: HybridPolicy) -> bool:
     """Whether the cue model is asked about a target, given the rules' cues of its sentence: where the
-    policy takes the not-particular flag from it and a hypothetical or conditional cue is in the
-    sentence (whether or not its scope reaches the target). Elsewhere the rules' flag stands: in
-    cross-validation the cue model never called a target not-particular without such a cue."""
-    return policy.asks_cue_model and any(cue.category in CUE_MODEL_CATEGORIES for cue in cues)
+    policy takes the not-particular flag from it and :func:`has_not_particular_cue`."""
+    return policy.asks_cue_model and has_not_particular_cue(cues)
 
 
 def combine(rule: AssertionResult, answer: ModelAnswer | None, policy: HybridPolicy, *,
