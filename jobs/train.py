@@ -328,6 +328,9 @@ def assertion_parser(prog: str) -> argparse.ArgumentParser:
                         "not-particular flag from a cue model (assertion-cv --cue-model) names the model "
                         "directory's sibling assertion_cues (clinlake train assertion --cues --ensemble 1 "
                         "--no-student --out models/assertion_cues)")
+    parser.add_argument("--cue-model-labels", nargs="+", default=["PROBLEM"], metavar="LABEL",
+                        help="with --policy-from-cv, the NER labels of the entities a cue model is asked about "
+                        "(default: PROBLEM, the only kind of target the kit marks; 'any' for every label)")
     return parser
 
 
@@ -353,7 +356,8 @@ def run_assertion(args: argparse.Namespace) -> int:
         report = json.loads(args.policy_from_cv.read_text(encoding="utf-8"))
         try:
             record = adopt_policy(args.out or models_dir() / "assertion", report,
-                                  kit_devel=args.kit_devel or assertion_data.kit_path("devel"))
+                                  kit_devel=args.kit_devel or assertion_data.kit_path("devel"),
+                                  cue_model_labels=None if args.cue_model_labels == ["any"] else args.cue_model_labels)
         except ValueError as exc:
             print(f"clinlake train assertion: {exc}")
             return 2

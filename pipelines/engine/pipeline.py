@@ -155,23 +155,30 @@ class Pipeline:
                targets: Sequence[tuple[int, int, int]], *,
                labels: Sequence[str | None] | None = None) -> list[AssertionResult]:
         """The assertion stage on (sentence index, start, end) targets, one result each; with the
-        targets' NER ``labels``, each result restricted to what its label may take (``allowed_by_label``).
+        targets' NER ``labels``, each result restricted to what its label may take (``allowed_by_label``),
+        and the labels passed to the engine (the hybrid's cue model heeds them).
 
         The targets of one sentence, when consecutive, are assessed in one call, in the section
         where the first of them starts (as for the pipeline's own entities, which come in text
         order); evaluation passes gold spans through the same method."""
         if self.assertion is None:
             raise ValueError("this pipeline has no assertion stage (pipeline.assertion.engine: none)")
-        groups = []
+        if labels is not None and len(labels) != len(targets):
+            raise ValueError(f"{len(labels)} NER labels for {len(targets)} assertion targets")
+        groups, group_labels, position = [], [], 0
         for sentence_index, group in groupby(targets, key=itemgetter(0)):
             members = list(group)
             groups.append((sentences[sentence_index], [(s, e) for _, s, e in members],
                            section_at(sections, members[0][1])))
+            if labels is not None:
+                group_labels.append(labels[position:position + len(members)])
+            position += len(members)
         assess_many = getattr(self.assertion, "assess_many", None)  # optional: see AssertionEngine
         if assess_many is None:
             results = [result for group in groups for result in self.assertion.assess(text, *group)]
         else:
-            results = [result for results in assess_many(text, groups) for result in results]
+            results = [result for results in assess_many(text, groups, labels=None if labels is None else group_labels)
+                       for result in results]
         if labels is None or not self.allowed_by_label:
             return results
         return self.allowed_by_label.apply_all(labels, results)

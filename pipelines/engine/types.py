@@ -96,8 +96,9 @@ class NerStage(Protocol):
 class AssertionEngine(Protocol):
     """An assertion engine: the ConText rules, the model or the hybrid (:mod:`.assertion`).
     ``targets`` are (start, end) note offsets inside ``sentence``; one result per target.
-    An engine may also offer ``assess_many(text, [(sentence, targets, section), ...])``, the
-    same for every group of a note at once, which the pipeline then uses to batch model calls."""
+    An engine may also offer ``assess_many(text, [(sentence, targets, section), ...], labels=None)``,
+    the same for every group of a note at once, which the pipeline then uses to batch model calls;
+    ``labels``, where the caller knows them, are the targets' NER labels, one sequence per group."""
 
     def assess(
         self, text: str, sentence: Sentence, targets: Sequence[tuple[int, int]], section: str | None = None

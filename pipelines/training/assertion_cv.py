@@ -397,11 +397,14 @@ def _cells(scores: Mapping[str, dict]) -> str:
     return " ".join(f"{scores[m]['mean']:7.3f} ± {scores[m]['sd']:.3f}" for m in METRICS)
 
 
-def adopt_policy(model_dir: Path, report: dict, *, kit_devel: Path, cue_model_dir: Path | None = None) -> dict:
+def adopt_policy(model_dir: Path, report: dict, *, kit_devel: Path, cue_model_dir: Path | None = None,
+                 cue_model_labels: Sequence[str] | None = ("PROBLEM",)) -> dict:
     """Write the policy a CV report chose into the model's ``hybrid.json``, with its CV scores and,
     for reference, its scores on the kit's devel split (which the CV also covered). A policy taking the
     not-particular flag from a cue model names ``cue_model_dir`` there (default: the model directory's
-    sibling ``assertion_cues``), relative to the model's directory."""
+    sibling ``assertion_cues``), relative to the model's directory, and asks it about entities of the
+    NER labels ``cue_model_labels`` only (None: any; the kit's unlabelled targets, all problems, are
+    always asked, so the CV scores stand)."""
     from clinlake.pipelines.evaluation.assertion_kit import evaluate_kit
     from clinlake.pipelines.engine.assertion.hybrid import CUE_MODEL_DIR_KEY, HybridAssertion
     from clinlake.pipelines.engine.assertion.model import HYBRID_FILE
@@ -423,6 +426,7 @@ def adopt_policy(model_dir: Path, report: dict, *, kit_devel: Path, cue_model_di
     policy = HybridPolicy(**chosen["policy"])
     cue_model, cue_record = None, {}
     if policy.asks_cue_model:
+        policy = replace(policy, cue_model_labels=None if cue_model_labels is None else tuple(cue_model_labels))
         cue_model_dir = Path(cue_model_dir or model_dir.parent / "assertion_cues")
         if not (cue_model_dir / CONFIG_FILE).is_file():
             raise ValueError(f"the policy takes the not-particular flag from a cue model, but {cue_model_dir} holds "

@@ -171,3 +171,80 @@ def test_the_pipeline_version_follows_the_cue_model_files_not_its_card(model_pai
     with open(cues / "vocab.json", "a", encoding="utf-8") as vocab:
         vocab.write(" ")
     assert pipeline_version(config.pipeline, resolver) != before
+
+
+PROBLEMS_ONLY = HybridPolicy(not_particular=CUE_MODEL, cue_model_labels=("PROBLEM",))
+
+
+def test_cue_model_labels_are_a_non_empty_list_of_labels_and_need_a_policy_asking_the_cue_model():
+    # JSON gives a list; the policy keeps a tuple (it is hashed) and compares equal to one built with a tuple
+    assert HybridPolicy(not_particular=CUE_MODEL, cue_model_labels=["PROBLEM"]) == PROBLEMS_ONLY
+    assert PROBLEMS_ONLY.cue_model_labels == ("PROBLEM",)
+    for bad in ("PROBLEM", [], ["PROBLEM", ""], [3]):
+        with pytest.raises(HybridPolicyError, match="cue_model_labels"):
+            HybridPolicy(not_particular=CUE_MODEL, cue_model_labels=bad)
+    with pytest.raises(HybridPolicyError, match="no attribute is taken from the cue model"):
+        HybridPolicy(cue_model_labels=["PROBLEM"])
+
+
+def test_the_cue_model_is_asked_only_about_the_policys_labels_and_about_unlabelled_targets():
+    conditional = (Cue(10, 14, "CONDITIONAL", True),)
+    assert needs_cue_model(conditional, PROBLEMS_ONLY, "PROBLEM")
+    assert not needs_cue_model(conditional, PROBLEMS_ONLY, "TREATMENT")
+    assert not needs_cue_model(conditional, PROBLEMS_ONLY, "TEST")
+    assert needs_cue_model(conditional, PROBLEMS_ONLY, None)  # the kit's gold spans carry no label
+    assert needs_cue_model(conditional, ASKS, "TREATMENT")  # no cue_model_labels: every label
+    assert not needs_cue_model((), PROBLEMS_ONLY, "PROBLEM")  # the cue gate still holds
+
+
+def test_the_hybrid_asks_the_cue_model_about_the_targets_whose_label_the_policy_names(rules, model):
+    cue_model = RecordingCueModel(not_particular=0.05)
+    hybrid = HybridAssertion(rules, model, PROBLEMS_ONLY, cue_model=cue_model)
+    text = "She will undergo resection if the pain returns."
+    sentence = span_sentence(text, (0, len(text)))
+    targets = [span_of(text, "resection"), span_of(text, "the pain")]
+    (results,) = hybrid.assess_many(text, [(sentence, targets, None)], labels=[["TREATMENT", "PROBLEM"]])
+    assert [target for target, _ in cue_model.asked] == [targets[1]]
+    (rule_results,) = rules.assess_many(text, [(sentence, targets, None)])
+    # the rules call both not particular; the treatment keeps that, the problem takes the cue model's "no"
+    assert [r.assertion for r in rule_results] == ["hypothetical", "hypothetical"]
+    assert results[0] == rule_results[0] and results[1].assertion == "present"
+    # without labels every gated target is asked, as in the kit's cross-validation
+    cue_model.asked.clear()
+    hybrid.assess_many(text, [(sentence, targets, None)])
+    assert [target for target, _ in cue_model.asked] == targets
+
+
+class LabelRecordingEngine:
+    """An assertion engine with assess_many that records the NER labels the pipeline gives it."""
+
+    def __init__(self) -> None:
+        self.labels = None
+
+    def assess(self, text, sentence, targets, section=None):
+        return self.assess_many(text, [(sentence, targets, section)])[0]
+
+    def assess_many(self, text, groups, *, labels=None):
+        self.labels = labels
+        return [[AssertionResult("present", False, 0.9) for _ in targets] for _, targets, _ in groups]
+
+
+def test_the_pipeline_gives_the_engine_its_targets_labels_group_by_group():
+    from clinlake.pipelines.engine.pipeline import Pipeline
+    from clinlake.pipelines.evaluation.assertion_brat import DocumentAssessor
+
+    base = DocumentAssessor.from_config("rules").pipeline
+    engine = LabelRecordingEngine()
+    pipeline = Pipeline(splitter=base.splitter, sections=base.sections, ner_stages=[], assertion=engine,
+                        version=base.version)
+    text = "Fever and aspirin. Rash."
+    sentences = pipeline.splitter.split(text)
+    targets = [(0, 0, 5), (0, 10, 17), (1, 19, 23)]
+    results = pipeline.assess(text, sentences, [], targets, labels=["PROBLEM", "TREATMENT", "PROBLEM"])
+    assert len(results) == 3
+    assert engine.labels == [["PROBLEM", "TREATMENT"], ["PROBLEM"]]
+    pipeline.assess(text, sentences, [], targets)
+    assert engine.labels is None
+    with pytest.raises(ValueError, match="2 NER labels for 3 assertion targets"):
+        pipeline.assess(text, sentences, [], targets, labels=["PROBLEM", "TEST"])
+

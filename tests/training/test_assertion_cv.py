@@ -279,3 +279,39 @@ def test_a_cue_model_fold_scores_the_policies_taking_not_particular_from_it_and_
                                                       not_particular="rules"))]
         assert cue_scores["historical_f1"] == same["historical_f1"]
     assert "a cue model per fold" in format_assertion_cv(report)
+
+
+def test_adopting_a_cue_model_policy_names_the_model_and_asks_it_about_problems_only(tmp_path):
+    import json
+    import shutil
+
+    from clinlake.pipelines.engine.assertion.context import ContextAssertion
+    from clinlake.pipelines.engine.assertion.hybrid import CUE_MODEL, HybridAssertion
+    from clinlake.pipelines.engine.assertion.model import AssertionModel
+    from clinlake.pipelines.engine.assertion.rules import DEFAULT_RULES_PATH
+    from clinlake.pipelines.resources import Resolver
+    from clinlake.pipelines.training.assertion_data import kit_path
+    from clinlake.pipelines.training.assertion_cv import adopt_policy
+
+    model_dir, cues_dir = tmp_path / "assertion", tmp_path / "elsewhere" / "cues"
+    shutil.copytree(Resolver().model_dir("assertion"), model_dir)
+    shutil.copytree(Resolver().model_dir("assertion_cues"), cues_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    chosen = HybridPolicy(historical="either", not_particular=CUE_MODEL, historical_threshold=0.4)
+    report = {"k": 5, "rows": 1908, "recipe": {"members": 3, "epochs": 12, "cue_model": True,
+                                               "cues": bool(config.get("cue_categories"))},
+              "engines_student": {policy_key(chosen): {m: {"mean": 0.9, "sd": 0.0} for m in METRICS}},
+              "policy_by_cv_student": {"policy": asdict(chosen), "key": policy_key(chosen), "margin": 0.01,
+                                       "best_objective": 2.79, "mean_objective": 2.79}}
+    with pytest.raises(ValueError, match="holds none"):  # no sibling assertion_cues beside the copy
+        adopt_policy(model_dir, report, kit_devel=kit_path("devel"))
+    record = adopt_policy(model_dir, report, kit_devel=kit_path("devel"), cue_model_dir=cues_dir)
+    assert record["cue_model_dir"] == "../elsewhere/cues"
+    assert record["policy"]["cue_model_labels"] == ("PROBLEM",)
+    assert json.loads((model_dir / "hybrid.json").read_text())["policy"]["cue_model_labels"] == ["PROBLEM"]
+    # what the engine reads back from that file
+    loaded = HybridAssertion(ContextAssertion.from_file(DEFAULT_RULES_PATH), AssertionModel(model_dir))
+    assert loaded.policy.cue_model_labels == ("PROBLEM",)
+    assert loaded.cue_model.model_dir.resolve() == cues_dir.resolve()
+    anyone = adopt_policy(model_dir, report, kit_devel=kit_path("devel"), cue_model_dir=cues_dir, cue_model_labels=None)
+    assert anyone["policy"]["cue_model_labels"] is None

@@ -203,9 +203,10 @@ class ContextAssertion:
                                       _modifies(item, target)) for item in analyses[ignored]))
         return results
 
-    def assess_many(self, text: str, groups: Sequence[tuple[Sentence, Sequence[tuple[int, int]], str | None]]
-                    ) -> list[list[AssertionResult]]:
-        """:meth:`assess` of each (sentence, targets, section) group of one note."""
+    def assess_many(self, text: str, groups: Sequence[tuple[Sentence, Sequence[tuple[int, int]], str | None]], *,
+                    labels: Sequence[Sequence[str | None]] | None = None) -> list[list[AssertionResult]]:
+        """:meth:`assess` of each (sentence, targets, section) group of one note (the targets' NER
+        ``labels`` are not read)."""
         return [self.assess(text, sentence, targets, section) for sentence, targets, section in groups]
 
     def assess_many_with_cues(self, text: str, groups: Sequence[tuple[Sentence, Sequence[tuple[int, int]], str | None]]

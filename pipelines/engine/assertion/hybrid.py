@@ -7,8 +7,10 @@ Which engine answers which attribute is a :class:`HybridPolicy`, stored with the
 A policy may take the not-particular flag from a second, cue-reading network (``cue_model``):
 one trained on the rules' cues as well as the words, asked only about targets whose sentence holds
 a hypothetical or conditional cue (:func:`needs_cue_model`), so it costs little. It is not the main
-network because reading cues lowers that network's historical F1. The shipped policy asks none: on the
-bundled notes such a network undid the rules' hypothetical on planned procedures (README, "Assertion engines").
+network because reading cues lowers that network's historical F1. The shipped policy asks one
+(models/assertion_cues) about PROBLEM entities only (``cue_model_labels``): asked about every entity,
+it undid the rules' hypothetical on planned procedures, which its training data never marks
+(README, "Assertion engines").
 """
 from __future__ import annotations
 
@@ -52,6 +54,10 @@ class HybridPolicy:
     ``historical_threshold``: where the historical flag heeds the model, the model says historical
     when its probability of the class is above this; ``None``, when historical is its most probable
     temporality class (as the model engine alone decides).
+
+    ``cue_model_labels``: the NER labels of the entities the cue model may be asked about (``None``:
+    any). A cue model learns only from the kinds of targets its data marks (the kit's are all problems),
+    so it is kept off the others; a target without a label (the kit's gold spans) is asked.
     """
 
     negation: Source = "rules"
@@ -60,6 +66,7 @@ class HybridPolicy:
     not_particular: Source = "rules"
     other: Source = "rules"
     historical_threshold: float | None = None
+    cue_model_labels: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         for key in ATTRIBUTES:
@@ -68,6 +75,15 @@ class HybridPolicy:
             if value not in allowed:
                 raise HybridPolicyError(f"hybrid policy {key!r} has unknown value {value!r} "
                                         f"(allowed: {', '.join(allowed)})")
+        labels = self.cue_model_labels
+        if labels is not None:
+            if isinstance(labels, str) or not labels or not all(isinstance(label, str) and label for label in labels):
+                raise HybridPolicyError(f"hybrid policy 'cue_model_labels' must be a non-empty list of NER labels "
+                                        f"or null, not {labels!r}")
+            if not self.asks_cue_model:
+                raise HybridPolicyError("hybrid policy 'cue_model_labels' is set but no attribute is taken from "
+                                        "the cue model (not_particular: cue_model)")
+            object.__setattr__(self, "cue_model_labels", tuple(labels))  # JSON gives a list; the policy is hashed
         threshold = self.historical_threshold
         if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
                                       or not 0.0 < threshold < 1.0):
@@ -130,10 +146,13 @@ def has_not_particular_cue(cues: Sequence[Cue]) -> bool:
     return any(cue.category in CUE_MODEL_CATEGORIES for cue in cues)
 
 
-def needs_cue_model(cues: Sequence[Cue], policy: HybridPolicy) -> bool:
-    """Whether the cue model is asked about a target, given the rules' cues of its sentence: where the
-    policy takes the not-particular flag from it and :func:`has_not_particular_cue`."""
-    return policy.asks_cue_model and has_not_particular_cue(cues)
+def needs_cue_model(cues: Sequence[Cue], policy: HybridPolicy, label: str | None = None) -> bool:
+    """Whether the cue model is asked about a target, given the rules' cues of its sentence and its NER
+    ``label`` (None where it has none): where the policy takes the not-particular flag from the cue model,
+    allows the label (``cue_model_labels``) and :func:`has_not_particular_cue`."""
+    return (policy.asks_cue_model
+            and (label is None or policy.cue_model_labels is None or label in policy.cue_model_labels)
+            and has_not_particular_cue(cues))
 
 
 def combine(rule: AssertionResult, answer: ModelAnswer | None, policy: HybridPolicy, *,
@@ -219,11 +238,12 @@ class HybridAssertion:
     ) -> list[AssertionResult]:
         return self.assess_many(text, [(sentence, targets, section)])[0]
 
-    def assess_many(self, text: str, groups: Sequence[tuple[Sentence, Sequence[tuple[int, int]], str | None]]
-                    ) -> list[list[AssertionResult]]:
+    def assess_many(self, text: str, groups: Sequence[tuple[Sentence, Sequence[tuple[int, int]], str | None]], *,
+                    labels: Sequence[Sequence[str | None]] | None = None) -> list[list[AssertionResult]]:
         """:meth:`assess` of each (sentence, targets, section) group of one note: the rules
         group by group, then the model at once on the targets whose result it can change
-        (:func:`needs_model`), and the cue model on those it is asked about (:func:`needs_cue_model`);
+        (:func:`needs_model`), and the cue model on those it is asked about (:func:`needs_cue_model`,
+        which heeds the targets' NER ``labels``, one sequence per group, where given);
         a target neither is asked about keeps the rules' result, as :func:`combine` would."""
         cues = None
         if self.model.reads_cues or self.cue_model is not None:  # one analysis serves rules and networks
@@ -232,8 +252,12 @@ class HybridAssertion:
             rule_results = self.rules.assess_many(text, groups)
         asked = [[needs_model(r, self.policy) for r in rules] for rules in rule_results]
         answers = self._answers(self.model, text, groups, asked, cues if self.model.reads_cues else None)
-        cue_asked = [[False] * len(rules) for rules in rule_results] if cues is None else \
-            [[needs_cue_model(c, self.policy) for c in group_cues] for group_cues in cues]
+        if cues is None:
+            cue_asked = [[False] * len(rules) for rules in rule_results]
+        else:
+            group_labels = labels if labels is not None else [[None] * len(group_cues) for group_cues in cues]
+            cue_asked = [[needs_cue_model(c, self.policy, label) for c, label in zip(group_cues, target_labels, strict=True)]
+                         for group_cues, target_labels in zip(cues, group_labels, strict=True)]
         cue_answers = self._answers(self.cue_model, text, groups, cue_asked, cues)
         results = []
         for (_, _, section), rules, flags, cue_flags, model, cue_model in zip(

@@ -394,9 +394,10 @@ class AssertionModel:
     ) -> list[AssertionResult]:
         return self.assess_many(text, [(sentence, targets, section)])[0]
 
-    def assess_many(self, text: str, groups: Sequence[tuple[Sentence, Sequence[tuple[int, int]], str | None]]
-                    ) -> list[list[AssertionResult]]:
-        """:meth:`assess` of each (sentence, targets, section) group of one note, batched."""
+    def assess_many(self, text: str, groups: Sequence[tuple[Sentence, Sequence[tuple[int, int]], str | None]], *,
+                    labels: Sequence[Sequence[str | None]] | None = None) -> list[list[AssertionResult]]:
+        """:meth:`assess` of each (sentence, targets, section) group of one note (the targets' NER
+        ``labels`` are not read), batched."""
         for sentence, targets, _ in groups:
             _check_targets(sentence, targets)
         cues = None
