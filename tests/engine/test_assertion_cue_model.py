@@ -248,3 +248,17 @@ def test_the_pipeline_gives_the_engine_its_targets_labels_group_by_group():
     with pytest.raises(ValueError, match="2 NER labels for 3 assertion targets"):
         pipeline.assess(text, sentences, [], targets, labels=["PROBLEM", "TEST"])
 
+
+def test_the_shipped_hybrid_asks_its_cue_model_about_problems_only():
+    from clinlake.pipelines.engine.assertion.engines import load_assertion_engine
+
+    hybrid = load_assertion_engine("hybrid")
+    assert hybrid.policy.asks_cue_model and hybrid.policy.cue_model_labels == ("PROBLEM",)
+    assert hybrid.cue_model is not None and hybrid.cue_model.reads_cues
+    # a planned procedure (a TREATMENT) keeps the rules' hypothetical; the cue model never sees it
+    text = "She is planned for surgical intervention."
+    sentence = span_sentence(text, (0, len(text)))
+    target = [span_of(text, "surgical intervention")]
+    (rules_result,) = hybrid.rules.assess(text, sentence, target)
+    ((result,),) = hybrid.assess_many(text, [(sentence, target, None)], labels=[["TREATMENT"]])
+    assert rules_result.assertion == "hypothetical" and result == rules_result

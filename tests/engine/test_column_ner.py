@@ -30,7 +30,8 @@ def test_config_tells_model_and_column_entries_apart():
     conf = parse_config({"input": {"path": "x"}, "pipeline": {"ner": [
         {"model": "clinical_core"}, {"column": "ner_chunk", "labels": ["PROBLEM"]}]}}).pipeline
     assert conf.ner == [NerModelConfig(model="clinical_core"), NerColumnConfig(column="ner_chunk", labels=["PROBLEM"])]
-    assert len(conf_models(conf, Resolver("."))) == 2  # clinical_core + the assertion model; no column
+    # clinical_core, the assertion model and the cue model its hybrid policy names; no column
+    assert len(conf_models(conf, Resolver("."))) == 3
 
 
 @pytest.mark.parametrize("entry, message", [
