@@ -426,7 +426,7 @@ def adopt_policy(model_dir: Path, report: dict, *, kit_devel: Path, cue_model_di
     policy = HybridPolicy(**chosen["policy"])
     cue_model, cue_record = None, {}
     if policy.asks_cue_model:
-        policy = replace(policy, cue_model_labels=None if cue_model_labels is None else tuple(cue_model_labels))
+        policy = replace(policy, cue_model_labels=cue_model_labels)  # HybridPolicy checks it and makes it a tuple
         cue_model_dir = Path(cue_model_dir or model_dir.parent / "assertion_cues")
         if not (cue_model_dir / CONFIG_FILE).is_file():
             raise ValueError(f"the policy takes the not-particular flag from a cue model, but {cue_model_dir} holds "
